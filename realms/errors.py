@@ -1,0 +1,68 @@
+"""The root of every jobsts error, and the identity-layer errors.
+
+Modelled on PyJWT's exceptions: one root type, input errors kept apart from
+misconfiguration and from outages, and every error carrying data (``.code`` and
+whatever it names: ``.realm``, ``.claim``, ``.node``, ...). Each concrete code is a
+class with a stable dotted ``code``; ``docs/errors.md`` documents every one of them
+(a test walks the subclasses and checks).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class JobstsError(Exception):
+    """Root of all jobsts errors. ``code`` is stable; ``message`` is one line for a person."""
+
+    code: ClassVar[str] = "jobsts.error"
+
+    def __init__(self, message: str, **data: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.data: dict[str, Any] = data
+        for key, value in data.items():
+            setattr(self, key, value)
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+class InputError(JobstsError):
+    """Something the caller sent was refused: bad input, bad credentials, an untrusted token."""
+
+    code: ClassVar[str] = "input.invalid"
+
+
+class ConfigError(JobstsError):
+    """The service or agent is misconfigured. Raised at start, never because of caller input."""
+
+    code: ClassVar[str] = "config.invalid"
+
+
+class UnavailableError(JobstsError):
+    """A dependency (directory, database, STS) could not answer. Never a verdict on the caller."""
+
+    code: ClassVar[str] = "service.unavailable"
+
+
+class AccessIdInvalid(InputError):
+    code: ClassVar[str] = "access_id.invalid"
+
+
+class LoginFailed(InputError):
+    """Unknown user, wrong password, ambiguous match or disabled account: one answer for all."""
+
+    code: ClassVar[str] = "login.failed"
+
+
+class RegistryUnavailable(UnavailableError):
+    """The realm's directory could not answer (refused, timeout, TLS failure, server error)."""
+
+    code: ClassVar[str] = "ldap.unavailable"
+
+
+class RegistryTLSError(RegistryUnavailable):
+    """TLS could not be established or verified; no credential was sent."""
+
+    code: ClassVar[str] = "ldap.tls"
