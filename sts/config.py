@@ -84,7 +84,9 @@ def _throttle(table: Any) -> ThrottlePolicy:
     return policy
 
 
-def sts_config_from_mapping(data: Mapping[str, Any], base_dir: Path, environ: Mapping[str, str] | None = None) -> StsConfig:
+def sts_config_from_mapping(
+    data: Mapping[str, Any], base_dir: Path, environ: Mapping[str, str] | None = None
+) -> StsConfig:
     """Validate a parsed STS configuration. ``environ`` supplies ``JOBSTS_`` overrides."""
     environ = os.environ if environ is None else environ
     sts = dict(data.get("sts") or {})
@@ -116,7 +118,9 @@ def sts_config_from_mapping(data: Mapping[str, Any], base_dir: Path, environ: Ma
         try:
             proxies.append(ipaddress.ip_network(text))
         except ValueError:
-            raise ConfigError(f"sts.trusted_proxies: {text!r} is not an address or network", field="sts.trusted_proxies") from None
+            raise ConfigError(
+                f"sts.trusted_proxies: {text!r} is not an address or network", field="sts.trusted_proxies"
+            ) from None
     max_body = sts.get("max_body_bytes", 64 * 1024)
     if isinstance(max_body, bool) or not isinstance(max_body, int) or not 1024 <= max_body <= 16 * 1024 * 1024:
         raise ConfigError("sts.max_body_bytes: must be from 1024 to 16777216", field="sts.max_body_bytes")

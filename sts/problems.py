@@ -27,7 +27,7 @@ STATUS_BY_ERROR: dict[type[JobstsError], int] = {
 def status_for(error: JobstsError) -> int:
     for cls in type(error).__mro__:
         if cls in STATUS_BY_ERROR:
-            return STATUS_BY_ERROR[cls]  # type: ignore[index]
+            return STATUS_BY_ERROR[cls]
     return 500
 
 

@@ -6,6 +6,7 @@ any key is chosen, pins the algorithm to the key, and checks typ, claims, audien
 """
 
 from realms.tokens.errors import (
+    RealmUntrusted,
     TokenAlgorithmRefused,
     TokenAudience,
     TokenClaimInvalid,
@@ -17,7 +18,6 @@ from realms.tokens.errors import (
     TokenSignatureInvalid,
     TokenTypeMismatch,
     TokenUnknownKey,
-    RealmUntrusted,
 )
 from realms.tokens.keys import VerificationKey, jwk_thumbprint, public_jwk, verification_key_from_jwk
 from realms.tokens.profiles import ACCESS_TOKEN, AGENT_TOKEN, JOB_TOKEN, SIGNING_ALGORITHMS, TokenProfile

@@ -131,7 +131,9 @@ def _check_claims(
         except AccessIdInvalid:
             raise TokenClaimInvalid("claim sub is not an access ID", claim="sub") from None
         if subject.kind is not AccessIdKind.USER or subject.realm != trust.realm:
-            raise TokenClaimInvalid(f"subject {claims['sub'][:120]!r} is not a user of realm {trust.realm}", claim="sub")
+            raise TokenClaimInvalid(
+                f"subject {claims['sub'][:120]!r} is not a user of realm {trust.realm}", claim="sub"
+            )
 
 
 def verify(
