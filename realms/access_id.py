@@ -56,7 +56,8 @@ def _check_unique_id(unique_id: str) -> str:
     # Why: control, format (bidi overrides, zero-width) and separator characters let two
     # different access IDs look identical to an admin, or smuggle line breaks into logs
     # and CSV imports. Refusing them keeps "what you see is what matches".
-    for ch in unique_id:
+    # (Printable ASCII has none of them: the common case skips the per-character scan.)
+    for ch in () if unique_id.isascii() and unique_id.isprintable() else unique_id:
         category = unicodedata.category(ch)
         if category[0] == "C" or category in ("Zl", "Zp"):
             raise AccessIdInvalid(f"control or format character U+{ord(ch):04X} in access ID")

@@ -6,9 +6,9 @@ tolerated). A token that two parsers could read differently is refused here inst
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +16,9 @@ from realms.tokens.errors import TokenMalformed
 
 MAX_TOKEN_BYTES = 16 * 1024
 MAX_JSON_DEPTH = 8
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
+_B64_VALUE = {c: i for i, c in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")}
+_TO_STANDARD_ALPHABET = str.maketrans("-_", "+/")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,21 +34,21 @@ def b64url_decode(segment: str, what: str) -> bytes:
     # bytes that were signed and the bytes we read cannot differ by a "malleable" encoding.
     if "=" in segment:
         raise TokenMalformed(f"{what} is padded base64url")
-    try:
-        raw = base64.b64decode(segment + "=" * (-len(segment) % 4), altchars=b"-_", validate=True)
-    except (binascii.Error, ValueError):
-        raise TokenMalformed(f"{what} is not base64url") from None
-    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != segment:
+    remainder = len(segment) % 4
+    if _BASE64URL.fullmatch(segment) is None or remainder == 1:
+        raise TokenMalformed(f"{what} is not base64url")
+    # The last character of a 2- or 3-character tail carries 4 or 2 unused bits; they must be 0.
+    if remainder and _B64_VALUE[segment[-1]] & (0b1111 if remainder == 2 else 0b11):
         raise TokenMalformed(f"{what} is not canonical base64url")
-    return raw
+    return binascii.a2b_base64(segment.translate(_TO_STANDARD_ALPHABET) + "=" * (-remainder % 4))
 
 
 def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise TokenMalformed(f"duplicate JSON member {key[:40]!r}")
-        result[key] = value
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        keys = [key for key, _ in pairs]
+        duplicate = next(key for key in keys if keys.count(key) > 1)
+        raise TokenMalformed(f"duplicate JSON member {duplicate[:40]!r}")
     return result
 
 
@@ -53,14 +56,14 @@ def _refuse_constant(name: str) -> Any:
     raise TokenMalformed(f"JSON constant {name} is not allowed")
 
 
-def _depth(value: Any, level: int = 1) -> int:
-    if level > MAX_JSON_DEPTH:
-        return level
-    if isinstance(value, dict):
-        return max([level, *(_depth(v, level + 1) for v in value.values())])
-    if isinstance(value, list):
-        return max([level, *(_depth(v, level + 1) for v in value)])
-    return level
+_DECODER = json.JSONDecoder(object_pairs_hook=_refuse_duplicates, parse_constant=_refuse_constant)
+
+
+def _too_deep(container: dict[str, Any] | list[Any], depth: int = 1) -> bool:
+    if depth > MAX_JSON_DEPTH:
+        return True
+    children = container.values() if isinstance(container, dict) else container
+    return any(_too_deep(child, depth + 1) for child in children if isinstance(child, dict | list))
 
 
 def json_object(raw: bytes, what: str) -> dict[str, Any]:
@@ -69,7 +72,7 @@ def json_object(raw: bytes, what: str) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise TokenMalformed(f"{what} is not valid UTF-8") from None
     try:
-        value = json.loads(text, object_pairs_hook=_refuse_duplicates, parse_constant=_refuse_constant)
+        value = _DECODER.decode(text)
     except RecursionError:
         raise TokenMalformed(f"{what} is nested too deeply") from None
     except ValueError as exc:
@@ -78,7 +81,7 @@ def json_object(raw: bytes, what: str) -> dict[str, Any]:
         raise TokenMalformed(f"{what} is not JSON") from None
     if not isinstance(value, dict):
         raise TokenMalformed(f"{what} is not a JSON object")
-    if _depth(value) > MAX_JSON_DEPTH:
+    if _too_deep(value):
         raise TokenMalformed(f"{what} is nested deeper than {MAX_JSON_DEPTH}")
     return value
 
