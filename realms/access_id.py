@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from realms.errors import AccessIdInvalid
 
@@ -29,6 +29,12 @@ class AccessIdKind(enum.Enum):
     GROUP = "group"
     SPECIAL = "special"
     NODE = "node"
+
+    def __lt__(self, other: object) -> bool:
+        # AccessId is ordered (sorted listings, stable exports); kinds order by their spelling.
+        if not isinstance(other, AccessIdKind):
+            return NotImplemented
+        return self.value < other.value
 
 
 class Special(enum.Enum):
@@ -66,7 +72,7 @@ def _check_unique_id(unique_id: str) -> str:
     return unique_id
 
 
-@dataclass(frozen=True, slots=True, order=True)
+@dataclass(frozen=True, slots=True)
 class AccessId:
     """One parsed access ID. Build with the constructors, ``parse``, or ``AccessId(kind, realm, name)``.
 
@@ -78,6 +84,8 @@ class AccessId:
     kind: AccessIdKind
     realm: str
     name: str
+    # The canonical spelling, computed once: access IDs are formatted on every decision.
+    _text: str = field(default="", init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.kind in (AccessIdKind.USER, AccessIdKind.GROUP):
@@ -89,6 +97,11 @@ class AccessId:
         elif self.kind is AccessIdKind.NODE:
             if self.realm or NODE_ID.fullmatch(self.name) is None:
                 raise AccessIdInvalid(f"bad node id {self.name!r}")
+        if self.kind in (AccessIdKind.USER, AccessIdKind.GROUP):
+            text = f"{self.kind.value}:{self.realm}/{self.name}"
+        else:
+            text = f"{self.kind.value}:{self.name}"
+        object.__setattr__(self, "_text", text)
 
     @classmethod
     def user(cls, realm: str, unique_id: str) -> AccessId:
@@ -128,13 +141,15 @@ class AccessId:
         return cls(kind, "", rest)
 
     def __str__(self) -> str:
-        if self.kind in (AccessIdKind.USER, AccessIdKind.GROUP):
-            return f"{self.kind.value}:{self.realm}/{self.name}"
-        return f"{self.kind.value}:{self.name}"
+        return self._text
+
+    def __lt__(self, other: AccessId) -> bool:
+        """Sorted by canonical spelling, so listings and exports have one stable order."""
+        return self._text < other._text
 
     @property
     def text(self) -> str:
-        return str(self)
+        return self._text
 
 
 EVERYONE = AccessId.special(Special.EVERYONE)
