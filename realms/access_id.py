@@ -30,12 +30,6 @@ class AccessIdKind(enum.Enum):
     SPECIAL = "special"
     NODE = "node"
 
-    def __lt__(self, other: object) -> bool:
-        # AccessId is ordered (sorted listings, stable exports); kinds order by their spelling.
-        if not isinstance(other, AccessIdKind):
-            return NotImplemented
-        return self.value < other.value
-
 
 class Special(enum.Enum):
     EVERYONE = "EVERYONE"
