@@ -25,8 +25,8 @@ SUBCOMMANDS: dict[str, str] = {
     "access-id": "sts.cli.admin:access_id",
     "login": "sts.cli.client:login",
     "logout": "sts.cli.client:logout",
-    "submit": "sts.cli.client:submit",
-    "jobs": "sts.cli.client:jobs",
+    "submit": "sts.cli.jobs_commands:submit",
+    "jobs": "sts.cli.jobs_commands:jobs",
     "demo": "sts.cli.demo:demo",
     "agent": "agent_client.cli:agent",
 }

@@ -1,0 +1,235 @@
+"""Benchmark: job round trips per second through the HTTP API, against a raw SQLAlchemy loop.
+
+For SQLite and PostgreSQL, with 1 and 8 concurrent clients, it serves the STS under gunicorn
+(2 workers x 8 threads, loopback) and measures, in the same run:
+
+* ``submit/s``: ``POST /api/v1/jobs`` (validate, authorize, mint + encrypt the job token, insert);
+* ``jobs/s``: agents (all on the same node, so they contend) each looping lease -> start ->
+  result, i.e. three HTTP round trips and three transactions per job;
+* ``raw/s``: the physical limit on the same database: a bare SQLAlchemy Core loop of one
+  INSERT transaction then one UPDATE transaction per row, with the same number of threads.
+
+Ratios printed: submit/s / raw/s and jobs/s / raw/s (a job's dispatch is 3 writes, a raw pair 2).
+
+    /work/.venv/bin/python bench/jobs.py [--jobs 300] [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/test]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+from sqlalchemy import Column, MetaData, String, Table, Text, create_engine, text
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from authz_tables.roles import Role  # noqa: E402
+from realms.access_id import AccessId  # noqa: E402
+from sts.config import load_sts_config  # noqa: E402
+from sts.crypto import create_key_file  # noqa: E402
+from sts.db import make_engine  # noqa: E402
+from sts.models import Node  # noqa: E402
+from sts.services import build_services  # noqa: E402
+
+JOHN = AccessId.user("jobmgr", "uid=john,ou=people,dc=jobmgr,dc=example")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def postgres_schema(base_url: str) -> Iterator[str]:
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{base_url}{'&' if '?' in base_url else '?'}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def write_config(folder: Path, database_url: str, port: int) -> Path:
+    create_key_file(folder / "master.key")
+    ldif = ROOT / "examples" / "realms" / "jobmgr.ldif"
+    path = folder / "sts.toml"
+    path.write_text(f"""[sts]
+base_url = "http://127.0.0.1:{port}"
+database_url = {json.dumps(database_url)}
+master_key_file = "master.key"
+audience = "http://127.0.0.1:{port}/api"
+
+[[realms]]
+name = "jobmgr"
+[realms.registry]
+type = "ldif"
+path = {json.dumps(str(ldif))}
+user_base = "ou=people,dc=jobmgr,dc=example"
+group_base = "ou=groups,dc=jobmgr,dc=example"
+""", encoding="utf-8")
+    return path
+
+
+def prepare(config_path: Path) -> tuple[str, str]:
+    """Migrate, grant john operator, register node1; return (user token, agent token)."""
+    config = load_sts_config(config_path, environ={})
+    services = build_services(config, migrate=True)
+    try:
+        services.authz.grant(JOHN, Role.OPERATOR, changed_by="bench")
+        with services.db.session() as session:
+            session.add(Node(id="node1", realm="jobmgr", authgroups=[], public_jwk={}, trusted_realms=[],
+                             created_at=0, created_by="bench", updated_at=0, updated_by="bench"))
+        now = int(time.time())
+        common = {"iss": config.issuer("jobmgr"), "aud": config.audience, "iat": now, "nbf": now, "exp": now + 3000}
+        user = services.keys.sign("jobmgr", {**common, "sub": str(JOHN), "jti": str(uuid.uuid4()), "realm": "jobmgr",
+                                             "groups": [], "preferred_username": "john"}, "at+jwt")
+        agent = services.keys.sign("jobmgr", {**common, "sub": "node:node1", "jti": str(uuid.uuid4())}, "agent+jwt")
+        return user, agent
+    finally:
+        services.close()
+
+
+@contextmanager
+def gunicorn(config_path: Path, port: int) -> Iterator[str]:
+    env = {**os.environ, "JOBSTS_CONFIG": str(config_path), "PYTHONPATH": str(ROOT),
+           "PYTHONWARNINGS": "ignore::DeprecationWarning"}
+    process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", "2", "--threads", "8", "-b",
+                                f"127.0.0.1:{port}", "--log-level", "warning", "sts.wsgi:app"], env=env, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        give_up = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > give_up or process.poll() is not None:
+                raise SystemExit("gunicorn did not start")
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def run_threads(count: int, work: Callable[[int], None]) -> float:
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(count)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started
+
+
+def measure_http(url: str, user: str, agent: str, jobs: int, clients: int) -> tuple[float, float]:
+    def submitter(index: int) -> None:
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {user}"}, timeout=60) as http:
+            for _ in range(index, jobs, clients):
+                response = http.post("/api/v1/jobs", json={"node": "node1", "type": "shell",
+                                                           "spec": {"argv": ["/bin/echo", "bench"]}})
+                assert response.status_code == 201, response.text
+
+    submit_seconds = run_threads(clients, submitter)
+    done: list[str] = []
+
+    def dispatcher(_index: int) -> None:
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {agent}"}, timeout=60) as http:
+            while len(done) < jobs:
+                response = http.post("/api/v1/agent/lease", json={"wait": 0})
+                if response.status_code == 204:
+                    continue
+                assert response.status_code == 200, response.text
+                job_id = response.json()["job"]["id"]
+                assert http.post(f"/api/v1/agent/jobs/{job_id}/start", json={}).status_code == 200
+                assert http.post(f"/api/v1/agent/jobs/{job_id}/result", json={
+                    "outcome": "succeeded", "exit_code": 0, "stdout_tail": "bench\n", "stderr_tail": ""}
+                ).status_code == 200
+                done.append(job_id)
+
+    dispatch_seconds = run_threads(clients, dispatcher)
+    assert len(done) == len(set(done)) == jobs, "a job was dispatched twice"
+    return jobs / submit_seconds, jobs / dispatch_seconds
+
+
+def measure_raw(database_url: str, rows: int, clients: int) -> float:
+    engine = make_engine(database_url)
+    metadata = MetaData()
+    table = Table(f"bench_raw_{uuid.uuid4().hex[:8]}", metadata, Column("id", String(36), primary_key=True),
+                  Column("state", String(16)), Column("body", Text))
+    metadata.create_all(engine)
+    body = json.dumps({"argv": ["/bin/echo", "bench"], "pad": "x" * 600})
+
+    def worker(index: int) -> None:
+        for _ in range(index, rows, clients):
+            row_id = str(uuid.uuid4())
+            with engine.begin() as conn:
+                conn.execute(table.insert().values(id=row_id, state="queued", body=body))
+            with engine.begin() as conn:
+                conn.execute(table.update().where(table.c.id == row_id).values(state="succeeded"))
+
+    try:
+        return rows / run_threads(clients, worker)
+    finally:
+        metadata.drop_all(engine)
+        engine.dispose()
+
+
+@contextmanager
+def sqlite_file(folder: Path) -> Iterator[str]:
+    yield f"sqlite:///{folder / 'bench.db'}"
+
+
+def bench_backend(name: str, postgres: str | None, jobs: int) -> None:
+    for clients in (1, 8):
+        with tempfile.TemporaryDirectory() as folder_name:
+            folder = Path(folder_name)
+            with postgres_schema(postgres) if postgres else sqlite_file(folder) as url:
+                _run(name, folder, url, jobs, clients)
+
+
+def _run(name: str, folder: Path, url: str, jobs: int, clients: int) -> None:
+    port = free_port()
+    config_path = write_config(folder, url, port)
+    user, agent = prepare(config_path)
+    with gunicorn(config_path, port) as base:
+        submits, dispatched = measure_http(base, user, agent, jobs, clients)
+    raw = measure_raw(url, jobs, clients)
+    print(f"{name:10s} clients={clients}: submit {submits:7.1f}/s  lease+start+result {dispatched:7.1f} jobs/s "
+          f"({3 * dispatched:7.1f} calls/s)  raw insert+update {raw:7.1f}/s  "
+          f"ratios submit/raw {submits / raw:.2f}  jobs/raw {dispatched / raw:.2f}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=300)
+    parser.add_argument("--postgres", default=os.environ.get("JOBSTS_TEST_DATABASE_URL"),
+                        help="PostgreSQL URL (a scratch schema is created and dropped); omit to skip")
+    args = parser.parse_args()
+    bench_backend("sqlite", None, args.jobs)
+    if args.postgres:
+        bench_backend("postgresql", args.postgres, args.jobs)
+
+
+if __name__ == "__main__":
+    main()
