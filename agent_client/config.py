@@ -1,0 +1,352 @@
+"""The agent's TOML configuration, validated at load (design.md, "Configuration").
+
+Every mistake is one ``agent.config`` line naming the file and the field, never a
+traceback. Relative paths are taken from the configuration file's directory. The
+``JOBSTS_AGENT_STS_URL`` environment variable overrides ``[agent] sts_url``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent_client.errors import AgentConfigInvalid, MapBadAccount
+from authz_tables.errors import AuthzError
+from authz_tables.roles import Role, parse_role
+from realms.access_id import REALM_NAME, AccessId, AccessIdKind, is_valid_realm_name
+from realms.errors import AccessIdInvalid
+from realms.tokens.profiles import MAX_LEEWAY_SECONDS, SIGNING_ALGORITHMS
+
+# Why: account and group names reach pwd/grp, sudo's argv and log lines. A strict POSIX-ish
+# pattern (no leading digit, "-" or "#", no whitespace or shell characters) means a name can
+# never be read as a uid ("0"), a sudo "#uid" spec ("#-1"), an option ("-u") or shell syntax.
+ACCOUNT_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+AUTHGROUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+EXECUTORS = ("setuid", "sudo", "self")
+LIMIT_NAMES = ("cpu_seconds", "address_space", "nofile", "nproc", "fsize", "core")
+STS_URL_ENV = "JOBSTS_AGENT_STS_URL"
+
+
+def check_account_name(name: object, what: str = "account") -> str:
+    """Return ``name`` if it matches the strict account pattern, else raise ``map.bad_account``."""
+    if not isinstance(name, str) or ACCOUNT_NAME.fullmatch(name) is None:
+        shown = repr(name)[:40]
+        raise MapBadAccount(
+            f"{what} name {shown} is not a valid local name (expected [a-z_][a-z0-9_-]{{0,31}})", account=shown
+        )
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class MappingRule:
+    """One ordered rule: exactly one matcher (access_id, group, role or realm) and an account."""
+
+    kind: str  # "access_id" | "group" | "role" | "realm"
+    match: str
+    account: str
+    primary_group: str | None = None
+    load_profile: bool = False
+    access_id: AccessId | None = None
+    role: Role | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MappingConfig:
+    rules: tuple[MappingRule, ...] = ()
+    equivalency: frozenset[str] = frozenset()
+    fallback: str = "deny"  # "deny" | "nobody" | an account name
+    allow_root: bool = False
+    equivalency_min_uid: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Resource limits applied to each job, and the executor's own bounds."""
+
+    rlimits: Mapping[str, int] = field(default_factory=dict)
+    output_bytes: int = 64 * 1024
+    kill_grace: float = 5.0
+    max_timeout: int = 86400
+
+
+@dataclass(frozen=True, slots=True)
+class TrustConfig:
+    """Where each trusted realm's keys come from: the STS JWKS, or a static bundle file."""
+
+    max_age: int = 3600
+    refetch_interval: int = 30
+    bundles: Mapping[str, Path] = field(default_factory=dict)
+    algorithms: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    path: Path
+    node_id: str
+    realm: str
+    sts_url: str
+    key_file: Path
+    key_algorithm: str
+    state_dir: Path
+    authz_table: Path
+    executor: str
+    trusted_realms: frozenset[str]
+    authgroups: frozenset[str]
+    job_types: Mapping[str, Role]
+    mapping: MappingConfig
+    trust: TrustConfig
+    limits: Limits
+    leeway: int = 30
+    poll_wait: int = 20
+    verify_tls: bool | str = True
+
+    def issuer(self, realm: str) -> str:
+        """The issuer of ``realm`` as the STS names it (``StsConfig.issuer``)."""
+        return f"{self.sts_url}/realms/{realm}"
+
+    @property
+    def realms(self) -> frozenset[str]:
+        """Every realm whose tokens this node accepts: its own, always, and the trusted list."""
+        return self.trusted_realms | {self.realm}
+
+    @property
+    def journal_file(self) -> Path:
+        return self.state_dir / "started.sqlite"
+
+    @property
+    def jwks_cache_dir(self) -> Path:
+        return self.state_dir / "jwks"
+
+    def protected_files(self) -> list[Path]:
+        """The files whose modes are checked at start (``file_modes.check_paths``)."""
+        files = [self.path, self.key_file, self.authz_table, *self.trust.bundles.values()]
+        return files
+
+
+class _Reader:
+    """Reads one TOML table and names the file and field in every error."""
+
+    def __init__(self, path: Path, table: Any, prefix: str) -> None:
+        if not isinstance(table, dict):
+            raise AgentConfigInvalid(f"{path}: [{prefix}] must be a table", field=prefix)
+        self.path, self.table, self.prefix, self.used = path, table, prefix, set[str]()
+
+    def fail(self, name: str, problem: str) -> AgentConfigInvalid:
+        where = f"{self.prefix}.{name}" if self.prefix else name
+        return AgentConfigInvalid(f"{self.path}: {where}: {problem}", field=where)
+
+    def get(self, name: str, kind: type | tuple[type, ...], default: Any = ..., problem: str = "") -> Any:
+        self.used.add(name)
+        if name not in self.table:
+            if default is ...:
+                raise self.fail(name, "is required")
+            return default
+        value = self.table[name]
+        if isinstance(value, bool) and kind is int:
+            raise self.fail(name, problem or "must be a whole number")
+        if not isinstance(value, kind):
+            raise self.fail(name, problem or f"must be a {getattr(kind, '__name__', 'value')}")
+        return value
+
+    def number(self, name: str, default: int, low: int, high: int) -> int:
+        value: int = self.get(name, int, default, f"must be a whole number from {low} to {high}")
+        if not low <= value <= high:
+            raise self.fail(name, f"must be a whole number from {low} to {high}")
+        return value
+
+    def done(self) -> None:
+        unknown = set(self.table) - self.used
+        if unknown:
+            raise self.fail(sorted(unknown)[0], "unknown setting")
+
+
+def _path(base: Path, text: str) -> Path:
+    # Why: normalised but NOT resolved, so a symlink anywhere in the path stays visible to the
+    # strict file-mode check instead of being silently followed.
+    return Path(os.path.normpath(os.path.join(base, text)))
+
+
+def _realm_list(reader: _Reader, name: str) -> frozenset[str]:
+    values = reader.get(name, list, [])
+    for value in values:
+        if not isinstance(value, str) or not is_valid_realm_name(value):
+            raise reader.fail(name, f"{str(value)[:40]!r} is not a realm name")
+    return frozenset(values)
+
+
+def _mapping(path: Path, table: Any, trusted: frozenset[str]) -> MappingConfig:
+    reader = _Reader(path, table, "mapping")
+    fallback = reader.get("fallback", str, "deny")
+    if fallback not in ("deny", "nobody"):
+        try:
+            check_account_name(fallback, "fallback account")
+        except MapBadAccount as exc:
+            raise reader.fail("fallback", exc.message) from None
+    allow_root = reader.get("allow_root", bool, False)
+    equivalency = _realm_list(reader, "equivalency")
+    if equivalency - trusted:
+        raise reader.fail("equivalency", f"realm {sorted(equivalency - trusted)[0]!r} is not trusted by this node")
+    min_uid = reader.number("equivalency_min_uid", 1000, 0, 2**31)
+    rules: list[MappingRule] = []
+    for index, rule_table in enumerate(reader.get("rules", list, [])):
+        rules.append(_rule(path, rule_table, f"mapping.rules[{index}]"))
+    reader.done()
+    return MappingConfig(tuple(rules), equivalency, fallback, allow_root, min_uid)
+
+
+def _rule(path: Path, table: Any, prefix: str) -> MappingRule:
+    reader = _Reader(path, table, prefix)
+    matchers = [name for name in ("access_id", "group", "role", "realm") if name in table]
+    if len(matchers) != 1:
+        raise reader.fail("", "needs exactly one of access_id, group, role, realm")
+    kind = matchers[0]
+    match = reader.get(kind, str)
+    access_id: AccessId | None = None
+    role: Role | None = None
+    if kind in ("access_id", "group"):
+        try:
+            access_id = AccessId.parse(match)
+        except AccessIdInvalid as exc:
+            raise reader.fail(kind, exc.message) from None
+        expected = AccessIdKind.GROUP if kind == "group" else AccessIdKind.USER
+        if access_id.kind is not expected:
+            raise reader.fail(kind, f"must be a {expected.value} access ID")
+    elif kind == "role":
+        try:
+            role = parse_role(match)
+        except AuthzError as exc:
+            raise reader.fail(kind, exc.message) from None
+    elif not is_valid_realm_name(match):
+        raise reader.fail(kind, "is not a realm name")
+    try:
+        account = check_account_name(reader.get("account", str))
+        primary = reader.get("primary_group", str, None)
+        if primary is not None:
+            check_account_name(primary, "group")
+    except MapBadAccount as exc:
+        raise reader.fail("account", exc.message) from None
+    load_profile = reader.get("load_profile", bool, False)
+    reader.done()
+    return MappingRule(kind, match, account, primary, load_profile, access_id, role)
+
+
+def _trust(path: Path, base: Path, table: Any, realms: frozenset[str]) -> TrustConfig:
+    reader = _Reader(path, table, "trust")
+    max_age = reader.number("max_age", 3600, 60, 30 * 86400)
+    refetch = reader.number("refetch_interval", 30, 1, 3600)
+    bundles: dict[str, Path] = {}
+    for realm, file in reader.get("bundles", dict, {}).items():
+        if realm not in realms:
+            raise reader.fail(f"bundles.{realm}", "is not this node's realm or a trusted realm")
+        if not isinstance(file, str):
+            raise reader.fail(f"bundles.{realm}", "must be a file path")
+        bundles[realm] = _path(base, file)
+    algorithms: dict[str, frozenset[str]] = {}
+    for realm, names in reader.get("algorithms", dict, {}).items():
+        if realm not in realms:
+            raise reader.fail(f"algorithms.{realm}", "is not this node's realm or a trusted realm")
+        if not isinstance(names, list) or not names or not set(names) <= set(SIGNING_ALGORITHMS):
+            raise reader.fail(f"algorithms.{realm}", f"must be a list of {', '.join(SIGNING_ALGORITHMS)}")
+        algorithms[realm] = frozenset(names)
+    reader.done()
+    return TrustConfig(max_age, refetch, bundles, algorithms)
+
+
+def _limits(path: Path, table: Any) -> Limits:
+    reader = _Reader(path, table, "limits")
+    rlimits = {name: reader.number(name, -1, 0, 2**62) for name in LIMIT_NAMES if name in table}
+    output = reader.number("output_bytes", 64 * 1024, 1024, 64 * 1024)
+    grace = reader.number("kill_grace", 5, 0, 300)
+    max_timeout = reader.number("max_timeout", 86400, 1, 30 * 86400)
+    reader.done()
+    return Limits(rlimits, output, float(grace), max_timeout)
+
+
+def config_from_mapping(data: Mapping[str, Any], path: Path, environ: Mapping[str, str] | None = None) -> AgentConfig:
+    """Validate a parsed agent TOML document (``path`` names it in errors and anchors relative paths)."""
+    environ = os.environ if environ is None else environ
+    base = path.parent
+    top = _Reader(path, dict(data), "")
+    agent = _Reader(path, top.get("agent", dict), "agent")
+    node_id = agent.get("node_id", str)
+    if REALM_NAME.fullmatch(node_id) is None:
+        raise agent.fail("node_id", "expected [A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+    realm = agent.get("realm", str)
+    if not is_valid_realm_name(realm):
+        raise agent.fail("realm", "is not a realm name")
+    sts_url = environ.get(STS_URL_ENV) or agent.get("sts_url", str)
+    agent.used.add("sts_url")
+    if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", sts_url):
+        raise agent.fail("sts_url", f"{sts_url[:80]!r} is not an http(s) URL")
+    trusted = _realm_list(agent, "trusted_realms") | {realm}
+    executor = agent.get("executor", str, "setuid")
+    if executor not in EXECUTORS:
+        raise agent.fail("executor", f"must be one of {', '.join(EXECUTORS)}")
+    authgroups = agent.get("authgroups", list, [])
+    for name in authgroups:
+        if not isinstance(name, str) or AUTHGROUP_NAME.fullmatch(name) is None:
+            raise agent.fail("authgroups", f"{str(name)[:40]!r} is not an authorization group name")
+    key_algorithm = agent.get("key_algorithm", str, "ES256")
+    if key_algorithm not in SIGNING_ALGORITHMS:
+        raise agent.fail("key_algorithm", f"must be one of {', '.join(SIGNING_ALGORITHMS)}")
+    verify_tls = agent.get("verify_tls", (bool, str), True)
+    key_file = _path(base, agent.get("key_file", str, "node.key"))
+    state_dir = _path(base, agent.get("state_dir", str, "state"))
+    authz_table = _path(base, agent.get("authz_table", str, "authz.sqlite"))
+    leeway = agent.number("leeway", 30, 0, MAX_LEEWAY_SECONDS)
+    poll_wait = agent.number("poll_wait", 20, 0, 30)
+    agent.done()
+
+    job_types_reader = _Reader(path, top.get("job_types", dict), "job_types")
+    job_types: dict[str, Role] = {}
+    for job_type, role_name in job_types_reader.table.items():
+        job_types_reader.used.add(job_type)
+        try:
+            job_types[job_type] = parse_role(role_name)
+        except AuthzError as exc:
+            raise job_types_reader.fail(job_type, exc.message) from None
+    if not job_types:
+        raise top.fail("job_types", "needs at least one job type: there are no implicit defaults")
+
+    mapping = _mapping(path, top.get("mapping", dict, {}), trusted)
+    trust = _trust(path, base, top.get("trust", dict, {}), trusted)
+    limits = _limits(path, top.get("limits", dict, {}))
+    top.done()
+    return AgentConfig(
+        path=path,
+        node_id=node_id,
+        realm=realm,
+        sts_url=sts_url.rstrip("/"),
+        key_algorithm=key_algorithm,
+        executor=executor,
+        trusted_realms=trusted - {realm},
+        authgroups=frozenset(authgroups),
+        job_types=job_types,
+        mapping=mapping,
+        trust=trust,
+        limits=limits,
+        verify_tls=verify_tls,
+        key_file=key_file,
+        state_dir=state_dir,
+        authz_table=authz_table,
+        leeway=leeway,
+        poll_wait=poll_wait,
+    )
+
+
+def load_agent_config(path: str | Path, environ: Mapping[str, str] | None = None) -> AgentConfig:
+    """Read and validate the agent TOML file at ``path``."""
+    path = Path(path).absolute()
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise AgentConfigInvalid(f"{path}: cannot read: {exc.strerror}", field="") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise AgentConfigInvalid(f"{path}: not valid TOML: {exc}", field="") from None
+    return config_from_mapping(data, path, environ)

@@ -1,0 +1,215 @@
+"""The whole agent decision, design Flow 4 steps (a) to (f), with a trace of every step.
+
+``NodeDecider.decide(job, token)`` never raises: every refusal (and any unexpected
+error) becomes an ``AgentDecision`` with ``allowed=False``, a stable ``code``, a one-line
+``reason`` and the trace. The same object feeds ``jobsts agent explain`` and the result
+the agent reports to the STS.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Container, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent_client.authorization import Decider, Principals, authorize, principals_of, required_role, scopes_for
+from agent_client.config import AgentConfig, MappingConfig
+from agent_client.errors import AgentInternalError, TrustUnavailable
+from agent_client.journal import StartedJournal
+from agent_client.mapping import Account, map_account
+from agent_client.validation import LeasedJob, check_binding, check_jti, parse_job
+from authz_tables.errors import AuthzDenied
+from authz_tables.roles import Role
+from realms.errors import JobstsError
+from realms.tokens.errors import RealmUntrusted
+from realms.tokens.jws import parse_compact
+from realms.tokens.profiles import JOB_TOKEN
+from realms.tokens.verify import TrustResolver, VerifiedToken, verify
+
+log = logging.getLogger(__name__)
+
+STEPS = {
+    "a": "issuer trust",
+    "b": "token and job binding",
+    "c": "principals",
+    "d": "required role",
+    "e": "authorization",
+    "f": "account mapping",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TraceStep:
+    step: str
+    name: str
+    verdict: str  # "pass" | "fail" | "skip"
+    detail: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"step": self.step, "name": self.name, "verdict": self.verdict, "detail": self.detail}
+
+
+@dataclass(slots=True)
+class AgentDecision:
+    """The verdict on one job, and everything the executor and the report need."""
+
+    allowed: bool = False
+    code: str | None = None
+    reason: str | None = None
+    trace: list[TraceStep] = field(default_factory=list)
+    job: LeasedJob | None = None
+    verified: VerifiedToken | None = None
+    principals: Principals | None = None
+    account: Account | None = None
+
+    @property
+    def jti(self) -> str | None:
+        return None if self.verified is None else str(self.verified.claims["jti"])
+
+    @property
+    def exp(self) -> int | None:
+        return None if self.verified is None else int(self.verified.claims["exp"])
+
+    def trace_dicts(self) -> list[dict[str, str]]:
+        return [step.as_dict() for step in self.trace]
+
+    def explain(self) -> str:
+        """One line per step, then the verdict (``jobsts agent explain``)."""
+        lines = [f"({s.step}) {s.name:<22} {s.verdict:<4}  {s.detail}" for s in self.trace]
+        if self.allowed:
+            assert self.account is not None
+            lines.append(f"verdict: run as {self.account.name} (uid {self.account.uid}) via {self.account.via}")
+        else:
+            lines.append(f"verdict: refused: {self.code}: {self.reason}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class NodePolicy:
+    """The parts of the agent configuration a decision reads."""
+
+    node_id: str
+    realm: str
+    trusted_realms: frozenset[str]
+    authgroups: frozenset[str]
+    job_types: Mapping[str, Role]
+    mapping: MappingConfig
+    leeway: int
+
+    @classmethod
+    def from_config(cls, config: AgentConfig) -> NodePolicy:
+        return cls(
+            config.node_id, config.realm, config.trusted_realms, config.authgroups, config.job_types,
+            config.mapping, config.leeway,
+        )  # fmt: skip
+
+
+class NodeDecider:
+    """Steps (a)-(f) for one node: trust store, revocations, durable record, table and mapping."""
+
+    def __init__(
+        self,
+        policy: NodePolicy,
+        resolver: TrustResolver,
+        table: Decider,
+        *,
+        revoked: Container[str] = frozenset(),
+        journal: StartedJournal | None = None,
+    ) -> None:
+        self.policy = policy
+        self.resolver = resolver
+        self.table = table
+        self.revoked = revoked
+        self.journal = journal
+
+    def _step(self, decision: AgentDecision, step: str, verdict: str, detail: str) -> None:
+        decision.trace.append(TraceStep(step, STEPS[step], verdict, detail))
+
+    def _refuse(self, decision: AgentDecision, step: str, error: JobstsError) -> AgentDecision:
+        self._step(decision, step, "fail", f"{error.code}: {error.message}")
+        for later in STEPS:
+            if later > step:
+                self._step(decision, later, "skip", "not reached")
+        decision.allowed, decision.code, decision.reason = False, error.code, error.message
+        log.info("job refused", extra={"code": error.code, "step": step, "node": self.policy.node_id})
+        return decision
+
+    def _issuer_verdict(self, token: str) -> tuple[bool, str]:
+        """On a failed verification: was the issuer trusted? (only to tell steps a and b apart)."""
+        try:
+            issuer = parse_compact(token).claims.get("iss")
+            trust = self.resolver.issuer_trust(issuer) if isinstance(issuer, str) else None
+        except JobstsError:
+            return False, "token could not be read"
+        if trust is None:
+            return False, f"issuer {str(issuer)[:120]!r} is not trusted"
+        return True, f"issuer {issuer} is realm {trust.realm}"
+
+    def decide(self, job: Any, token: str, *, now: float | None = None) -> AgentDecision:
+        """The whole decision (a)-(f); never raises."""
+        decision = AgentDecision()
+        try:
+            return self._decide(decision, job, token, now)
+        except Exception as exc:
+            # Why: a decision must fail closed; an unexpected error refuses the job, never runs it.
+            log.exception("unexpected error while deciding")
+            error = AgentInternalError(f"unexpected {type(exc).__name__} while deciding on node {self.policy.node_id}")
+            step = next((s for s in STEPS if s not in {t.step for t in decision.trace}), "f")
+            return self._refuse(decision, step, error)
+
+    def _decide(self, decision: AgentDecision, job_data: Any, token: str, now: float | None) -> AgentDecision:
+        policy = self.policy
+        # (a) + (b): the shared verifier resolves trust from the issuer before any key is used.
+        try:
+            leased = job_data if isinstance(job_data, LeasedJob) else parse_job(job_data)
+            decision.job = leased
+            verified = verify(token, JOB_TOKEN, self.resolver, audience=policy.node_id, leeway=policy.leeway, now=now)
+        except (RealmUntrusted, TrustUnavailable) as exc:
+            return self._refuse(decision, "a", exc)
+        except JobstsError as exc:
+            trusted, detail = self._issuer_verdict(token)
+            if not trusted:
+                return self._refuse(decision, "a", exc)
+            self._step(decision, "a", "pass", detail)
+            return self._refuse(decision, "b", exc)
+        decision.verified = verified
+        where = "own realm" if verified.realm == policy.realm else "trusted realm"
+        self._step(decision, "a", "pass", f"issuer {verified.issuer} is realm {verified.realm} ({where})")
+        try:
+            check_binding(verified, leased, policy.node_id)
+            jti = check_jti(verified, self.revoked, self.journal)
+        except JobstsError as exc:
+            return self._refuse(decision, "b", exc)
+        detail = f"job+jwt {jti[:36]} signed by key {verified.kid[:16]}, bound to job {leased.id}"
+        self._step(decision, "b", "pass", detail)
+
+        principals = principals_of(verified, policy.realm, policy.trusted_realms)
+        decision.principals = principals
+        self._step(decision, "c", "pass", principals.describe())
+
+        try:
+            role = required_role(leased.type, policy.job_types, policy.node_id)
+        except JobstsError as exc:
+            return self._refuse(decision, "d", exc)
+        self._step(decision, "d", "pass", f"job type {leased.type} requires {role}")
+
+        try:
+            scopes = scopes_for(leased.spec.authgroup, policy.authgroups, policy.node_id)
+            verdict = authorize(self.table, principals, role, scopes)
+        except JobstsError as exc:
+            return self._refuse(decision, "e", exc)
+        if not verdict.allowed:
+            message = f"node {policy.node_id}: {verdict.reason}"
+            denied = AuthzDenied(message, principal=verdict.subject, role=role.value, scope=verdict.scope)
+            return self._refuse(decision, "e", denied)
+        self._step(decision, "e", "pass", verdict.reason)
+
+        try:
+            account = map_account(principals, policy.mapping, self.table, scopes)
+        except JobstsError as exc:
+            return self._refuse(decision, "f", exc)
+        decision.account = account
+        self._step(decision, "f", "pass", f"{account.name} (uid {account.uid}, gid {account.gid}) via {account.via}")
+        decision.allowed = True
+        return decision

@@ -1,0 +1,86 @@
+"""Executors (design Flow 4, step g): run a job as the mapped account.
+
+``setuid`` (agent is root), ``sudo`` (agent is a service account) and ``self`` (the mapping
+resolved to the agent's own account). All share the allow-list environment, closed
+descriptors, a checked working directory, an own process group killed on timeout or
+cancel, resource limits and capped output (``run_job``).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
+
+from agent_client.config import Limits
+from agent_client.errors import AgentConfigInvalid, ExecCwdRefused, ExecError
+from agent_client.executors.base import ChildSetup, ExecResult, capture, spawn
+from agent_client.executors.environment import build_environment
+from agent_client.executors.self_exec import SelfExecutor
+from agent_client.executors.setuid import SetuidExecutor
+from agent_client.executors.sudo import CWD_FAILED_EXIT, SudoExecutor
+from agent_client.mapping import Account
+from agent_client.validation import JobSpec
+
+__all__ = ["ExecResult", "Executor", "executor_for", "login_shell_argv", "run_job"]
+
+
+class Executor(Protocol):
+    name: str
+
+    def problems(self) -> list[str]: ...
+
+    def command(self, account: Account, argv: Sequence[str], env: Mapping[str, str], cwd: str | None) -> list[str]: ...
+
+    def setup(self, account: Account, cwd: str | None, limits: Mapping[str, int]) -> tuple[ChildSetup, str | None]: ...
+
+
+EXECUTORS: dict[str, Callable[[], Executor]] = {"setuid": SetuidExecutor, "sudo": SudoExecutor, "self": SelfExecutor}
+
+
+def executor_for(name: str, account: Account | None = None) -> Executor:
+    """The configured executor; a mapping to the agent's own account always uses ``self`` (no drop needed)."""
+    if name not in EXECUTORS:
+        raise AgentConfigInvalid(f"unknown executor {name!r}", field="agent.executor")
+    if account is not None and account.uid == os.geteuid() == os.getuid():
+        return SelfExecutor()
+    return EXECUTORS[name]()
+
+
+def login_shell_argv(account: Account, argv: Sequence[str]) -> list[str]:
+    """``load_profile``: run ``argv`` through the account's login shell (``sh -l -c 'exec "$0" "$@"'``)."""
+    shell = account.shell if account.shell and os.path.isabs(account.shell) else "/bin/sh"
+    # Why: argv travels as positional parameters, never spliced into the -c string, so no
+    # argument is ever parsed as shell syntax.
+    return [shell, "-l", "-c", 'exec "$0" "$@"', *argv]
+
+
+def run_job(
+    executor: Executor,
+    account: Account,
+    spec: JobSpec,
+    limits: Limits,
+    cancel: threading.Event | None = None,
+    on_tick: Callable[[], None] | None = None,
+) -> ExecResult:
+    """Run ``spec`` as ``account``; an exec failure is an ``ExecResult`` with a code, never an exception."""
+    env, dropped = build_environment(account, spec.env)
+    argv = login_shell_argv(account, spec.argv) if account.load_profile else list(spec.argv)
+    timeout = min(spec.timeout, limits.max_timeout)
+    try:
+        child, spawn_cwd = executor.setup(account, spec.cwd, limits.rlimits)
+        command = executor.command(account, argv, env, spec.cwd)
+        process = spawn(command, env, child, cwd=spawn_cwd)
+    except ExecError as exc:
+        return ExecResult(None, "", "", exc.code, exc.message, dropped)
+    result = capture(
+        process, timeout=timeout, output_bytes=limits.output_bytes, kill_grace=limits.kill_grace, cancel=cancel,
+        on_tick=on_tick,
+    )
+    result.dropped_env = dropped
+    cwd_failed = result.exit_code == CWD_FAILED_EXIT and "cannot change directory" in result.stderr_tail
+    if executor.name == "sudo" and cwd_failed:
+        error = ExecCwdRefused(f"{account.name} cannot enter {spec.cwd or account.home}")
+        result.code, result.reason = error.code, error.message
+    return result

@@ -1,0 +1,262 @@
+"""The agent's poll loop (design Flow 3 and 4): lease → decide → record → start → run → report.
+
+Crash-safe ordering:
+
+1. A refused job is reported as ``refused`` from the leased state, without ``/start``.
+2. An allowed job's jti is written to the durable started record (fsync'd) BEFORE ``/start``
+   and before anything runs. If the agent dies after that point, the job, leased again, is
+   refused as ``token.replayed``: a job token never runs twice, at the price of a job that
+   may not run at all after a crash (fail closed).
+3. Only after the STS confirmed ``/start`` does the executor run the job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from agent_client.config import AgentConfig
+from agent_client.decision import AgentDecision, NodeDecider, NodePolicy
+from agent_client.errors import ExecUnavailable, LeaseLost, StsUnavailable, TrustUnavailable
+from agent_client.executors import EXECUTORS, ExecResult, executor_for, run_job
+from agent_client.file_modes import require_safe
+from agent_client.journal import StartedJournal
+from agent_client.sts_client import StsClient, load_node_key
+from agent_client.trust_store import TrustStore
+from authz_tables.store import AuthzTable
+from realms.errors import JobstsError
+
+log = logging.getLogger(__name__)
+
+MAX_TAIL_CHARS = 64 * 1024
+HEARTBEAT_SECONDS = 20.0
+REVOCATIONS_SECONDS = 30.0
+REVOCATIONS_MAX_AGE = 300.0
+MAX_BACKOFF = 60.0
+RESULT_ATTEMPTS = 5
+
+
+class RevocationSet:
+    """The STS's revocation list (jti → exp), refreshed at most every ``interval`` seconds.
+
+    Membership fails closed: with a fetcher configured, a list not refreshed within
+    ``max_age`` seconds raises ``trust.unavailable`` instead of answering "not revoked".
+    """
+
+    def __init__(
+        self,
+        fetch: Callable[[], dict[str, int]] | None,
+        interval: float = REVOCATIONS_SECONDS,
+        max_age: float = REVOCATIONS_MAX_AGE,
+    ) -> None:
+        self._fetch, self._interval, self._max_age = fetch, interval, max_age
+        self._revoked: dict[str, int] = {}
+        self._fetched_at = float("-inf")
+
+    def __contains__(self, jti: object) -> bool:
+        # Why: a revocation we could not learn about must not let a revoked job run.
+        if self._fetch is not None and time.monotonic() - self._fetched_at > self._max_age:
+            raise TrustUnavailable(
+                f"the revocation list could not be refreshed for more than {self._max_age:.0f}s; refusing jobs"
+            )
+        return jti in self._revoked
+
+    def add(self, jti: str, exp: int) -> None:
+        self._revoked[jti] = exp
+
+    def refresh(self, *, force: bool = False) -> None:
+        if self._fetch is None or (not force and time.monotonic() - self._fetched_at < self._interval):
+            return
+        try:
+            self._revoked.update(self._fetch())
+            self._fetched_at = time.monotonic()
+        except JobstsError as exc:
+            log.warning("revocation list not refreshed: %s", exc.code)
+        horizon = time.time() - 3600
+        self._revoked = {jti: exp for jti, exp in self._revoked.items() if not exp or exp > horizon}
+
+
+def _tail(text: str) -> str:
+    return text[-MAX_TAIL_CHARS:]
+
+
+def refused_payload(decision: AgentDecision) -> dict[str, Any]:
+    """The ``result`` body of a refusal: the code, the reason and the trace of steps (a) to (f)."""
+    return {
+        "outcome": "refused",
+        "exit_code": None,
+        "stdout_tail": "",
+        "stderr_tail": "",
+        "code": decision.code,
+        "reason": decision.reason,
+        "account": None,
+        "trace": decision.trace_dicts(),
+    }
+
+
+def executed_payload(decision: AgentDecision, result: ExecResult, executor: str) -> dict[str, Any]:
+    """The ``result`` body of a job that was started; step (g) is the execution itself."""
+    assert decision.account is not None
+    account = decision.account
+    if result.code is not None:
+        detail, verdict = f"{result.code}: {result.reason}", "fail"
+    else:
+        detail, verdict = f"ran as {account.name} via {executor}: exit {result.exit_code}", "pass"
+    if result.dropped_env:
+        detail += f"; dropped environment: {', '.join(result.dropped_env)}"
+    trace = [*decision.trace_dicts(), {"step": "g", "name": "execution", "verdict": verdict, "detail": detail}]
+    return {
+        "outcome": "succeeded" if result.succeeded else "failed",
+        "exit_code": result.exit_code,
+        "stdout_tail": _tail(result.stdout_tail),
+        "stderr_tail": _tail(result.stderr_tail),
+        "code": result.code,
+        # Why: the account and how it was chosen (rule, equivalency or fallback) are always
+        # reported, so a fallback account is never silent.
+        "reason": result.reason or f"ran as {account.name} ({account.via})",
+        "account": account.name,
+        "trace": trace,
+    }
+
+
+@dataclass(slots=True)
+class Agent:
+    """One node's agent: its STS client, its decision pipeline and its durable record."""
+
+    config: AgentConfig
+    client: StsClient
+    decider: NodeDecider
+    journal: StartedJournal
+    revocations: RevocationSet
+    cancel: threading.Event
+
+    def close(self) -> None:
+        self.client.close()
+        self.journal.close()
+        table = self.decider.table
+        if isinstance(table, AuthzTable):
+            table.close()
+
+    def _report(self, job_id: str, payload: dict[str, Any]) -> None:
+        delay = 1.0
+        for attempt in range(RESULT_ATTEMPTS):
+            try:
+                self.client.result(job_id, payload)
+                return
+            except StsUnavailable:
+                if attempt == RESULT_ATTEMPTS - 1:
+                    raise
+                self.cancel.wait(delay)
+                delay = min(delay * 2, MAX_BACKOFF)
+
+    def handle(self, lease: dict[str, Any]) -> str:
+        """Decide on and run one leased job; returns the outcome reported (or ``lease_lost``)."""
+        job_data, token = lease.get("job"), lease.get("job_token")
+        job_id = str(job_data.get("id")) if isinstance(job_data, dict) else ""
+        self.revocations.refresh()
+        decision = self.decider.decide(job_data, token if isinstance(token, str) else "")
+        if not decision.allowed:
+            log.info("job %s refused: %s", job_id, decision.code)
+            self._report(job_id, refused_payload(decision))
+            return "refused"
+        assert decision.job is not None and decision.account is not None
+        jti, exp = decision.jti, decision.exp
+        assert jti is not None and exp is not None
+        # Why: durable BEFORE /start and before running, so a crash or a second lease of the
+        # same token can never make it run twice.
+        if not self.journal.record(jti, decision.job.id, exp):
+            decision.allowed, decision.code = False, "token.replayed"
+            decision.reason = f"job token {jti[:64]} was already used to start a job"
+            self._report(job_id, refused_payload(decision))
+            return "refused"
+        try:
+            self.client.start(decision.job.id)
+        except LeaseLost as exc:
+            log.warning("job %s not started: %s", job_id, exc.message)
+            return "lease_lost"
+        executor = executor_for(self.config.executor, decision.account)
+        log.info("job %s starting as %s via %s", job_id, decision.account.name, executor.name)
+        last_beat = time.monotonic()
+        expires = lease.get("lease_expires_at")
+        interval = HEARTBEAT_SECONDS
+        if isinstance(expires, int | float) and not isinstance(expires, bool):
+            # Beat at least three times per lease period, so one lost heartbeat never loses the lease.
+            interval = min(HEARTBEAT_SECONDS, max(1.0, (expires - time.time()) / 3))
+
+        def heartbeat() -> None:
+            nonlocal last_beat
+            if time.monotonic() - last_beat >= interval:
+                last_beat = time.monotonic()
+                try:
+                    self.client.heartbeat(decision.job.id)  # type: ignore[union-attr]
+                except JobstsError as exc:
+                    log.warning("heartbeat for job %s failed: %s", job_id, exc.code)
+
+        result = run_job(executor, decision.account, decision.job.spec, self.config.limits, self.cancel, heartbeat)
+        payload = executed_payload(decision, result, executor.name)
+        self._report(job_id, payload)
+        return str(payload["outcome"])
+
+    def run_once(self) -> str | None:
+        """Lease at most one job and handle it; ``None`` when there was none."""
+        lease = self.client.lease(self.config.poll_wait)
+        if lease is None:
+            return None
+        return self.handle(lease)
+
+    def run(self, *, once: bool = False) -> None:
+        """Poll until cancelled (or one round with ``once``); an unreachable STS is retried with backoff."""
+        delay = 1.0
+        self.journal.prune()
+        while not self.cancel.is_set():
+            try:
+                self.run_once()
+                delay = 1.0
+            except JobstsError as exc:
+                # Why: the loop must outlive one bad answer of the STS; it backs off and retries.
+                if once:
+                    raise
+                log.warning("%s: %s; retrying in %.0fs", exc.code, exc.message, delay)
+                self.cancel.wait(delay)
+                delay = min(delay * 2, MAX_BACKOFF)
+            if once:
+                return
+
+
+def open_agent(config: AgentConfig, *, check_modes: bool = True, cancel: threading.Event | None = None) -> Agent:
+    """Build the agent from its configuration; refuses to start on unsafe file modes."""
+    if check_modes:
+        require_safe(config.protected_files(), private=[config.key_file])
+    problems = EXECUTORS[config.executor]().problems()
+    if problems:
+        # Why: fail at start, not after a job was leased and marked started.
+        raise ExecUnavailable(problems[0])
+    key = load_node_key(config.key_file, config.key_algorithm)
+    with contextlib.ExitStack() as opened:
+        client = opened.enter_context(
+            StsClient(config.sts_url, config.node_id, config.realm, key, config.key_algorithm, verify=config.verify_tls)
+        )
+        trust = TrustStore(
+            realms=config.realms,
+            issuer_of=config.issuer,
+            cache_dir=config.jwks_cache_dir,
+            fetch=client.jwks,
+            bundles=config.trust.bundles,
+            algorithms=config.trust.algorithms,
+            max_age=config.trust.max_age,
+            refetch_interval=config.trust.refetch_interval,
+        )
+        table = opened.enter_context(AuthzTable(f"sqlite:///{config.authz_table}"))
+        journal = opened.enter_context(StartedJournal(config.journal_file))
+        if check_modes:
+            # Why: whoever can delete rows of the record can make a used token look new.
+            require_safe([config.journal_file])
+        revocations = RevocationSet(client.revocations)
+        decider = NodeDecider(NodePolicy.from_config(config), trust, table, revoked=revocations, journal=journal)
+        opened.pop_all()
+    return Agent(config, client, decider, journal, revocations, cancel or threading.Event())

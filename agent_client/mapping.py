@@ -1,0 +1,142 @@
+"""Step (f) of design Flow 4: which local account runs the job (BMC's exports/users/users.local).
+
+Rules are tried by kind: exact access ID, then group, then role, then realm (file order
+within a kind). Then user equivalency, where enabled for the token's realm. Then the
+fallback policy: ``deny`` (default), ``nobody`` or a named account, always recorded in
+the result. Names are resolved by name only (``pwd.getpwnam``), never as numbers.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import time
+from dataclasses import dataclass
+
+from agent_client.authorization import Decider, Principals
+from agent_client.config import MappingConfig, MappingRule, check_account_name
+from agent_client.errors import MapNoAccount, MapRootRefused
+from authz_tables.entries import Scope
+from realms.access_id import AccessId
+
+RULE_ORDER = ("access_id", "group", "role", "realm")
+# Why: password/group database lookups go through NSS (files, sssd, LDAP) and cost as much as
+# a signature check; like nscd, answers are reused for a few seconds only, so a removed or
+# changed account is noticed almost at once, and a missing account is never cached.
+NSS_CACHE_SECONDS = 5.0
+_nss_cache: dict[tuple[str, str | None], tuple[float, pwd.struct_passwd, int, tuple[int, ...]]] = {}
+
+
+def _lookup(name: str, primary_group: str | None, via: str) -> tuple[pwd.struct_passwd, int, tuple[int, ...]]:
+    key = (name, primary_group)
+    cached = _nss_cache.get(key)
+    now = time.monotonic()
+    if cached is not None and now - cached[0] < NSS_CACHE_SECONDS:
+        return cached[1], cached[2], cached[3]
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        raise MapNoAccount(f"{via} names account {name!r}, which does not exist on this host", account=name) from None
+    gid = entry.pw_gid
+    if primary_group is not None:
+        try:
+            gid = grp.getgrnam(primary_group).gr_gid
+        except KeyError:
+            raise MapNoAccount(
+                f"{via} names group {primary_group!r}, which does not exist on this host", account=name
+            ) from None
+    groups = tuple(sorted(set(os.getgrouplist(name, gid))))
+    _nss_cache[key] = (now, entry, gid, groups)
+    return entry, gid, groups
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """A resolved local account and how it was chosen (``via`` goes into the trace and the result)."""
+
+    name: str
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+    home: str
+    shell: str
+    load_profile: bool
+    via: str
+    primary_group: str | None = None
+
+
+def resolve_account(
+    name: str, *, primary_group: str | None = None, load_profile: bool = False, via: str, allow_root: bool
+) -> Account:
+    """Look ``name`` up by name only; refuse bad names, missing accounts and root unless allowed."""
+    check_account_name(name)
+    if primary_group is not None:
+        check_account_name(primary_group, "group")
+    entry, gid, groups = _lookup(name, primary_group, via)
+    # Why: uid 0, gid 0 or membership of group 0 all give root's powers (or root-owned files);
+    # such an account must be an explicit decision of the node's admin, never a side effect.
+    if (entry.pw_uid == 0 or gid == 0 or 0 in groups) and not allow_root:
+        raise MapRootRefused(
+            f"{via} maps to {name!r} (uid {entry.pw_uid}, gid {gid}), which has root powers; "
+            "set [mapping] allow_root = true to allow it",
+            account=name,
+        )
+    return Account(name, entry.pw_uid, gid, groups, entry.pw_dir, entry.pw_shell, load_profile, via, primary_group)
+
+
+def _equivalent_name(subject: AccessId) -> str | None:
+    """``uid=<name>,...`` → ``<name>`` (the first RDN only); ``None`` for any other unique id."""
+    first, _, _ = subject.name.partition(",")
+    attribute, sep, value = first.partition("=")
+    if not sep or attribute.strip().lower() != "uid":
+        return None
+    return value
+
+
+def _matches(rule: MappingRule, principals: Principals, table: Decider, scopes: tuple[Scope, ...]) -> bool:
+    if rule.kind == "access_id":
+        return rule.access_id == principals.subject
+    if rule.kind == "group":
+        return rule.access_id in principals.access_ids
+    if rule.kind == "role":
+        assert rule.role is not None
+        return table.decide(principals.keys, rule.role, scopes).allowed
+    return rule.match == principals.realm
+
+
+def map_account(
+    principals: Principals, config: MappingConfig, table: Decider, scopes: tuple[Scope, ...] = ()
+) -> Account:
+    """Choose the local account for ``principals``; raise a ``map.*`` refusal if none may be used."""
+    for kind in RULE_ORDER:
+        for index, rule in enumerate(config.rules):
+            if rule.kind == kind and _matches(rule, principals, table, scopes):
+                return resolve_account(
+                    rule.account,
+                    primary_group=rule.primary_group,
+                    load_profile=rule.load_profile,
+                    via=f"mapping rule {index} ({kind} {rule.match})",
+                    allow_root=config.allow_root,
+                )
+    if principals.realm in config.equivalency:
+        name = _equivalent_name(principals.subject)
+        if name is not None:
+            via = f"user equivalency in realm {principals.realm}"
+            # Why: the name comes from a token, so it must pass the same strict pattern as a
+            # configured name; a bad one is refused, not skipped, so an odd uid is noticed.
+            check_account_name(name)
+            try:
+                account = resolve_account(name, via=via, allow_root=config.allow_root)
+            except MapNoAccount:
+                account = None  # no such local account: equivalency does not apply
+            # Why: a remote user called "bin" or "daemon" must not become the system account of
+            # that name; equivalency covers ordinary login accounts only (uid >= min uid).
+            if account is not None and account.uid >= config.equivalency_min_uid:
+                return account
+    if config.fallback == "deny":
+        raise MapNoAccount(
+            f"no mapping rule or user equivalency gives an account for {principals.subject}, and the fallback is deny",
+            access_id=str(principals.subject),
+        )
+    return resolve_account(config.fallback, via=f"fallback {config.fallback}", allow_root=config.allow_root)

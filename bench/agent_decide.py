@@ -1,0 +1,143 @@
+"""Benchmark: full agent decisions per second vs raw ES256 verification of the same signature.
+
+A decision is the whole pipeline (a)-(f) of ``agent_client.decision.NodeDecider``: strict JWS
+parsing, issuer trust, pinned ES256 signature check, claims, job binding (recomputed
+job_digest), jti against the revocation list and the durable SQLite record, principals,
+required role, a 10,000-entry authorization table, and account mapping (pwd/grp lookups).
+Nothing is executed. The physical limit measured in the same run is ``cryptography``'s
+ECDSA P-256 verify of the same signing input and signature. Goal: ratio >= 0.7.
+
+    python bench/agent_decide.py [--seconds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import jwt
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from agent_client.config import MappingConfig, MappingRule
+from agent_client.decision import NodeDecider, NodePolicy
+from agent_client.journal import StartedJournal
+from agent_client.trust_store import TrustStore
+from authz_tables.decision import Snapshot
+from authz_tables.entries import parse_entry
+from authz_tables.roles import Role
+from realms.job_digest import job_digest
+from realms.tokens.jws import b64url_decode
+from realms.tokens.keys import jwk_thumbprint, public_jwk
+from realms.tokens.profiles import JOB_TOKEN
+from realms.tokens.verify import verify
+
+STS = "https://sts.bench"
+NODE = "bench-node"
+REALM = "jobmgr"
+USER = "user:jobmgr/uid=john,ou=people,dc=jobmgr,dc=example"
+GROUP = "group:jobmgr/cn=operators,ou=groups,dc=jobmgr,dc=example"
+
+
+def interleaved_rates(functions: list[Callable[[], object]], seconds: float) -> list[float]:
+    """Calls per second of each function, measured in alternating bursts of 100 calls so that
+    all see the same machine load (the ratios stay meaningful on a busy host)."""
+    for _ in range(50):
+        for function in functions:
+            function()
+    spent = [0.0] * len(functions)
+    count = 0
+    deadline = time.perf_counter() + len(functions) * seconds
+    while time.perf_counter() < deadline:
+        for index, function in enumerate(functions):
+            started = time.perf_counter()
+            for _ in range(100):
+                function()
+            spent[index] += time.perf_counter() - started
+        count += 100
+    return [count / s for s in spent]
+
+
+def build_table(size: int) -> Snapshot:
+    rows = [(f"user:jobmgr/uid=u{i},ou=people,dc=jobmgr,dc=example", "operator") for i in range(size - 2)]
+    rows += [(GROUP, "operator"), (f"group:jobmgr/cn=g{size},ou=groups,dc=jobmgr,dc=example", "monitor", "deny")]
+    return Snapshot(parse_entry(*row) for row in rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--entries", type=int, default=10_000)
+    args = parser.parse_args()
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    kid = jwk_thumbprint(key.public_key())
+    job = {
+        "id": str(uuid.uuid4()), "node": NODE, "type": "run", "submitter": USER, "realm": REALM,
+        "spec": {"argv": ["/usr/bin/backup", "--all"], "env": {"LANG": "C.UTF-8"}, "cwd": None,
+                 "timeout": 600, "authgroup": None},
+        "not_before": 0, "deadline": 2_000_000_000, "attempt": 1,
+    }  # fmt: skip
+    now = int(time.time())
+    claims = {
+        "iss": f"{STS}/realms/{REALM}", "sub": USER, "aud": NODE, "iat": now, "nbf": now, "exp": now + 3600,
+        "jti": uuid.uuid4().hex, "realm": REALM,
+        "groups": [GROUP, "group:jobmgr/cn=ops-all,ou=groups,dc=jobmgr,dc=example"],
+        "job_id": job["id"], "job_digest": job_digest(job["id"], NODE, "run", job["spec"]),
+    }  # fmt: skip
+    token = jwt.encode(claims, key, algorithm="ES256", headers={"kid": kid, "typ": "job+jwt"})
+
+    with tempfile.TemporaryDirectory() as directory:
+        bundle = Path(directory) / "jobmgr.jwks.json"
+        bundle.write_text(json.dumps({"keys": [public_jwk(key.public_key(), "ES256")]}))
+        trust = TrustStore(
+            realms=frozenset({"cellB", REALM}), issuer_of=lambda r: f"{STS}/realms/{r}", cache_dir=None, fetch=None,
+            bundles={REALM: bundle, "cellB": bundle},
+        )  # fmt: skip
+        policy = NodePolicy(
+            node_id=NODE, realm="cellB", trusted_realms=frozenset({REALM}), authgroups=frozenset(),
+            job_types={"run": Role.OPERATOR},
+            mapping=MappingConfig(rules=(MappingRule("realm", REALM, "nobody"),), fallback="deny"),
+            leeway=30,
+        )  # fmt: skip
+        table = build_table(args.entries)
+        with StartedJournal(Path(directory) / "started.sqlite") as journal:
+            decider = NodeDecider(policy, trust, table, revoked={"some-other-jti"}, journal=journal)
+            first = decider.decide(job, token)
+            assert first.allowed, first.explain()
+
+            signing_input, _, signature_b64 = token.rpartition(".")
+            raw = b64url_decode(signature_b64, "signature")
+            der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
+            public = key.public_key()
+            algorithm = ec.ECDSA(hashes.SHA256())
+            message = signing_input.encode("ascii")
+
+            def raw_verify() -> None:
+                public.verify(der, message, algorithm)
+
+            raw_rate, verify_rate, decide_rate = interleaved_rates(
+                [
+                    raw_verify,
+                    lambda: verify(token, JOB_TOKEN, trust, audience=NODE, leeway=30),
+                    lambda: decider.decide(job, token),
+                ],
+                args.seconds,
+            )
+
+    print(f"table entries:              {len(table)}")
+    print(f"raw ES256 verify (limit):   {raw_rate:10.0f} /s  ({1e6 / raw_rate:6.1f} us)")
+    print(f"shared verify() alone:      {verify_rate:10.0f} /s  ({1e6 / verify_rate:6.1f} us)"
+          f"  ratio {verify_rate / raw_rate:.2f}")
+    print(f"full agent decisions:       {decide_rate:10.0f} /s  ({1e6 / decide_rate:6.1f} us)")
+    print(f"ratio decisions/raw verify: {decide_rate / raw_rate:10.2f}   (goal >= 0.70)")
+
+
+if __name__ == "__main__":
+    main()
