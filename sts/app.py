@@ -10,8 +10,10 @@ from __future__ import annotations
 import importlib
 import os
 from pathlib import Path
+from typing import Any
 
 from flask import Flask
+from flask.json.provider import DefaultJSONProvider
 
 from realms.errors import ConfigError
 from sts import problems
@@ -31,6 +33,18 @@ BLUEPRINTS: tuple[str, ...] = (
 )
 
 
+class _BoundedJSONProvider(DefaultJSONProvider):
+    """Flask's JSON, except that a body nested too deeply is malformed JSON, not a server error."""
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            # Why: a few KiB of "[[[[..." would otherwise raise RecursionError past every
+            # view's "not JSON" handling and answer 500 (found by tests/security/test_api.py).
+            raise ValueError("JSON nested too deeply") from None
+
+
 def _resolve_config(config: StsConfig | str | Path | None) -> StsConfig:
     if isinstance(config, StsConfig):
         return config
@@ -45,7 +59,7 @@ def _resolve_config(config: StsConfig | str | Path | None) -> StsConfig:
 def create_app(config: StsConfig | str | Path | None = None) -> Flask:
     """Build the STS app. Raises ``ConfigError`` (one line) on a bad configuration."""
     settings = _resolve_config(config)
-    app = Flask("sts")
+    app = Flask("sts", static_folder=None)
     app.config.update(
         DEBUG=False,
         PROPAGATE_EXCEPTIONS=False,
@@ -54,12 +68,16 @@ def create_app(config: StsConfig | str | Path | None = None) -> Flask:
         MAX_FORM_MEMORY_SIZE=settings.max_body_bytes,
         JSON_SORT_KEYS=False,
     )
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json = _BoundedJSONProvider(app)
+    app.json.sort_keys = False
     problems.init_app(app)
 
     from sts import services
 
     services.init_app(app, settings)
+    from sts import auth
+
+    auth.init_app(app)
     for module_name in BLUEPRINTS:
         try:
             module = importlib.import_module(module_name)

@@ -24,6 +24,17 @@ STATUS_BY_ERROR: dict[type[JobstsError], int] = {
 }
 
 
+def _register_sts_statuses() -> None:
+    from authz_tables.errors import AuthzDenied
+    from sts.errors import NodeExists, NodeUnknown, RealmUnknown, UserUnknown
+
+    STATUS_BY_ERROR.update({AuthzDenied: 403, RealmUnknown: 404, NodeUnknown: 404, UserUnknown: 404,
+                            NodeExists: 409})
+
+
+_register_sts_statuses()
+
+
 def status_for(error: JobstsError) -> int:
     for cls in type(error).__mro__:
         if cls in STATUS_BY_ERROR:

@@ -1,0 +1,202 @@
+"""Who is calling ``/api/v1``, and may they? Bearer ``at+jwt`` for people, ``agent+jwt`` for nodes.
+
+RFC 6750: the token comes only from the ``Authorization: Bearer`` header (never the query
+string), and a refusal is a 401 with ``WWW-Authenticate`` (§3). Roles come from the job
+manager's own authorization table (authz_tables), plus ``bootstrap_admins`` from the
+configuration, which are administrators.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+from flask import Flask, Response, g, request
+
+from authz_tables.errors import AuthzDenied
+from authz_tables.roles import Role
+from realms.access_id import ALL_AUTHENTICATED, EVERYONE, AccessId, AccessIdKind
+from realms.errors import AccessIdInvalid, JobstsError
+from realms.tokens import ACCESS_TOKEN, AGENT_TOKEN, TokenClaimInvalid, VerifiedToken, verify
+from realms.tokens.errors import TokenRevoked
+from realms.tokens.jws import parse_compact
+from sts.errors import AuthRequired, NodeUnknown
+from sts.models import Node
+from sts.nodes import get_node
+from sts.problems import problem
+from sts.revocation import is_revoked
+from sts.services import current_services
+
+F = TypeVar("F", bound=Callable[..., Any])
+MAX_AUTHORIZATION_HEADER = 17 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The person behind a verified access token."""
+
+    access_id: AccessId
+    realm: str
+    username: str | None
+    groups: frozenset[AccessId]
+    token_jti: str
+    token_exp: int
+
+    @property
+    def principals(self) -> frozenset[AccessId]:
+        """{sub} + vouched groups + the special subjects. Every hosted realm is the job
+        manager's own, so ALL_AUTHENTICATED applies to a user of any of them."""
+        return frozenset({self.access_id, *self.groups, ALL_AUTHENTICATED, EVERYONE})
+
+
+class Unauthenticated(Exception):
+    """Raised by the decorators; answered as 401 problem+json with ``WWW-Authenticate``."""
+
+    def __init__(self, error: JobstsError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def _bearer() -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if not header or scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated(AuthRequired("a bearer token is required (Authorization: Bearer <token>)"))
+    if len(header) > MAX_AUTHORIZATION_HEADER:
+        from realms.tokens import TokenMalformed
+
+        raise Unauthenticated(TokenMalformed("bearer token is too long"))
+    return token.strip()
+
+
+def _leeway_for(token: str) -> int:
+    """The issuing realm's leeway; the issuer is only peeked here, and verified by ``verify``."""
+    services = current_services()
+    try:
+        issuer = parse_compact(token).claims.get("iss")
+    except JobstsError:
+        return 30
+    realm = services.keys.trust_resolver().realm_of(issuer) if isinstance(issuer, str) else None
+    return services.config.realms[realm].token.leeway if realm else 30
+
+
+def verify_bearer(token: str, profile: Any) -> VerifiedToken:
+    """Verify a token this STS issued, as ``profile``, and refuse a revoked one."""
+    services = current_services()
+    verified = verify(token, profile, services.keys.trust_resolver(), audience=services.config.audience,
+                      leeway=_leeway_for(token))
+    with services.db.session() as session:
+        if is_revoked(session, verified.claims["jti"]):
+            raise TokenRevoked(f"token {verified.claims['jti'][:64]} was revoked", realm=verified.realm)
+    return verified
+
+
+def authenticated_caller() -> Caller:
+    """The verified caller of this request (cached on ``g``); raises ``Unauthenticated``."""
+    cached = g.get("caller")
+    if cached is not None:
+        return cast(Caller, cached)
+    try:
+        verified = verify_bearer(_bearer(), ACCESS_TOKEN)
+    except JobstsError as exc:
+        raise Unauthenticated(exc) from None
+    username = verified.claims.get("preferred_username")
+    caller = Caller(
+        access_id=AccessId.parse(verified.subject), realm=verified.realm,
+        username=username if isinstance(username, str) else None, groups=verified.vouched_groups(),
+        token_jti=verified.claims["jti"], token_exp=int(verified.claims["exp"]),
+    )
+    g.caller = caller
+    g.caller_roles = {}
+    return caller
+
+
+def caller_has(role: Role | str) -> bool:
+    """Whether the authenticated caller holds ``role`` (or a role implying it) on the job manager."""
+    wanted = role if isinstance(role, Role) else Role(role)
+    caller = authenticated_caller()
+    roles: dict[Role, bool] = g.caller_roles
+    if wanted not in roles:
+        services = current_services()
+        # Why: bootstrap admins exist so that a fresh install has a first administrator
+        # before any table entry; they are administrators, which implies every other role.
+        if caller.principals & set(services.config.bootstrap_admins):
+            roles[wanted] = True
+        else:
+            roles[wanted] = services.authz.snapshot().decide(caller.principals, wanted).allowed
+    return roles[wanted]
+
+
+def require_role(role: Role | str) -> Callable[[F], F]:
+    """Decorator: 401 without a valid access token, 403 ``authz.denied`` without ``role``."""
+    wanted = role if isinstance(role, Role) else Role(role)
+
+    def decorate(view: F) -> F:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            caller = authenticated_caller()
+            if not caller_has(wanted):
+                raise AuthzDenied(f"{caller.access_id} does not hold {wanted} on the job manager",
+                                  principal=str(caller.access_id), role=wanted.value, scope="*")
+            return view(*args, **kwargs)
+
+        return cast(F, wrapper)
+
+    return decorate
+
+
+def authenticated_node() -> Node:
+    """The registered node behind a verified agent token (cached on ``g.node``)."""
+    cached = g.get("node")
+    if cached is not None:
+        return cast(Node, cached)
+    try:
+        verified = verify_bearer(_bearer(), AGENT_TOKEN)
+        try:
+            subject = AccessId.parse(verified.subject)
+        except AccessIdInvalid:
+            raise TokenClaimInvalid("agent token subject is not node:<id>", claim="sub") from None
+        if subject.kind is not AccessIdKind.NODE:
+            raise TokenClaimInvalid("agent token subject is not node:<id>", claim="sub")
+        with current_services().db.session() as session:
+            node = get_node(session, subject.name)
+        # Why: a node may only act through the realm it was registered in; an agent token
+        # from another realm for the same id is someone else's node.
+        if node is None or node.realm != verified.realm:
+            raise NodeUnknown(f"node {subject.name} is not registered in realm {verified.realm}",
+                              node=subject.name)
+    except JobstsError as exc:
+        raise Unauthenticated(exc) from None
+    g.node = node
+    g.agent_token = verified
+    return node
+
+
+def require_agent(view: F) -> F:
+    """Decorator for ``/api/v1/agent/*``: a valid agent token of a registered node; sets ``g.node``."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        authenticated_node()
+        return view(*args, **kwargs)
+
+    return cast(F, wrapper)
+
+
+def _quote(text: str) -> str:
+    return "".join(ch for ch in text if 0x20 <= ord(ch) < 0x7F and ch not in '"\\')[:200]
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(Unauthenticated)
+    def _unauthenticated(exc: Unauthenticated) -> Response:
+        error = exc.error
+        response = problem(401, error.code, error.message)
+        if isinstance(error, AuthRequired):
+            response.headers["WWW-Authenticate"] = 'Bearer realm="jobsts"'
+        else:
+            response.headers["WWW-Authenticate"] = (
+                f'Bearer realm="jobsts", error="invalid_token", error_description="{_quote(error.code)}"')
+        return response

@@ -1,0 +1,1 @@
+"""The STS's ``jobsts`` subcommands: admin (local, reads the config), serve, and client commands."""
