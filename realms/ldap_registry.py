@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import logging
 import queue
+import secrets
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Literal, TypeVar
 
 from ldap3 import BASE, NONE, SUBTREE, SYNC, Connection, Server
-from ldap3.core.exceptions import LDAPException, LDAPStartTLSError
+from ldap3.core.exceptions import LDAPException, LDAPSASLPrepError, LDAPStartTLSError
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.log import set_library_log_hide_sensitive_data
 
@@ -71,6 +72,10 @@ class LdapRegistry:
         self._idle: queue.LifoQueue[Connection] = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(config.pool_size)
         self._closed = False
+        # Why: unknown, ambiguous and locked users get a bind too (to this DN, which does not
+        # exist), so a failed login costs the same round trips whatever the reason (no user
+        # enumeration by timing; found by tests/security/test_ldap.py).
+        self._decoy_dn = f"cn=jobsts-decoy-{secrets.token_hex(8)},{config.schema.user_base}"
 
     # -- connections -----------------------------------------------------------------
 
@@ -159,9 +164,11 @@ class LdapRegistry:
         raise AssertionError("unreachable")
 
     def _search(
-        self, base: str, filter_: str, scope: Scope, attributes: list[str], limit: int, *, missing_ok: bool = False
+        self, base: str, filter_: str, scope: Scope, attributes: list[str], limit: int, *, missing_ok: bool = False,
+        complete: bool = False,
     ) -> list[Entry]:
-        """Search; ``missing_ok`` lets a missing base mean "no entries" (a group read by DN)."""
+        """Search; ``missing_ok`` lets a missing base mean "no entries" (a group read by DN);
+        ``complete`` refuses a result the server cut short at its size limit."""
 
         def run(conn: Connection) -> list[Entry]:
             conn.search(base, filter_, search_scope=scope, attributes=attributes, size_limit=limit)
@@ -171,6 +178,10 @@ class LdapRegistry:
                 raise self._unavailable(f"search base {base!r} does not exist or is not visible")
             if code not in (0, _SIZE_LIMIT_EXCEEDED, _REFERRAL, _NO_SUCH_OBJECT):
                 raise self._unavailable(f"search failed ({conn.result.get('description')})")
+            if code == _SIZE_LIMIT_EXCEEDED and complete:
+                # Why: a truncated group list would drop groups a node's table may deny; fail
+                # closed rather than vouch for some of the user's groups.
+                raise self._unavailable(f"more entries under {base!r} than the directory returns at once")
             # Why: search references (searchResRef) are skipped, never followed.
             return [
                 (item["dn"], _decode(item["raw_attributes"]))
@@ -222,14 +233,15 @@ class LdapRegistry:
 
         if schema.group_mode == "posix":
             filter_ = f"(&{self._class_filter()}(memberUid={escape_filter_chars(username)}))"
-            direct = record(self._search(schema.group_base, filter_, SUBTREE, wanted, _GROUP_SIZE_LIMIT))
+            direct = record(self._search(schema.group_base, filter_, SUBTREE, wanted, _GROUP_SIZE_LIMIT,
+                                         complete=True))
         elif schema.group_mode == "member":
             def members_of(dns: list[str]) -> list[Entry]:
                 terms = "".join(
                     f"(member={escape_filter_chars(d)})(uniqueMember={escape_filter_chars(d)})" for d in dns
                 )
                 filter_ = f"(&{self._class_filter()}(|{terms}))"
-                return self._search(schema.group_base, filter_, SUBTREE, wanted, _GROUP_SIZE_LIMIT)
+                return self._search(schema.group_base, filter_, SUBTREE, wanted, _GROUP_SIZE_LIMIT, complete=True)
 
             direct = record(members_of([user_dn]))
 
@@ -286,6 +298,10 @@ class LdapRegistry:
             try:
                 if conn.bind():
                     return True
+            except LDAPSASLPrepError:
+                # Why: ldap3 refuses to send a password SASLprep prohibits (RFC 4013 §2.3); that
+                # is a wrong password, not an outage (it must get the same answer as one).
+                return False
             except LDAPException as exc:
                 raise self._unavailable(str(exc) or type(exc).__name__) from None
             code = conn.result.get("result")
@@ -304,6 +320,7 @@ class LdapRegistry:
             return None
         user = self._find_user(username)
         if user is None:
+            self._bind(self._decoy_dn, password)
             return None
         dn, attrs = user
         if not self._bind(dn, password):

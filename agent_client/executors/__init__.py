@@ -15,7 +15,15 @@ from typing import Protocol
 
 from agent_client.config import Limits
 from agent_client.errors import AgentConfigInvalid, ExecCwdRefused, ExecError
-from agent_client.executors.base import ChildSetup, ExecResult, capture, spawn
+from agent_client.executors.base import (
+    ChildSetup,
+    ExecResult,
+    capture,
+    children_of,
+    kill_orphans,
+    set_child_subreaper,
+    spawn,
+)
 from agent_client.executors.environment import build_environment
 from agent_client.executors.self_exec import SelfExecutor
 from agent_client.executors.setuid import SetuidExecutor
@@ -68,16 +76,27 @@ def run_job(
     env, dropped = build_environment(account, spec.env)
     argv = login_shell_argv(account, spec.argv) if account.load_profile else list(spec.argv)
     timeout = min(spec.timeout, limits.max_timeout)
+    # Why: a job that calls setsid(2) (a daemon) leaves its process group, so killing the group
+    # misses it. As the subreaper, the agent inherits such orphans and kills every one that runs
+    # as the job's account (never root or the agent itself) when the job ends, is cancelled or
+    # times out (found by tests/security/test_agent_os.py). Only while this job runs.
+    contain = account.uid not in (0, os.getuid()) and set_child_subreaper(True)
+    known = children_of(account.uid) if contain else set()
     try:
-        child, spawn_cwd = executor.setup(account, spec.cwd, limits.rlimits)
-        command = executor.command(account, argv, env, spec.cwd)
-        process = spawn(command, env, child, cwd=spawn_cwd)
-    except ExecError as exc:
-        return ExecResult(None, "", "", exc.code, exc.message, dropped)
-    result = capture(
-        process, timeout=timeout, output_bytes=limits.output_bytes, kill_grace=limits.kill_grace, cancel=cancel,
-        on_tick=on_tick,
-    )
+        try:
+            child, spawn_cwd = executor.setup(account, spec.cwd, limits.rlimits)
+            command = executor.command(account, argv, env, spec.cwd)
+            process = spawn(command, env, child, cwd=spawn_cwd)
+        except ExecError as exc:
+            return ExecResult(None, "", "", exc.code, exc.message, dropped)
+        result = capture(
+            process, timeout=timeout, output_bytes=limits.output_bytes, kill_grace=limits.kill_grace, cancel=cancel,
+            on_tick=on_tick,
+        )
+    finally:
+        if contain:
+            kill_orphans(account.uid, known)
+            set_child_subreaper(False)
     result.dropped_env = dropped
     cwd_failed = result.exit_code == CWD_FAILED_EXIT and "cannot change directory" in result.stderr_tail
     if executor.name == "sudo" and cwd_failed:

@@ -8,6 +8,7 @@ process group, stdin from /dev/null, and every descriptor above 2 closed.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import selectors
 import signal
@@ -122,6 +123,63 @@ def kill_group(process: subprocess.Popen[bytes], grace: float) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+_PR_SET_CHILD_SUBREAPER = 36  # prctl(2), Linux >= 3.4
+
+
+def set_child_subreaper(enabled: bool) -> bool:
+    """Make the agent the reaper of its orphaned descendants (prctl PR_SET_CHILD_SUBREAPER)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(_PR_SET_CHILD_SUBREAPER, int(enabled), 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def children_of(uid: int) -> set[int]:
+    """Pids of this process's children that run with real uid ``uid`` (from /proc)."""
+    found: set[int] = set()
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as stat:
+                if int(stat.read().rsplit(")", 1)[1].split()[1]) != me:
+                    continue
+            with open(f"/proc/{entry}/status", encoding="ascii", errors="replace") as status:
+                real_uid = next(line for line in status if line.startswith("Uid:")).split()[1]
+        except (OSError, StopIteration, ValueError, IndexError):
+            continue
+        if int(real_uid) == uid:
+            found.add(int(entry))
+    return found
+
+
+def kill_orphans(uid: int, known: set[int]) -> int:
+    """SIGKILL and reap the job's descendants that left its process group (``setsid``) and were
+    re-parented to the agent as their subreaper; returns how many. Never root's or our uid."""
+    if uid in (0, os.getuid()):
+        return 0
+    killed = 0
+    for _ in range(100):  # each round may re-parent the victims' own children to us
+        victims = []
+        for pid in children_of(uid) - known:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                victims.append(pid)
+            except (ProcessLookupError, PermissionError):
+                continue
+        if not victims:
+            break
+        for pid in victims:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+        killed += len(victims)
+    return killed
 
 
 def capture(

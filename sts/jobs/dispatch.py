@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import and_, or_, select
@@ -126,6 +127,12 @@ def lease(env: JobEnv, node_id: str, wait: float = 0) -> Lease | None:
 
 
 def _held(session: Session, node_id: str, job_id: str) -> Job:
+    try:
+        uuid.UUID(job_id)
+    except ValueError:
+        # Why: job ids are UUIDs; anything else is simply not found. A NUL in the id used to
+        # reach PostgreSQL, which cannot store one, and answer 500 (tests/security/test_api.py).
+        raise JobNotFound(f"node {node_id} has no job {job_id[:64]!r}", job_id=job_id[:64], node=node_id) from None
     job = session.scalars(select(Job).where(Job.id == job_id).with_for_update()).first()
     # Why: another node's job answers exactly like a missing one, so ids cannot be probed.
     if job is None or job.node_id != node_id:

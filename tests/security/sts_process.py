@@ -1,0 +1,33 @@
+"""The real STS app in its own process, for kill -9 and log-canary tests:
+``python -m tests.security.sts_process CONFIG_TOML PORT`` (``JOBSTS_BASE_URL`` and
+``JOBSTS_TEST_LEASE_SECONDS`` in the environment set the issuer URL and the lease length).
+
+It logs everything at DEBUG to stderr (what an operator would collect), serves with
+werkzeug's threaded server on 127.0.0.1:PORT (0 = any) and prints ``READY <port>``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from werkzeug.serving import make_server
+
+from sts import create_app
+
+
+def main() -> None:
+    config_path, port = sys.argv[1], int(sys.argv[2])
+    logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s %(args)s")
+    app = create_app(config_path)
+    app.config.update(JOBSTS_JOB_LEASE_SECONDS=int(os.environ.get("JOBSTS_TEST_LEASE_SECONDS", "60")),
+                      JOBSTS_JOB_REAP_INTERVAL=0.2, JOBSTS_JOB_POLL_INTERVAL=0.05)
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    print(f"READY {server.server_port}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
