@@ -7,6 +7,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from authz_tables.roles import Role
+from sts import audit
 from sts.auth import authenticated_caller, require_role
 from sts.errors import NodeInvalid, NodeUnknown
 from sts.nodes import get_node, list_nodes, node_view, register_node, unregister_node, update_node
@@ -34,9 +35,13 @@ def list_all() -> Response:
 def register() -> tuple[Response, int]:
     services = current_services()
     body = _json_body()
-    with services.db.session() as session:
+    # Why: a read-then-write transaction; on SQLite it must hold the write lock from BEGIN, or a
+    # concurrent writer in another process makes its upgrade fail at once (WAL busy snapshot).
+    with services.db.session(immediate=True) as session:
         node = register_node(session, body, services.config.realms, str(authenticated_caller().access_id))
         view = node_view(node)
+    audit.record("node.registered", actor=str(authenticated_caller().access_id), realm=node.realm, node=node.id,
+                 trusted_realms=list(node.trusted_realms), authgroups=list(node.authgroups))
     return jsonify(view), 201
 
 
@@ -55,15 +60,18 @@ def show(node_id: str) -> Response:
 def update(node_id: str) -> Response:
     services = current_services()
     body = _json_body()
-    with services.db.session() as session:
+    with services.db.session(immediate=True) as session:
         node = update_node(session, node_id, body, services.config.realms, str(authenticated_caller().access_id))
         view = node_view(node)
+    audit.record("node.updated", actor=str(authenticated_caller().access_id), realm=node.realm, node=node.id,
+                 trusted_realms=list(node.trusted_realms), authgroups=list(node.authgroups))
     return jsonify(view)
 
 
 @bp.delete("/<node_id>")
 @require_role(Role.ADMINISTRATOR)
 def unregister(node_id: str) -> tuple[str, int]:
-    with current_services().db.session() as session:
+    with current_services().db.session(immediate=True) as session:
         unregister_node(session, node_id)
+    audit.record("node.unregistered", actor=str(authenticated_caller().access_id), node=node_id[:64])
     return "", 204

@@ -110,6 +110,7 @@ class Demo:
         self.server: Any = None
         self.thread: threading.Thread | None = None
         self.account, self.executor = local_account()
+        self.admin = ""  # the administrator's access token, once logged in
         self.surprises = 0
 
     # --- setup ---------------------------------------------------------------------------
@@ -129,7 +130,11 @@ class Demo:
         services = app.extensions["jobsts"]
         self._grant_job_manager_roles(services.authz)
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        self.server = make_server("127.0.0.1", self.port, app, threaded=True)
+        try:
+            self.server = make_server("127.0.0.1", self.port, app, threaded=True)
+        except OSError as exc:
+            services.close()
+            raise click.ClickException(f"demo: cannot listen on 127.0.0.1:{self.port}: {exc.strerror}") from None
         self.thread = threading.Thread(target=self.server.serve_forever, name="jobsts-demo-sts", daemon=True)
         self.thread.start()
         self.admin = self.login("admin")
@@ -153,6 +158,10 @@ class Demo:
 
         directory = self.workdir / "agents" / node_id
         directory.mkdir(mode=0o700, parents=True)
+        # Why: the agent refuses files or directories that others may write (sshd's StrictModes);
+        # set the modes explicitly so a permissive umask (002) cannot stop the demo.
+        for path in (directory.parent, directory):
+            path.chmod(0o700)
         key = ec.generate_private_key(ec.SECP256R1())
         fd = os.open(directory / "node.key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as handle:
@@ -179,6 +188,7 @@ class Demo:
         with AuthzTable(url, upgrade=True) as table:
             for access_id, role in grants:
                 table.grant(AccessId.parse(access_id), parse_role(role), changed_by="jobsts demo")
+        (self.workdir / "agents" / node_id / "authz.sqlite").chmod(0o600)
 
     def start_agent(self, node_id: str) -> None:
         directory = self.workdir / "agents" / node_id
@@ -228,7 +238,17 @@ class Demo:
             job: dict[str, Any] = self.api("GET", f"/api/v1/jobs/{job_id}", token=token)
             if job["state"] in TERMINAL or time.monotonic() > deadline:
                 return job
+            self.check_agents()
             time.sleep(0.2)
+
+    def check_agents(self) -> None:
+        """An agent that stopped (say, refusing unsafe file modes) ends the demo with its last log line."""
+        for node_id, process in self.agents.items():
+            if process.poll() is not None:
+                log = self.workdir / "agents" / node_id / "agent.log"
+                lines = log.read_text(encoding="utf-8", errors="replace").strip().splitlines() if log.exists() else []
+                last = lines[-1] if lines else "no output"
+                raise click.ClickException(f"demo: the agent of {node_id} stopped (exit {process.returncode}): {last}")
 
     # --- the story -------------------------------------------------------------------------
     def play(self, number: int, step: Step) -> dict[str, Any] | None:
