@@ -67,11 +67,13 @@ def sign_raw(header: bytes | dict[str, Any], payload: bytes | dict[str, Any], pr
 
 
 class Listener:
-    """A loopback TCP listener that records every connection; a defence holds if it stays empty."""
+    """A loopback TCP listener (on ``port``, or a free one) that records every connection;
+    a defence holds if it stays empty."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
         self.sock.listen(16)
         self.sock.settimeout(0.1)
         self.port = int(self.sock.getsockname()[1])

@@ -8,9 +8,7 @@ and adds what only a live directory shows: timing, referrals and StartTLS on the
 
 from __future__ import annotations
 
-import socket
 import statistics
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,7 +24,7 @@ from realms.config import load_realms
 from realms.errors import JobstsError
 from realms.registry import Registry
 from tests.ldap_harness import ROOT_PASSWORD, FakeDirectory, SlapdServer, _parse_request, seed_files
-from tests.security.conftest import ldap_app
+from tests.security.conftest import Listener, ldap_app
 
 pytestmark = [pytest.mark.slapd, pytest.mark.db]
 BIND_REQUEST = 0x60
@@ -128,43 +126,10 @@ def test_unknown_wrong_and_locked_take_the_same_time(slapd: SlapdServer, tmp_pat
     assert max(medians.values()) / min(medians.values()) < 1.5, {k: f"{v * 1000:.2f} ms" for k, v in medians.items()}
 
 
-class PortListener:
-    """Listens on one given loopback port and records every connection (a referral target)."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", port))
-        self.sock.listen(8)
-        self.sock.settimeout(0.1)
-        self.received: list[bytes] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            with conn:
-                conn.settimeout(0.5)
-                try:
-                    self.received.append(conn.recv(65536))
-                except OSError:
-                    self.received.append(b"")
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self.sock.close()
-
-
 def test_referrals_are_never_followed(slapd: SlapdServer, tmp_path: Path, database_url: str) -> None:
     """cellC's ``ou=partners`` is a referral to ``slapd.referral_url``; a listener there must see
     no connection, so no search and no bind (no password) ever leaves for it."""
-    listener = PortListener(urlparse(slapd.referral_url).port or 0)
+    listener = Listener(urlparse(slapd.referral_url).port or 0)
     partners = f"ou=partners,ou=people,{slapd.base_dn('cellC')}"
     tables = [slapd.realm_table("cellC", user_base=partners)]
     application = ldap_app(tmp_path, database_url, tables)
@@ -181,7 +146,7 @@ def test_referrals_are_never_followed(slapd: SlapdServer, tmp_path: Path, databa
     finally:
         application.extensions["jobsts"].close()
         listener.close()
-    assert listener.received == []
+    assert listener.connections == []
 
 
 def _operations(received: list[bytes]) -> list[int]:
