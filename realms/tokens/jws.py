@@ -18,7 +18,7 @@ MAX_TOKEN_BYTES = 16 * 1024
 MAX_JSON_DEPTH = 8
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
 _B64_VALUE = {c: i for i, c in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")}
-_TO_STANDARD_ALPHABET = str.maketrans("-_", "+/")
+_TO_STANDARD_ALPHABET = bytes.maketrans(b"-_", b"+/")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +40,7 @@ def b64url_decode(segment: str, what: str) -> bytes:
     # The last character of a 2- or 3-character tail carries 4 or 2 unused bits; they must be 0.
     if remainder and _B64_VALUE[segment[-1]] & (0b1111 if remainder == 2 else 0b11):
         raise TokenMalformed(f"{what} is not canonical base64url")
-    return binascii.a2b_base64(segment.translate(_TO_STANDARD_ALPHABET) + "=" * (-remainder % 4))
+    return binascii.a2b_base64(segment.encode("ascii").translate(_TO_STANDARD_ALPHABET) + b"=" * (-remainder % 4))
 
 
 def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
