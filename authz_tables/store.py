@@ -8,6 +8,8 @@ only when it moved. ``Snapshot.decide`` itself never touches the database. Threa
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -43,6 +45,8 @@ from authz_tables.roles import Role
 from realms.access_id import AccessId
 
 _Key = tuple[str, str, str]  # (access ID, role, scope) as stored
+# The STS's audit logger, by name (authz_tables imports nothing from sts).
+_AUDIT = logging.getLogger("jobsts.audit")
 _E = cast(Table, EntryRow.__table__)
 _V = cast(Table, VersionRow.__table__)
 _C = cast(Table, ChangeRow.__table__)
@@ -295,6 +299,7 @@ class AuthzTable:
             raise self._unavailable(exc) from None
         # Our own change is visible to our next snapshot() at once, not after the interval.
         self._checked_at = float("-inf")
+        _audit(changes, changed_by, now)
         return Diff(tuple(changes), unchanged, applied=True)
 
     def _existing(
@@ -364,3 +369,19 @@ __all__ = [
     "metadata",
     "migrate",
 ]
+
+
+def _audit(changes: list[Change], changed_by: str, now: datetime) -> None:
+    """One ``authz.changed`` line per change on the service's JSON audit log (``jobsts.audit``)."""
+    if not _AUDIT.isEnabledFor(logging.INFO):
+        return
+    for change in changes:
+        subject = change.after or change.before
+        assert subject is not None
+        _AUDIT.info("%s", json.dumps({
+            "time": now.isoformat(timespec="milliseconds"), "event": "authz.changed", "actor": changed_by[:256],
+            "realm": None, "node": None, "job": None, "outcome": change.action, "code": None, "client": None,
+            "principal": str(subject.principal), "role": subject.role.value, "scope": str(subject.scope),
+            "effect_before": change.before.effect.value if change.before else None,
+            "effect_after": change.after.effect.value if change.after else None,
+        }, separators=(",", ":")))

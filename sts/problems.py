@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 from flask import Flask, Response, jsonify
+from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
 from realms.errors import ConfigError, InputError, JobstsError, UnavailableError
@@ -58,6 +59,18 @@ def init_app(app: Flask) -> None:
         if status >= 500:
             log.error("request failed: %s", error)
         return problem(status, error.code, error.message)
+
+    @app.errorhandler(sa_exc.OperationalError)
+    @app.errorhandler(sa_exc.InterfaceError)
+    @app.errorhandler(sa_exc.TimeoutError)
+    def _database_unavailable(error: Exception) -> Response:
+        """A database that is down or restarting is a 503 ``db.unavailable`` on every endpoint
+        (not a 500), and the pool's pre-ping reconnects once it is back."""
+        from sts.jobs.errors import JobStoreUnavailable
+
+        log.warning("database unavailable: %s", type(error).__name__)
+        failure = JobStoreUnavailable("the database is unavailable; retry shortly")
+        return problem(503, failure.code, failure.message)
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Response:

@@ -20,6 +20,7 @@ from sts.crypto import MasterKey
 from sts.db import Database
 from sts.keys import KeyStore
 from sts.maintenance import Housekeeper
+from sts.metrics import TimedRegistry
 from sts.throttle import LoginThrottle
 
 
@@ -66,7 +67,7 @@ def build_services(config: StsConfig, *, migrate: bool = True) -> Services:
     services.throttle = LoginThrottle(services.db, config.throttle)
     services.housekeeper = Housekeeper(services.db, config.throttle.reset_seconds)
     for name, realm in config.realms.items():
-        services.registries[name] = realm.open_registry()
+        services.registries[name] = TimedRegistry(realm.open_registry())
     return services
 
 

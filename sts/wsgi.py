@@ -1,7 +1,10 @@
-"""WSGI entry point for gunicorn: ``gunicorn 'sts.wsgi:app'`` with ``JOBSTS_CONFIG`` set."""
+"""WSGI entry point for gunicorn: ``gunicorn -c python:sts.gunicorn_conf 'sts.wsgi:app'`` with
+``JOBSTS_CONFIG`` set (and ``PROMETHEUS_MULTIPROC_DIR`` for metrics merged across workers)."""
 
 from __future__ import annotations
 
 from sts.app import create_app
+from sts.audit import configure_logging
 
+configure_logging()
 app = create_app()

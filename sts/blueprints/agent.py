@@ -10,12 +10,14 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request
 
 from realms.tokens.profiles import MAX_LEEWAY_SECONDS
+from sts import audit
 from sts.auth import require_agent
 from sts.jobs.dispatch import MAX_WAIT_SECONDS, heartbeat, lease, report, start
 from sts.jobs.errors import JobInvalidSpec
 from sts.jobs.manager import job_env, maybe_reap
 from sts.jobs.spec import MAX_TAIL_CHARS, parse_result
 from sts.jobs.views import job_document
+from sts.metrics import DISPATCH, LEASES, REFUSALS, code_label
 
 bp = Blueprint("agent", __name__, url_prefix="/api/v1/agent")
 # Two 64 KiB tails (up to 4 bytes per character as UTF-8, more when JSON-escaped) plus the trace.
@@ -48,7 +50,11 @@ def lease_job() -> Response | tuple[str, int]:
     maybe_reap(env)
     found = lease(env, g.node.id, float(wait))
     if found is None:
+        LEASES.labels("empty").inc()
         return "", 204
+    LEASES.labels("leased").inc()
+    audit.record("job.leased", actor=f"node:{g.node.id}", realm=g.node.realm, node=g.node.id, job=found.job.id,
+                 attempt=found.job.attempts, jti=found.job.token_jti)
     response = jsonify({"job": job_document(found.job), "job_token": found.job_token,
                         "lease_expires_at": found.lease_expires_at})
     response.headers["Cache-Control"] = "no-store"
@@ -61,7 +67,10 @@ def start_job(job_id: str) -> Response:
     attempt = _body().get("attempt")
     if attempt is not None and (isinstance(attempt, bool) or not isinstance(attempt, int)):
         raise JobInvalidSpec("attempt: must be an integer", field="attempt")
-    start(job_env(), g.node.id, job_id, attempt)
+    job = start(job_env(), g.node.id, job_id, attempt)
+    DISPATCH.labels("running", "").inc()
+    audit.record("job.started", actor=f"node:{g.node.id}", realm=g.node.realm, node=g.node.id, job=job.id,
+                 attempt=job.attempts)
     return jsonify({"state": "running"})
 
 
@@ -74,7 +83,17 @@ def heartbeat_job(job_id: str) -> Response:
 @bp.post("/jobs/<job_id>/result")
 @require_agent
 def result(job_id: str) -> Response:
-    job = report(job_env(), g.node.id, job_id, parse_result(_body()))
+    reported = parse_result(_body())
+    job = report(job_env(), g.node.id, job_id, reported)
+    code = code_label(reported.code)
+    DISPATCH.labels(job.state, code).inc()
+    if reported.outcome == "refused":
+        REFUSALS.labels(code).inc()
+    # The agent's decision (its trace verdicts) and the result; never the output tails.
+    audit.record("job.result", actor=f"node:{g.node.id}", realm=g.node.realm, node=g.node.id, job=job.id,
+                 outcome=reported.outcome, code=reported.code, exit_code=reported.exit_code,
+                 account=reported.account, subject=job.subject,
+                 decision=[f"{step.step}:{step.verdict}" for step in reported.trace])
     return jsonify({"state": job.state})
 
 

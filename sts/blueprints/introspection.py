@@ -16,7 +16,7 @@ from authz_tables.roles import Role
 from realms.errors import JobstsError
 from realms.tokens import ACCESS_TOKEN, AGENT_TOKEN, JOB_TOKEN, TokenProfile, VerifiedToken, verify
 from realms.tokens.jws import parse_compact
-from sts import refresh_tokens
+from sts import audit, refresh_tokens
 from sts.auth import Unauthenticated, authenticated_caller, authenticated_node, caller_has
 from sts.blueprints.discovery import hosted_realm
 from sts.blueprints.token import read_form
@@ -115,12 +115,15 @@ def revoke(realm: str) -> Response:
         if verified is not None:
             with services.db.session() as session:
                 revoke_jti(session, verified.claims["jti"], int(verified.claims["exp"]), "revoked by holder")
+            audit.record("token.revoked", actor=verified.subject, realm=realm, jti=verified.claims["jti"])
     elif token:
         with services.db.session() as session:
             row = refresh_tokens.find(session, realm, token)
             if row is not None:
                 # RFC 7009 §2.1: revoking a refresh token ends its whole grant.
                 refresh_tokens.revoke_family(session, row.family_id)
+                audit.record("token.revoked", actor=None, realm=realm, profile="refresh_token",
+                             username=row.username)
     # RFC 7009 §2.2: the answer is 200 whether or not the token was valid.
     response = Response(status=200)
     response.headers["Cache-Control"] = "no-store"

@@ -6,33 +6,23 @@ import logging
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, url_for
-from sqlalchemy import exc as sa_exc
 
 from authz_tables.roles import Role
+from realms.errors import JobstsError
+from sts import audit
 from sts.auth import authenticated_caller, caller_has, require_role
 from sts.jobs.env import Submitter
-from sts.jobs.errors import JobInvalidSpec, JobStoreUnavailable
+from sts.jobs.errors import JobInvalidSpec
 from sts.jobs.history import JobFilter, Viewer, cancel_job, get_job, list_jobs
 from sts.jobs.manager import job_env, maybe_reap
 from sts.jobs.spec import parse_submission
 from sts.jobs.submit import submit
 from sts.jobs.views import history_view
-from sts.problems import problem
+from sts.metrics import SUBMISSIONS
 from sts.throttle import client_address
 
 log = logging.getLogger(__name__)
 bp = Blueprint("jobs", __name__, url_prefix="/api/v1/jobs")
-
-
-@bp.app_errorhandler(sa_exc.OperationalError)
-@bp.app_errorhandler(sa_exc.InterfaceError)
-@bp.app_errorhandler(sa_exc.TimeoutError)
-def _database_unavailable(error: Exception) -> Response:
-    """App-wide: a database that is down or restarting is a 503 ``db.unavailable`` on every
-    endpoint (not a 500), and the pool's pre-ping reconnects once it is back."""
-    log.warning("database unavailable: %s", type(error).__name__)
-    failure = JobStoreUnavailable("the database is unavailable; retry shortly")
-    return problem(503, failure.code, failure.message)
 
 
 def _json_body() -> Any:
@@ -60,7 +50,17 @@ def create() -> tuple[Response, int]:
                           caller.username)
     address = client_address(request.remote_addr, request.headers.get("X-Forwarded-For"),
                              env.config.trusted_proxies)
-    job, created = submit(env, submitter, submission, request.headers.get("Idempotency-Key"), address)
+    try:
+        job, created = submit(env, submitter, submission, request.headers.get("Idempotency-Key"), address)
+    except JobstsError as exc:
+        SUBMISSIONS.labels("refused").inc()
+        audit.record("job.submitted", outcome="refused", actor=submitter.access_id, node=submission.node,
+                     code=exc.code)
+        raise
+    SUBMISSIONS.labels("created" if created else "replayed").inc()
+    audit.record("job.submitted", outcome="created" if created else "replayed", actor=submitter.access_id,
+                 realm=job.realm, node=job.node_id, job=job.id, type=job.type, subject=job.subject,
+                 jti=job.token_jti)
     response = jsonify(history_view(job))
     response.headers["Location"] = url_for("jobs.show", job_id=job.id)
     if not created:

@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from realms.tokens.keys import VerificationKey, jwk_thumbprint, public_jwk
+from sts import audit
 from sts.config import StsConfig
 from sts.crypto import MasterKey
 from sts.db import Database
@@ -31,6 +32,7 @@ from sts.errors import RealmUnknown, SigningKeyMissing
 from sts.keys.material import PrivateKey, generate_private_key, load_private_key, private_key_bytes
 from sts.keys.signer import sign_compact
 from sts.keys.trust import StsTrustResolver
+from sts.metrics import TOKENS_ISSUED
 from sts.models import KeyRing, SigningKey
 
 # How far ahead of a token's exp the signer moves published_until, so that a burst of
@@ -209,7 +211,13 @@ class KeyStore:
         if current.active is None or current.private is None:
             raise SigningKeyMissing(f"realm {realm} has no active signing key; run jobsts init", realm=realm)
         self._note_exp(current.active, int(claims["exp"]), session)
-        return sign_compact(claims, current.private, current.active.algorithm, current.active.kid, typ)
+        token = sign_compact(claims, current.private, current.active.algorithm, current.active.kid, typ)
+        TOKENS_ISSUED.labels(typ).inc()
+        subject = claims.get("sub")
+        audit.record("token.issued", actor=subject if isinstance(subject, str) else None, realm=realm,
+                     job=claims.get("job_id"), profile=typ, jti=claims.get("jti"), kid=current.active.kid,
+                     exp=claims.get("exp"))
+        return token
 
     def _note_exp(self, key: StoredKey, exp: int, session: Session | None) -> None:
         known = max(self._bumped.get(key.kid, 0), key.published_until)

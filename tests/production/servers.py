@@ -1,0 +1,215 @@
+"""Real STS processes for the production tests: ``jobsts serve --production`` (gunicorn) on a
+loopback port, stderr captured to a file, and an HTTP client that acts as users and agents."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+
+from sts.crypto import create_key_file
+from tests.ldap_harness import free_port
+from tests.sts.conftest import ADMIN, BASE_URL, _toml, node_keypair
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+
+def write_sts_config(workdir: Path, database_url: str, tables: list[dict[str, Any]]) -> Path:
+    """An STS TOML file over ``tables`` (``[[realms]]`` tables, e.g. ``slapd.realm_table(name)``)."""
+    key_file = workdir / "master.key"
+    if not key_file.exists():
+        create_key_file(key_file)
+    lines = ["[sts]", f"base_url = {_toml(BASE_URL)}", f"database_url = {_toml(database_url)}",
+             'master_key_file = "master.key"', f"audience = {_toml(BASE_URL + '/api')}",
+             f"bootstrap_admins = {_toml([str(ADMIN)])}", "", "[throttle]", "failure_factor = 3",
+             "wait_increment_seconds = 60", "max_wait_seconds = 900", "per_address_failure_factor = 50"]
+    for table in tables:
+        lines += ["", "[[realms]]", f"name = {_toml(table['name'])}", "[realms.registry]"]
+        lines += [f"{key} = {_toml(value)}" for key, value in table["registry"].items()]
+    path = workdir / "sts.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: Any
+
+
+class Actor:
+    """Acts as users, administrators and agents over HTTP (``post`` is the transport)."""
+
+    def post(self, path: str, **kwargs: Any) -> Reply:
+        raise NotImplementedError
+
+    def login(self, username: str, password: str | None = None, realm: str = "jobmgr") -> Reply:
+        return self.post(f"/realms/{realm}/token", data={
+            "grant_type": "password", "username": username,
+            "password": f"{username}-password" if password is None else password})
+
+    def token(self, username: str, password: str | None = None) -> str:
+        response = self.login(username, password)
+        assert response.status == 200, response.body
+        return str(response.body["access_token"])
+
+    def register_node(self, admin_token: str, node_id: str, trusted: tuple[str, ...] = ()) -> Any:
+        private, jwk = node_keypair()
+        response = self.post("/api/v1/nodes", headers=bearer(admin_token), json={
+            "id": node_id, "realm": "jobmgr", "authgroups": ["batch"], "public_jwk": jwk,
+            "trusted_realms": list(trusted)})
+        assert response.status == 201, response.body
+        return private
+
+    def agent_token(self, node_id: str, private: Any, realm: str = "jobmgr") -> str:
+        now = int(time.time())
+        signed = jwt.encode({"iss": node_id, "sub": node_id, "aud": f"{BASE_URL}/realms/{realm}/token",
+                             "jti": str(uuid.uuid4()), "iat": now, "exp": now + 120}, private, algorithm="ES256")
+        response = self.post(f"/realms/{realm}/token", data={
+            "grant_type": "client_credentials", "client_id": node_id, "client_assertion_type": ASSERTION_TYPE,
+            "client_assertion": signed})
+        assert response.status == 200, response.body
+        return str(response.body["access_token"])
+
+    def submit(self, token: str, node_id: str, argv: tuple[str, ...] = ("/bin/true",)) -> str:
+        response = self.post("/api/v1/jobs", headers=bearer(token), json={
+            "node": node_id, "type": "command", "spec": {"argv": list(argv)}})
+        assert response.status == 201, response.body
+        return str(response.body["id"])
+
+    def lease(self, agent_token: str) -> dict[str, Any] | None:
+        response = self.post("/api/v1/agent/lease", headers=bearer(agent_token), json={"wait": 0})
+        if response.status == 204:
+            return None
+        assert response.status == 200, response.body
+        body: dict[str, Any] = response.body
+        return body
+
+    def finish(self, agent_token: str, job: dict[str, Any], outcome: str = "succeeded") -> None:
+        job_id = job["job"]["id"]
+        if outcome != "refused":
+            started = self.post(f"/api/v1/agent/jobs/{job_id}/start", headers=bearer(agent_token),
+                                       json={"attempt": job["job"]["attempt"]})
+            assert started.status == 200, started.body
+        result = self.post(f"/api/v1/agent/jobs/{job_id}/result", headers=bearer(agent_token), json={
+            "outcome": outcome, "exit_code": 0 if outcome == "succeeded" else None, "stdout_tail": "",
+            "stderr_tail": "", "code": "authz.denied" if outcome == "refused" else None, "reason": None,
+            "account": None, "trace": []})
+        assert result.status == 200, result.body
+
+    def full_cycle(self, canary_password: str, node_id: str = "n1") -> list[str]:
+        """Login (one failing with ``canary_password``) -> register a node -> agent token ->
+        submit (once with canary credentials) -> lease -> start -> result, and a refusal.
+        Returns every token and assertion that went over the wire."""
+        secrets: list[str] = []
+        failed = self.login("john", canary_password)
+        assert failed.status == 400 and failed.body["code"] == "login.failed", failed.body
+        admin = self.login("admin")
+        assert admin.status == 200, admin.body
+        secrets += [admin.body["access_token"], admin.body["refresh_token"], self.token("john")]
+        private = self.register_node(secrets[0], node_id)
+        agent = self.agent_token(node_id, private)
+        secrets.append(agent)
+        refused = self.post("/api/v1/jobs", headers=bearer(secrets[0]), json={
+            "node": node_id, "type": "command", "spec": {"argv": ["/bin/true"]},
+            "credentials": {"username": "john", "password": canary_password}})
+        assert refused.status == 401, refused.body
+        for outcome in ("succeeded", "refused"):
+            self.submit(secrets[0], node_id)
+            leased = self.lease(agent)
+            assert leased is not None
+            secrets.append(leased["job_token"])
+            self.finish(agent, leased, outcome)
+        return secrets
+
+
+class FlaskActor(Actor):
+    """The same actions through a Flask test client (in-process)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def post(self, path: str, **kwargs: Any) -> Reply:
+        response = self.client.post(path, **kwargs)
+        return Reply(response.status_code, response.get_json(silent=True))
+
+
+class StsProcess(Actor):
+    """One ``jobsts serve --production`` process tree (gunicorn master and its workers)."""
+
+    def __init__(self, config: Path, workdir: Path, workers: int = 1, env: dict[str, str] | None = None,
+                 metrics_dir: Path | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.stderr_path = workdir / f"sts-{self.port}.stderr"
+        environment = {**os.environ, "JOBSTS_GUNICORN_THREADS": "4", **(env or {})}
+        environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        if metrics_dir is not None:
+            environment["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+        with self.stderr_path.open("wb") as stderr:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", "from realms.console import main; main()", "serve", "--production",
+                 "--config", str(config), "--host", "127.0.0.1", "--port", str(self.port),
+                 "--workers", str(workers)],
+                stdout=subprocess.DEVNULL, stderr=stderr, env=environment, cwd=workdir)
+        self.client = httpx.Client(base_url=self.url, timeout=30)
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        give_up = time.monotonic() + timeout
+        while time.monotonic() < give_up:
+            if self.process.poll() is not None:
+                raise AssertionError(f"STS exited ({self.process.returncode}): {self.stderr()[-2000:]}")
+            try:
+                if self.client.get("/healthz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"STS on {self.url} did not answer: {self.stderr()[-2000:]}")
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(encoding="utf-8", errors="replace")
+
+    def post(self, path: str, **kwargs: Any) -> Reply:
+        response = self.client.post(path, **kwargs)
+        return Reply(response.status_code, response.json() if response.content else None)
+
+    def stop(self) -> None:
+        self.client.close()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@contextmanager
+def running(config: Path, workdir: Path, count: int = 1, workers: int = 1,
+            metrics_dir: Path | None = None) -> Iterator[list[StsProcess]]:
+    """``count`` STS processes on one configuration (so one database), all ready."""
+    servers: list[StsProcess] = []
+    try:
+        for _ in range(count):
+            servers.append(StsProcess(config, workdir, workers, metrics_dir=metrics_dir))
+        for server in servers:
+            server.wait_ready()
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
