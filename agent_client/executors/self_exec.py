@@ -6,9 +6,8 @@ import os
 from collections.abc import Mapping, Sequence
 
 from agent_client.errors import ExecUnavailable
-from agent_client.executors.base import ChildSetup, child_fail
-from agent_client.executors.limits import apply_limits
-from agent_client.executors.setuid import enter_directory, job_directory
+from agent_client.executors.base import ChildSetup
+from agent_client.executors.setuid import job_directory, limit_and_enter
 from agent_client.mapping import Account
 
 
@@ -30,10 +29,6 @@ class SelfExecutor:
         directory = job_directory(account, cwd)
 
         def child(status_fd: int) -> None:
-            try:
-                apply_limits(limits)
-            except (OSError, ValueError) as exc:
-                child_fail(status_fd, "exec.drop_failed", f"cannot apply resource limits: {exc}")
-            enter_directory(account, directory, status_fd)
+            limit_and_enter(account, directory, limits, status_fd)
 
         return child, None

@@ -57,6 +57,15 @@ def enter_directory(account: Account, cwd: str, status_fd: int) -> None:
         child_fail(status_fd, "exec.cwd", f"{account.name} cannot enter {cwd}: {exc.strerror}")
 
 
+def limit_and_enter(account: Account, directory: str, limits: Mapping[str, int], status_fd: int) -> None:
+    """The child's last steps before exec, for every executor: resource limits, then the directory."""
+    try:
+        apply_limits(limits)
+    except (OSError, ValueError) as exc:
+        child_fail(status_fd, "exec.drop_failed", f"cannot apply resource limits: {exc}")
+    enter_directory(account, directory, status_fd)
+
+
 def job_directory(account: Account, cwd: str | None) -> str:
     if cwd is not None:
         return cwd
@@ -81,10 +90,6 @@ class SetuidExecutor:
 
         def child(status_fd: int) -> None:
             drop_privileges(account, status_fd)
-            try:
-                apply_limits(limits)
-            except (OSError, ValueError) as exc:
-                child_fail(status_fd, "exec.drop_failed", f"cannot apply resource limits: {exc}")
-            enter_directory(account, directory, status_fd)
+            limit_and_enter(account, directory, limits, status_fd)
 
         return child, None
