@@ -23,7 +23,6 @@ from realms.access_id import ALL_AUTHENTICATED, EVERYONE, NODE_ID, AccessId, Acc
 from realms.errors import AccessIdInvalid, JobstsError
 from realms.tokens import ACCESS_TOKEN, AGENT_TOKEN, TokenClaimInvalid, VerifiedToken, verify
 from realms.tokens.errors import TokenRevoked
-from realms.tokens.jws import parse_compact
 from sts.errors import AuthRequired, NodeUnknown
 from sts.models import Node, RevokedToken
 from sts.problems import problem
@@ -72,21 +71,10 @@ def _bearer() -> str:
     return token.strip()
 
 
-def _leeway_for(token: str) -> int:
-    """The issuing realm's leeway; the issuer is only peeked here, and verified by ``verify``."""
-    services = current_services()
-    try:
-        issuer = parse_compact(token).claims.get("iss")
-    except JobstsError:
-        return 30
-    realm = services.keys.trust_resolver().realm_of(issuer) if isinstance(issuer, str) else None
-    return services.config.realms[realm].token.leeway if realm else 30
-
-
 def _verify_signed(token: str, profile: Any) -> VerifiedToken:
     services = current_services()
-    return verify(token, profile, services.keys.trust_resolver(), audience=services.config.audience,
-                  leeway=_leeway_for(token))
+    # The leeway is the issuing realm's own, carried by its IssuerTrust.
+    return verify(token, profile, services.keys.trust_resolver(), audience=services.config.audience)
 
 
 def verify_bearer(token: str, profile: Any) -> VerifiedToken:

@@ -34,6 +34,7 @@ from realms.tokens.signatures import signature_is_valid
 
 # Header members that would let the token choose its own key or extend the rules.
 FORBIDDEN_HEADER_MEMBERS = frozenset({"jwk", "jku", "x5u", "x5c", "x5t", "x5t#S256", "crit"})
+DEFAULT_LEEWAY_SECONDS = 30
 MAX_NUMERIC_DATE = 253402300799  # 9999-12-31T23:59:59Z
 
 
@@ -45,6 +46,8 @@ class IssuerTrust:
     issuer: str
     algorithms: frozenset[str]
     keys: Mapping[str, VerificationKey] = field(default_factory=dict)
+    # The realm's clock-skew allowance, used when the caller of ``verify`` names none.
+    leeway: int = DEFAULT_LEEWAY_SECONDS
 
 
 class TrustResolver(Protocol):
@@ -140,11 +143,11 @@ def verify(
     resolver: TrustResolver,
     *,
     audience: str,
-    leeway: int = 30,
+    leeway: int | None = None,
     now: float | None = None,
 ) -> VerifiedToken:
     """Verify ``token`` as ``profile`` for ``audience``; raise a ``TokenError`` subclass on refusal."""
-    if not 0 <= leeway <= MAX_LEEWAY_SECONDS:
+    if leeway is not None and not 0 <= leeway <= MAX_LEEWAY_SECONDS:
         raise ConfigError(f"leeway {leeway}s is outside 0..{MAX_LEEWAY_SECONDS}s")
     parsed = parse_compact(token)
     header, claims = parsed.header, parsed.claims
@@ -192,5 +195,8 @@ def verify(
     if not signature_is_valid(alg, key.public_key, parsed.signing_input, parsed.signature):
         raise TokenSignatureInvalid(f"signature does not verify with realm {trust.realm} key", realm=trust.realm)
 
-    _check_claims(claims, profile, trust, audience, leeway, time.time() if now is None else now)
+    skew = trust.leeway if leeway is None else leeway
+    if not 0 <= skew <= MAX_LEEWAY_SECONDS:
+        raise ConfigError(f"realm {trust.realm}: leeway {skew}s is outside 0..{MAX_LEEWAY_SECONDS}s", realm=trust.realm)
+    _check_claims(claims, profile, trust, audience, skew, time.time() if now is None else now)
     return VerifiedToken(realm=trust.realm, issuer=issuer, kid=kid, header=header, claims=claims)

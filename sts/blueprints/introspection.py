@@ -46,17 +46,17 @@ def _introspector() -> str | None:
 def _verified(realm: str, token: str, node_id: str | None) -> VerifiedToken | None:
     services = current_services()
     resolver = services.keys.trust_resolver()
-    leeway = services.config.realms[realm].token.leeway
     try:
-        typ = str(parse_compact(token).header.get("typ", "")).lower()
+        peeked = parse_compact(token)  # only to pick the profile; verify() checks everything
+        typ = str(peeked.header.get("typ", "")).lower()
         audience = services.config.audience
         profile: TokenProfile = {"agent+jwt": AGENT_TOKEN, "job+jwt": JOB_TOKEN}.get(typ, ACCESS_TOKEN)
         if profile is JOB_TOKEN:
-            audience = str(parse_compact(token).claims.get("aud", ""))
+            audience = str(peeked.claims.get("aud", ""))
             # Why: a node may introspect only the job tokens addressed to it.
             if node_id is not None and audience != node_id:
                 return None
-        verified = verify(token, profile, resolver, audience=audience, leeway=leeway)
+        verified = verify(token, profile, resolver, audience=audience)
     except JobstsError:
         return None
     return verified if verified.realm == realm else None
@@ -134,8 +134,7 @@ def _revocable(realm: str, token: str) -> VerifiedToken | None:
     services = current_services()
     for profile in (ACCESS_TOKEN, AGENT_TOKEN):
         try:
-            verified = verify(token, profile, services.keys.trust_resolver(), audience=services.config.audience,
-                              leeway=services.config.realms[realm].token.leeway)
+            verified = verify(token, profile, services.keys.trust_resolver(), audience=services.config.audience)
         except JobstsError:
             continue
         if verified.realm == realm:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -23,38 +21,10 @@ from sqlalchemy.engine import make_url
 from sts.jobs.models import Job, JobIdempotency
 from tests.jobs.conftest import World, build_world
 from tests.jobs.tcp_proxy import TcpProxy
+from tests.processes import finish, read_until, spawn
 
 pytestmark = pytest.mark.db
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def spawn(*args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore::DeprecationWarning"}
-    return subprocess.Popen([sys.executable, "-m", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, cwd=ROOT, env=env)
-
-
-def read_line(process: subprocess.Popen[str], prefix: str, timeout: float = 60) -> str:
-    assert process.stdout is not None
-    found: list[str] = []
-
-    def reader() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if line.startswith(prefix):
-                found.append(line.strip())
-                return
-
-    thread = threading.Thread(target=reader, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    assert found, f"no {prefix!r} line from {process.args!r}"
-    return found[0]
-
-
-def finish(process: subprocess.Popen[str]) -> tuple[str, str]:
-    out, err = process.communicate(timeout=120)
-    return out, err
 
 
 class Workers:
@@ -93,7 +63,7 @@ def test_sts_killed_between_receiving_and_committing_leaves_nothing(tmp_path: Pa
     database_url = str(world.services.db.engine.url.render_as_string(hide_password=False))
     server = spawn("tests.jobs.submit_server", database_url, str(tmp_path))
     try:
-        port = int(read_line(server, "READY").split()[1])
+        port = int(read_until(server, "READY").split()[1])
         token = world.user_token("john")
         outcome: list[Any] = []
 
@@ -109,7 +79,7 @@ def test_sts_killed_between_receiving_and_committing_leaves_nothing(tmp_path: Pa
 
         client = threading.Thread(target=post)
         client.start()
-        read_line(server, "FLUSHED")  # the INSERT is in the database, uncommitted
+        read_until(server, "FLUSHED")  # the INSERT is in the database, uncommitted
         os.kill(server.pid, signal.SIGKILL)
         client.join(30)
     finally:
@@ -179,7 +149,7 @@ def test_concurrent_agent_processes_run_every_job_exactly_once(tmp_path: Path, w
     handled: list[tuple[str, str, int]] = []
     try:
         for process in processes:
-            read_line(process, '{"ready"')
+            read_until(process, '{"ready"')
         go.touch()
         for process in processes:
             out, err = finish(process)
@@ -201,7 +171,7 @@ def test_an_agent_that_dies_after_start_leaves_the_job_lost_not_rerun(tmp_path: 
     agent = spawn("tests.jobs.agents", "--database-url", database_url, "--key-file", str(tmp_path / "master.key"),
                   "--die-after-start")
     try:
-        started = json.loads(read_line(agent, '{"started"'))
+        started = json.loads(read_until(agent, '{"started"'))
         assert started["started"] == job["id"]
         os.kill(agent.pid, signal.SIGKILL)
     finally:

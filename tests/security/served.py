@@ -1,19 +1,16 @@
 """A real STS served over HTTP for the fault tests: the app of a ``tests/jobs`` World on a
-loopback port (so agents and subprocesses reach it), a node registered with a real key, and
-helpers to spawn and read the test's own processes (``sts_process``, ``agent_process``)."""
+loopback port (so agents and subprocesses reach it), a node registered with a real key, and the
+arguments of the test's own agent process (``agent_process``). Spawning is ``tests.processes``."""
 
 from __future__ import annotations
 
 import os
 import pwd
-import subprocess
-import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask
@@ -83,32 +80,6 @@ def serve(app: Flask, port: int) -> tuple[BaseWSGIServer, threading.Thread]:
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     return server, thread
-
-
-def spawn(module: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore", **(env or {})}
-    return subprocess.Popen([sys.executable, "-m", module, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, cwd=ROOT, env=full_env)
-
-
-def read_until(process: subprocess.Popen[str], prefix: str, timeout: float = 60) -> str:
-    found: list[str] = []
-
-    def reader() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if line.startswith(prefix):
-                found.append(line.strip())
-                return
-
-    thread = threading.Thread(target=reader, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if not found:
-        process.kill()
-        _, err = process.communicate(timeout=30)
-        pytest.fail(f"no {prefix!r} from {process.args!r}: {err[-3000:]}")
-    return found[0]
 
 
 def agent_args(served: Served, state: Path) -> list[str]:

@@ -26,9 +26,10 @@ from sqlalchemy.engine import make_url
 
 from tests.jobs.tcp_proxy import TcpProxy
 from tests.ldap_harness import SLAPD, SlapdServer, free_port, seed_files
+from tests.processes import read_until, spawn
 from tests.security.agent_process import build_agent
 from tests.security.conftest import ldap_app, wait_for
-from tests.security.served import ACCOUNT, Served, agent_args, make_world, read_until, register_node, serve, spawn
+from tests.security.served import ACCOUNT, Served, agent_args, make_world, register_node, serve
 
 pytestmark = pytest.mark.db
 ROOT = Path(__file__).resolve().parents[2]

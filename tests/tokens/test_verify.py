@@ -325,3 +325,27 @@ def test_access_and_agent_profiles(mint: Mint, job_claims: dict[str, Any], resol
     assert verified.subject == "node:node1"
     with pytest.raises(TokenTypeMismatch):
         verify(mint(agent, typ="agent+jwt"), ACCESS_TOKEN, resolver, audience="https://sts.test")
+
+
+def test_the_issuing_realms_leeway_applies_when_the_caller_names_none(mint: Mint, job_claims: dict[str, Any],
+                                                                      realm_a: Realm) -> None:
+    strict = realm_a.trust().__class__(realm_a.name, realm_a.issuer, frozenset({"ES256"}),
+                                       {realm_a.key.kid: realm_a.key}, leeway=5)
+
+    class StrictResolver(StaticResolver):
+        def issuer_trust(self, issuer: str) -> Any:
+            return strict if issuer == realm_a.issuer else None
+
+    token = mint(job_claims)
+    with pytest.raises(TokenExpired):
+        verify(token, JOB_TOKEN, StrictResolver(), audience="node1", now=job_claims["exp"] + 10)
+    # An explicit leeway from the caller (the agent's configuration) wins.
+    assert verify(token, JOB_TOKEN, StrictResolver(), audience="node1", leeway=30, now=job_claims["exp"] + 10)
+    loose = strict.__class__(strict.realm, strict.issuer, strict.algorithms, strict.keys, leeway=3600)
+
+    class LooseResolver(StaticResolver):
+        def issuer_trust(self, issuer: str) -> Any:
+            return loose
+
+    with pytest.raises(ConfigError):
+        verify(token, JOB_TOKEN, LooseResolver(), audience="node1")
