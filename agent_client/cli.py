@@ -25,7 +25,7 @@ from agent_client.loop import RevocationSet, open_agent
 from agent_client.sts_client import StsClient, load_node_key
 from agent_client.trust_store import TrustStore
 from authz_tables.store import AuthzTable
-from realms.access_id import REALM_NAME, is_valid_realm_name
+from realms.identity.access_id import REALM_NAME, is_valid_realm_name
 from realms.errors import JobstsError
 from realms.tokens.keys import public_jwk
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from agent_client.errors import JobInvalid
 from agent_client.journal import StartedJournal
-from realms.job_digest import job_digest
+from realms.wire.digest import job_digest
 from realms.tokens.errors import TokenJobMismatch, TokenReplayed, TokenRevoked
 from realms.tokens.profiles import JOB_TOKEN
 from realms.tokens.verify import TrustResolver, VerifiedToken, verify

@@ -47,7 +47,7 @@ Public API (stable names; import them from here or from the submodule named):
 Example::
 
     from authz_tables import AuthzTable, Role, Scope
-    from realms.access_id import EVERYONE
+    from realms.identity.access_id import EVERYONE
 
     with AuthzTable("sqlite:///authz.db", upgrade=True) as table:
         table.grant(operators_group, Role.OPERATOR, changed_by=str(admin_access_id))

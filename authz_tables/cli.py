@@ -27,7 +27,7 @@ from authz_tables.errors import AuthzConfigError, BadFile
 from authz_tables.roles import parse_role
 from authz_tables.store import AuthzTable, Diff
 from authz_tables.transfer import FORMATS, Format, decode, detect_format, export_entries, parse_text
-from realms.access_id import AccessId
+from realms.identity.access_id import AccessId
 from realms.errors import JobstsError
 
 TABLE_ENV = "JOBSTS_AUTHZ_TABLE"

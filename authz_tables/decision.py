@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from authz_tables.entries import NODE_SCOPE, Effect, Entry, Scope
 from authz_tables.errors import AuthzDenied
 from authz_tables.roles import Role, implies, roles_implied_by
-from realms.access_id import AccessId
+from realms.identity.access_id import AccessId
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,7 +42,7 @@ from authz_tables.models import (
     safe_url,
 )
 from authz_tables.roles import Role
-from realms.access_id import AccessId
+from realms.identity.access_id import AccessId
 
 _Key = tuple[str, str, str]  # (access ID, role, scope) as stored
 # The STS's audit logger, by name (authz_tables imports nothing from sts).

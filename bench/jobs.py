@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from authz_tables.roles import Role  # noqa: E402
-from realms.access_id import AccessId  # noqa: E402
+from realms.identity.access_id import AccessId  # noqa: E402
 from sts.config import load_sts_config  # noqa: E402
 from sts.crypto import create_key_file  # noqa: E402
 from sts.db import make_engine  # noqa: E402

@@ -22,8 +22,8 @@ import httpx  # noqa: E402
 from sqlalchemy import insert, text  # noqa: E402
 
 from authz_tables.roles import Role  # noqa: E402
-from realms.access_id import AccessId  # noqa: E402
-from realms.job_digest import canonical_json, job_digest  # noqa: E402
+from realms.identity.access_id import AccessId  # noqa: E402
+from realms.wire.digest import canonical_json, job_digest  # noqa: E402
 from realms.tokens.keys import public_jwk  # noqa: E402
 from sts.config import load_sts_config  # noqa: E402
 from sts.crypto import MasterKey, create_key_file  # noqa: E402

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from realms.access_id import is_valid_realm_name
+from realms.identity.access_id import is_valid_realm_name
 from realms.errors import ConfigError
-from realms.registry import Registry, RegistryConfig, registry_config_class
+from realms.registries.base import Registry, RegistryConfig, registry_config_class
 from realms.tokens.profiles import DEFAULT_ALGORITHM, MAX_LEEWAY_SECONDS, SIGNING_ALGORITHMS
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from realms.principal import Principal
+from realms.identity.principal import Principal
 
 
 def access_id_view(principal: Principal) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from authz_tables.errors import AuthzDenied
 from authz_tables.roles import Role
-from realms.access_id import ALL_AUTHENTICATED, EVERYONE, NODE_ID, AccessId, AccessIdKind
+from realms.identity.access_id import ALL_AUTHENTICATED, EVERYONE, NODE_ID, AccessId, AccessIdKind
 from realms.errors import AccessIdInvalid, JobstsError
 from realms.tokens import ACCESS_TOKEN, AGENT_TOKEN, TokenClaimInvalid, VerifiedToken, verify
 from realms.tokens.errors import TokenRevoked

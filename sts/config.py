@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from realms.access_id import AccessId
+from realms.identity.access_id import AccessId
 from realms.config import RealmConfig, load_realms
 from realms.errors import AccessIdInvalid, ConfigError
 

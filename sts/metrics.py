@@ -16,8 +16,8 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 
-from realms.principal import Principal
-from realms.registry import Registry
+from realms.identity.principal import Principal
+from realms.registries.base import Registry
 
 LOGINS = Counter("jobsts_logins", "Password logins by realm and outcome (ok, failed, locked, unavailable).",
                  ["realm", "outcome"])
@@ -44,7 +44,7 @@ def code_label(code: str | None) -> str:
 
 
 class TimedRegistry:
-    """A ``realms.registry.Registry`` that records the latency of each directory call."""
+    """A ``realms.registries.base.Registry`` that records the latency of each directory call."""
 
     def __init__(self, inner: Registry) -> None:
         self.inner = inner

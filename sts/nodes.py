@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from realms.access_id import NODE_ID, REALM_NAME
+from realms.identity.access_id import NODE_ID, REALM_NAME
 from realms.tokens.keys import PRIVATE_MEMBERS, VerificationKey, public_jwk, verification_key_from_jwk
 from realms.tokens.profiles import SIGNING_ALGORITHMS
 from sts.errors import NodeExists, NodeInvalid, NodeUnknown

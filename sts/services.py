@@ -14,7 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from authz_tables.store import AuthzTable
 from realms.errors import ConfigError
-from realms.registry import Registry
+from realms.registries.base import Registry
 from sts.config import StsConfig
 from sts.crypto import MasterKey
 from sts.db import Database

@@ -46,7 +46,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from ldap3 import Connection, Server
 
-from realms.ldif_format import read_ldif
+from realms.registries.ldif.format import read_ldif
 
 LDAP_DIR = Path(__file__).resolve().parent / "ldap"
 SLAPD = os.environ.get("JOBSTS_SLAPD", "/usr/sbin/slapd")

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from realms.access_id import AccessId, AccessIdKind
+from realms.identity.access_id import AccessId, AccessIdKind
 from realms.errors import AccessIdInvalid, ConfigError
 from realms.tokens.errors import (
     RealmUntrusted,

@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from realms.errors import JobstsError
-from realms.registry import Registry
+from realms.registries.base import Registry
 from sts.metrics import exposition
 from sts.services import current_services
 

@@ -30,7 +30,7 @@ from typing import Any
 import click
 import httpx
 
-from realms.password_hashes import hash_password
+from realms.registries.ldif.password_hashes import hash_password
 
 SUFFIXES = {"jobmgr": "dc=jobmgr,dc=example", "cellB": "dc=cellb,dc=example"}
 USERS = {"jobmgr": ("admin", "john", "user1", "user2"), "cellB": ("john", "bob")}
@@ -144,7 +144,7 @@ class Demo:
     @staticmethod
     def _grant_job_manager_roles(table: Any) -> None:
         from authz_tables.roles import Role
-        from realms.access_id import AccessId
+        from realms.identity.access_id import AccessId
 
         operators = AccessId.parse("group:jobmgr/cn=operators,ou=groups,dc=jobmgr,dc=example")
         table.grant(operators, Role.OPERATOR, changed_by="jobsts demo")
@@ -182,7 +182,7 @@ class Demo:
     def grant(self, node_id: str, grants: list[tuple[str, str]]) -> None:
         from authz_tables.roles import parse_role
         from authz_tables.store import AuthzTable
-        from realms.access_id import AccessId
+        from realms.identity.access_id import AccessId
 
         url = f"sqlite:///{self.workdir / 'agents' / node_id / 'authz.sqlite'}"
         with AuthzTable(url, upgrade=True) as table:

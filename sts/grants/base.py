@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from realms.config import TokenPolicy
-from realms.principal import Principal
+from realms.identity.principal import Principal
 from sts.errors import GrantInvalid
 from sts.services import Services
 

@@ -6,7 +6,7 @@ import logging
 from typing import Any, ClassVar
 
 from realms.errors import JobstsError, LoginFailed, UnavailableError
-from realms.principal import Principal
+from realms.identity.principal import Principal
 from sts import audit, refresh_tokens
 from sts.db import relax_durability
 from sts.errors import LoginLocked

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
-from realms.registry import Registry
+from realms.registries.base import Registry
 from sts.config import StsConfig
 from sts.db import Database
 from sts.jobs.errors import JobStoreUnavailable

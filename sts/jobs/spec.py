@@ -1,7 +1,7 @@
 """Validation and normalization of what clients send: job submissions and agent results.
 
 The normalized spec is exactly what the agent receives and hashes with
-``realms.job_digest.job_digest``, so defaults are filled in here, before the digest is taken.
+``realms.wire.digest.job_digest``, so defaults are filled in here, before the digest is taken.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from realms.access_id import NODE_ID
-from realms.job_digest import canonical_json
+from realms.identity.access_id import NODE_ID
+from realms.wire.digest import canonical_json
 from sts.jobs.errors import JobIdentityField, JobInvalidSpec
 
 MAX_ARGV = 256

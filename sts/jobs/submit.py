@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from realms.errors import ConfigError
-from realms.job_digest import canonical_json, job_digest
+from realms.wire.digest import canonical_json, job_digest
 from sts.errors import NodeUnknown
 from sts.jobs.env import JobEnv, Submitter
 from sts.jobs.errors import (

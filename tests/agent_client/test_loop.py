@@ -20,7 +20,7 @@ from agent_client.errors import StsUnavailable
 from agent_client.loop import Agent, open_agent
 from authz_tables.roles import Role
 from authz_tables.store import AuthzTable
-from realms.access_id import AccessId
+from realms.identity.access_id import AccessId
 from tests.agent_client.conftest import NODE, OPS_JM, OWN, TRUSTED, UNTRUSTED, make_job, mint
 from tests.agent_client.fake_sts import FakeState, serve
 

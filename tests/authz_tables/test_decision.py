@@ -9,7 +9,7 @@ from authz_tables.decision import Snapshot, decide
 from authz_tables.entries import NODE_SCOPE, Effect, Entry, Scope
 from authz_tables.errors import AuthzDenied
 from authz_tables.roles import Role, implies
-from realms.access_id import ALL_AUTHENTICATED, EVERYONE, AccessId
+from realms.identity.access_id import ALL_AUTHENTICATED, EVERYONE, AccessId
 from tests.authz_tables.conftest import (
     CELLB_JOHN,
     HR,

@@ -16,7 +16,7 @@ from authz_tables.errors import AuthzUnavailable, BadEntry, Conflict
 from authz_tables.models import VERSION_TABLE, migrate, schema_differences
 from authz_tables.roles import Role
 from authz_tables.store import AuthzTable
-from realms.access_id import EVERYONE
+from realms.identity.access_id import EVERYONE
 from tests.authz_tables.conftest import ADMIN_ID, CAROL, HR, JOHN, OPERATORS, PAYROLL
 
 pytestmark = pytest.mark.db

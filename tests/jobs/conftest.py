@@ -16,7 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from authz_tables.roles import Role
-from realms.access_id import AccessId
+from realms.identity.access_id import AccessId
 from sts import create_app
 from sts.db import make_engine
 from sts.jobs.env import JobEnv

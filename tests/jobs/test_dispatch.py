@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from realms.job_digest import job_digest
+from realms.wire.digest import job_digest
 from realms.tokens import JOB_TOKEN, verify
 from tests.jobs.conftest import World
 

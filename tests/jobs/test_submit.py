@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from realms.job_digest import job_digest
+from realms.wire.digest import job_digest
 from realms.tokens import JOB_TOKEN, verify
 from sts.crypto import MasterKeyMismatch
 from sts.jobs.models import Job, JobIdempotency

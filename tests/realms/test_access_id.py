@@ -8,7 +8,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from realms.access_id import (
+from realms.identity.access_id import (
     ALL_AUTHENTICATED,
     EVERYONE,
     MAX_UNIQUE_ID_LENGTH,

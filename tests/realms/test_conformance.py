@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import pytest
 
-from realms.access_id import AccessId, AccessIdKind
-from realms.ldif_format import read_ldif
+from realms.identity.access_id import AccessId, AccessIdKind
+from realms.registries.ldif.format import read_ldif
 from tests.ldap_harness import seed_files
 from tests.realms.conftest import MakeRegistry
 

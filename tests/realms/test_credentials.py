@@ -7,7 +7,7 @@ import stringprep
 from hypothesis import given
 from hypothesis import strategies as st
 
-from realms.credentials import MAX_PASSWORD_BYTES, usable_password, usable_username
+from realms.identity.credentials import MAX_PASSWORD_BYTES, usable_password, usable_username
 
 VANISHING = [chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF and (
     chr(c).isspace() or stringprep.in_table_b1(chr(c)) or stringprep.in_table_c12(chr(c)))]

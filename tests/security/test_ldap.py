@@ -22,7 +22,7 @@ from ldap3 import Connection, Server
 
 from realms.config import load_realms
 from realms.errors import JobstsError
-from realms.registry import Registry
+from realms.registries.base import Registry
 from tests.ldap_harness import ROOT_PASSWORD, FakeDirectory, SlapdServer, _parse_request, seed_files
 from tests.security.conftest import Listener, ldap_app
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from realms.access_id import AccessId
+from realms.identity.access_id import AccessId
 from realms.errors import ConfigError
 from realms.tokens import (
     ACCESS_TOKEN,

@@ -15,10 +15,10 @@ from urllib.parse import urlsplit
 
 from ldap3 import Tls
 
-from realms.directory_settings import DirectorySchema, TableReader
+from realms.registries.directory import DirectorySchema, TableReader
 
 if TYPE_CHECKING:
-    from realms.ldap_registry import LdapRegistry
+    from realms.registries.ldap.registry import LdapRegistry
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,6 @@ class LdapRegistryConfig:
         return config
 
     def open(self, realm: str) -> LdapRegistry:
-        from realms.ldap_registry import LdapRegistry  # the registry module imports this one
+        from realms.registries.ldap.registry import LdapRegistry  # the registry module imports this one
 
         return LdapRegistry(realm, self)

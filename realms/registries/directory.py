@@ -14,9 +14,9 @@ from typing import Any
 from ldap3.core.exceptions import LDAPInvalidDnError
 from ldap3.utils.dn import parse_dn
 
-from realms.access_id import AccessId
+from realms.identity.access_id import AccessId
 from realms.errors import AccessIdInvalid, ConfigError
-from realms.group_resolution import DEFAULT_MAX_DEPTH, MAX_MAX_DEPTH
+from realms.registries.groups import DEFAULT_MAX_DEPTH, MAX_MAX_DEPTH
 
 GROUP_MODES = ("member", "memberOf", "posix")
 MEMBER_GROUP_CLASSES = ("groupOfNames", "groupOfUniqueNames")

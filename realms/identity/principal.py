@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from realms.access_id import AccessId
+from realms.identity.access_id import AccessId
 
 
 @dataclass(frozen=True, slots=True)

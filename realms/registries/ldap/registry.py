@@ -2,15 +2,15 @@
 
 Login (RFC 4513 §5.1.3 "name/password authentication"), in order:
 
-1. refuse empty, whitespace-only, SASLprep-empty and oversized input (``realms.credentials``);
+1. refuse empty, whitespace-only, SASLprep-empty and oversized input (``realms.identity.credentials``);
 2. search ``user_base`` with the service account for ``(&(objectClass=C)(A=<escaped name>))``
    (RFC 4515 escaping); exactly one entry must match;
 3. bind as the DN the *server* returned, on a fresh connection that is never pooled;
 4. resolve groups (member search, ``memberOf`` or posixGroup ``memberUid``), nested ones with
-   cycle detection and a depth limit (``realms.group_resolution``).
+   cycle detection and a depth limit (``realms.registries.groups``).
 
 Outages (refused, timeout, TLS failure, busy/unavailable) raise ``RegistryUnavailable``;
-bad credentials of any kind return ``None``. Settings: ``realms.ldap_config``.
+bad credentials of any kind return ``None``. Settings: ``realms.registries.ldap.config``.
 """
 
 from __future__ import annotations
@@ -28,12 +28,12 @@ from ldap3.core.exceptions import LDAPException, LDAPSASLPrepError, LDAPStartTLS
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.log import set_library_log_hide_sensitive_data
 
-from realms.credentials import usable_password, usable_username
-from realms.directory_settings import dn_key, is_locked, is_under
+from realms.identity.credentials import usable_password, usable_username
+from realms.registries.directory import dn_key, is_locked, is_under
 from realms.errors import RegistryTLSError, RegistryUnavailable
-from realms.group_resolution import resolve_nested
-from realms.ldap_config import LdapRegistryConfig, VerifiedTls
-from realms.principal import Principal
+from realms.registries.groups import resolve_nested
+from realms.registries.ldap.config import LdapRegistryConfig, VerifiedTls
+from realms.identity.principal import Principal
 
 __all__ = ["LdapRegistry", "LdapRegistryConfig"]
 

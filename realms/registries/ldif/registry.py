@@ -3,7 +3,7 @@
 It answers exactly as the ``ldap`` backend does for the same entries: the same bases and
 object classes, the same access IDs, the same group semantics (``member``/``uniqueMember``,
 or posixGroup ``memberUid``) with the same nesting rules. ``userPassword`` values are
-verified in the schemes slapd writes (see ``realms.password_hashes``). The file is read once
+verified in the schemes slapd writes (see ``realms.registries.ldif.password_hashes``). The file is read once
 at ``open``; the registry holds only immutable indexes afterwards, so it is thread-safe.
 """
 
@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-from realms.access_id import AccessId
-from realms.credentials import usable_password, usable_username
-from realms.directory_settings import DirectorySchema, TableReader, dn_key, is_locked, is_under
+from realms.identity.access_id import AccessId
+from realms.identity.credentials import usable_password, usable_username
+from realms.registries.directory import DirectorySchema, TableReader, dn_key, is_locked, is_under
 from realms.errors import ConfigError
-from realms.group_resolution import resolve_nested
-from realms.ldif_format import LdifEntry, read_ldif
-from realms.password_hashes import hash_password, verify_password
-from realms.principal import Principal
+from realms.registries.groups import resolve_nested
+from realms.registries.ldif.format import LdifEntry, read_ldif
+from realms.registries.ldif.password_hashes import hash_password, verify_password
+from realms.identity.principal import Principal
 
 log = logging.getLogger(__name__)
 

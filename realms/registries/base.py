@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol, Self
 
 from realms.errors import ConfigError
-from realms.principal import Principal
+from realms.identity.principal import Principal
 
 
 class Registry(Protocol):
@@ -45,8 +45,8 @@ class RegistryConfig(Protocol):
 
 # The explicit table of backend types: ``type = "..."`` in a realm's [realms.registry] table.
 REGISTRY_TYPES: dict[str, str] = {
-    "ldap": "realms.ldap_registry:LdapRegistryConfig",
-    "ldif": "realms.ldif_registry:LdifRegistryConfig",
+    "ldap": "realms.registries.ldap.registry:LdapRegistryConfig",
+    "ldif": "realms.registries.ldif.registry:LdifRegistryConfig",
 }
 
 
