@@ -39,9 +39,9 @@ sys.path.insert(0, str(ROOT))
 from authz_tables.roles import Role  # noqa: E402
 from realms.identity.access_id import AccessId  # noqa: E402
 from sts.config import load_sts_config  # noqa: E402
-from sts.crypto import create_key_file  # noqa: E402
 from sts.db import make_engine  # noqa: E402
-from sts.models import Node  # noqa: E402
+from sts.keys.master_key import create_key_file  # noqa: E402
+from sts.nodes.models import Node  # noqa: E402
 from sts.services import build_services  # noqa: E402
 
 JOHN = AccessId.user("jobmgr", "uid=john,ou=people,dc=jobmgr,dc=example")

@@ -23,13 +23,13 @@ from sqlalchemy import insert, text  # noqa: E402
 
 from authz_tables.roles import Role  # noqa: E402
 from realms.identity.access_id import AccessId  # noqa: E402
-from realms.wire.digest import canonical_json, job_digest  # noqa: E402
 from realms.tokens.keys import public_jwk  # noqa: E402
+from realms.wire.digest import canonical_json, job_digest  # noqa: E402
 from sts.config import load_sts_config  # noqa: E402
-from sts.crypto import MasterKey, create_key_file  # noqa: E402
 from sts.jobs.models import Job  # noqa: E402
+from sts.keys.master_key import MasterKey, create_key_file  # noqa: E402
 from sts.keys.material import generate_private_key  # noqa: E402
-from sts.models import Node  # noqa: E402
+from sts.nodes.models import Node  # noqa: E402
 from sts.services import build_services  # noqa: E402
 from tests.ldap_harness import SlapdServer, free_port  # noqa: E402
 

@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding  # noqa: E402
 from realm_auth import measure, raw_worker  # noqa: E402
 
-from sts.crypto import create_key_file  # noqa: E402
+from sts.keys.master_key import create_key_file  # noqa: E402
 from tests.ldap_harness import SlapdServer, free_port, ldif_realm_table  # noqa: E402
 
 ALGORITHMS = ("ES256", "EdDSA", "RS256", "PS256")

@@ -18,16 +18,16 @@ from realms.errors import JobstsError
 SUBCOMMANDS: dict[str, str] = {
     "realm": "realms.cli:realm",
     "authz": "authz_tables.cli:authz",
-    "init": "sts.cli.admin:init",
-    "serve": "sts.cli.serve:serve",
-    "keys": "sts.cli.admin:keys",
+    "init": "sts.commands.init:init",
+    "serve": "sts.commands.serve:serve",
+    "keys": "sts.commands.keys:keys",
     "node": "sts.cli.client:node",
-    "access-id": "sts.cli.admin:access_id",
+    "access-id": "sts.commands.access_id:access_id",
     "login": "sts.cli.client:login",
     "logout": "sts.cli.client:logout",
     "submit": "sts.cli.jobs_commands:submit",
     "jobs": "sts.cli.jobs_commands:jobs",
-    "demo": "sts.cli.demo:demo",
+    "demo": "sts.commands.demo:demo",
     "agent": "agent_client.cli:agent",
 }
 

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from realms.identity.access_id import AccessId
 from realms.config import RealmConfig, load_realms
 from realms.errors import AccessIdInvalid, ConfigError
+from realms.identity.access_id import AccessId
+from sts.errors import RealmUnknown
 
 ENV_OVERRIDES = {
     "JOBSTS_BASE_URL": "base_url",
@@ -37,6 +38,19 @@ class ThrottlePolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class JobSettings:
+    """The job manager's timing: lease length, long-poll step, reaper period, default job lifetime.
+
+    Not read from the file: the defaults suit production; tests and benchmarks pass their own.
+    """
+
+    lease_seconds: int = 60
+    poll_interval: float = 0.5
+    reap_interval: float = 5.0
+    default_job_ttl: int = 86400
+
+
+@dataclass(frozen=True, slots=True)
 class StsConfig:
     base_url: str
     database_url: str
@@ -48,11 +62,19 @@ class StsConfig:
     max_body_bytes: int = 64 * 1024
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     throttle: ThrottlePolicy = field(default_factory=ThrottlePolicy)
+    jobs: JobSettings = field(default_factory=JobSettings)
     base_dir: Path = Path(".")
 
     def issuer(self, realm: str) -> str:
         """A realm's issuer comes only from the configured base URL, never from a Host header."""
         return f"{self.base_url}/realms/{realm}"
+
+    def hosted_realm(self, realm: str) -> RealmConfig:
+        """The settings of a realm this STS hosts; ``realm.unknown`` (404) for any other name."""
+        settings = self.realms.get(realm)
+        if settings is None:
+            raise RealmUnknown(f"realm {realm[:80]!r} is not hosted by this STS", realm=realm[:80])
+        return settings
 
 
 def _require_str(table: Mapping[str, Any], name: str, default: str | None = None) -> str:

@@ -1,1 +1,1 @@
-"""The STS's ``jobsts`` subcommands: admin (local, reads the config), serve, and client commands."""
+"""The submitter's client commands (``login``, ``logout``, ``node``, ``submit``, ``jobs``) and their stored session."""

@@ -9,6 +9,9 @@ included, can still be presented.
 
 Other processes rotate too: ``sts_key_rings.generation`` grows on every change and is
 re-read at most once per ``check_interval`` seconds.
+
+The store writes no audit line and counts no metric itself: whoever builds it passes
+``on_signed``, called after each signature (``sts.services`` records ``token.issued`` there).
 """
 
 from __future__ import annotations
@@ -17,28 +20,33 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from realms.config import TokenPolicy
+from realms.errors import ConfigError
 from realms.tokens.keys import VerificationKey, jwk_thumbprint, public_jwk
-from sts import audit
 from sts.config import StsConfig
-from sts.crypto import MasterKey
 from sts.db import Database
-from sts.errors import RealmUnknown, SigningKeyMissing
+from sts.keys.master_key import MasterKey
 from sts.keys.material import PrivateKey, generate_private_key, load_private_key, private_key_bytes
+from sts.keys.models import KeyRing, SigningKey
 from sts.keys.signer import sign_compact
 from sts.keys.trust import StsTrustResolver
-from sts.metrics import TOKENS_ISSUED
-from sts.models import KeyRing, SigningKey
 
 # How far ahead of a token's exp the signer moves published_until, so that a burst of
 # tokens costs one database write rather than one per token. Publishing longer is safe.
 BUMP_AHEAD_SECONDS = 3600
 RETIRE_GRACE_SECONDS = 60
+# Called after each signature with (realm, claims, typ, kid).
+SignedHook = Callable[[str, dict[str, Any], str, str], None]
+
+
+class SigningKeyMissing(ConfigError):
+    code: ClassVar[str] = "keys.missing"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +79,10 @@ class KeyStore:
     """Signs for every hosted realm and publishes their JWKS."""
 
     def __init__(self, db: Database, master_key: MasterKey, config: StsConfig, *,
-                 check_interval: float = 1.0, clock: Callable[[], float] = time.time) -> None:
+                 check_interval: float = 1.0, clock: Callable[[], float] = time.time,
+                 on_signed: SignedHook | None = None) -> None:
         self.db, self.master_key, self.config = db, master_key, config
-        self.check_interval, self.clock = check_interval, clock
+        self.check_interval, self.clock, self.on_signed = check_interval, clock, on_signed
         self._cache: dict[str, _RealmKeys] = {}
         self._bumped: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -152,11 +161,8 @@ class KeyStore:
         return kid
 
     # --- cache -----------------------------------------------------------------------
-    def _realm_policy(self, realm: str) -> Any:
-        settings = self.config.realms.get(realm)
-        if settings is None:
-            raise RealmUnknown(f"realm {realm[:80]!r} is not hosted by this STS", realm=realm)
-        return settings.token
+    def _realm_policy(self, realm: str) -> TokenPolicy:
+        return self.config.hosted_realm(realm).token
 
     def _load(self, realm: str) -> _RealmKeys:
         with self.db.session() as session:
@@ -212,11 +218,8 @@ class KeyStore:
             raise SigningKeyMissing(f"realm {realm} has no active signing key; run jobsts init", realm=realm)
         self._note_exp(current.active, int(claims["exp"]), session)
         token = sign_compact(claims, current.private, current.active.algorithm, current.active.kid, typ)
-        TOKENS_ISSUED.labels(typ).inc()
-        subject = claims.get("sub")
-        audit.record("token.issued", actor=subject if isinstance(subject, str) else None, realm=realm,
-                     job=claims.get("job_id"), profile=typ, jti=claims.get("jti"), kid=current.active.kid,
-                     exp=claims.get("exp"))
+        if self.on_signed is not None:
+            self.on_signed(realm, claims, typ, current.active.kid)
         return token
 
     def _note_exp(self, key: StoredKey, exp: int, session: Session | None) -> None:

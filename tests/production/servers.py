@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import jwt
 
-from sts.crypto import create_key_file
+from sts.keys.master_key import create_key_file
 from tests.ldap_harness import free_port
 from tests.sts.conftest import ADMIN, BASE_URL, _toml, node_keypair
 

@@ -13,7 +13,7 @@ from flask import Flask
 from prometheus_client import REGISTRY
 
 from realms.identity.principal import Principal
-from sts.blueprints import health
+from sts.observability import views as health
 from sts.services import Services
 from tests.production.servers import FlaskActor
 from tests.sts.fakes import SpyRegistry
@@ -52,7 +52,7 @@ def test_metrics_count_a_full_cycle(ldap_app: Flask) -> None:
 
 
 def test_an_agent_chosen_code_cannot_grow_the_series() -> None:
-    from sts.metrics import code_label
+    from sts.observability.metrics import code_label
 
     assert code_label("authz.denied") == "authz.denied"
     assert code_label(f"x{uuid.uuid4().hex}") == "other"

@@ -89,7 +89,7 @@ def test_the_images_command_line_is_a_valid_serve_invocation() -> None:
 
     import click
 
-    from sts.cli.serve import serve
+    from sts.commands.serve import serve
 
     dockerfile = (Path(__file__).resolve().parents[2] / "docker" / "Dockerfile").read_text(encoding="utf-8")
     sts_stage = dockerfile.split(" AS sts", 1)[1].split("FROM ", 1)[0]

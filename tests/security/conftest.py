@@ -34,7 +34,7 @@ from flask import Flask
 from realms.config import load_realms
 from realms.tokens.keys import jwk_thumbprint, public_jwk
 from sts import create_app
-from sts.config import ThrottlePolicy
+from sts.config import JobSettings, ThrottlePolicy
 from tests.jobs.conftest import World, build_world, migrate_database
 from tests.ldap_harness import free_port
 from tests.security.served import Served, make_world, register_node, serve
@@ -290,7 +290,7 @@ def signer_of(world: World, realm: str) -> Signer:
 @pytest.fixture
 def world(tmp_path: Path, database_url: str) -> Iterator[World]:
     """The job manager's world (tests/jobs/conftest.py): users, roles, nodes node1/cellnode/trusting."""
-    built = build_world(tmp_path, database_url, JOBSTS_JOB_POLL_INTERVAL=0.05)
+    built = build_world(tmp_path, database_url, JobSettings(poll_interval=0.05))
     yield built
     built.services.close()
 

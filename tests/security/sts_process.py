@@ -11,19 +11,21 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from dataclasses import replace
 
 from werkzeug.serving import make_server
 
 from sts import create_app
+from sts.config import JobSettings, load_sts_config
 
 
 def main() -> None:
     config_path, port = sys.argv[1], int(sys.argv[2])
     logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s %(args)s")
-    app = create_app(config_path)
-    app.config.update(JOBSTS_JOB_LEASE_SECONDS=int(os.environ.get("JOBSTS_TEST_LEASE_SECONDS", "60")),
-                      JOBSTS_JOB_REAP_INTERVAL=0.2, JOBSTS_JOB_POLL_INTERVAL=0.05)
+    jobs = JobSettings(lease_seconds=int(os.environ.get("JOBSTS_TEST_LEASE_SECONDS", "60")), reap_interval=0.2,
+                       poll_interval=0.05)
+    app = create_app(replace(load_sts_config(config_path), jobs=jobs))
     server = make_server("127.0.0.1", port, app, threaded=True)
     print(f"READY {server.server_port}", flush=True)
     server.serve_forever()

@@ -15,9 +15,9 @@ from realms.tokens import ACCESS_TOKEN, jwk_thumbprint, verify
 from realms.tokens.errors import TokenUnknownKey
 from realms.tokens.keys import PRIVATE_MEMBERS
 from sts import create_app
-from sts.crypto import MasterKeyMismatch
 from sts.keys import KeyStore
-from sts.models import SigningKey
+from sts.keys.master_key import MasterKeyMismatch
+from sts.keys.models import SigningKey
 from sts.services import Services, build_services
 from tests.sts.conftest import make_config
 
