@@ -1,0 +1,446 @@
+"""Glewlwyd (a C OAuth2/OIDC server, Debian package ``glewlwyd``) as the login peer of jobsts.
+
+On the bench's own slapd (tests/ldap_harness.py, realm ``jobmgr``) and PostgreSQL, this module
+gives Glewlwyd a private database, a configuration file, a free loopback port, an LDAP user
+backend and an ES256 signing key, so that its password logins can be measured beside jobsts's
+with the same client code (bench/peers/logins.py):
+
+    with glewlwyd_server(slapd, postgres_url) as peer:
+        figures = measure_logins(peer, slapd, clients=8, seconds=10)
+
+The LDAP backend maps each ``memberOf`` value of the user to a scope of the same name (one
+level of groups; jobsts resolves nested groups). A login asks for the scope
+``cn=operators,ou=groups,<base>``; Glewlwyd answers 200 only if the LDAP bind succeeds and
+the user holds that scope, and signs an ``at+jwt`` access token with ES256 (RFC 9068).
+
+``python -m bench.peers.glewlwyd [--runs 3] [--seconds 10] [--clients 8]`` starts slapd and
+Glewlwyd and prints a table of the runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import psycopg
+from cryptography.hazmat.primitives.asymmetric import ec
+from jwt.algorithms import ECAlgorithm
+from psycopg import sql
+
+from bench.peers.cpu import fixed
+from bench.peers.logins import LoginFigures, drive_logins
+from bench.peers.postgres import DEFAULT_POSTGRES, PgTarget, backend_pids, private_database
+from bench.peers.stats import Spread, markdown_table
+from tests.ldap_harness import SERVICE_PASSWORD, SlapdServer
+
+GLEWLWYD = os.environ.get("JOBSTS_GLEWLWYD", "/usr/bin/glewlwyd")
+MODULES = Path("/usr/lib/glewlwyd")
+# The package's full schema (init-core lacks the OIDC plugin's tables). Its seed row for the
+# database user ``admin`` hashes the password with pgcrypto's crypt()/gen_salt().
+SCHEMA = Path("/usr/share/doc/glewlwyd/database/init.postgre.sql.gz")
+ADMIN_USER, ADMIN_PASSWORD = "admin", "password"  # seeded by SCHEMA; loopback only, database dropped after
+KID = "bench-es256"
+USER = "john"
+
+
+def available() -> bool:
+    """Whether the Debian package is installed (the bench skips the peer otherwise)."""
+    return Path(GLEWLWYD).exists() and SCHEMA.exists()
+
+
+@dataclass
+class Glewlwyd:
+    """A running Glewlwyd configured for the bench (see :func:`glewlwyd_server`)."""
+
+    workdir: Path
+    port: int
+    process: subprocess.Popen[bytes]
+    database: PgTarget
+    realm: str
+    base_dn: str
+    public_key: ec.EllipticCurvePublicKey
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.url}/api/oidc/token"
+
+    @property
+    def scope(self) -> str:
+        return f"cn=operators,ou=groups,{self.base_dn}"
+
+    def login_form(self, user: str = USER) -> dict[str, str]:
+        """RFC 6749 §4.3.2 form; the seed passwords are ``<uid>-password``. No client_id: Glewlwyd's
+        password grant authenticates only confidential clients (HTTP Basic) and refuses a
+        public client named in the body, so the bench logs in without a client, as jobsts's does."""
+        return {"grant_type": "password", "username": user, "password": f"{user}-password", "scope": self.scope}
+
+    def check_token(self, body: dict[str, Any]) -> None:
+        """The access token is an ES256 JWS by our key, for ``john``'s requested scope."""
+        token = body["access_token"]
+        header = jwt.get_unverified_header(token)
+        if header.get("alg") != "ES256" or header.get("kid") != KID:
+            raise ValueError(f"unexpected JWS header {header}")
+        claims = jwt.decode(token, self.public_key, algorithms=["ES256"], options={"verify_aud": False})
+        if claims.get("scope") != self.scope:
+            raise ValueError(f"unexpected scope {claims.get('scope')!r}")
+
+    def log_tail(self, size: int = 2000) -> str:
+        path = self.workdir / "glewlwyd.log"
+        return path.read_text(errors="replace")[-size:] if path.exists() else ""
+
+
+def _config(workdir: Path, port: int, database: PgTarget, log_level: str) -> str:
+    """Glewlwyd's libconfig file: loopback only, no static files, cookies over plain HTTP.
+
+    2.7.5 refuses to start ("secure connection is active but certificate is not valid") unless
+    both ``secure_connection_*_file`` settings are present, even with TLS off; they are never read.
+    """
+    return f"""port={port}
+bind_address="127.0.0.1"
+external_url="http://127.0.0.1:{port}"
+login_url="login.html"
+api_prefix="api"
+allow_origin="*"
+log_mode="file"
+log_level="{log_level}"
+log_file="{workdir / "glewlwyd.log"}"
+cookie_secure=0
+cookie_same_site="empty"
+session_expiration=3600
+session_key="GLEWLWYD2_SESSION_ID"
+admin_session_authentication="cookie"
+profile_session_authentication="cookie"
+allow_multiple_user_per_session=true
+login_api_enabled=true
+plugin_api_run_enabled=""
+add_x_frame_option_header_deny=true
+max_post_size=16778240
+admin_scope="g_admin"
+profile_scope="g_profile"
+user_module_path="{MODULES / "user"}"
+client_module_path="{MODULES / "client"}"
+user_auth_scheme_module_path="{MODULES / "scheme"}"
+plugin_module_path="{MODULES / "plugin"}"
+use_secure_connection=false
+secure_connection_key_file="/nonexistent/glewlwyd.key"
+secure_connection_pem_file="/nonexistent/glewlwyd.pem"
+hash_algorithm="SHA512"
+database = {{ type = "postgre"
+  conninfo = "{database.conninfo}" }};
+"""
+
+
+def load_schema(database: PgTarget, settings: Mapping[str, str] | None = None) -> None:
+    """pgcrypto first (the seed admin's password hash needs it, at load and at every admin
+    login), then the package's schema script, in one transaction. ``settings`` become the
+    database's defaults for the sessions Glewlwyd opens later (``ALTER DATABASE ... SET``)."""
+    script = gzip.decompress(SCHEMA.read_bytes()).decode()
+    with psycopg.connect(database.url, autocommit=True) as conn:
+        for name, value in (settings or {}).items():
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} SET {} = {}").format(
+                    sql.Identifier(database.dbname), sql.Identifier(name), sql.Literal(value)
+                )
+            )
+    with psycopg.connect(database.url) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pgcrypto")
+        conn.execute("SET client_min_messages = warning")  # the script's DROP ... IF EXISTS notices
+        conn.execute(script.encode())  # no parameters: psycopg sends it as one simple query
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _start(workdir: Path, database: PgTarget, log_level: str, attempts: int = 3) -> tuple[subprocess.Popen[bytes], int]:
+    """Start Glewlwyd and wait until it answers.
+
+    Glewlwyd binds the port named in its configuration itself and cannot be handed a socket or
+    port 0. So a free port is found by binding port 0 and closing it, and Glewlwyd binds it a
+    moment later: another process could take it in between. When that happens Glewlwyd exits at
+    once, and we retry on a new port.
+    """
+    for _ in range(attempts):
+        port = _free_port()
+        config = workdir / "glewlwyd.conf"
+        config.write_text(_config(workdir, port, database, log_level), encoding="utf-8")
+        with (workdir / "stdout.log").open("ab") as out:
+            process = subprocess.Popen(
+                [GLEWLWYD, f"--config-file={config}"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=workdir,
+            )
+        give_up = time.monotonic() + 30
+        while process.poll() is None and time.monotonic() < give_up:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/config", timeout=1).status_code == 200:
+                    return process, port
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        _stop(process)
+    log = (workdir / "glewlwyd.log").read_text(errors="replace")[-2000:] if (workdir / "glewlwyd.log").exists() else ""
+    raise RuntimeError(f"Glewlwyd did not start (workdir {workdir}): {log}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to our own child only; Glewlwyd closes its connections and exits."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _signing_jwks() -> tuple[str, ec.EllipticCurvePublicKey]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    jwk: dict[str, Any] = ECAlgorithm.to_jwk(key, as_dict=True)
+    jwk.update({"kid": KID, "alg": "ES256", "use": "sig"})
+    return json.dumps({"keys": [jwk]}), key.public_key()
+
+
+def configure(url: str, slapd: SlapdServer, realm: str) -> ec.EllipticCurvePublicKey:
+    """Over the admin API: the LDAP user backend, the OIDC plugin with an ES256 key (the
+    2.7 ``jwks-private`` form), the group scope; then the seeded database backend is disabled
+    so that a login asks LDAP only."""
+    base = slapd.base_dn(realm)
+    jwks, public_key = _signing_jwks()
+    with httpx.Client(base_url=f"{url}/api", timeout=30) as admin:
+        admin.post("/auth/", json={"username": ADMIN_USER, "password": ADMIN_PASSWORD}).raise_for_status()
+        steps: list[tuple[str, str, dict[str, Any] | None]] = [
+            (
+                "POST",
+                "/mod/user/",
+                {
+                    "module": "ldap",
+                    "name": "ldap",
+                    "display_name": "LDAP",
+                    "order_rank": 1,
+                    "readonly": True,
+                    "multiple_passwords": False,
+                    "enabled": True,
+                    "parameters": {
+                        "uri": slapd.url,
+                        "bind-dn": slapd.service_dn(realm),
+                        "bind-password": SERVICE_PASSWORD,
+                        "search-scope": "one",
+                        "page-size": 50,
+                        "base-search": f"ou=people,{base}",
+                        "filter": "objectClass=inetOrgPerson",
+                        "username-property": "uid",
+                        "name-property": "displayName",
+                        "email-property": "mail",
+                        # Each memberOf value becomes a scope of the same name: 2.7.5 maps values
+                        # only through "scope-property-match-correspondence"; "scope-match" is
+                        # validated and otherwise ignored.
+                        "scope-property": "memberOf",
+                        "data-format": {},
+                    },
+                },
+            ),
+            (
+                "POST",
+                "/mod/plugin/",
+                {
+                    "module": "oidc",
+                    "name": "oidc",
+                    "display_name": "OIDC",
+                    "enabled": True,
+                    "parameters": {
+                        "iss": url,
+                        "jwks-private": jwks,
+                        "default-kid": KID,
+                        "jwks-show": True,
+                        "access-token-duration": 3600,
+                        "refresh-token-duration": 1209600,
+                        "code-duration": 600,
+                        "refresh-token-rolling": False,
+                        "allow-non-oidc": True,
+                        "auth-type-code-enabled": False,
+                        "auth-type-token-enabled": False,
+                        "auth-type-id-token-enabled": False,
+                        "auth-type-password-enabled": True,
+                        "auth-type-client-enabled": False,
+                        "auth-type-refresh-enabled": True,
+                        "auth-type-device-enabled": False,
+                        "subject-type": "public",
+                        "scope": [],
+                    },
+                },
+            ),
+            (
+                "POST",
+                "/scope/",
+                {
+                    "name": f"cn=operators,ou=groups,{base}",
+                    "display_name": "operators",
+                    "password_required": False,
+                    "scheme": {},
+                },
+            ),
+            ("PUT", "/mod/user/database/disable", None),
+        ]
+        for method, path, body in steps:
+            response = admin.request(method, path, json=body)
+            if response.status_code != 200:
+                raise RuntimeError(f"Glewlwyd {method} {path}: {response.status_code} {response.text[:500]}")
+    return public_key
+
+
+@contextmanager
+def glewlwyd_server(
+    slapd: SlapdServer,
+    postgres_url: str = DEFAULT_POSTGRES,
+    *,
+    realm: str = "jobmgr",
+    log_level: str = "INFO",
+    pg_settings: Mapping[str, str] | None = None,
+) -> Iterator[Glewlwyd]:
+    """A configured Glewlwyd on its own database, stopped and dropped on exit.
+
+    ``log_level`` INFO (the package default) writes two audit lines per login, the counterpart
+    of jobsts's audit log; WARNING writes none. Glewlwyd keeps ONE PostgreSQL connection and a
+    login commits about four times on it, so its logins/s follow the server's commit (fsync)
+    latency; ``pg_settings={"synchronous_commit": "off"}`` shows the CPU-bound figure instead
+    (not durable: for analysis only, never as the reported peer).
+    """
+    if not available():
+        raise RuntimeError(f"{GLEWLWYD} or {SCHEMA} is missing: apt-get install glewlwyd")
+    with ExitStack() as stack:
+        workdir = Path(tempfile.mkdtemp(prefix="jobsts-bench-glewlwyd-"))
+        stack.callback(shutil.rmtree, workdir, True)
+        database = stack.enter_context(private_database(postgres_url, prefix="bench_glewlwyd"))
+        load_schema(database, pg_settings)
+        process, port = _start(workdir, database, log_level)
+        stack.callback(_stop, process)
+        public_key = configure(f"http://127.0.0.1:{port}", slapd, realm)
+        peer = Glewlwyd(workdir, port, process, database, realm, slapd.base_dn(realm), public_key)
+        response = httpx.post(peer.token_url, data=peer.login_form(), timeout=30)
+        if response.status_code != 200:
+            raise RuntimeError(
+                f"Glewlwyd refused the first login: {response.status_code} {response.text[:300]} {peer.log_tail()}"
+            )
+        peer.check_token(response.json())
+        yield peer
+
+
+def measure_logins(
+    peer: Glewlwyd,
+    slapd: SlapdServer,
+    *,
+    clients: int = 8,
+    seconds: float | None = 5.0,
+    count: int | None = None,
+    warmup: float = 1.0,
+) -> LoginFigures:
+    """Password logins against ``peer`` (see :func:`bench.peers.logins.drive_logins`): server CPU
+    from Glewlwyd's /proc/PID/stat (all its threads), slapd's apart, and the PostgreSQL backends
+    of Glewlwyd's private database apart."""
+    if slapd.process is None:
+        raise RuntimeError("slapd is not running")
+    slapd_pid = slapd.process.pid
+    pg_pids = backend_pids(peer.database)
+
+    def kwargs() -> dict[str, Any]:
+        return {
+            "server": fixed(peer.pid),
+            "clients": clients,
+            "slapd": fixed(slapd_pid),
+            "database": fixed(*pg_pids),
+            "check": peer.check_token,
+        }
+
+    if warmup > 0:
+        drive_logins(peer.token_url, peer.login_form(), seconds=warmup, **kwargs())
+    if peer.process.poll() is not None:
+        raise RuntimeError(f"Glewlwyd exited: {peer.log_tail()}")
+    return drive_logins(peer.token_url, peer.login_form(), seconds=seconds, count=count, **kwargs())
+
+
+def _table(runs: list[LoginFigures]) -> str:
+    def spread(values: list[float | None], spec: str) -> str:
+        present = [v for v in values if v is not None]
+        return Spread.of(present).format(spec) if present else "n/a"
+
+    rows = [
+        ("password logins/s", spread([r.per_second for r in runs], ".0f")),
+        ("p50 latency (ms)", spread([r.p50_ms for r in runs], ".1f")),
+        ("p99 latency (ms)", spread([r.p99_ms for r in runs], ".1f")),
+        ("server CPU per login (ms)", spread([r.server_cpu_ms for r in runs], ".2f")),
+        ("logins per server CPU-second", spread([r.logins_per_server_cpu_second for r in runs], ".0f")),
+        ("slapd CPU per login (ms)", spread([r.slapd_cpu_ms for r in runs], ".2f")),
+        ("PostgreSQL backend CPU per login (ms)", spread([r.database_cpu_ms for r in runs], ".2f")),
+    ]
+    return markdown_table(["Glewlwyd figure", f"median (min-max) of {len(runs)} runs"], rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--log-level", default="INFO", choices=["NONE", "ERROR", "WARNING", "INFO", "DEBUG"])
+    parser.add_argument(
+        "--no-sync-commit",
+        action="store_true",
+        help="synchronous_commit=off on Glewlwyd's database (analysis only: not durable)",
+    )
+    parser.add_argument("--postgres", default=os.environ.get("JOBSTS_TEST_DATABASE_URL") or DEFAULT_POSTGRES)
+    args = parser.parse_args()
+    with ExitStack() as stack:
+        workdir = Path(tempfile.mkdtemp(prefix="jobsts-bench-slapd-"))
+        stack.callback(shutil.rmtree, workdir, True)
+        slapd = SlapdServer(workdir).start()
+        stack.callback(slapd.stop)
+        peer = stack.enter_context(
+            glewlwyd_server(
+                slapd,
+                args.postgres,
+                log_level=args.log_level,
+                pg_settings={"synchronous_commit": "off"} if args.no_sync_commit else None,
+            )
+        )
+        print(
+            f"Glewlwyd {peer.url} (pid {peer.pid}, database {peer.database.dbname}), slapd {slapd.url}, "
+            f"{args.clients} clients, {args.seconds:g} s per run",
+            flush=True,
+        )
+        runs = []
+        for index in range(args.runs):
+            figures = measure_logins(peer, slapd, clients=args.clients, seconds=args.seconds)
+            runs.append(figures)
+            print(f"run {index + 1}: {figures}", flush=True)
+    print(_table(runs))
+
+
+if __name__ == "__main__":
+    main()
