@@ -79,12 +79,16 @@ def private_database(base_url: str = DEFAULT_POSTGRES, prefix: str = "bench_peer
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(target.dbname)))
 
 
-def backend_pids(target: PgTarget) -> list[int]:
-    """PIDs of the PostgreSQL backends connected to ``target.dbname``, other than this query's.
+def backend_pids(target: PgTarget, application_name: str | None = None) -> list[int]:
+    """PIDs of the PostgreSQL backends connected to ``target.dbname`` (other than this query's),
+    only those whose ``application_name`` matches when one is given (a server whose URL carries
+    ``?application_name=...`` can then be told apart on a shared database).
 
-    Readable in /proc only when PostgreSQL runs on this machine (it does in the bench)."""
+    Their CPU is readable in /proc only when PostgreSQL runs on this machine, as in the bench."""
+    query = (
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
+        "AND (%(name)s::text IS NULL OR application_name = %(name)s::text)"
+    )
     with psycopg.connect(target.url, autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        ).fetchall()
+        rows = conn.execute(query, {"name": application_name}).fetchall()
     return [int(row[0]) for row in rows]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import os
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
@@ -300,13 +301,16 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--postgres", default=os.environ.get("JOBSTS_TEST_DATABASE_URL") or DEFAULT_POSTGRES)
     args = parser.parse_args()
+    # Under ``python -m`` this file is ``__main__``; procrastinate warns about an App built in
+    # ``__main__`` (its tasks could not be imported by name), so the imported module builds it.
+    module = importlib.import_module("bench.peers.queues")
     runs = []
     for index in range(args.runs):
-        run = measure_queues(args.postgres, args.jobs, args.concurrency)
+        run = module.measure_queues(args.postgres, args.jobs, args.concurrency)
         runs.append(run)
         for figures in run:
             print(f"run {index + 1}: {figures}", flush=True)
-    print(table(runs))
+    print(module.table(runs))
 
 
 if __name__ == "__main__":
