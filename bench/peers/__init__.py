@@ -1,6 +1,7 @@
 """Peers measured beside jobsts in the same run, on the same slapd and PostgreSQL.
 
-- :mod:`bench.peers.glewlwyd`: Glewlwyd, a C OAuth2/OIDC server, for password logins;
+- :mod:`bench.peers.glewlwyd`: Glewlwyd, a C OAuth2/OIDC server, for password logins
+  (:mod:`bench.peers.glewlwyd_setup`: its configuration, schema, process and admin-API set-up);
 - :mod:`bench.peers.queues`: pgqueuer and procrastinate, PostgreSQL job queues, for submit
   (enqueue) and dispatch (dequeue + complete);
 - :mod:`bench.peers.logins`: the password-grant load driver both login servers share;
