@@ -103,10 +103,10 @@ def glewlwyd_server(
     """A configured Glewlwyd on its own database, stopped and dropped on exit.
 
     ``log_level`` INFO (the package default) writes two audit lines per login, the counterpart
-    of jobsts's audit log; WARNING writes none. Glewlwyd keeps ONE PostgreSQL connection and a
-    login commits about four times on it, so its logins/s follow the server's commit (fsync)
-    latency; ``pg_settings={"synchronous_commit": "off"}`` shows the CPU-bound figure instead
-    (not durable: for analysis only, never as the reported peer).
+    of jobsts's audit log; WARNING writes none. Glewlwyd keeps ONE PostgreSQL connection for all
+    requests (about 3.5 transactions per login, one a durable write), so its logins/s follow the
+    database's latency; ``pg_settings={"synchronous_commit": "off"}`` shows how much of that is
+    the commit fsync (not durable: for analysis only, never as the reported peer).
     """
     if not available():
         raise RuntimeError(f"{GLEWLWYD} or {SCHEMA} is missing: apt-get install glewlwyd")
