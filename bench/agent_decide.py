@@ -36,11 +36,11 @@ from agent_client.trust_store import TrustStore
 from authz_tables.decision import Snapshot
 from authz_tables.entries import parse_entry
 from authz_tables.roles import Role
-from realms.wire.digest import job_digest
 from realms.tokens.jws import b64url_decode
 from realms.tokens.keys import jwk_thumbprint, public_jwk
 from realms.tokens.profiles import JOB_TOKEN
 from realms.tokens.verify import verify
+from realms.wire.digest import job_digest
 
 STS = "https://sts.bench"
 NODE = "bench-node"
