@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
+from realms.tokens.algorithms import signature_is_valid
 from realms.tokens.errors import TokenMalformed
 from realms.tokens.jws import b64url_decode, json_object
 from realms.tokens.keys import VerificationKey, verification_key_from_jwk
 from realms.tokens.profiles import SIGNING_ALGORITHMS
-from realms.tokens.signatures import signature_is_valid
 from realms.tokens.verify import FORBIDDEN_HEADER_MEMBERS
 
 VECTORS = Path(__file__).resolve().parent / "vectors" / "json_web_signature_test.json"
