@@ -41,6 +41,9 @@ class SigningAlgorithm(Algorithm):
 
     name: str
     kty: ClassVar[str]
+    crv: str | None = None
+    # The public and private key classes of this family (``cryptography``).
+    key_types: ClassVar[tuple[type, ...]]
     # RFC 7638 §3.2: the members a thumbprint is computed over, for this key type.
     thumbprint_members: ClassVar[tuple[str, ...]]
 
@@ -50,7 +53,7 @@ class SigningAlgorithm(Algorithm):
 
     def holds(self, key: object) -> bool:
         """True if ``key`` (public or private) is of this family's key type, whatever its size."""
-        raise NotImplementedError
+        return isinstance(key, self.key_types)
 
     def refusal(self, key: object) -> str | None:
         """Why ``key`` may not be used with this algorithm (type, curve, size), or ``None`` if it may."""
@@ -91,7 +94,7 @@ class SigningAlgorithm(Algorithm):
         return key
 
     def _shape_matches(self, jwk: Mapping[str, Any]) -> bool:
-        return jwk.get("kty") == self.kty
+        return jwk.get("kty") == self.kty and (self.crv is None or jwk.get("crv") == self.crv)
 
     def sign_pinned(self, signing_input: bytes, key: PrivateKey) -> bytes:
         """The signature of ``signing_input`` by ``key``; ``KeyRefused`` if the key does not fit."""
@@ -105,6 +108,7 @@ class EcdsaAlgorithm(SigningAlgorithm, ECAlgorithm):
     """ECDSA over one curve and hash (RFC 7518 §3.4): JWS carries the fixed-size r||s pair."""
 
     kty = "EC"
+    key_types = (ec.EllipticCurvePublicKey, ec.EllipticCurvePrivateKey)
     thumbprint_members = ("crv", "kty", "x", "y")
 
     def __init__(self, name: str, curve: ec.EllipticCurve, crv: str, hash_algorithm: hashes.HashAlgorithm) -> None:
@@ -117,9 +121,6 @@ class EcdsaAlgorithm(SigningAlgorithm, ECAlgorithm):
     def generate(self) -> PrivateKey:
         return ec.generate_private_key(self.curve)
 
-    def holds(self, key: object) -> bool:
-        return isinstance(key, ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey)
-
     def refusal(self, key: object) -> str | None:
         if not isinstance(key, ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey):
             return f"{type(key).__name__} is not an EC key"
@@ -128,9 +129,6 @@ class EcdsaAlgorithm(SigningAlgorithm, ECAlgorithm):
         if not isinstance(key.curve, self._curve_type):
             return f"curve {key.curve.name} is not {self.crv}"
         return None
-
-    def _shape_matches(self, jwk: Mapping[str, Any]) -> bool:
-        return jwk.get("kty") == self.kty and jwk.get("crv") == self.crv
 
     def verify(self, msg: bytes, key: object, sig: bytes) -> bool:
         """Direct on ``cryptography`` with the ECDSA object built once (the agent's hot path)."""
@@ -154,6 +152,7 @@ class EddsaAlgorithm(SigningAlgorithm, OKPAlgorithm):
     """EdDSA (RFC 8037 §3.1), pinned to Ed25519: Ed448 keys are refused."""
 
     kty = "OKP"
+    key_types = (ed25519.Ed25519PublicKey, ed25519.Ed25519PrivateKey)
     thumbprint_members = ("crv", "kty", "x")
     crv = "Ed25519"
 
@@ -164,14 +163,8 @@ class EddsaAlgorithm(SigningAlgorithm, OKPAlgorithm):
     def generate(self) -> PrivateKey:
         return ed25519.Ed25519PrivateKey.generate()
 
-    def holds(self, key: object) -> bool:
-        return isinstance(key, ed25519.Ed25519PublicKey | ed25519.Ed25519PrivateKey)
-
     def refusal(self, key: object) -> str | None:
         return None if self.holds(key) else f"{type(key).__name__} is not an Ed25519 key"
-
-    def _shape_matches(self, jwk: Mapping[str, Any]) -> bool:
-        return jwk.get("kty") == self.kty and jwk.get("crv") == self.crv
 
     def verify(self, msg: str | bytes, key: object, sig: str | bytes) -> bool:
         if not isinstance(key, ed25519.Ed25519PublicKey) or not isinstance(msg, bytes) or not isinstance(sig, bytes):
@@ -187,15 +180,13 @@ class _RsaFamily(SigningAlgorithm):
     """The RSA key rules shared by RSASSA-PKCS1-v1_5 and RSASSA-PSS."""
 
     kty = "RSA"
+    key_types = (rsa.RSAPublicKey, rsa.RSAPrivateKey)
     thumbprint_members = ("e", "kty", "n")
     _padding: padding.AsymmetricPadding
     _hash: hashes.HashAlgorithm
 
     def generate(self) -> PrivateKey:
         return rsa.generate_private_key(public_exponent=65537, key_size=GENERATED_RSA_BITS)
-
-    def holds(self, key: object) -> bool:
-        return isinstance(key, rsa.RSAPublicKey | rsa.RSAPrivateKey)
 
     def refusal(self, key: object) -> str | None:
         if not isinstance(key, rsa.RSAPublicKey | rsa.RSAPrivateKey):
