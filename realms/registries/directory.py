@@ -14,8 +14,8 @@ from typing import Any
 from ldap3.core.exceptions import LDAPInvalidDnError
 from ldap3.utils.dn import parse_dn
 
-from realms.identity.access_id import AccessId
 from realms.errors import AccessIdInvalid, ConfigError
+from realms.identity.access_id import AccessId
 from realms.registries.groups import DEFAULT_MAX_DEPTH, MAX_MAX_DEPTH
 
 GROUP_MODES = ("member", "memberOf", "posix")

@@ -9,8 +9,8 @@ import pytest
 
 from realms.config import TokenPolicy, load_realms
 from realms.errors import ConfigError
-from realms.registries.ldap.registry import LdapRegistryConfig
-from realms.registries.ldif.registry import LdifRegistryConfig
+from realms.registries.ldap.config import LdapRegistryConfig
+from realms.registries.ldif.config import LdifRegistryConfig
 
 SEED = Path(__file__).resolve().parents[1] / "ldap" / "jobmgr.ldif"
 LDAP: dict[str, Any] = {

@@ -28,14 +28,13 @@ from ldap3.core.exceptions import LDAPException, LDAPSASLPrepError, LDAPStartTLS
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.log import set_library_log_hide_sensitive_data
 
-from realms.identity.credentials import usable_password, usable_username
-from realms.registries.directory import dn_key, is_locked, is_under
 from realms.errors import RegistryTLSError, RegistryUnavailable
-from realms.registries.groups import resolve_nested
-from realms.registries.ldap.config import LdapRegistryConfig, VerifiedTls
+from realms.identity.credentials import usable_password, usable_username
 from realms.identity.principal import Principal
-
-__all__ = ["LdapRegistry", "LdapRegistryConfig"]
+from realms.registries.directory import dn_key, is_locked, is_under
+from realms.registries.groups import resolve_nested
+from realms.registries.ldap.config import LdapRegistryConfig
+from realms.registries.ldap.tls import VerifiedTls
 
 log = logging.getLogger(__name__)
 
