@@ -54,7 +54,8 @@ class LdifRegistry:
             except ValueError as exc:
                 raise ConfigError(
                     f"realm {realm!r}: {config.path}:{entry.line}: bad dn {entry.dn[:80]!r}: {exc}",
-                    realm=realm, field="path",
+                    realm=realm,
+                    field="path",
                 ) from None
         user_class = schema.user_object_class.lower()
         self._users: dict[str, list[LdifEntry]] = defaultdict(list)
