@@ -16,9 +16,9 @@ from typing import Any, ClassVar
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
+from realms.tokens.algorithms import signature_is_valid
 from realms.tokens.errors import TokenReplayed
 from realms.tokens.jws import parse_compact
-from realms.tokens.signatures import signature_is_valid
 from realms.tokens.verify import FORBIDDEN_HEADER_MEMBERS
 from sts.errors import AssertionInvalid, GrantInvalid, NodeUnknown
 from sts.grants.base import Grant
