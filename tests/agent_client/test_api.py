@@ -1,4 +1,4 @@
-"""The STS client's error mapping and assertion, with httpx's MockTransport (no network)."""
+"""The agent's side of the STS client: error mapping, assertion, typed documents (httpx MockTransport, no network)."""
 
 from __future__ import annotations
 
@@ -10,29 +10,30 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from agent_client.api import AgentApi, load_node_key
 from agent_client.errors import AgentConfigInvalid, LeaseLost, StsRefused, StsUnavailable
-from agent_client.sts_client import StsClient, load_node_key
+from realms.wire.documents import Result
 
 KEY = ec.generate_private_key(ec.SECP256R1())
 TOKEN = {"access_token": "agent-token", "token_type": "Bearer", "expires_in": 300}
 
 
-def _client(handler: Callable[[httpx.Request], httpx.Response]) -> StsClient:
+def _client(handler: Callable[[httpx.Request], httpx.Response]) -> AgentApi:
     def route(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/token"):
             return httpx.Response(200, json=TOKEN)
         return handler(request)
 
-    return StsClient("https://sts.test/", "node1", "cellB", KEY, "ES256", transport=httpx.MockTransport(route))
+    return AgentApi.connect("https://sts.test/", "node1", "cellB", KEY, "ES256", transport=httpx.MockTransport(route))
 
 
 def test_client_assertion_is_rfc7523_shaped() -> None:
     with _client(lambda r: httpx.Response(204)) as client:
         claims = jwt.decode(
-            client.client_assertion(), KEY.public_key(), algorithms=["ES256"], audience=client.token_url
+            client.auth.client_assertion(), KEY.public_key(), algorithms=["ES256"], audience=client.auth.token_url
         )
     assert claims["iss"] == claims["sub"] == "node1"
-    assert client.token_url == "https://sts.test/realms/cellB/token"
+    assert client.auth.token_url == "https://sts.test/realms/cellB/token"
     assert claims["exp"] - claims["iat"] <= 300 and claims["jti"]
 
 
@@ -66,7 +67,7 @@ def test_lease_lost_is_its_own_error() -> None:
 def test_other_conflicts_are_refusals() -> None:
     problem = {"code": "job.result_conflict", "detail": "different result"}
     with _client(lambda r: httpx.Response(409, json=problem)) as client, pytest.raises(StsRefused):
-        client.result("job-1", {"outcome": "failed"})
+        client.result("job-1", Result("failed", 1, "", "", None, None, None, ()))
 
 
 def test_malformed_lease_is_refused() -> None:

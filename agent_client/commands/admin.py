@@ -1,60 +1,25 @@
-"""Client commands that talk to a running STS: ``login``, ``logout``, ``node ...`` (the job
-manager's ``submit`` / ``jobs`` are in sts.cli.jobs_commands). They use the login stored by
-``jobsts login`` (sts.cli.session)."""
+"""The administrator's commands over the API: ``node ...`` and ``access-id``.
+
+``access-id --config FILE`` is the one local mode: on the STS host it reads the realms of the
+STS file and asks the realm's directory directly, without a login.
+"""
 
 from __future__ import annotations
 
 import json
-import sys
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from sts.cli.session import authorized_client, check, forget_session, http_client, resolve_url, store_session
-
-URL_OPTION = click.option("--url", default=None, help="STS base URL (default: the last login, or JOBSTS_URL).")
-
-
-def _read_password(password_stdin: bool) -> str:
-    if password_stdin or not sys.stdin.isatty():
-        return sys.stdin.readline().rstrip("\r\n")
-    return str(click.prompt("Password", hide_input=True))
-
-
-@click.command()
-@click.option("--url", required=True, help="STS base URL, e.g. https://sts.example.")
-@click.option("--realm", required=True, help="Your realm (its directory checks the password).")
-@click.option("--username", required=True)
-@click.option("--password-stdin", is_flag=True, help="Read the password from stdin (default when not a tty).")
-def login(url: str, realm: str, username: str, password_stdin: bool) -> None:
-    """Log in with a password (OAuth2 password grant) and store the tokens (mode 0600)."""
-    url = url.rstrip("/")
-    password = _read_password(password_stdin)
-    with http_client() as http:
-        response = http.post(f"{url}/realms/{realm}/token",
-                             data={"grant_type": "password", "username": username, "password": password,
-                                   "client_id": "jobsts-cli"})
-    body = check(response)
-    store_session(url, realm, username, body)
-    click.echo(f"logged in to {url} as {username} ({realm}); token valid for {body.get('expires_in')}s")
-
-
-@click.command()
-@URL_OPTION
-def logout(url: str | None) -> None:
-    """Revoke the stored tokens at the STS (RFC 7009) and delete them."""
-    base = resolve_url(url)
-    session = forget_session(base)
-    if session is None:
-        click.echo(f"not logged in to {base}")
-        return
-    with http_client() as http:
-        for name in ("refresh_token", "access_token"):
-            if session.get(name):
-                http.post(f"{base}/realms/{session['realm']}/revoke", data={"token": session[name]})
-    click.echo(f"logged out of {base}")
+from agent_client.api import admin as admin_api
+from agent_client.api.user import user_api
+from agent_client.commands.api_command import URL_OPTION, ApiCommand, ApiGroup
+from realms.config import load_realms
+from realms.errors import ConfigError, RealmUnknown, UserUnknown
+from realms.identity.principal import access_id_view
 
 
 def _public_jwk(path: Path, algorithm: str | None) -> dict[str, Any]:
@@ -79,7 +44,7 @@ def _public_jwk(path: Path, algorithm: str | None) -> dict[str, Any]:
 
 
 def _node_body(realm: str | None, public_key: Path | None, algorithm: str | None, authgroups: tuple[str, ...],
-               trusted_realms: tuple[str, ...]) -> dict[str, Any]:
+               trusted_realms: tuple[str, ...]) -> dict[str, Any]:  # fmt: skip
     body: dict[str, Any] = {}
     if realm:
         body["realm"] = realm
@@ -107,14 +72,14 @@ def _node_options(required: bool) -> Callable[[F], F]:
             click.option("--authgroup", "authgroups", multiple=True, help="Authorization group (repeatable)."),
             click.option("--trusted-realm", "trusted_realms", multiple=True,
                          help="A realm the node trusts (repeatable)."),
-        ]):
+        ]):  # fmt: skip
             command = option(command)
         return command
 
     return decorate
 
 
-@click.group()
+@click.group(cls=ApiGroup)
 def node() -> None:
     """Register, update, unregister and list nodes (administrator; list/show need monitor)."""
 
@@ -124,11 +89,11 @@ def node() -> None:
 @click.argument("node_id")
 @_node_options(required=True)
 def node_register(url: str | None, node_id: str, realm: str, public_key: Path, algorithm: str | None,
-                  authgroups: tuple[str, ...], trusted_realms: tuple[str, ...]) -> None:
+                  authgroups: tuple[str, ...], trusted_realms: tuple[str, ...]) -> None:  # fmt: skip
     """Register NODE_ID with its realm and public key."""
     body = {"id": node_id, **_node_body(realm, public_key, algorithm, authgroups, trusted_realms)}
-    with authorized_client(url) as http:
-        shown = check(http.post("/api/v1/nodes", json=body))
+    with user_api(url) as api:
+        shown = admin_api.register_node(api, body)
     click.echo(json.dumps(shown, indent=2))
 
 
@@ -137,11 +102,11 @@ def node_register(url: str | None, node_id: str, realm: str, public_key: Path, a
 @click.argument("node_id")
 @_node_options(required=False)
 def node_update(url: str | None, node_id: str, realm: str | None, public_key: Path | None, algorithm: str | None,
-                authgroups: tuple[str, ...], trusted_realms: tuple[str, ...]) -> None:
+                authgroups: tuple[str, ...], trusted_realms: tuple[str, ...]) -> None:  # fmt: skip
     """Change NODE_ID's realm, key, authorization groups or trusted realms."""
     body = _node_body(realm, public_key, algorithm, authgroups, trusted_realms)
-    with authorized_client(url) as http:
-        shown = check(http.patch(f"/api/v1/nodes/{node_id}", json=body))
+    with user_api(url) as api:
+        shown = admin_api.update_node(api, node_id, body)
     click.echo(json.dumps(shown, indent=2))
 
 
@@ -150,8 +115,8 @@ def node_update(url: str | None, node_id: str, realm: str | None, public_key: Pa
 @click.argument("node_id")
 def node_unregister(url: str | None, node_id: str) -> None:
     """Unregister NODE_ID."""
-    with authorized_client(url) as http:
-        check(http.delete(f"/api/v1/nodes/{node_id}"))
+    with user_api(url) as api:
+        admin_api.unregister_node(api, node_id)
     click.echo(f"node {node_id} unregistered")
 
 
@@ -159,11 +124,11 @@ def node_unregister(url: str | None, node_id: str) -> None:
 @URL_OPTION
 def node_list(url: str | None) -> None:
     """List registered nodes."""
-    with authorized_client(url) as http:
-        body = check(http.get("/api/v1/nodes"))
-    for item in body["nodes"]:
+    with user_api(url) as api:
+        nodes = admin_api.list_nodes(api)
+    for item in nodes:
         click.echo(f"{item['id']}\t{item['realm']}\tauthgroups={','.join(item['authgroups']) or '-'}\t"
-                   f"trusted={','.join(item['trusted_realms']) or '-'}")
+                   f"trusted={','.join(item['trusted_realms']) or '-'}")  # fmt: skip
 
 
 @node.command("show")
@@ -171,6 +136,53 @@ def node_list(url: str | None) -> None:
 @click.argument("node_id")
 def node_show(url: str | None, node_id: str) -> None:
     """Show one node as JSON."""
-    with authorized_client(url) as http:
-        click.echo(json.dumps(check(http.get(f"/api/v1/nodes/{node_id}")), indent=2))
+    with user_api(url) as api:
+        click.echo(json.dumps(admin_api.show_node(api, node_id), indent=2))
 
+
+def _local_view(config_path: Path, realm: str, username: str) -> dict[str, Any]:
+    """Read the ``[[realms]]`` of the STS file and ask the realm's registry directly."""
+    try:
+        data = tomllib.loads(config_path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{config_path}: cannot read: {exc.strerror}", field="file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{config_path}: not valid TOML: {exc}", field="file") from None
+    settings = load_realms(data.get("realms"), config_path.parent.resolve()).get(realm)
+    if settings is None:
+        raise RealmUnknown(f"realm {realm!r} is not in {config_path}", realm=realm)
+    registry = settings.open_registry()
+    try:
+        principal = registry.lookup(username)
+    finally:
+        registry.close()
+    if principal is None:
+        raise UserUnknown(f"realm {realm}: no user {username!r}", realm=realm)
+    return access_id_view(principal)
+
+
+@click.command("access-id", cls=ApiCommand)
+@click.option(
+    "--config",
+    "config_path",
+    envvar="JOBSTS_CONFIG",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Read the STS file and ask the directory directly (default: ask the STS with the stored login).",
+)
+@click.option("--url", default=None, help="STS base URL when not using --config (default: the last login).")
+@click.argument("realm")
+@click.argument("username")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of lines.")
+def access_id(config_path: Path | None, url: str | None, realm: str, username: str, as_json: bool) -> None:
+    """Print USERNAME's access ID and groups in REALM (what an admin imports into another table)."""
+    if config_path:
+        view = _local_view(config_path, realm, username)
+    else:
+        with user_api(url) as api:
+            view = admin_api.access_id(api, realm, username)
+    if as_json:
+        click.echo(json.dumps(view, indent=2))
+        return
+    click.echo(view["access_id"])
+    for group in view["groups"]:
+        click.echo(group)
