@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
+import stat
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from agent_client.api import AgentApi, load_node_key
-from agent_client.errors import AgentConfigInvalid, LeaseLost, StsRefused, StsUnavailable
-from realms.wire.documents import Result
+from agent_client.api import AgentApi, StsApi, UserAuth, load_node_key
+from agent_client.api.login_store import current_login, store_session, tokens_path
+from agent_client.api.oauth import TokenResponse
+from agent_client.errors import AgentConfigInvalid, LeaseLost, SessionMissing, StsRefused, StsUnavailable
+from realms.wire.documents import MalformedJob, Result
 
 KEY = ec.generate_private_key(ec.SECP256R1())
 TOKEN = {"access_token": "agent-token", "token_type": "Bearer", "expires_in": 300}
@@ -104,3 +109,77 @@ def test_node_key_must_match_the_algorithm(tmp_path: object) -> None:
     path.write_text("not a key")
     with pytest.raises(AgentConfigInvalid, match="not an unencrypted PEM"):
         load_node_key(path, "ES256")
+
+
+def test_a_lease_with_a_malformed_job_is_kept_for_refusal() -> None:
+    lease = {"job": {"id": "job-1", "spec": {"argv": "rm -rf /"}}, "job_token": "t", "lease_expires_at": 5}
+    with _client(lambda r: httpx.Response(200, json=lease)) as client:
+        leased = client.lease(0)
+    assert leased is not None and isinstance(leased.job, MalformedJob)
+    assert leased.job.id == "job-1" and leased.job.error.code == "job.invalid_spec"
+
+
+@pytest.mark.parametrize("lease", [
+    {"job": {"id": "../x"}, "job_token": "t"},
+    {"job": {"id": "job-1"}, "job_token": 5},
+    {"job": {"id": "job-1"}, "job_token": "t", "lease_expires_at": "soon"},
+])
+def test_a_lease_whose_envelope_is_broken_is_refused(lease: dict[str, object]) -> None:
+    with _client(lambda r: httpx.Response(200, json=lease)) as client, pytest.raises(StsRefused) as caught:
+        client.lease(0)
+    assert "malformed lease" in caught.value.message
+
+
+# --- the stored login (UserAuth) ---------------------------------------------------------------
+
+
+@pytest.fixture
+def logged_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    url = "https://sts.test"
+    store_session(url, "jobmgr", "john", TokenResponse("old-access", 300, "old-refresh"))
+    return url
+
+
+def _sts(seen: list[str], refresh: httpx.Response) -> httpx.MockTransport:
+    def route(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/realms/jobmgr/token":
+            seen.append(f"refresh {request.content.decode()}")
+            return refresh
+        seen.append(request.headers["Authorization"])
+        if request.headers["Authorization"] == "Bearer old-access":
+            return httpx.Response(401, json={"code": "token.expired", "detail": "expired"})
+        return httpx.Response(200, json={"nodes": []})
+
+    return httpx.MockTransport(route)
+
+
+def test_a_401_refreshes_the_login_once_and_stores_the_rotated_tokens(logged_in: str) -> None:
+    seen: list[str] = []
+    rotated = httpx.Response(200, json={"access_token": "new-access", "token_type": "Bearer", "expires_in": 300,
+                                        "refresh_token": "new-refresh"})
+    with StsApi(logged_in, UserAuth(logged_in), transport=_sts(seen, rotated)) as api:
+        assert api.call_json("GET", "/api/v1/nodes", "the node list") == {"nodes": []}
+    assert seen == ["Bearer old-access", "refresh grant_type=refresh_token&refresh_token=old-refresh",
+                    "Bearer new-access"]
+    assert current_login(logged_in).refresh_token == "new-refresh"
+    assert stat.S_IMODE(tokens_path().stat().st_mode) == 0o600
+
+
+def test_an_expiring_login_is_refreshed_before_the_request(logged_in: str) -> None:
+    seen: list[str] = []
+    rotated = httpx.Response(200, json={"access_token": "new-access", "token_type": "Bearer", "expires_in": 300,
+                                        "refresh_token": "new-refresh"})
+    later = UserAuth(logged_in, clock=lambda: time.time() + 290)
+    with StsApi(logged_in, later, transport=_sts(seen, rotated)) as api:
+        api.call("GET", "/api/v1/nodes", "the node list")
+    assert seen[0].startswith("refresh ") and seen[1:] == ["Bearer new-access"]
+
+
+def test_a_refused_refresh_forgets_the_login(logged_in: str) -> None:
+    refused = httpx.Response(400, json={"error": "invalid_grant", "code": "refresh.reused"})
+    with StsApi(logged_in, UserAuth(logged_in), transport=_sts([], refused)) as api, \
+            pytest.raises(SessionMissing, match="can no longer be refreshed"):
+        api.call("GET", "/api/v1/nodes", "the node list")
+    with pytest.raises(SessionMissing, match="not logged in"):
+        current_login(logged_in)
