@@ -85,9 +85,15 @@ class RevocationSet:
 def refused_result(decision: AgentDecision) -> Result:
     """The result of a refusal: the code, the reason and the trace of steps (a) to (f)."""
     return Result(
-        outcome="refused", exit_code=None, stdout_tail="", stderr_tail="", code=decision.code,
-        reason=decision.reason, account=None, trace=tuple(decision.trace),
-    )  # fmt: skip
+        outcome="refused",
+        exit_code=None,
+        stdout_tail="",
+        stderr_tail="",
+        code=decision.code,
+        reason=decision.reason,
+        account=None,
+        trace=tuple(decision.trace),
+    )
 
 
 def executed_result(decision: AgentDecision, result: ExecResult, executor: str) -> Result:

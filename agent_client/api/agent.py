@@ -53,8 +53,9 @@ class AgentApi:
 
     def lease(self, wait: int = 0) -> Lease | None:
         """At most one job (long-polled up to ``wait`` seconds); ``None`` when none came."""
-        response = self.api.call("POST", "/api/v1/agent/lease", "a lease", json={"wait": wait},
-                                 timeout=wait + LEASE_GRACE)  # fmt: skip
+        response = self.api.call(
+            "POST", "/api/v1/agent/lease", "a lease", json={"wait": wait}, timeout=wait + LEASE_GRACE
+        )
         if response.status_code == 204:
             return None
         try:

@@ -33,9 +33,13 @@ class StsApi:
         self.auth = auth
         self.caller = caller
         self._http = httpx.Client(
-            base_url=self.base_url, auth=auth, verify=verify, timeout=timeout, transport=transport,
+            base_url=self.base_url,
+            auth=auth,
+            verify=verify,
+            timeout=timeout,
+            transport=transport,
             follow_redirects=False,
-        )  # fmt: skip
+        )
 
     def close(self) -> None:
         self._http.close()

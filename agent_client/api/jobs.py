@@ -26,8 +26,9 @@ def submit(
     same key makes a retry return the first job, never a second one."""
     for attempt in range(1, SUBMIT_ATTEMPTS + 1):
         try:
-            return api.call_json("POST", "/api/v1/jobs", "the submission", json=body,
-                                 headers={"Idempotency-Key": idempotency_key})  # fmt: skip
+            return api.call_json(
+                "POST", "/api/v1/jobs", "the submission", json=body, headers={"Idempotency-Key": idempotency_key}
+            )
         except StsUnavailable as exc:
             if attempt == SUBMIT_ATTEMPTS or exc.data.get("status") is not None:
                 raise

@@ -70,9 +70,13 @@ def save_store(store: dict[str, Any]) -> None:
 def store_session(url: str, realm: str, username: str, tokens: TokenResponse) -> None:
     """Store (or replace) the login for ``url`` and make it the default."""
     store = load_store()
-    store["sessions"][url] = {"realm": realm, "username": username, "access_token": tokens.access_token,
-                              "refresh_token": tokens.refresh_token,
-                              "expires_at": int(time.time()) + tokens.expires_in}  # fmt: skip
+    store["sessions"][url] = {
+        "realm": realm,
+        "username": username,
+        "access_token": tokens.access_token,
+        "refresh_token": tokens.refresh_token,
+        "expires_at": int(time.time()) + tokens.expires_in,
+    }
     store["default"] = url
     save_store(store)
 
@@ -93,8 +97,14 @@ def stored_login(store: dict[str, Any], url: str) -> StoredLogin | None:
     if not isinstance(session, dict):
         return None
     try:
-        return StoredLogin(url, str(session["realm"]), str(session["username"]), str(session["access_token"]),
-                           session.get("refresh_token"), int(session.get("expires_at", 0)))  # fmt: skip
+        return StoredLogin(
+            url,
+            str(session["realm"]),
+            str(session["username"]),
+            str(session["access_token"]),
+            session.get("refresh_token"),
+            int(session.get("expires_at", 0)),
+        )
     except (KeyError, TypeError, ValueError):
         raise SessionMissing(f"the login for {url} in {tokens_path()} is damaged; run jobsts login again") from None
 

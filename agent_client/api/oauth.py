@@ -49,8 +49,14 @@ def password_grant(api: StsApi, realm: str, username: str, password: str) -> Tok
 
 def revoke(api: StsApi, realm: str, token: str) -> None:
     """RFC 7009 §2.1; the answer is not checked (the STS answers 200 even for an unknown token)."""
-    api.call("POST", f"/realms/{quote(realm, safe='')}/revoke", "a revocation", anonymous=True, check=False,
-             data={"token": token})  # fmt: skip
+    api.call(
+        "POST",
+        f"/realms/{quote(realm, safe='')}/revoke",
+        "a revocation",
+        anonymous=True,
+        check=False,
+        data={"token": token},
+    )
 
 
 def _max_age(header: str | None) -> int | None:

@@ -28,8 +28,13 @@ def problem_of(response: httpx.Response) -> tuple[str, str]:
 
 def unreachable(base_url: str, error: httpx.HTTPError) -> StsUnavailable:
     reason = str(error) or type(error).__name__
-    return StsUnavailable(f"STS {base_url} did not answer: {type(error).__name__}", url=base_url, status=None,
-                          problem_code="", detail=reason[:300])  # fmt: skip
+    return StsUnavailable(
+        f"STS {base_url} did not answer: {type(error).__name__}",
+        url=base_url,
+        status=None,
+        problem_code="",
+        detail=reason[:300],
+    )
 
 
 def refusal(response: httpx.Response, base_url: str, what: str, caller: str) -> JobstsError:

@@ -43,8 +43,13 @@ def _public_jwk(path: Path, algorithm: str | None) -> dict[str, Any]:
     raise click.ClickException(f"{path}: unsupported key type")
 
 
-def _node_body(realm: str | None, public_key: Path | None, algorithm: str | None, authgroups: tuple[str, ...],
-               trusted_realms: tuple[str, ...]) -> dict[str, Any]:  # fmt: skip
+def _node_body(
+    realm: str | None,
+    public_key: Path | None,
+    algorithm: str | None,
+    authgroups: tuple[str, ...],
+    trusted_realms: tuple[str, ...],
+) -> dict[str, Any]:
     body: dict[str, Any] = {}
     if realm:
         body["realm"] = realm
@@ -62,17 +67,28 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def _node_options(required: bool) -> Callable[[F], F]:
     def decorate(command: F) -> F:
-        for option in reversed([
-            click.option("--realm", required=required, help="The node's realm (one of the STS's realms)."),
-            click.option("--public-key", "public_key", required=required,
-                         type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                         help="The node's public key: a JWK JSON file or a PEM public key."),
-            click.option("--algorithm", type=click.Choice(["RS256", "PS256"]), default=None,
-                         help="For an RSA PEM key: the algorithm it signs with."),
-            click.option("--authgroup", "authgroups", multiple=True, help="Authorization group (repeatable)."),
-            click.option("--trusted-realm", "trusted_realms", multiple=True,
-                         help="A realm the node trusts (repeatable)."),
-        ]):  # fmt: skip
+        for option in reversed(
+            [
+                click.option("--realm", required=required, help="The node's realm (one of the STS's realms)."),
+                click.option(
+                    "--public-key",
+                    "public_key",
+                    required=required,
+                    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                    help="The node's public key: a JWK JSON file or a PEM public key.",
+                ),
+                click.option(
+                    "--algorithm",
+                    type=click.Choice(["RS256", "PS256"]),
+                    default=None,
+                    help="For an RSA PEM key: the algorithm it signs with.",
+                ),
+                click.option("--authgroup", "authgroups", multiple=True, help="Authorization group (repeatable)."),
+                click.option(
+                    "--trusted-realm", "trusted_realms", multiple=True, help="A realm the node trusts (repeatable)."
+                ),
+            ]
+        ):
             command = option(command)
         return command
 
@@ -88,8 +104,15 @@ def node() -> None:
 @URL_OPTION
 @click.argument("node_id")
 @_node_options(required=True)
-def node_register(url: str | None, node_id: str, realm: str, public_key: Path, algorithm: str | None,
-                  authgroups: tuple[str, ...], trusted_realms: tuple[str, ...]) -> None:  # fmt: skip
+def node_register(
+    url: str | None,
+    node_id: str,
+    realm: str,
+    public_key: Path,
+    algorithm: str | None,
+    authgroups: tuple[str, ...],
+    trusted_realms: tuple[str, ...],
+) -> None:
     """Register NODE_ID with its realm and public key."""
     body = {"id": node_id, **_node_body(realm, public_key, algorithm, authgroups, trusted_realms)}
     with user_api(url) as api:
@@ -101,8 +124,15 @@ def node_register(url: str | None, node_id: str, realm: str, public_key: Path, a
 @URL_OPTION
 @click.argument("node_id")
 @_node_options(required=False)
-def node_update(url: str | None, node_id: str, realm: str | None, public_key: Path | None, algorithm: str | None,
-                authgroups: tuple[str, ...], trusted_realms: tuple[str, ...]) -> None:  # fmt: skip
+def node_update(
+    url: str | None,
+    node_id: str,
+    realm: str | None,
+    public_key: Path | None,
+    algorithm: str | None,
+    authgroups: tuple[str, ...],
+    trusted_realms: tuple[str, ...],
+) -> None:
     """Change NODE_ID's realm, key, authorization groups or trusted realms."""
     body = _node_body(realm, public_key, algorithm, authgroups, trusted_realms)
     with user_api(url) as api:
@@ -127,8 +157,10 @@ def node_list(url: str | None) -> None:
     with user_api(url) as api:
         nodes = admin_api.list_nodes(api)
     for item in nodes:
-        click.echo(f"{item['id']}\t{item['realm']}\tauthgroups={','.join(item['authgroups']) or '-'}\t"
-                   f"trusted={','.join(item['trusted_realms']) or '-'}")  # fmt: skip
+        click.echo(
+            f"{item['id']}\t{item['realm']}\tauthgroups={','.join(item['authgroups']) or '-'}\t"
+            f"trusted={','.join(item['trusted_realms']) or '-'}"
+        )
 
 
 @node.command("show")

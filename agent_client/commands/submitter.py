@@ -107,10 +107,23 @@ def _summary(job: dict[str, Any]) -> str:
 @click.option("--wait", is_flag=True, help="Follow the job until it ends; exit with its outcome.")
 @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
 @click.argument("argv", nargs=-1, required=True, type=click.UNPROCESSED)
-def submit(url: str | None, node: str, job_type: str, not_before: str | None, deadline: str | None,
-           env_pairs: tuple[str, ...], cwd: str | None, timeout: int | None, authgroup: str | None,
-           credentials_from_prompt: bool, credentials_username: str | None, idempotency_key: str | None,
-           wait: bool, as_json: bool, argv: tuple[str, ...]) -> None:  # fmt: skip
+def submit(
+    url: str | None,
+    node: str,
+    job_type: str,
+    not_before: str | None,
+    deadline: str | None,
+    env_pairs: tuple[str, ...],
+    cwd: str | None,
+    timeout: int | None,
+    authgroup: str | None,
+    credentials_from_prompt: bool,
+    credentials_username: str | None,
+    idempotency_key: str | None,
+    wait: bool,
+    as_json: bool,
+    argv: tuple[str, ...],
+) -> None:
     """Submit a job: jobsts submit --node N --type T [options] -- ARGV..."""
     spec: dict[str, Any] = {"argv": list(argv), "env": _env_pairs(env_pairs)}
     for name, value in (("cwd", cwd), ("timeout", timeout), ("authgroup", authgroup)):
@@ -151,8 +164,9 @@ def jobs() -> None:
 @click.option("--submitter", default=None, help="Access ID of the submitter.")
 @click.option("--limit", type=int, default=100)
 @click.option("--json", "as_json", is_flag=True)
-def jobs_list(url: str | None, state: str | None, node: str | None, submitter: str | None, limit: int,
-              as_json: bool) -> None:  # fmt: skip
+def jobs_list(
+    url: str | None, state: str | None, node: str | None, submitter: str | None, limit: int, as_json: bool
+) -> None:
     """List jobs, newest first (monitors see all; others their own)."""
     filters = {"state": state, "node": node, "submitter": submitter, "limit": limit}
     with user_api(url) as api:

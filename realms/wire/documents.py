@@ -41,10 +41,16 @@ class JobDocument:
 
     def as_document(self) -> dict[str, Any]:
         return {
-            "id": self.id, "node": self.node, "type": self.type, "spec": self.spec.as_document(),
-            "submitter": self.submitter, "realm": self.realm, "not_before": self.not_before,
-            "deadline": self.deadline, "attempt": self.attempt,
-        }  # fmt: skip
+            "id": self.id,
+            "node": self.node,
+            "type": self.type,
+            "spec": self.spec.as_document(),
+            "submitter": self.submitter,
+            "realm": self.realm,
+            "not_before": self.not_before,
+            "deadline": self.deadline,
+            "attempt": self.attempt,
+        }
 
     def digest(self, node_id: str) -> str:
         """The job digest of this job on ``node_id``, over the parsed spec: exactly what will run."""
@@ -83,10 +89,15 @@ class Result:
 
     def as_document(self) -> dict[str, Any]:
         return {
-            "outcome": self.outcome, "exit_code": self.exit_code, "stdout_tail": self.stdout_tail,
-            "stderr_tail": self.stderr_tail, "code": self.code, "reason": self.reason, "account": self.account,
+            "outcome": self.outcome,
+            "exit_code": self.exit_code,
+            "stdout_tail": self.stdout_tail,
+            "stderr_tail": self.stderr_tail,
+            "code": self.code,
+            "reason": self.reason,
+            "account": self.account,
             "trace": [step.as_document() for step in self.trace],
-        }  # fmt: skip
+        }
 
     def digest(self) -> str:
         """SHA-256 of the canonical result: the same report twice is one report."""

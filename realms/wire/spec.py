@@ -51,10 +51,27 @@ SPEC_FIELDS = frozenset({"argv", "env", "cwd", "timeout", "authgroup"})
 # Why: identity comes only from the caller's verified token (or credentials checked against a
 # registry). A document that tries to name an owner, groups, lifetimes, a run-as account or a
 # token is refused outright (mass assignment), never silently dropped and never applied.
-IDENTITY_FIELDS = frozenset({
-    "owner", "submitter", "access_id", "sub", "groups", "exp", "iat", "nbf", "run_as", "account",
-    "user", "token", "job_token", "iss", "realm", "aud", "jti",
-})  # fmt: skip
+IDENTITY_FIELDS = frozenset(
+    {
+        "owner",
+        "submitter",
+        "access_id",
+        "sub",
+        "groups",
+        "exp",
+        "iat",
+        "nbf",
+        "run_as",
+        "account",
+        "user",
+        "token",
+        "job_token",
+        "iss",
+        "realm",
+        "aud",
+        "jti",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)

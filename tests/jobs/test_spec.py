@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from realms.errors import JobstsError
-from realms.wire.documents import parse_result
+from realms.wire.documents import parse_job, parse_result
 from realms.wire.spec import IDENTITY_FIELDS, LIMITS, parse_spec
 from sts.jobs.spec import parse_submission
 
@@ -211,3 +211,6 @@ def test_whatever_the_sts_accepts_the_agent_reads_back_unchanged(spec: dict[str,
         return
     assert _agent_code(normalized) is None
     assert parse_spec(normalized).as_document() == normalized
+    job = {"id": "job-1", "node": "node1", "type": "shell", "spec": normalized, "submitter": "user:jobmgr/uid=john",
+           "realm": "jobmgr", "not_before": 0, "deadline": 1, "attempt": 1}
+    assert parse_job(job).as_document() == job
