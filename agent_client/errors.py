@@ -104,7 +104,7 @@ class ExecUnavailable(ExecError):
 
 
 class StsUnavailable(UnavailableError):
-    """The STS could not be reached or answered with a server error (``status`` is None when unreached)."""
+    """The STS could not be reached (``http_status`` None) or answered with a server error."""
 
     code: ClassVar[str] = "agent.sts_unavailable"
 

@@ -30,7 +30,7 @@ def submit(
                 "POST", "/api/v1/jobs", "the submission", json=body, headers={"Idempotency-Key": idempotency_key}
             )
         except StsUnavailable as exc:
-            if attempt == SUBMIT_ATTEMPTS or exc.data.get("status") is not None:
+            if attempt == SUBMIT_ATTEMPTS or exc.data.get("http_status") is not None:
                 raise
             pause(attempt)
     raise AssertionError("unreachable")

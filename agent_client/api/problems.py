@@ -31,7 +31,7 @@ def unreachable(base_url: str, error: httpx.HTTPError) -> StsUnavailable:
     return StsUnavailable(
         f"STS {base_url} did not answer: {type(error).__name__}",
         url=base_url,
-        status=None,
+        http_status=None,
         problem_code="",
         detail=reason[:300],
     )
@@ -42,7 +42,7 @@ def refusal(response: httpx.Response, base_url: str, what: str, caller: str) -> 
     code, detail = problem_of(response)
     status = response.status_code
     where = f" for {caller}" if caller else ""
-    data = {"status": status, "problem_code": code, "detail": detail or response.reason_phrase}
+    data = {"http_status": status, "problem_code": code, "detail": detail or response.reason_phrase}
     if status >= 500:
         return StsUnavailable(f"STS {base_url} answered {status}", url=base_url, **data)
     if status == 409 and code == "job.lease_lost":
@@ -53,4 +53,6 @@ def refusal(response: httpx.Response, base_url: str, what: str, caller: str) -> 
 def malformed(what: str, caller: str, problem: str) -> StsRefused:
     """An answer the contract refuses (a lease, a token response): the STS is not speaking it."""
     where = f" to {caller}" if caller else ""
-    return StsRefused(f"STS sent a malformed {what}{where}: {problem}", status=200, problem_code="", detail=problem)
+    return StsRefused(
+        f"STS sent a malformed {what}{where}: {problem}", http_status=200, problem_code="", detail=problem
+    )

@@ -14,9 +14,9 @@ URL_OPTION = click.option("--url", default=None, help="STS base URL (default: th
 def one_line(error: StsRefused | StsUnavailable) -> str:
     """``<the STS's code>: <its detail>``, or ``sts.unreachable: ...`` when it did not answer."""
     data = error.data
-    if isinstance(error, StsUnavailable) and data.get("status") is None:
+    if isinstance(error, StsUnavailable) and data.get("http_status") is None:
         return f"sts.unreachable: cannot reach {data.get('url')}: {data.get('detail')}"
-    code = data.get("problem_code") or f"http.{data.get('status')}"
+    code = data.get("problem_code") or f"http.{data.get('http_status')}"
     return f"{code}: {data.get('detail') or error.message}"
 
 
