@@ -10,18 +10,19 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request
 
 from realms.tokens.profiles import MAX_LEEWAY_SECONDS
+from realms.wire.documents import parse_result
+from realms.wire.spec import LIMITS
 from sts import audit
 from sts.auth import require_agent
 from sts.jobs.dispatch import MAX_WAIT_SECONDS, heartbeat, lease, report, start
 from sts.jobs.errors import JobInvalidSpec
 from sts.jobs.manager import job_env, maybe_reap
-from sts.jobs.spec import MAX_TAIL_CHARS, parse_result
 from sts.jobs.views import job_document
 from sts.metrics import DISPATCH, LEASES, REFUSALS, code_label
 
 bp = Blueprint("agent", __name__, url_prefix="/api/v1/agent")
 # Two 64 KiB tails (up to 4 bytes per character as UTF-8, more when JSON-escaped) plus the trace.
-RESULT_MAX_BYTES = 12 * MAX_TAIL_CHARS + 256 * 1024
+RESULT_MAX_BYTES = 12 * LIMITS.max_tail_chars + 256 * 1024
 
 
 @bp.before_request

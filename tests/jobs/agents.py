@@ -14,12 +14,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from realms.wire.documents import parse_result
 from sts.config import StsConfig
 from sts.crypto import MasterKey
 from sts.db import Database
 from sts.jobs import dispatch
 from sts.jobs.env import JobEnv
-from sts.jobs.spec import parse_result
 from sts.nodes import get_node
 from sts.revocation import list_active, revoke_jti
 
