@@ -21,14 +21,14 @@ SUBCOMMANDS: dict[str, str] = {
     "init": "sts.commands.init:init",
     "serve": "sts.commands.serve:serve",
     "keys": "sts.commands.keys:keys",
-    "node": "sts.cli.client:node",
-    "access-id": "sts.commands.access_id:access_id",
-    "login": "sts.cli.client:login",
-    "logout": "sts.cli.client:logout",
-    "submit": "sts.cli.jobs_commands:submit",
-    "jobs": "sts.cli.jobs_commands:jobs",
+    "node": "agent_client.commands.admin:node",
+    "access-id": "agent_client.commands.admin:access_id",
+    "login": "agent_client.commands.submitter:login",
+    "logout": "agent_client.commands.submitter:logout",
+    "submit": "agent_client.commands.submitter:submit",
+    "jobs": "agent_client.commands.submitter:jobs",
     "demo": "sts.commands.demo:demo",
-    "agent": "agent_client.cli:agent",
+    "agent": "agent_client.commands.agent:agent",
 }
 
 

@@ -77,3 +77,17 @@ class RegistryTLSError(RegistryUnavailable):
     """TLS could not be established or verified; no credential was sent."""
 
     code: ClassVar[str] = "ldap.tls"
+
+
+class RealmUnknown(InputError):
+    """The name is not one of the configured realms."""
+
+    code: ClassVar[str] = "realm.unknown"
+    status: ClassVar[int] = 404
+
+
+class UserUnknown(InputError):
+    """The realm's registry has no such user."""
+
+    code: ClassVar[str] = "user.unknown"
+    status: ClassVar[int] = 404

@@ -15,9 +15,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from realms.config import RealmConfig, load_realms
-from realms.errors import AccessIdInvalid, ConfigError
+from realms.errors import AccessIdInvalid, ConfigError, RealmUnknown
 from realms.identity.access_id import AccessId
-from sts.errors import RealmUnknown
 
 ENV_OVERRIDES = {
     "JOBSTS_BASE_URL": "base_url",

@@ -11,13 +11,6 @@ from typing import ClassVar
 from realms.errors import InputError
 
 
-class RealmUnknown(InputError):
-    """A realm this STS does not host."""
-
-    code: ClassVar[str] = "realm.unknown"
-    status: ClassVar[int] = 404
-
-
 class AuthRequired(InputError):
     """No bearer token, or not a bearer token (RFC 6750 §3.1)."""
 
@@ -25,19 +18,6 @@ class AuthRequired(InputError):
     status: ClassVar[int] = 401
 
 
-class UserUnknown(InputError):
-    """No such user in the realm's directory."""
-
-    code: ClassVar[str] = "user.unknown"
-    status: ClassVar[int] = 404
-
-
 class OAuthRequestError(InputError):
     """A malformed OAuth request: answered in RFC 6749 §5.2 form on every endpoint that reads one
     (introspection included), whatever else that endpoint answers in."""
-
-
-class SessionMissing(InputError):
-    """Client side: no stored login for this STS."""
-
-    code: ClassVar[str] = "session.missing"

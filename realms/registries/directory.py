@@ -14,8 +14,8 @@ from typing import Any
 from ldap3.core.exceptions import LDAPInvalidDnError
 from ldap3.utils.dn import parse_dn
 
-from realms.identity.access_id import AccessId
 from realms.errors import AccessIdInvalid, ConfigError
+from realms.identity.access_id import AccessId
 from realms.registries.groups import DEFAULT_MAX_DEPTH, MAX_MAX_DEPTH
 
 GROUP_MODES = ("member", "memberOf", "posix")
@@ -156,8 +156,12 @@ class DirectorySchema:
         if nested and posix:
             raise reader.fail("nested", "posixGroup memberUid holds user names, so posix groups cannot nest")
         names = {}
-        for name, default in (("user_object_class", "inetOrgPerson"), ("user_attribute", "uid"),
-                              ("unique_id", "dn"), ("display_name_attribute", "displayName")):
+        for name, default in (
+            ("user_object_class", "inetOrgPerson"),
+            ("user_attribute", "uid"),
+            ("unique_id", "dn"),
+            ("display_name_attribute", "displayName"),
+        ):
             names[name] = reader.string(name, default)
             if not names[name].replace("-", "").replace(";", "").isalnum():
                 raise reader.fail(name, "must be an attribute or object class name")

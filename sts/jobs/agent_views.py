@@ -11,11 +11,12 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from realms.tokens.profiles import MAX_LEEWAY_SECONDS
+from realms.wire.documents import parse_result
+from realms.wire.spec import LIMITS
 from sts.http.auth import authenticated_node, require_agent
 from sts.jobs.dispatch import MAX_WAIT_SECONDS, heartbeat, lease, report, start
 from sts.jobs.errors import JobInvalidSpec
 from sts.jobs.models import Job
-from sts.jobs.spec import MAX_TAIL_CHARS, parse_result
 from sts.jobs.views import maybe_reap, spec_of
 from sts.oauth.revocation import list_active
 from sts.observability import audit
@@ -24,7 +25,7 @@ from sts.services import current_services
 
 bp = Blueprint("agent", __name__, url_prefix="/api/v1/agent")
 # Two 64 KiB tails (up to 4 bytes per character as UTF-8, more when JSON-escaped) plus the trace.
-RESULT_MAX_BYTES = 12 * MAX_TAIL_CHARS + 256 * 1024
+RESULT_MAX_BYTES = 12 * LIMITS.max_tail_chars + 256 * 1024
 
 
 def job_document(job: Job) -> dict[str, Any]:

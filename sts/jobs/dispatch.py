@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
+from realms.wire.documents import Result
 from sts.jobs.errors import JobLeaseLost, JobNotFound, JobResultConflict
 from sts.jobs.models import Job
-from sts.jobs.spec import JobResult
 from sts.jobs.states import RESULT_STATES, JobState, check_transition
 from sts.services import Services
 
@@ -176,7 +176,7 @@ def heartbeat(env: Services, node_id: str, job_id: str) -> int:
         return expires
 
 
-def report(env: Services, node_id: str, job_id: str, result: JobResult) -> Job:
+def report(env: Services, node_id: str, job_id: str, result: Result) -> Job:
     """Record a result. Idempotent: the same report again is accepted, a different one is
     ``job.result_conflict``. A refusal may come straight from ``leased`` (decided before start)."""
     digest = result.digest()

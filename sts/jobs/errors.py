@@ -6,24 +6,14 @@ from typing import ClassVar
 
 from realms.errors import InputError, LoginFailed
 from realms.tokens.errors import RealmUntrusted
+from realms.wire.errors import JobIdentityField as JobIdentityField
+from realms.wire.errors import JobInvalidSpec as JobInvalidSpec
 
 
 class JobError(InputError):
     """Base of the job manager's input refusals (never raised itself)."""
 
     code: ClassVar[str] = "job.error"
-
-
-class JobInvalidSpec(JobError):
-    """The submission or result body failed validation: a type, a size, an unknown field."""
-
-    code: ClassVar[str] = "job.invalid_spec"
-
-
-class JobIdentityField(JobError):
-    """The body tried to set who the job runs as; identity comes only from the caller's token."""
-
-    code: ClassVar[str] = "job.identity_field"
 
 
 class JobNotFound(JobError):

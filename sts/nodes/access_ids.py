@@ -3,23 +3,15 @@ looked up in the realm's directory: what an admin imports into another realm's t
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Blueprint, Response, jsonify
 
 from authz_tables.roles import Role
-from realms.identity.principal import Principal
-from sts.errors import UserUnknown
+from realms.errors import UserUnknown
+from realms.identity.principal import access_id_view
 from sts.http.auth import require_role
 from sts.services import current_services
 
 bp = Blueprint("access_ids", __name__, url_prefix="/api/v1/access-ids")
-
-
-def access_id_view(principal: Principal) -> dict[str, Any]:
-    """What ``jobsts access-id`` prints and ``GET /api/v1/access-ids/<realm>/<username>`` returns."""
-    return {"realm": principal.realm, "username": principal.username, "access_id": str(principal.access_id),
-            "display_name": principal.display_name, "groups": sorted(str(g) for g in principal.groups)}
 
 
 @bp.get("/<realm>/<username>")

@@ -13,9 +13,9 @@ import sys
 import time
 from pathlib import Path
 
+from realms.wire.documents import parse_result
 from sts.config import JobSettings, StsConfig
 from sts.jobs import dispatch
-from sts.jobs.spec import parse_result
 from sts.services import Services, build_services
 
 

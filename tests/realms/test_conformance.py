@@ -150,9 +150,7 @@ def test_every_access_id_belongs_to_the_realm(make_registry: MakeRegistry) -> No
 
 def test_registry_is_safe_to_share_between_threads(make_registry: MakeRegistry) -> None:
     registry = make_registry("jobmgr")
-    expected = {
-        name: registry.authenticate(name, f"{name}-password") for name in ("admin", "john", "user1", "carol")
-    }
+    expected = {name: registry.authenticate(name, f"{name}-password") for name in ("admin", "john", "user1", "carol")}
     assert all(expected.values())
     failures: list[str] = []
 

@@ -146,7 +146,7 @@ def test_sts_killed_at_each_step(sts_proc: tuple[Served, list[subprocess.Popen[s
             assert agent.run_once() == "succeeded"
         elif step == "leased":
             lease = agent.client.lease(0)
-            assert lease is not None and lease["job"]["id"] == job_id
+            assert lease is not None and lease.job.id == job_id
             _restart(served, processes)
             assert agent.handle(lease) == "succeeded"
         else:
@@ -303,7 +303,7 @@ def test_clock_skew_of_the_agent_at_the_token_endpoint(served: Served, skew: int
     try:
         import jwt
 
-        assertion = agent.client.client_assertion(now=time.time() + skew)
+        assertion = agent.client.auth.client_assertion(now=time.time() + skew)
         claims = jwt.decode(assertion, options={"verify_signature": False})
         if skew < 0:  # "behind": the assertion's window closes before the STS's now
             assertion = jwt.encode({**claims, "exp": int(time.time()) + skew}, load_key(served.key_file),

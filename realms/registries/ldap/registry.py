@@ -28,14 +28,13 @@ from ldap3.core.exceptions import LDAPException, LDAPSASLPrepError, LDAPStartTLS
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.log import set_library_log_hide_sensitive_data
 
-from realms.identity.credentials import usable_password, usable_username
-from realms.registries.directory import dn_key, is_locked, is_under
 from realms.errors import RegistryTLSError, RegistryUnavailable
-from realms.registries.groups import resolve_nested
-from realms.registries.ldap.config import LdapRegistryConfig, VerifiedTls
+from realms.identity.credentials import usable_password, usable_username
 from realms.identity.principal import Principal
-
-__all__ = ["LdapRegistry", "LdapRegistryConfig"]
+from realms.registries.directory import dn_key, is_locked, is_under
+from realms.registries.groups import resolve_nested
+from realms.registries.ldap.config import LdapRegistryConfig
+from realms.registries.ldap.tls import VerifiedTls
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +65,12 @@ class LdapRegistry:
         self.config = config
         tls = VerifiedTls(config.ca_file, config.tls_verify) if config.use_ssl or config.start_tls else None
         self._server = Server(
-            config.host, port=config.port, use_ssl=config.use_ssl, tls=tls,
-            get_info=NONE, connect_timeout=config.connect_timeout,
+            config.host,
+            port=config.port,
+            use_ssl=config.use_ssl,
+            tls=tls,
+            get_info=NONE,
+            connect_timeout=config.connect_timeout,
         )
         self._idle: queue.LifoQueue[Connection] = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(config.pool_size)
@@ -82,16 +85,24 @@ class LdapRegistry:
     def _unavailable(self, reason: str) -> RegistryUnavailable:
         return RegistryUnavailable(
             f"realm {self.realm}: directory {self.config.url} did not answer: {reason}",
-            realm=self.realm, url=self.config.url,
+            realm=self.realm,
+            url=self.config.url,
         )
 
     def _connect(self, user: str | None, password: str | None) -> Connection:
         """Open a connection, StartTLS when configured, and return it unbound."""
         conn = Connection(
-            self._server, user=user, password=password, client_strategy=SYNC, auto_bind=False,
+            self._server,
+            user=user,
+            password=password,
+            client_strategy=SYNC,
+            auto_bind=False,
             # Why: a referral could send the search, or the user's password, to another server.
-            auto_referrals=False, receive_timeout=self.config.receive_timeout,
-            raise_exceptions=False, read_only=True, check_names=False,
+            auto_referrals=False,
+            receive_timeout=self.config.receive_timeout,
+            raise_exceptions=False,
+            read_only=True,
+            check_names=False,
         )
         try:
             conn.open()
@@ -108,7 +119,8 @@ class LdapRegistry:
             if self.config.use_ssl and "ssl" in str(exc).lower():
                 raise RegistryTLSError(
                     f"realm {self.realm}: TLS to {self.config.url} failed: {exc}",
-                    realm=self.realm, url=self.config.url,
+                    realm=self.realm,
+                    url=self.config.url,
                 ) from None
             raise self._unavailable(str(exc) or type(exc).__name__) from None
         return conn
@@ -164,7 +176,14 @@ class LdapRegistry:
         raise AssertionError("unreachable")
 
     def _search(
-        self, base: str, filter_: str, scope: Scope, attributes: list[str], limit: int, *, missing_ok: bool = False,
+        self,
+        base: str,
+        filter_: str,
+        scope: Scope,
+        attributes: list[str],
+        limit: int,
+        *,
+        missing_ok: bool = False,
         complete: bool = False,
     ) -> list[Entry]:
         """Search; ``missing_ok`` lets a missing base mean "no entries" (a group read by DN);
@@ -233,9 +252,9 @@ class LdapRegistry:
 
         if schema.group_mode == "posix":
             filter_ = f"(&{self._class_filter()}(memberUid={escape_filter_chars(username)}))"
-            direct = record(self._search(schema.group_base, filter_, SUBTREE, wanted, _GROUP_SIZE_LIMIT,
-                                         complete=True))
+            direct = record(self._search(schema.group_base, filter_, SUBTREE, wanted, _GROUP_SIZE_LIMIT, complete=True))
         elif schema.group_mode == "member":
+
             def members_of(dns: list[str]) -> list[Entry]:
                 terms = "".join(
                     f"(member={escape_filter_chars(d)})(uniqueMember={escape_filter_chars(d)})" for d in dns
@@ -272,8 +291,9 @@ class LdapRegistry:
         if schema.group_mode == "posix":
             keys = frozenset(direct)
         else:
-            keys = resolve_nested(direct, parents_of, nested=schema.nested, max_depth=schema.max_depth,
-                                  realm=self.realm)
+            keys = resolve_nested(
+                direct, parents_of, nested=schema.nested, max_depth=schema.max_depth, realm=self.realm
+            )
         return [found[k] for k in sorted(keys)]
 
     def _principal(self, dn: str, attrs: dict[str, list[str]], username: str) -> Principal | None:
@@ -285,7 +305,8 @@ class LdapRegistry:
         names = attrs.get(schema.user_attribute.lower(), [])
         name = next((n for n in names if n.casefold() == username.casefold()), names[0] if names else username)
         groups = frozenset(
-            aid for gdn, gattrs in self._groups(dn, attrs, name)
+            aid
+            for gdn, gattrs in self._groups(dn, attrs, name)
             if (aid := schema.group_id(self.realm, gdn, gattrs)) is not None
         )
         display = (attrs.get(schema.display_name_attribute.lower()) or [name])[0]

@@ -12,17 +12,16 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Self
 
+from realms.errors import ConfigError
 from realms.identity.access_id import AccessId
 from realms.identity.credentials import usable_password, usable_username
-from realms.registries.directory import DirectorySchema, TableReader, dn_key, is_locked, is_under
-from realms.errors import ConfigError
+from realms.identity.principal import Principal
+from realms.registries.directory import dn_key, is_locked, is_under
 from realms.registries.groups import resolve_nested
+from realms.registries.ldif.config import LdifRegistryConfig
 from realms.registries.ldif.format import LdifEntry, read_ldif
 from realms.registries.ldif.password_hashes import hash_password, verify_password
-from realms.identity.principal import Principal
 
 log = logging.getLogger(__name__)
 
@@ -33,33 +32,6 @@ _DUMMY_HASH = hash_password("jobsts-dummy-password", "SSHA256")
 def match_key(value: str) -> str:
     """caseIgnoreMatch as slapd applies it to ``uid``: case-folded, insignificant spaces removed (RFC 4518)."""
     return " ".join(value.split()).casefold()
-
-
-@dataclass(frozen=True, slots=True)
-class LdifRegistryConfig:
-    """``[realms.registry] type = "ldif"``: ``path`` plus the directory schema settings."""
-
-    path: Path
-    schema: DirectorySchema
-    allow_plaintext: bool = False
-
-    @classmethod
-    def from_table(cls, realm: str, table: dict[str, Any], base_dir: Path) -> Self:
-        reader = TableReader(realm, table)
-        path = reader.path("path", base_dir)
-        assert path is not None
-        if not path.is_file():
-            raise reader.fail("path", f"{path} is not a readable file")
-        config = cls(
-            path=path,
-            schema=DirectorySchema.read(reader, require_bases=False),
-            allow_plaintext=reader.boolean("allow_plaintext", False),
-        )
-        reader.finish()
-        return config
-
-    def open(self, realm: str) -> LdifRegistry:
-        return LdifRegistry(realm, self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +54,8 @@ class LdifRegistry:
             except ValueError as exc:
                 raise ConfigError(
                     f"realm {realm!r}: {config.path}:{entry.line}: bad dn {entry.dn[:80]!r}: {exc}",
-                    realm=realm, field="path",
+                    realm=realm,
+                    field="path",
                 ) from None
         user_class = schema.user_object_class.lower()
         self._users: dict[str, list[LdifEntry]] = defaultdict(list)

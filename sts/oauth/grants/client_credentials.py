@@ -16,9 +16,9 @@ from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
 from realms.tokens import AGENT_TOKEN
+from realms.tokens.algorithms import signature_is_valid
 from realms.tokens.errors import TokenReplayed
 from realms.tokens.jws import parse_compact
-from realms.tokens.signatures import signature_is_valid
 from realms.tokens.verify import FORBIDDEN_HEADER_MEMBERS
 from realms.wire.claims import agent_token_claims, new_jti
 from sts.nodes.errors import NodeUnknown

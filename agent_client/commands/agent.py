@@ -1,4 +1,4 @@
-"""``jobsts agent``: init, run, check and explain (issue 6, item 1)."""
+"""The agent's commands, ``jobsts agent``: init, run, check and explain."""
 
 from __future__ import annotations
 
@@ -16,17 +16,18 @@ import click
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
+from agent_client.api.agent import AgentApi
+from agent_client.api.auth import load_node_key
 from agent_client.config import AgentConfig, load_agent_config
 from agent_client.decision import NodeDecider, NodePolicy
 from agent_client.executors import EXECUTORS
 from agent_client.file_modes import check_paths
 from agent_client.journal import StartedJournal
 from agent_client.loop import RevocationSet, open_agent
-from agent_client.sts_client import StsClient, load_node_key
 from agent_client.trust_store import TrustStore
 from authz_tables.store import AuthzTable
-from realms.identity.access_id import REALM_NAME, is_valid_realm_name
 from realms.errors import JobstsError
+from realms.identity.access_id import REALM_NAME, is_valid_realm_name
 from realms.tokens.keys import public_jwk
 
 TEMPLATE = """\
@@ -174,10 +175,10 @@ def run(config_path: Path, once: bool, verbose: bool) -> None:
 def config_problems(config: AgentConfig) -> list[str]:
     """Every problem ``check`` can find, one line each (empty when the agent can start)."""
     problems = check_paths(config.protected_files(), private=[config.key_file])
-    client: StsClient | None = None
+    client: AgentApi | None = None
     try:
         key = load_node_key(config.key_file, config.key_algorithm)
-        client = StsClient(config.sts_url, config.node_id, config.realm, key, config.key_algorithm)
+        client = AgentApi.connect(config.sts_url, config.node_id, config.realm, key, config.key_algorithm)
     except JobstsError as exc:
         problems.append(exc.message)
     try:
@@ -243,9 +244,9 @@ def explain(ctx: click.Context, config_path: Path, job_path: Path, token: str | 
         if not isinstance(token, str):
             raise click.UsageError("no --token given and JOB.json has no job_token")
     token = _read_token(token)
-    key_client: StsClient | None = None
+    key_client: AgentApi | None = None
     try:
-        key_client = StsClient(
+        key_client = AgentApi.connect(
             config.sts_url, config.node_id, config.realm, load_node_key(config.key_file, config.key_algorithm),
             config.key_algorithm, verify=config.verify_tls,
         )  # fmt: skip

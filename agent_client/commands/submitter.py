@@ -1,26 +1,65 @@
-"""``jobsts submit`` and ``jobsts jobs list|show|cancel``: the job manager from the command line.
+"""The submitter's commands: ``login``, ``logout``, ``submit`` and ``jobs list|show|cancel``.
 
-They use the login stored by ``jobsts login`` (``sts.cli.session.authorized_client``).
-``submit --wait`` follows the job until it ends and exits 0 (succeeded), 1 (failed),
-3 (refused) or 4 (lost, expired or cancelled).
+``login`` stores the tokens (``agent_client.api.login_store``); the other commands use them
+through ``agent_client.api.user_api``, which refreshes them as needed. ``submit --wait`` follows
+the job until it ends and exits 0 (succeeded), 1 (failed), 3 (refused) or 4 (lost, expired or
+cancelled).
 """
 
 from __future__ import annotations
 
 import json
 import sys
-import time
 import uuid
 from typing import Any
 
 import click
-import httpx
 
-from sts.cli.session import authorized_client, check
+from agent_client.api import jobs as jobs_api
+from agent_client.api import oauth
+from agent_client.api.client import StsApi
+from agent_client.api.login_store import forget_session, resolve_url, store_session
+from agent_client.api.user import user_api
+from agent_client.commands.api_command import URL_OPTION, ApiCommand, ApiGroup
 
-URL_OPTION = click.option("--url", default=None, help="STS base URL (default: the last login, or JOBSTS_URL).")
-TERMINAL = {"succeeded": 0, "failed": 1, "refused": 3, "lost": 4, "expired": 4, "cancelled": 4}
-SUBMIT_ATTEMPTS = 3
+EXIT_CODES = {"succeeded": 0, "failed": 1, "refused": 3, "lost": 4, "expired": 4, "cancelled": 4}
+
+
+def _read_password(password_stdin: bool) -> str:
+    if password_stdin or not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    return str(click.prompt("Password", hide_input=True))
+
+
+@click.command(cls=ApiCommand)
+@click.option("--url", required=True, help="STS base URL, e.g. https://sts.example.")
+@click.option("--realm", required=True, help="Your realm (its directory checks the password).")
+@click.option("--username", required=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin (default when not a tty).")
+def login(url: str, realm: str, username: str, password_stdin: bool) -> None:
+    """Log in with a password (OAuth2 password grant) and store the tokens (mode 0600)."""
+    url = url.rstrip("/")
+    password = _read_password(password_stdin)
+    with StsApi(url) as api:
+        tokens = oauth.password_grant(api, realm, username, password)
+    store_session(url, realm, username, tokens)
+    click.echo(f"logged in to {url} as {username} ({realm}); token valid for {tokens.expires_in}s")
+
+
+@click.command(cls=ApiCommand)
+@URL_OPTION
+def logout(url: str | None) -> None:
+    """Revoke the stored tokens at the STS (RFC 7009) and delete them."""
+    base = resolve_url(url)
+    session = forget_session(base)
+    if session is None:
+        click.echo(f"not logged in to {base}")
+        return
+    with StsApi(base) as api:
+        for token in (session.refresh_token, session.access_token):
+            if token:
+                oauth.revoke(api, session.realm, token)
+    click.echo(f"logged out of {base}")
 
 
 def _env_pairs(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -48,29 +87,7 @@ def _summary(job: dict[str, Any]) -> str:
     return f"{job['id']}\t{job['state']}\t{job['node']}\t{job['type']}\t{job['submitter']}{code}"
 
 
-def _post_job(http: httpx.Client, body: dict[str, Any], key: str) -> dict[str, Any]:
-    """POST with an Idempotency-Key, retried on transport errors: a retry never makes a second job."""
-    for attempt in range(1, SUBMIT_ATTEMPTS + 1):
-        try:
-            job: dict[str, Any] = check(http.post("/api/v1/jobs", json=body, headers={"Idempotency-Key": key}))
-            return job
-        except httpx.TransportError:
-            if attempt == SUBMIT_ATTEMPTS:
-                raise click.ClickException("the STS did not answer; the submission can be retried safely") from None
-            time.sleep(attempt)
-    raise AssertionError("unreachable")
-
-
-def follow(http: httpx.Client, job_id: str, interval: float = 1.0) -> dict[str, Any]:
-    """Poll a job until it reaches a terminal state."""
-    while True:
-        job: dict[str, Any] = check(http.get(f"/api/v1/jobs/{job_id}"))
-        if job["state"] in TERMINAL:
-            return job
-        time.sleep(interval)
-
-
-@click.command(context_settings={"ignore_unknown_options": True})
+@click.command(cls=ApiCommand, context_settings={"ignore_unknown_options": True})
 @URL_OPTION
 @click.option("--node", required=True, help="Target node id.")
 @click.option("--type", "job_type", required=True, help="Job type (the node maps it to a required role).")
@@ -80,17 +97,33 @@ def follow(http: httpx.Client, job_id: str, interval: float = 1.0) -> dict[str, 
 @click.option("--cwd", default=None, help="Absolute working directory on the node.")
 @click.option("--timeout", type=int, default=None, help="Seconds the job may run.")
 @click.option("--authgroup", default=None, help="Authorization group of the node.")
-@click.option("--credentials-from-prompt", is_flag=True,
-              help="Ask for a username and password of the node's realm (stdin when not a tty); never stored.")
+@click.option(
+    "--credentials-from-prompt",
+    is_flag=True,
+    help="Ask for a username and password of the node's realm (stdin when not a tty); never stored.",
+)
 @click.option("--credentials-username", default=None, help="Username for --credentials-from-prompt.")
 @click.option("--idempotency-key", default=None, help="Default: a fresh random key per invocation.")
 @click.option("--wait", is_flag=True, help="Follow the job until it ends; exit with its outcome.")
 @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
 @click.argument("argv", nargs=-1, required=True, type=click.UNPROCESSED)
-def submit(url: str | None, node: str, job_type: str, not_before: str | None, deadline: str | None,
-           env_pairs: tuple[str, ...], cwd: str | None, timeout: int | None, authgroup: str | None,
-           credentials_from_prompt: bool, credentials_username: str | None, idempotency_key: str | None,
-           wait: bool, as_json: bool, argv: tuple[str, ...]) -> None:
+def submit(
+    url: str | None,
+    node: str,
+    job_type: str,
+    not_before: str | None,
+    deadline: str | None,
+    env_pairs: tuple[str, ...],
+    cwd: str | None,
+    timeout: int | None,
+    authgroup: str | None,
+    credentials_from_prompt: bool,
+    credentials_username: str | None,
+    idempotency_key: str | None,
+    wait: bool,
+    as_json: bool,
+    argv: tuple[str, ...],
+) -> None:
     """Submit a job: jobsts submit --node N --type T [options] -- ARGV..."""
     spec: dict[str, Any] = {"argv": list(argv), "env": _env_pairs(env_pairs)}
     for name, value in (("cwd", cwd), ("timeout", timeout), ("authgroup", authgroup)):
@@ -102,12 +135,12 @@ def submit(url: str | None, node: str, job_type: str, not_before: str | None, de
             body[name] = int(text) if text.isdigit() else text
     if credentials_from_prompt:
         body["credentials"] = _credentials(credentials_username)
-    with authorized_client(url) as http:
-        job = _post_job(http, body, idempotency_key or str(uuid.uuid4()))
+    with user_api(url) as api:
+        job = jobs_api.submit(api, body, idempotency_key or str(uuid.uuid4()))
         click.echo(json.dumps(job, indent=2) if as_json else _summary(job))
         if not wait:
             return
-        final = follow(http, job["id"])
+        final = jobs_api.follow(api, job["id"])
     click.echo(_summary(final))
     result = final.get("result") or {}
     if result.get("stdout_tail"):
@@ -116,10 +149,10 @@ def submit(url: str | None, node: str, job_type: str, not_before: str | None, de
         click.echo(result["stderr_tail"], nl=False, err=True)
     if final.get("code") or result.get("reason"):
         click.echo(f"{final['state']}: {final.get('code') or ''} {result.get('reason') or ''}".rstrip(), err=True)
-    sys.exit(TERMINAL[final["state"]])
+    sys.exit(EXIT_CODES[final["state"]])
 
 
-@click.group()
+@click.group(cls=ApiGroup)
 def jobs() -> None:
     """Job history and cancel."""
 
@@ -131,17 +164,17 @@ def jobs() -> None:
 @click.option("--submitter", default=None, help="Access ID of the submitter.")
 @click.option("--limit", type=int, default=100)
 @click.option("--json", "as_json", is_flag=True)
-def jobs_list(url: str | None, state: str | None, node: str | None, submitter: str | None, limit: int,
-              as_json: bool) -> None:
+def jobs_list(
+    url: str | None, state: str | None, node: str | None, submitter: str | None, limit: int, as_json: bool
+) -> None:
     """List jobs, newest first (monitors see all; others their own)."""
-    params = {k: v for k, v in {"state": state, "node": node, "submitter": submitter, "limit": limit}.items()
-              if v is not None}
-    with authorized_client(url) as http:
-        body = check(http.get("/api/v1/jobs", params=params))
+    filters = {"state": state, "node": node, "submitter": submitter, "limit": limit}
+    with user_api(url) as api:
+        found = jobs_api.list_jobs(api, {name: value for name, value in filters.items() if value is not None})
     if as_json:
-        click.echo(json.dumps(body["jobs"], indent=2))
+        click.echo(json.dumps(found, indent=2))
         return
-    for job in body["jobs"]:
+    for job in found:
         click.echo(_summary(job))
 
 
@@ -150,8 +183,8 @@ def jobs_list(url: str | None, state: str | None, node: str | None, submitter: s
 @click.argument("job_id")
 def jobs_show(url: str | None, job_id: str) -> None:
     """Show one job as JSON (never its token)."""
-    with authorized_client(url) as http:
-        click.echo(json.dumps(check(http.get(f"/api/v1/jobs/{job_id}")), indent=2))
+    with user_api(url) as api:
+        click.echo(json.dumps(jobs_api.show(api, job_id), indent=2))
 
 
 @jobs.command("cancel")
@@ -159,6 +192,6 @@ def jobs_show(url: str | None, job_id: str) -> None:
 @click.argument("job_id")
 def jobs_cancel(url: str | None, job_id: str) -> None:
     """Cancel a queued or leased job (its submitter or an administrator); revokes its token."""
-    with authorized_client(url) as http:
-        job = check(http.post(f"/api/v1/jobs/{job_id}/cancel"))
+    with user_api(url) as api:
+        job = jobs_api.cancel(api, job_id)
     click.echo(_summary(job))

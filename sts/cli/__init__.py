@@ -1,1 +1,0 @@
-"""The submitter's client commands (``login``, ``logout``, ``node``, ``submit``, ``jobs``) and their stored session."""
