@@ -145,8 +145,15 @@ def sts_config_from_mapping(
     max_body = sts.get("max_body_bytes", 64 * 1024)
     if isinstance(max_body, bool) or not isinstance(max_body, int) or not 1024 <= max_body <= 16 * 1024 * 1024:
         raise ConfigError("sts.max_body_bytes: must be from 1024 to 16777216", field="sts.max_body_bytes")
-    unknown = set(sts) - {"base_url", "database_url", "master_key_file", "audience", "bootstrap_admins",
-                          "trusted_proxies", "max_body_bytes"}
+    unknown = set(sts) - {
+        "base_url",
+        "database_url",
+        "master_key_file",
+        "audience",
+        "bootstrap_admins",
+        "trusted_proxies",
+        "max_body_bytes",
+    }
     if unknown:
         raise ConfigError(f"sts.{sorted(unknown)[0]}: unknown setting", field="sts")
     return StsConfig(

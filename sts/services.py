@@ -109,8 +109,16 @@ def _token_issued(realm: str, claims: dict[str, Any], typ: str, kid: str) -> Non
     """Count and audit every signature (the key store's ``on_signed``)."""
     TOKENS_ISSUED.labels(typ).inc()
     subject = claims.get("sub")
-    audit.record("token.issued", actor=subject if isinstance(subject, str) else None, realm=realm,
-                 job=claims.get("job_id"), profile=typ, jti=claims.get("jti"), kid=kid, exp=claims.get("exp"))
+    audit.record(
+        "token.issued",
+        actor=subject if isinstance(subject, str) else None,
+        realm=realm,
+        job=claims.get("job_id"),
+        profile=typ,
+        jti=claims.get("jti"),
+        kid=kid,
+        exp=claims.get("exp"),
+    )
 
 
 def build_services(config: StsConfig, *, migrate: bool = True) -> Services:
@@ -130,14 +138,26 @@ def build_services(config: StsConfig, *, migrate: bool = True) -> Services:
         if not isinstance(exc, SQLAlchemyError):
             raise
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:200]
-        raise ConfigError(f"database {db.engine.url.render_as_string(hide_password=True)} is not "
-                          f"ready ({reason}); run jobsts init --config FILE", field="database_url") from None
-    registries: dict[str, Registry] = {name: TimedRegistry(realm.open_registry())
-                                       for name, realm in config.realms.items()}
+        raise ConfigError(
+            f"database {db.engine.url.render_as_string(hide_password=True)} is not "
+            f"ready ({reason}); run jobsts init --config FILE",
+            field="database_url",
+        ) from None
+    registries: dict[str, Registry] = {
+        name: TimedRegistry(realm.open_registry()) for name, realm in config.realms.items()
+    }
     throttle = LoginThrottle(db, config.throttle)
-    return Services(config=config, db=db, master_key=master_key, keys=keys, authz=AuthzTable(db.engine),
-                    throttle=throttle, login=LoginService(registries, throttle),
-                    housekeeper=Housekeeper(db, config.throttle.reset_seconds), registries=registries)
+    return Services(
+        config=config,
+        db=db,
+        master_key=master_key,
+        keys=keys,
+        authz=AuthzTable(db.engine),
+        throttle=throttle,
+        login=LoginService(registries, throttle),
+        housekeeper=Housekeeper(db, config.throttle.reset_seconds),
+        registries=registries,
+    )
 
 
 def init_app(app: Flask, config: StsConfig) -> Services:

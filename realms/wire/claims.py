@@ -17,32 +17,80 @@ def new_jti() -> str:
     return str(uuid.uuid4())
 
 
-def access_token_claims(*, issuer: str, subject: str, audience: str, realm: str, groups: Iterable[str],
-                        username: str, client_id: str, issued_at: int, expires_at: int,
-                        jti: str) -> dict[str, Any]:
+def access_token_claims(
+    *,
+    issuer: str,
+    subject: str,
+    audience: str,
+    realm: str,
+    groups: Iterable[str],
+    username: str,
+    client_id: str,
+    issued_at: int,
+    expires_at: int,
+    jti: str,
+) -> dict[str, Any]:
     """An ``at+jwt`` (RFC 9068 §2.2): the user's access ID, the realm's own groups, the client."""
     return {
-        "iss": issuer, "sub": subject, "aud": audience, "iat": issued_at, "nbf": issued_at, "exp": expires_at,
-        "jti": jti, "realm": realm, "groups": sorted(groups), "preferred_username": username,
+        "iss": issuer,
+        "sub": subject,
+        "aud": audience,
+        "iat": issued_at,
+        "nbf": issued_at,
+        "exp": expires_at,
+        "jti": jti,
+        "realm": realm,
+        "groups": sorted(groups),
+        "preferred_username": username,
         "client_id": client_id,
     }
 
 
-def agent_token_claims(*, issuer: str, node_id: str, audience: str, issued_at: int, expires_at: int,
-                       jti: str) -> dict[str, Any]:
+def agent_token_claims(
+    *, issuer: str, node_id: str, audience: str, issued_at: int, expires_at: int, jti: str
+) -> dict[str, Any]:
     """An ``agent+jwt``: a registered node (sub ``node:<id>``) calling the agent API."""
-    return {"iss": issuer, "sub": f"node:{node_id}", "aud": audience, "iat": issued_at, "nbf": issued_at,
-            "exp": expires_at, "jti": jti, "client_id": node_id}
+    return {
+        "iss": issuer,
+        "sub": f"node:{node_id}",
+        "aud": audience,
+        "iat": issued_at,
+        "nbf": issued_at,
+        "exp": expires_at,
+        "jti": jti,
+        "client_id": node_id,
+    }
 
 
-def job_token_claims(*, issuer: str, subject: str, node_id: str, realm: str, groups: Iterable[str],
-                     job_id: str, job_digest: str, issued_at: int, not_before: int, expires_at: int,
-                     jti: str, username: str | None) -> dict[str, Any]:
+def job_token_claims(
+    *,
+    issuer: str,
+    subject: str,
+    node_id: str,
+    realm: str,
+    groups: Iterable[str],
+    job_id: str,
+    job_digest: str,
+    issued_at: int,
+    not_before: int,
+    expires_at: int,
+    jti: str,
+    username: str | None,
+) -> dict[str, Any]:
     """A ``job+jwt``: whom the job runs for, bound to one job on one node (``aud`` is the node id,
     ``job_digest`` covers the job), valid from ``not_before`` to the job's deadline."""
     claims: dict[str, Any] = {
-        "iss": issuer, "sub": subject, "aud": node_id, "realm": realm, "groups": list(groups), "job_id": job_id,
-        "job_digest": job_digest, "iat": issued_at, "nbf": not_before, "exp": expires_at, "jti": jti,
+        "iss": issuer,
+        "sub": subject,
+        "aud": node_id,
+        "realm": realm,
+        "groups": list(groups),
+        "job_id": job_id,
+        "job_digest": job_digest,
+        "iat": issued_at,
+        "nbf": not_before,
+        "exp": expires_at,
+        "jti": jti,
     }
     if username:
         claims["preferred_username"] = username

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pwd
 import shutil
 import signal
 import subprocess
@@ -30,61 +29,11 @@ from typing import Any
 import click
 import httpx
 
-from realms.registries.ldif.password_hashes import hash_password
+from sts.commands.demo_files import SUFFIXES, agent_toml, local_account, realm_ldif, sts_toml
 
-SUFFIXES = {"jobmgr": "dc=jobmgr,dc=example", "cellB": "dc=cellb,dc=example"}
-USERS = {"jobmgr": ("admin", "john", "user1", "user2"), "cellB": ("john", "bob")}
-GROUPS: dict[str, dict[str, tuple[str, ...]]] = {
-    "jobmgr": {"operators": ("john", "user1", "user2"), "jm-admins": ("admin",)},
-    "cellB": {"cell-ops": ("bob",)},
-}
 ID_COMMAND = shutil.which("id") or "/usr/bin/id"
 TERMINAL = {"succeeded", "failed", "refused", "lost", "expired", "cancelled"}
 Say = Callable[[str], None]
-
-
-def realm_ldif(realm: str) -> str:
-    """A small directory for ``realm``: users ``<uid>`` with password ``<uid>-password``, and groups."""
-    suffix = SUFFIXES[realm]
-    top = suffix.split(",")[0].split("=")[1]
-    entries = [f"dn: {suffix}\nobjectClass: dcObject\nobjectClass: organization\ndc: {top}\no: {realm}"]
-    entries += [f"dn: ou={ou},{suffix}\nobjectClass: organizationalUnit\nou: {ou}" for ou in ("people", "groups")]
-    for uid in USERS[realm]:
-        entries.append(f"dn: uid={uid},ou=people,{suffix}\nobjectClass: inetOrgPerson\nuid: {uid}\ncn: {uid}\n"
-                       f"sn: {uid}\ndisplayName: {uid} ({realm})\nuserPassword: {hash_password(f'{uid}-password')}")
-    for name, members in GROUPS[realm].items():
-        lines = [f"dn: cn={name},ou=groups,{suffix}", "objectClass: groupOfNames", f"cn: {name}"]
-        entries.append("\n".join(lines + [f"member: uid={uid},ou=people,{suffix}" for uid in members]))
-    return "version: 1\n\n" + "\n\n".join(entries) + "\n"
-
-
-def sts_toml(base_url: str) -> str:
-    lines = ["[sts]", f'base_url = "{base_url}"', 'database_url = "sqlite:///jobsts.db"',
-             'master_key_file = "master.key"',
-             'bootstrap_admins = ["user:jobmgr/uid=admin,ou=people,dc=jobmgr,dc=example"]']
-    for realm, suffix in SUFFIXES.items():
-        lines += ["", "[[realms]]", f'name = "{realm}"', "[realms.registry]", 'type = "ldif"',
-                  f'path = "realms/{realm}.ldif"', f'user_base = "ou=people,{suffix}"',
-                  f'group_base = "ou=groups,{suffix}"']
-    return "\n".join(lines) + "\n"
-
-
-def local_account() -> tuple[str, str]:
-    """The account demo jobs run as, and the executor: ourselves, or ``nobody`` when we are root."""
-    if os.geteuid() == 0:
-        # Why: as root the demo never runs jobs as root; it drops to the unprivileged ``nobody``.
-        return "nobody", "setuid"
-    return pwd.getpwuid(os.getuid()).pw_name, "self"
-
-
-def agent_toml(node_id: str, realm: str, base_url: str, trusted: list[str], account: str, executor: str) -> str:
-    quoted = ", ".join(f'"{name}"' for name in trusted)
-    lines = ["[agent]", f'node_id = "{node_id}"', f'realm = "{realm}"', f'sts_url = "{base_url}"',
-             f'executor = "{executor}"', f"trusted_realms = [{quoted}]", "poll_wait = 1", "",
-             "[job_types]", 'run = "operator"', 'inventory = "monitor"', "", "[mapping]", 'fallback = "deny"']
-    for name in [realm, *trusted]:
-        lines += ["", "[[mapping.rules]]", f'realm = "{name}"', f'account = "{account}"']
-    return "\n".join(lines) + "\n"
 
 
 @dataclass
@@ -165,18 +114,25 @@ class Demo:
         key = ec.generate_private_key(ec.SECP256R1())
         fd = os.open(directory / "node.key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as handle:
-            handle.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+            handle.write(
+                key.private_bytes(
+                    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+                )
+            )
         self.write_agent_config(node_id, realm, [])
         self.grant(node_id, grants)
-        self.api("POST", "/api/v1/nodes", {"id": node_id, "realm": realm,
-                                           "public_jwk": public_jwk(key.public_key(), "ES256")})
+        self.api(
+            "POST",
+            "/api/v1/nodes",
+            {"id": node_id, "realm": realm, "public_jwk": public_jwk(key.public_key(), "ES256")},
+        )
         self.start_agent(node_id)
 
     def write_agent_config(self, node_id: str, realm: str, trusted: list[str]) -> None:
         path = self.workdir / "agents" / node_id / "agent.toml"
-        path.write_text(agent_toml(node_id, realm, self.base_url, trusted, self.account, self.executor),
-                        encoding="utf-8")
+        path.write_text(
+            agent_toml(node_id, realm, self.base_url, trusted, self.account, self.executor), encoding="utf-8"
+        )
         path.chmod(0o600)
 
     def grant(self, node_id: str, grants: list[tuple[str, str]]) -> None:
@@ -194,9 +150,19 @@ class Demo:
         directory = self.workdir / "agents" / node_id
         with (directory / "agent.log").open("ab") as log:
             self.agents[node_id] = subprocess.Popen(
-                [sys.executable, "-c", "from realms.console import main; main()", "agent", "run",
-                 "--config", str(directory / "agent.toml")],
-                stdout=log, stderr=log, stdin=subprocess.DEVNULL, cwd=directory,
+                [
+                    sys.executable,
+                    "-c",
+                    "from realms.console import main; main()",
+                    "agent",
+                    "run",
+                    "--config",
+                    str(directory / "agent.toml"),
+                ],
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                cwd=directory,
             )
 
     def stop_agent(self, node_id: str) -> None:
@@ -220,14 +186,17 @@ class Demo:
 
     # --- HTTP ----------------------------------------------------------------------------
     def login(self, username: str, realm: str = "jobmgr") -> str:
-        response = self.http.post(f"/realms/{realm}/token", data={
-            "grant_type": "password", "username": username, "password": f"{username}-password"})
+        response = self.http.post(
+            f"/realms/{realm}/token",
+            data={"grant_type": "password", "username": username, "password": f"{username}-password"},
+        )
         response.raise_for_status()
         return str(response.json()["access_token"])
 
     def api(self, method: str, path: str, body: dict[str, Any] | None = None, token: str | None = None) -> Any:
-        response = self.http.request(method, path, json=body,
-                                     headers={"Authorization": f"Bearer {token or self.admin}"})
+        response = self.http.request(
+            method, path, json=body, headers={"Authorization": f"Bearer {token or self.admin}"}
+        )
         if not response.is_success:
             raise click.ClickException(f"demo: {method} {path} failed: {response.status_code} {response.text[:300]}")
         return response.json() if response.content else None
@@ -272,8 +241,10 @@ class Demo:
         result = job.get("result") or {}
         if job["state"] in ("succeeded", "failed"):
             output = result.get("stdout_tail", "").strip()
-            self.say(f"   -> {job['state']} on {job['node']}: ran as {result.get('account')} for {job['subject']}; "
-                     f"output: {output!r}")
+            self.say(
+                f"   -> {job['state']} on {job['node']}: ran as {result.get('account')} for {job['subject']}; "
+                f"output: {output!r}"
+            )
         elif job["state"] == "refused":
             self.say(f"   -> refused by the {job['node']} agent: {job['code']}: {result.get('reason')}")
         else:
@@ -302,24 +273,37 @@ class Demo:
         cellb = {"credentials": {"username": "john", "password": "john-password"}}
         later = {"not_before": int(time.time()) + 3600}
         self.say("Same registry: node1 shares the job manager's directory (realm jobmgr).")
-        self.play(1, Step("John is an operator on node1: his job runs, without a password.", "john", "node1",
-                          "succeeded"))
+        self.play(
+            1, Step("John is an operator on node1: his job runs, without a password.", "john", "node1", "succeeded")
+        )
         self.play(2, Step("user2 has no role on node1: refused.", "user2", "node1", "refused", "authz.denied"))
         self.say("")
         self.say("Different registries: dmgr is in realm cellB, with its own directory (its john is someone else).")
-        self.play(3, Step("dmgr does not trust realm jobmgr: the STS refuses at once.", "john", "dmgr",
-                          "rejected", "realm.untrusted"))
-        self.play(4, Step("With cellB credentials the job runs as cellB's john.", "john", "dmgr", "succeeded",
-                          body=cellb))
+        self.play(
+            3,
+            Step(
+                "dmgr does not trust realm jobmgr: the STS refuses at once.",
+                "john",
+                "dmgr",
+                "rejected",
+                "realm.untrusted",
+            ),
+        )
+        self.play(
+            4, Step("With cellB credentials the job runs as cellB's john.", "john", "dmgr", "succeeded", body=cellb)
+        )
         self.trust_and_import()
-        self.play(5, Step("Trusted realm + imported access ID: John runs without a password.", "john", "dmgr",
-                          "succeeded"))
-        self.play(6, Step("user1 was never imported into dmgr's table: refused.", "user1", "dmgr", "refused",
-                          "authz.denied"))
+        self.play(
+            5, Step("Trusted realm + imported access ID: John runs without a password.", "john", "dmgr", "succeeded")
+        )
+        self.play(
+            6, Step("user1 was never imported into dmgr's table: refused.", "user1", "dmgr", "refused", "authz.denied")
+        )
         self.say("")
         self.say("Revocation reaches the queue.")
-        self.play(7, Step("A job for later, cancelled while queued, never runs.", "john", "node1", "cancelled",
-                          body=later))
+        self.play(
+            7, Step("A job for later, cancelled while queued, never runs.", "john", "node1", "cancelled", body=later)
+        )
 
 
 def _free_port() -> int:
@@ -352,8 +336,10 @@ def demo(ctx: click.Context, keep: bool, port: int) -> None:
     runner = Demo(workdir, port or _free_port(), click.echo)
     try:
         runner.start()
-        click.echo(f"jobsts demo: STS on {runner.base_url} (SQLite, LDIF realms jobmgr and cellB); agents node1 "
-                   f"(jobmgr) and dmgr (cellB); jobs run as {runner.account} via the {runner.executor} executor")
+        click.echo(
+            f"jobsts demo: STS on {runner.base_url} (SQLite, LDIF realms jobmgr and cellB); agents node1 "
+            f"(jobmgr) and dmgr (cellB); jobs run as {runner.account} via the {runner.executor} executor"
+        )
         click.echo("")
         runner.story()
         click.echo("")
@@ -364,8 +350,10 @@ def demo(ctx: click.Context, keep: bool, port: int) -> None:
         if keep:
             click.echo("")
             click.echo(f"Still running (Ctrl-C stops it and removes {workdir}):")
-            click.echo(f"  STS:    {runner.base_url}  (GET /openapi.json; discovery at "
-                       f"/realms/jobmgr/.well-known/openid-configuration)")
+            click.echo(
+                f"  STS:    {runner.base_url}  (GET /openapi.json; discovery at "
+                f"/realms/jobmgr/.well-known/openid-configuration)"
+            )
             click.echo(f"  agents: node1 and dmgr, configurations in {workdir / 'agents'}")
             click.echo("Try it (users admin, john, user1, user2; password <user>-password):")
             click.echo(f"  jobsts login --url {runner.base_url} --realm jobmgr --username john")

@@ -25,8 +25,9 @@ def keys_list(config_path: Path, realm: str) -> None:
     services = build_services(load_sts_config(config_path))
     try:
         for key in services.keys.describe(realm):
-            click.echo(f"{key['kid']}  {key['algorithm']:6}  {key['state']:8}  "
-                       f"published_until={key['published_until']}")
+            click.echo(
+                f"{key['kid']}  {key['algorithm']:6}  {key['state']:8}  published_until={key['published_until']}"
+            )
     finally:
         services.close()
 

@@ -6,5 +6,11 @@ from pathlib import Path
 
 import click
 
-CONFIG_OPTION = click.option("--config", "config_path", required=True, envvar="JOBSTS_CONFIG",
-                             type=click.Path(dir_okay=False, path_type=Path), help="The STS TOML file.")
+CONFIG_OPTION = click.option(
+    "--config",
+    "config_path",
+    required=True,
+    envvar="JOBSTS_CONFIG",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The STS TOML file.",
+)

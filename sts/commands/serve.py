@@ -21,10 +21,17 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 @CONFIG_OPTION
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
-@click.option("--production", is_flag=True, help="Serve with gunicorn (sts/gunicorn_conf.py): workers, threads, "
-                                                  "timeouts, multiprocess metrics.")
-@click.option("--workers", type=click.IntRange(1, 256), default=None,
-              help="With --production: worker processes (default: one per CPU).")
+@click.option(
+    "--production",
+    is_flag=True,
+    help="Serve with gunicorn (sts/gunicorn_conf.py): workers, threads, timeouts, multiprocess metrics.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="With --production: worker processes (default: one per CPU).",
+)
 def serve(config_path: Path, host: str, port: int, production: bool, workers: int | None) -> None:
     """Serve the STS from CONFIG (debug off)."""
     if production:
@@ -72,8 +79,10 @@ def _serve_production(config_path: Path, host: str, port: int, workers: int | No
         options["bind"] = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         if workers is not None:
             options["workers"] = workers
-        click.echo(f"jobsts STS (gunicorn, {options['workers']} worker(s) x {options['threads']} threads) "
-                   f"on http://{options['bind']}")
+        click.echo(
+            f"jobsts STS (gunicorn, {options['workers']} worker(s) x {options['threads']} threads) "
+            f"on http://{options['bind']}"
+        )
         _GunicornApplication(options).run()
     finally:
         if created is not None:

@@ -90,9 +90,12 @@ def authenticated_caller() -> Caller:
     verified = verify_bearer(_bearer(), ACCESS_TOKEN)
     username = verified.claims.get("preferred_username")
     context.caller = Caller(
-        access_id=AccessId.parse(verified.subject), realm=verified.realm,
-        username=username if isinstance(username, str) else None, groups=verified.vouched_groups(),
-        token_jti=verified.claims["jti"], token_exp=int(verified.claims["exp"]),
+        access_id=AccessId.parse(verified.subject),
+        realm=verified.realm,
+        username=username if isinstance(username, str) else None,
+        groups=verified.vouched_groups(),
+        token_jti=verified.claims["jti"],
+        token_exp=int(verified.claims["exp"]),
     )
     return context.caller
 
@@ -122,8 +125,12 @@ def require_role(role: Role | str) -> Callable[[F], F]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             caller = authenticated_caller()
             if not caller_has(wanted):
-                raise AuthzDenied(f"{caller.access_id} does not hold {wanted} on the job manager",
-                                  principal=str(caller.access_id), role=wanted.value, scope="*")
+                raise AuthzDenied(
+                    f"{caller.access_id} does not hold {wanted} on the job manager",
+                    principal=str(caller.access_id),
+                    role=wanted.value,
+                    scope="*",
+                )
             return view(*args, **kwargs)
 
         return cast(F, wrapper)
@@ -150,8 +157,7 @@ def authenticated_node() -> Node:
     # Why: a node may only act through the realm it was registered in; an agent token
     # from another realm for the same id is someone else's node.
     if node is None or node.realm != verified.realm:
-        raise NodeNotRegistered(f"node {subject.name} is not registered in realm {verified.realm}",
-                                node=subject.name)
+        raise NodeNotRegistered(f"node {subject.name} is not registered in realm {verified.realm}", node=subject.name)
     context.node, context.agent_token = node, verified
     return node
 

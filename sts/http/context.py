@@ -58,8 +58,11 @@ def request_context() -> RequestContext:
     """This request's context, made on first use."""
     context: RequestContext | None = g.get("jobsts_request")
     if context is None:
-        context = RequestContext(client_address(request.remote_addr, request.headers.get("X-Forwarded-For"),
-                                                current_services().config.trusted_proxies))
+        context = RequestContext(
+            client_address(
+                request.remote_addr, request.headers.get("X-Forwarded-For"), current_services().config.trusted_proxies
+            )
+        )
         g.jobsts_request = context
     return context
 

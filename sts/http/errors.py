@@ -25,8 +25,15 @@ from sts.http.context import request_context
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
-HTTP_CODES = {400: "request.invalid", 401: "auth.required", 403: "auth.forbidden", 404: "not_found",
-              405: "request.method", 413: "request.too_large", 415: "request.media_type"}
+HTTP_CODES = {
+    400: "request.invalid",
+    401: "auth.required",
+    403: "auth.forbidden",
+    404: "not_found",
+    405: "request.method",
+    413: "request.too_large",
+    415: "request.media_type",
+}
 
 
 def oauth_endpoint(view: F) -> F:
@@ -42,8 +49,14 @@ def oauth_endpoint(view: F) -> F:
 
 def problem(status: int, code: str, detail: str, **extra: Any) -> Response:
     """An RFC 9457 problem document with the jobsts ``code``."""
-    body = {"type": f"https://jobsts.dev/errors#{code}", "title": code, "status": status, "code": code,
-            "detail": detail, **extra}
+    body = {
+        "type": f"https://jobsts.dev/errors#{code}",
+        "title": code,
+        "status": status,
+        "code": code,
+        "detail": detail,
+        **extra,
+    }
     response = jsonify(body)
     response.status_code = status
     response.content_type = "application/problem+json"
@@ -81,7 +94,8 @@ def _problem_for(error: JobstsError) -> Response:
             response.headers["WWW-Authenticate"] = 'Bearer realm="jobsts"'
         else:
             response.headers["WWW-Authenticate"] = (
-                f'Bearer realm="jobsts", error="invalid_token", error_description="{_printable(error.code, 200)}"')
+                f'Bearer realm="jobsts", error="invalid_token", error_description="{_printable(error.code, 200)}"'
+            )
     return response
 
 

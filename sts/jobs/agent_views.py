@@ -31,9 +31,15 @@ RESULT_MAX_BYTES = 12 * LIMITS.max_tail_chars + 256 * 1024
 def job_document(job: Job) -> dict[str, Any]:
     """The contract's ``job`` object, exactly what the agent hashes and checks."""
     return {
-        "id": job.id, "node": job.node_id, "type": job.type, "spec": spec_of(job),
-        "submitter": job.subject, "realm": job.realm, "not_before": job.not_before,
-        "deadline": job.deadline, "attempt": job.attempts,
+        "id": job.id,
+        "node": job.node_id,
+        "type": job.type,
+        "spec": spec_of(job),
+        "submitter": job.subject,
+        "realm": job.realm,
+        "not_before": job.not_before,
+        "deadline": job.deadline,
+        "attempt": job.attempts,
     }
 
 
@@ -66,10 +72,18 @@ def lease_job() -> Response | tuple[str, int]:
         LEASES.labels("empty").inc()
         return "", 204
     LEASES.labels("leased").inc()
-    audit.record("job.leased", actor=f"node:{node.id}", realm=node.realm, node=node.id, job=found.job.id,
-                 attempt=found.job.attempts, jti=found.job.token_jti)
-    response = jsonify({"job": job_document(found.job), "job_token": found.job_token,
-                        "lease_expires_at": found.lease_expires_at})
+    audit.record(
+        "job.leased",
+        actor=f"node:{node.id}",
+        realm=node.realm,
+        node=node.id,
+        job=found.job.id,
+        attempt=found.job.attempts,
+        jti=found.job.token_jti,
+    )
+    response = jsonify(
+        {"job": job_document(found.job), "job_token": found.job_token, "lease_expires_at": found.lease_expires_at}
+    )
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -83,8 +97,9 @@ def start_job(job_id: str) -> Response:
     node = authenticated_node()
     job = start(current_services(), node.id, job_id, attempt)
     DISPATCH.labels("running", "").inc()
-    audit.record("job.started", actor=f"node:{node.id}", realm=node.realm, node=node.id, job=job.id,
-                 attempt=job.attempts)
+    audit.record(
+        "job.started", actor=f"node:{node.id}", realm=node.realm, node=node.id, job=job.id, attempt=job.attempts
+    )
     return jsonify({"state": "running"})
 
 
@@ -105,10 +120,19 @@ def result(job_id: str) -> Response:
     if reported.outcome == "refused":
         REFUSALS.labels(code).inc()
     # The agent's decision (its trace verdicts) and the result; never the output tails.
-    audit.record("job.result", actor=f"node:{node.id}", realm=node.realm, node=node.id, job=job.id,
-                 outcome=reported.outcome, code=reported.code, exit_code=reported.exit_code,
-                 account=reported.account, subject=job.subject,
-                 decision=[f"{step.step}:{step.verdict}" for step in reported.trace])
+    audit.record(
+        "job.result",
+        actor=f"node:{node.id}",
+        realm=node.realm,
+        node=node.id,
+        job=job.id,
+        outcome=reported.outcome,
+        code=reported.code,
+        exit_code=reported.exit_code,
+        account=reported.account,
+        subject=job.subject,
+        decision=[f"{step.step}:{step.verdict}" for step in reported.trace],
+    )
     return jsonify({"state": job.state})
 
 

@@ -58,11 +58,17 @@ def reap(env: Services, session: Session, now: int, node_id: str | None = None) 
     changed = 0
     # One indexed query for both kinds of work: leases past their expiry, queued jobs past
     # their deadline. SKIP LOCKED: a row another transaction holds is that one's to handle.
-    due = (select(Job)
-           .where(or_(and_(Job.state.in_((JobState.LEASED.value, JobState.RUNNING.value)),
-                           Job.lease_expires_at < now),
-                      and_(Job.state == JobState.QUEUED.value, Job.deadline <= now)))
-           .limit(REAP_BATCH).with_for_update(skip_locked=True))
+    due = (
+        select(Job)
+        .where(
+            or_(
+                and_(Job.state.in_((JobState.LEASED.value, JobState.RUNNING.value)), Job.lease_expires_at < now),
+                and_(Job.state == JobState.QUEUED.value, Job.deadline <= now),
+            )
+        )
+        .limit(REAP_BATCH)
+        .with_for_update(skip_locked=True)
+    )
     if node_id is not None:
         due = due.where(Job.node_id == node_id)
     for job in session.scalars(due):
@@ -95,8 +101,9 @@ def _try_lease(env: Services, node_id: str) -> Lease | None:
         reap(env, session, now, node_id)
         job = session.scalars(
             select(Job)
-            .where(Job.node_id == node_id, Job.state == JobState.QUEUED.value, Job.not_before <= now,
-                   Job.deadline > now)
+            .where(
+                Job.node_id == node_id, Job.state == JobState.QUEUED.value, Job.not_before <= now, Job.deadline > now
+            )
             .order_by(Job.not_before, Job.created_at)
             .limit(1)
             .with_for_update(skip_locked=True)
@@ -141,8 +148,9 @@ def _held(session: Session, node_id: str, job_id: str) -> Job:
 
 
 def _lease_lost(job: Job, node_id: str) -> JobLeaseLost:
-    return JobLeaseLost(f"node {node_id} no longer holds the lease on job {job.id} (job is {job.state})",
-                        job_id=job.id, node=node_id)
+    return JobLeaseLost(
+        f"node {node_id} no longer holds the lease on job {job.id} (job is {job.state})", job_id=job.id, node=node_id
+    )
 
 
 def start(env: Services, node_id: str, job_id: str, attempt: int | None = None) -> Job:
@@ -151,8 +159,12 @@ def start(env: Services, node_id: str, job_id: str, attempt: int | None = None) 
     with env.session(immediate=True) as session:
         job = _held(session, node_id, job_id)
         now = env.now()
-        if (job.state != JobState.LEASED.value or job.lease_holder != node_id
-                or (job.lease_expires_at or 0) <= now or (attempt is not None and attempt != job.attempts)):
+        if (
+            job.state != JobState.LEASED.value
+            or job.lease_holder != node_id
+            or (job.lease_expires_at or 0) <= now
+            or (attempt is not None and attempt != job.attempts)
+        ):
             raise _lease_lost(job, node_id)
         stamp = env.clock()
         move(job, JobState.RUNNING, stamp)
@@ -187,8 +199,9 @@ def report(env: Services, node_id: str, job_id: str, result: Result) -> Job:
                 return job
             raise JobResultConflict(f"job {job.id} already has a different result ({job.state})", job_id=job.id)
         target = JobState(result.outcome)
-        allowed_from = (JobState.LEASED.value, JobState.RUNNING.value) if target is JobState.REFUSED \
-            else (JobState.RUNNING.value,)
+        allowed_from = (
+            (JobState.LEASED.value, JobState.RUNNING.value) if target is JobState.REFUSED else (JobState.RUNNING.value,)
+        )
         if job.state not in allowed_from or job.lease_holder != node_id:
             raise _lease_lost(job, node_id)
         stamp = env.clock()

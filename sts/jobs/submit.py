@@ -79,13 +79,15 @@ def _replay(env: Services, submitter: Submitter, key: str, digest: str) -> Job |
         if row.request_digest != digest:
             raise JobIdempotencyConflict(
                 f"Idempotency-Key {key!r} of {submitter.access_id} was used with a different request; "
-                "use a new key for a new job", key=key,
+                "use a new key for a new job",
+                key=key,
             )
         return session.get(Job, row.job_id)
 
 
-def _identity(env: Services, submitter: Submitter, node: NodeSnapshot, submission: Submission,
-              address: str) -> TokenIdentity:
+def _identity(
+    env: Services, submitter: Submitter, node: NodeSnapshot, submission: Submission, address: str
+) -> TokenIdentity:
     if submission.credentials is not None:
         return _authenticate(env, node, submission.credentials, address)
     # Why: fail fast when the node is known to refuse the caller's realm; the agent still decides.
@@ -94,7 +96,8 @@ def _identity(env: Services, submitter: Submitter, node: NodeSnapshot, submissio
             f"node {node.id} (realm {node.realm}) does not trust realm {submitter.realm}: either add "
             f"{submitter.realm} to the node's trusted realms and import {submitter.access_id} into its "
             f"authorization table, or submit with credentials for realm {node.realm}",
-            realm=submitter.realm, node=node.id,
+            realm=submitter.realm,
+            node=node.id,
         )
     return TokenIdentity(submitter.realm, submitter.access_id, tuple(sorted(submitter.groups)), submitter.username)
 
@@ -108,8 +111,12 @@ def _authenticate(env: Services, node: NodeSnapshot, credentials: Credentials, a
         principal = env.login.login(node.realm, credentials.username, credentials.password, address)
     except LoginFailed:
         raise CredentialsRejected(f"invalid username or password for realm {node.realm}", realm=node.realm) from None
-    return TokenIdentity(node.realm, str(principal.access_id),
-                         tuple(sorted(str(group) for group in principal.groups)), principal.username)
+    return TokenIdentity(
+        node.realm,
+        str(principal.access_id),
+        tuple(sorted(str(group) for group in principal.groups)),
+        principal.username,
+    )
 
 
 def _times(env: Services, submission: Submission, realm: str, now: int) -> tuple[int, int]:
@@ -124,14 +131,19 @@ def _times(env: Services, submission: Submission, realm: str, now: int) -> tuple
     deadline = min(deadline, now + max_ttl)
     if not_before >= deadline:
         raise JobInvalidSpec(
-            f"not_before: must be before the deadline ({deadline}); realm {realm} job tokens live at most "
-            f"{max_ttl} s", field="not_before",
+            f"not_before: must be before the deadline ({deadline}); realm {realm} job tokens live at most {max_ttl} s",
+            field="not_before",
         )
     return not_before, deadline
 
 
-def submit(env: Services, submitter: Submitter, submission: Submission,
-           idempotency_key: str | None = None, address: str = "unknown") -> tuple[Job, bool]:
+def submit(
+    env: Services,
+    submitter: Submitter,
+    submission: Submission,
+    idempotency_key: str | None = None,
+    address: str = "unknown",
+) -> tuple[Job, bool]:
     """Create a job; returns ``(job, created)``. ``created`` is False for an idempotent replay.
     ``address`` is the client's address, for the login throttle when credentials are sent."""
     key = check_idempotency_key(idempotency_key)
@@ -146,8 +158,11 @@ def submit(env: Services, submitter: Submitter, submission: Submission,
         node = NodeSnapshot(found.id, found.realm, tuple(found.authgroups), tuple(found.trusted_realms))
     authgroup = submission.spec.get("authgroup")
     if authgroup is not None and authgroup not in node.authgroups:
-        raise JobInvalidSpec(f"spec.authgroup: {authgroup!r} is not an authorization group of node {node.id}",
-                             field="spec.authgroup", node=node.id)
+        raise JobInvalidSpec(
+            f"spec.authgroup: {authgroup!r} is not an authorization group of node {node.id}",
+            field="spec.authgroup",
+            node=node.id,
+        )
     # Outside any transaction: a directory round trip must never hold a database lock.
     identity = _identity(env, submitter, node, submission, address)
     spec, node_id = submission.spec, node.id
@@ -157,16 +172,38 @@ def submit(env: Services, submitter: Submitter, submission: Submission,
     digest = job_digest(job_id, node_id, submission.type, spec)
     jti = new_jti()
     claims = job_token_claims(
-        issuer=env.config.issuer(identity.realm), subject=identity.subject, node_id=node_id, realm=identity.realm,
-        groups=identity.groups, job_id=job_id, job_digest=digest, issued_at=now, not_before=not_before,
-        expires_at=deadline, jti=jti, username=identity.username,
+        issuer=env.config.issuer(identity.realm),
+        subject=identity.subject,
+        node_id=node_id,
+        realm=identity.realm,
+        groups=identity.groups,
+        job_id=job_id,
+        job_digest=digest,
+        issued_at=now,
+        not_before=not_before,
+        expires_at=deadline,
+        jti=jti,
+        username=identity.username,
     )
     stamp = env.clock()
     job = Job(
-        id=job_id, submitter=submitter.access_id, submitter_realm=submitter.realm, subject=identity.subject,
-        realm=identity.realm, node_id=node_id, type=submission.type, spec=canonical_json(spec).decode("utf-8"),
-        job_digest=digest, not_before=not_before, deadline=deadline, state=JobState.QUEUED.value, attempts=0,
-        created_at=stamp, updated_at=stamp, token_jti=jti, token_exp=deadline,
+        id=job_id,
+        submitter=submitter.access_id,
+        submitter_realm=submitter.realm,
+        subject=identity.subject,
+        realm=identity.realm,
+        node_id=node_id,
+        type=submission.type,
+        spec=canonical_json(spec).decode("utf-8"),
+        job_digest=digest,
+        not_before=not_before,
+        deadline=deadline,
+        state=JobState.QUEUED.value,
+        attempts=0,
+        created_at=stamp,
+        updated_at=stamp,
+        token_jti=jti,
+        token_exp=deadline,
     )
     try:
         # One transaction: the job, its encrypted token and its idempotency record, or nothing.
@@ -177,9 +214,15 @@ def submit(env: Services, submitter: Submitter, submission: Submission,
             session.add(job)
             if key is not None:
                 session.flush()
-                session.add(JobIdempotency(submitter=submitter.access_id, key=key,
-                                           request_digest=submission.request_digest, job_id=job_id,
-                                           created_at=stamp))
+                session.add(
+                    JobIdempotency(
+                        submitter=submitter.access_id,
+                        key=key,
+                        request_digest=submission.request_digest,
+                        job_id=job_id,
+                        created_at=stamp,
+                    )
+                )
     except IntegrityError:
         if key is None:
             raise
@@ -187,7 +230,13 @@ def submit(env: Services, submitter: Submitter, submission: Submission,
         if replay is None:
             raise
         return replay, False
-    log.info("job %s submitted by %s for node %s as %s (realm %s)", job_id, submitter.access_id, node_id,
-             identity.subject, identity.realm)
+    log.info(
+        "job %s submitted by %s for node %s as %s (realm %s)",
+        job_id,
+        submitter.access_id,
+        node_id,
+        identity.subject,
+        identity.realm,
+    )
     env.notify_submitted()
     return job, True

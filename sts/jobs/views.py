@@ -58,17 +58,36 @@ def history_view(job: Job) -> dict[str, Any]:
     result = None
     if job.result_digest is not None:
         result = {
-            "exit_code": job.exit_code, "stdout_tail": job.stdout_tail, "stderr_tail": job.stderr_tail,
-            "code": job.result_code, "reason": job.reason, "account": job.account,
+            "exit_code": job.exit_code,
+            "stdout_tail": job.stdout_tail,
+            "stderr_tail": job.stderr_tail,
+            "code": job.result_code,
+            "reason": job.reason,
+            "account": job.account,
             "trace": json.loads(job.trace) if job.trace else [],
         }
     return {
-        "id": job.id, "node": job.node_id, "type": job.type, "spec": spec_of(job), "state": job.state,
-        "submitter": job.submitter, "submitter_realm": job.submitter_realm, "subject": job.subject,
-        "realm": job.realm, "job_digest": job.job_digest, "not_before": job.not_before, "deadline": job.deadline,
-        "attempts": job.attempts, "lease_expires_at": job.lease_expires_at, "created_at": job.created_at,
-        "updated_at": job.updated_at, "leased_at": job.leased_at, "started_at": job.started_at,
-        "finished_at": job.finished_at, "code": job.result_code, "result": result,
+        "id": job.id,
+        "node": job.node_id,
+        "type": job.type,
+        "spec": spec_of(job),
+        "state": job.state,
+        "submitter": job.submitter,
+        "submitter_realm": job.submitter_realm,
+        "subject": job.subject,
+        "realm": job.realm,
+        "job_digest": job.job_digest,
+        "not_before": job.not_before,
+        "deadline": job.deadline,
+        "attempts": job.attempts,
+        "lease_expires_at": job.lease_expires_at,
+        "created_at": job.created_at,
+        "updated_at": job.updated_at,
+        "leased_at": job.leased_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "code": job.result_code,
+        "result": result,
     }
 
 
@@ -81,8 +100,7 @@ def _json_body() -> Any:
 
 def _viewer() -> Viewer:
     caller = authenticated_caller()
-    return Viewer(str(caller.access_id), sees_all=caller_has(Role.MONITOR),
-                  is_admin=caller_has(Role.ADMINISTRATOR))
+    return Viewer(str(caller.access_id), sees_all=caller_has(Role.MONITOR), is_admin=caller_has(Role.ADMINISTRATOR))
 
 
 @bp.post("")
@@ -93,20 +111,29 @@ def create() -> tuple[Response, int]:
     services = current_services()
     maybe_reap(services)
     submission = parse_submission(_json_body())
-    submitter = Submitter(str(caller.access_id), caller.realm, tuple(sorted(str(g) for g in caller.groups)),
-                          caller.username)
+    submitter = Submitter(
+        str(caller.access_id), caller.realm, tuple(sorted(str(g) for g in caller.groups)), caller.username
+    )
     try:
-        job, created = submit(services, submitter, submission, request.headers.get("Idempotency-Key"),
-                              request_context().client_address)
+        job, created = submit(
+            services, submitter, submission, request.headers.get("Idempotency-Key"), request_context().client_address
+        )
     except JobstsError as exc:
         SUBMISSIONS.labels("refused").inc()
-        audit.record("job.submitted", outcome="refused", actor=submitter.access_id, node=submission.node,
-                     code=exc.code)
+        audit.record("job.submitted", outcome="refused", actor=submitter.access_id, node=submission.node, code=exc.code)
         raise
     SUBMISSIONS.labels("created" if created else "replayed").inc()
-    audit.record("job.submitted", outcome="created" if created else "replayed", actor=submitter.access_id,
-                 realm=job.realm, node=job.node_id, job=job.id, type=job.type, subject=job.subject,
-                 jti=job.token_jti)
+    audit.record(
+        "job.submitted",
+        outcome="created" if created else "replayed",
+        actor=submitter.access_id,
+        realm=job.realm,
+        node=job.node_id,
+        job=job.id,
+        type=job.type,
+        subject=job.subject,
+        jti=job.token_jti,
+    )
     response = jsonify(history_view(job))
     response.headers["Location"] = url_for("jobs.show", job_id=job.id)
     if not created:
@@ -139,9 +166,13 @@ def index() -> Response:
     viewer = _viewer()
     services = current_services()
     maybe_reap(services)
-    filters = JobFilter(state=request.args.get("state"), node=request.args.get("node"),
-                        submitter=request.args.get("submitter"), limit=_int_arg("limit", 100),
-                        before=_float_arg("before"))
+    filters = JobFilter(
+        state=request.args.get("state"),
+        node=request.args.get("node"),
+        submitter=request.args.get("submitter"),
+        limit=_int_arg("limit", 100),
+        before=_float_arg("before"),
+    )
     jobs = list_jobs(services, viewer, filters)
     return jsonify({"jobs": [history_view(job) for job in jobs]})
 

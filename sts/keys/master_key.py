@@ -72,8 +72,9 @@ class MasterKey:
         try:
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         except OSError as exc:
-            raise MasterKeyError(f"{path}: cannot open master key file: {exc.strerror}",
-                                 field="master_key_file") from None
+            raise MasterKeyError(
+                f"{path}: cannot open master key file: {exc.strerror}", field="master_key_file"
+            ) from None
         with os.fdopen(fd, "r", encoding="ascii") as handle:
             mode = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
             # Why: anyone who can read the master key can decrypt every signing key and mint
@@ -121,10 +122,12 @@ def create_key_file(path: Path) -> None:
         # creation, so the key is never readable by others, not even for an instant.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        raise MasterKeyError(f"{path}: already exists; refusing to overwrite a master key",
-                             field="master_key_file") from None
+        raise MasterKeyError(
+            f"{path}: already exists; refusing to overwrite a master key", field="master_key_file"
+        ) from None
     except OSError as exc:
-        raise MasterKeyError(f"{path}: cannot create master key file: {exc.strerror}",
-                             field="master_key_file") from None
+        raise MasterKeyError(
+            f"{path}: cannot create master key file: {exc.strerror}", field="master_key_file"
+        ) from None
     with os.fdopen(fd, "w", encoding="ascii") as handle:
         handle.write(encode_key(secrets.token_bytes(KEY_BYTES)) + "\n")

@@ -78,9 +78,16 @@ def _aad(realm: str, kid: str) -> bytes:
 class KeyStore:
     """Signs for every hosted realm and publishes their JWKS."""
 
-    def __init__(self, db: Database, master_key: MasterKey, config: StsConfig, *,
-                 check_interval: float = 1.0, clock: Callable[[], float] = time.time,
-                 on_signed: SignedHook | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        master_key: MasterKey,
+        config: StsConfig,
+        *,
+        check_interval: float = 1.0,
+        clock: Callable[[], float] = time.time,
+        on_signed: SignedHook | None = None,
+    ) -> None:
         self.db, self.master_key, self.config = db, master_key, config
         self.check_interval, self.clock, self.on_signed = check_interval, clock, on_signed
         self._cache: dict[str, _RealmKeys] = {}
@@ -94,8 +101,9 @@ class KeyStore:
         for realm, settings in self.config.realms.items():
             with self.db.session(immediate=True) as session:
                 self._lock_ring(session, realm)
-                active = session.scalars(select(SigningKey).where(
-                    SigningKey.realm == realm, SigningKey.state == "active")).first()
+                active = session.scalars(
+                    select(SigningKey).where(SigningKey.realm == realm, SigningKey.state == "active")
+                ).first()
                 if active is None or active.algorithm != settings.token.algorithm:
                     self._rotate_locked(session, realm)
             self.retire_expired(realm)
@@ -118,8 +126,9 @@ class KeyStore:
         leeway = self._realm_policy(realm).leeway
         retired: list[str] = []
         with self.db.session(immediate=True) as session:
-            for row in session.scalars(select(SigningKey).where(
-                    SigningKey.realm == realm, SigningKey.state == "retiring")):
+            for row in session.scalars(
+                select(SigningKey).where(SigningKey.realm == realm, SigningKey.state == "retiring")
+            ):
                 # Why: another process may still hold this key as active for up to
                 # check_interval and sign with it; the grace lets its bump land first.
                 settled = row.retiring_since is None or row.retiring_since + RETIRE_GRACE_SECONDS <= now
@@ -134,30 +143,36 @@ class KeyStore:
 
     def _lock_ring(self, session: Session, realm: str) -> None:
         """Take the realm's ring row (row lock on PostgreSQL) and bump its generation."""
-        updated = session.execute(update(KeyRing).where(KeyRing.realm == realm)
-                                  .values(generation=KeyRing.generation + 1))
+        updated = session.execute(
+            update(KeyRing).where(KeyRing.realm == realm).values(generation=KeyRing.generation + 1)
+        )
         if getattr(updated, "rowcount", 0) == 0:
             try:
                 with session.begin_nested():
                     session.add(KeyRing(realm=realm, generation=1))
             except IntegrityError:
-                session.execute(update(KeyRing).where(KeyRing.realm == realm)
-                                .values(generation=KeyRing.generation + 1))
+                session.execute(update(KeyRing).where(KeyRing.realm == realm).values(generation=KeyRing.generation + 1))
 
     def _rotate_locked(self, session: Session, realm: str) -> str:
         now = int(self.clock())
         algorithm = self._realm_policy(realm).algorithm
-        for old in session.scalars(select(SigningKey).where(
-                SigningKey.realm == realm, SigningKey.state == "active")):
+        for old in session.scalars(select(SigningKey).where(SigningKey.realm == realm, SigningKey.state == "active")):
             old.state, old.retiring_since = "retiring", now
         private = generate_private_key(algorithm)
         public = private.public_key()
         kid = jwk_thumbprint(public)
-        session.add(SigningKey(
-            kid=kid, realm=realm, algorithm=algorithm, state="active",
-            private_key=self.master_key.encrypt(private_key_bytes(private), _aad(realm, kid)),
-            public_jwk=public_jwk(public, algorithm), created_at=now, published_until=0,
-        ))
+        session.add(
+            SigningKey(
+                kid=kid,
+                realm=realm,
+                algorithm=algorithm,
+                state="active",
+                private_key=self.master_key.encrypt(private_key_bytes(private), _aad(realm, kid)),
+                public_jwk=public_jwk(public, algorithm),
+                created_at=now,
+                published_until=0,
+            )
+        )
         return kid
 
     # --- cache -----------------------------------------------------------------------
@@ -167,13 +182,27 @@ class KeyStore:
     def _load(self, realm: str) -> _RealmKeys:
         with self.db.session() as session:
             ring = session.get(KeyRing, realm)
-            rows = list(session.scalars(select(SigningKey).where(
-                SigningKey.realm == realm, SigningKey.state != "retired").order_by(SigningKey.created_at)))
+            rows = list(
+                session.scalars(
+                    select(SigningKey)
+                    .where(SigningKey.realm == realm, SigningKey.state != "retired")
+                    .order_by(SigningKey.created_at)
+                )
+            )
         keys, active, private = [], None, None
         for row in rows:
             pub = VerificationKey(row.kid, row.algorithm, _public_from_jwk(row))
-            stored = StoredKey(row.kid, realm, row.algorithm, row.state, pub, dict(row.public_jwk),
-                               row.published_until, row.created_at, row.retiring_since)
+            stored = StoredKey(
+                row.kid,
+                realm,
+                row.algorithm,
+                row.state,
+                pub,
+                dict(row.public_jwk),
+                row.published_until,
+                row.created_at,
+                row.retiring_since,
+            )
             keys.append(stored)
             if row.state == "active" and row.private_key is not None:
                 active = stored
@@ -227,8 +256,11 @@ class KeyStore:
         if exp <= known:
             return
         target = exp + BUMP_AHEAD_SECONDS
-        statement = (update(SigningKey).where(SigningKey.kid == key.kid, SigningKey.published_until < target)
-                     .values(published_until=target))
+        statement = (
+            update(SigningKey)
+            .where(SigningKey.kid == key.kid, SigningKey.published_until < target)
+            .values(published_until=target)
+        )
         if session is not None:
             session.execute(statement)
             return  # committed (or not) by the caller: do not trust it in the cache
@@ -250,11 +282,19 @@ class KeyStore:
         """Every key of the realm with its state, for ``jobsts keys list``."""
         self._realm_policy(realm)
         with self.db.session() as session:
-            rows = session.scalars(select(SigningKey).where(SigningKey.realm == realm)
-                                   .order_by(SigningKey.created_at))
-            return [{"kid": r.kid, "algorithm": r.algorithm, "state": r.state, "created_at": r.created_at,
-                     "retiring_since": r.retiring_since, "published_until": r.published_until,
-                     "retired_at": r.retired_at} for r in rows]
+            rows = session.scalars(select(SigningKey).where(SigningKey.realm == realm).order_by(SigningKey.created_at))
+            return [
+                {
+                    "kid": r.kid,
+                    "algorithm": r.algorithm,
+                    "state": r.state,
+                    "created_at": r.created_at,
+                    "retiring_since": r.retiring_since,
+                    "published_until": r.published_until,
+                    "retired_at": r.retired_at,
+                }
+                for r in rows
+            ]
 
 
 def _public_from_jwk(row: SigningKey) -> Any:

@@ -63,12 +63,15 @@ def _public_key(node_id: str, value: Any) -> dict[str, str]:
     if key is None:
         raise NodeInvalid(
             f"node {node_id}: public_jwk must be a public EC P-256, Ed25519 or RSA>=2048 key with alg "
-            f"{', '.join(SIGNING_ALGORITHMS)}", node=node_id)
+            f"{', '.join(SIGNING_ALGORITHMS)}",
+            node=node_id,
+        )
     return public_jwk(key.public_key, key.algorithm)
 
 
-def _validated(node_id: str, body: Mapping[str, Any], hosted_realms: Iterable[str],
-               current: Node | None) -> dict[str, Any]:
+def _validated(
+    node_id: str, body: Mapping[str, Any], hosted_realms: Iterable[str], current: Node | None
+) -> dict[str, Any]:
     unknown = set(body) - {"id", "realm", "authgroups", "public_jwk", "trusted_realms"}
     if unknown:
         raise NodeInvalid(f"node {node_id}: unknown field {sorted(unknown)[0][:40]!r}", node=node_id)
@@ -80,10 +83,14 @@ def _validated(node_id: str, body: Mapping[str, Any], hosted_realms: Iterable[st
     return {
         "realm": realm,
         "authgroups": _names(node_id, "authgroups", body.get("authgroups", current.authgroups if current else [])),
-        "trusted_realms": _names(node_id, "trusted_realms",
-                                 body.get("trusted_realms", current.trusted_realms if current else [])),
-        "public_jwk": _public_key(node_id, body["public_jwk"]) if "public_jwk" in body else current.public_jwk
-        if current else {},
+        "trusted_realms": _names(
+            node_id, "trusted_realms", body.get("trusted_realms", current.trusted_realms if current else [])
+        ),
+        "public_jwk": _public_key(node_id, body["public_jwk"])
+        if "public_jwk" in body
+        else current.public_jwk
+        if current
+        else {},
     }
 
 
@@ -101,8 +108,9 @@ def register_node(session: Session, body: Mapping[str, Any], hosted_realms: Iter
     return node
 
 
-def update_node(session: Session, node_id: str, body: Mapping[str, Any], hosted_realms: Iterable[str],
-                actor: str) -> Node:
+def update_node(
+    session: Session, node_id: str, body: Mapping[str, Any], hosted_realms: Iterable[str], actor: str
+) -> Node:
     node = get_node(session, node_id)
     if node is None:
         raise NodeUnknown(f"node {node_id[:64]} is not registered", node=node_id[:64])

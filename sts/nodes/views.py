@@ -19,10 +19,17 @@ bp = Blueprint("nodes", __name__, url_prefix="/api/v1/nodes")
 
 def node_view(node: Node) -> dict[str, Any]:
     """A registered node as the API shows it."""
-    return {"id": node.id, "realm": node.realm, "authgroups": list(node.authgroups),
-            "public_jwk": dict(node.public_jwk), "trusted_realms": list(node.trusted_realms),
-            "created_at": node.created_at, "created_by": node.created_by,
-            "updated_at": node.updated_at, "updated_by": node.updated_by}
+    return {
+        "id": node.id,
+        "realm": node.realm,
+        "authgroups": list(node.authgroups),
+        "public_jwk": dict(node.public_jwk),
+        "trusted_realms": list(node.trusted_realms),
+        "created_at": node.created_at,
+        "created_by": node.created_by,
+        "updated_at": node.updated_at,
+        "updated_by": node.updated_by,
+    }
 
 
 def _json_body() -> dict[str, Any]:
@@ -50,8 +57,14 @@ def register() -> tuple[Response, int]:
     with services.db.session(immediate=True) as session:
         node = register_node(session, body, services.config.realms, actor)
         view = node_view(node)
-    audit.record("node.registered", actor=actor, realm=node.realm, node=node.id,
-                 trusted_realms=list(node.trusted_realms), authgroups=list(node.authgroups))
+    audit.record(
+        "node.registered",
+        actor=actor,
+        realm=node.realm,
+        node=node.id,
+        trusted_realms=list(node.trusted_realms),
+        authgroups=list(node.authgroups),
+    )
     return jsonify(view), 201
 
 
@@ -74,8 +87,14 @@ def update(node_id: str) -> Response:
     with services.db.session(immediate=True) as session:
         node = update_node(session, node_id, body, services.config.realms, actor)
         view = node_view(node)
-    audit.record("node.updated", actor=actor, realm=node.realm, node=node.id,
-                 trusted_realms=list(node.trusted_realms), authgroups=list(node.authgroups))
+    audit.record(
+        "node.updated",
+        actor=actor,
+        realm=node.realm,
+        node=node.id,
+        trusted_realms=list(node.trusted_realms),
+        authgroups=list(node.authgroups),
+    )
     return jsonify(view)
 
 

@@ -43,6 +43,9 @@ class Housekeeper:
             session.execute(delete(RefreshToken).where(RefreshToken.expires_at < now))
             session.execute(delete(SeenAssertion).where(SeenAssertion.exp < now))
             # A counter idle for longer than the reset window would start over anyway.
-            session.execute(delete(LoginFailures).where(
-                LoginFailures.last_failure < now - self.reset_seconds, LoginFailures.locked_until < now))
+            session.execute(
+                delete(LoginFailures).where(
+                    LoginFailures.last_failure < now - self.reset_seconds, LoginFailures.locked_until < now
+                )
+            )
         log.info("housekeeping: %d expired revocations dropped", revoked)

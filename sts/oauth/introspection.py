@@ -77,10 +77,19 @@ def introspect(realm: str) -> Response:
                 revoked = is_revoked(session, verified.claims["jti"])
             if not revoked:
                 claims = verified.claims
-                body = {"active": True, "token_type": verified.header.get("typ"), "iss": claims["iss"],
-                        "sub": claims["sub"], "aud": claims["aud"], "exp": claims["exp"], "iat": claims["iat"],
-                        "nbf": claims["nbf"], "jti": claims["jti"], "realm": verified.realm,
-                        **{k: claims[k] for k in OPTIONAL_CLAIMS if k in claims}}
+                body = {
+                    "active": True,
+                    "token_type": verified.header.get("typ"),
+                    "iss": claims["iss"],
+                    "sub": claims["sub"],
+                    "aud": claims["aud"],
+                    "exp": claims["exp"],
+                    "iat": claims["iat"],
+                    "nbf": claims["nbf"],
+                    "jti": claims["jti"],
+                    "realm": verified.realm,
+                    **{k: claims[k] for k in OPTIONAL_CLAIMS if k in claims},
+                }
                 if "preferred_username" in claims:
                     body["username"] = claims["preferred_username"]
     elif node_id is None:
@@ -96,8 +105,14 @@ def _refresh_view(realm: str, token: str) -> dict[str, Any]:
             row = refresh_tokens.check(session, realm, token)
         except JobstsError:
             return INACTIVE
-        return {"active": True, "token_type": "refresh_token", "username": row.username, "realm": realm,
-                "iat": row.issued_at, "exp": row.expires_at}
+        return {
+            "active": True,
+            "token_type": "refresh_token",
+            "username": row.username,
+            "realm": realm,
+            "iat": row.issued_at,
+            "exp": row.expires_at,
+        }
 
 
 @bp.post("/realms/<realm>/revoke")
@@ -118,8 +133,7 @@ def revoke(realm: str) -> Response:
             if row is not None:
                 # RFC 7009 §2.1: revoking a refresh token ends its whole grant.
                 refresh_tokens.revoke_family(session, row.family_id)
-                audit.record("token.revoked", actor=None, realm=realm, profile="refresh_token",
-                             username=row.username)
+                audit.record("token.revoked", actor=None, realm=realm, profile="refresh_token", username=row.username)
     # RFC 7009 §2.2: the answer is 200 whether or not the token was valid.
     response = Response(status=200)
     response.headers["Cache-Control"] = "no-store"

@@ -27,16 +27,31 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def issue(session: Session, realm: str, username: str, client_id: str, *, ttl: int | None = None,
-          family_id: str | None = None, expires_at: int | None = None) -> str:
+def issue(
+    session: Session,
+    realm: str,
+    username: str,
+    client_id: str,
+    *,
+    ttl: int | None = None,
+    family_id: str | None = None,
+    expires_at: int | None = None,
+) -> str:
     """A new refresh token; only its hash is stored. ``client_id`` is kept for the audit log only."""
     now = int(time.time())
     token = secrets.token_urlsafe(TOKEN_BYTES)
-    session.add(RefreshToken(
-        token_hash=token_hash(token), family_id=family_id or str(uuid.uuid4()), realm=realm, username=username,
-        issued_at=now, expires_at=expires_at if expires_at is not None else now + int(ttl or 0),
-        spent_at=None, revoked=False,
-    ))
+    session.add(
+        RefreshToken(
+            token_hash=token_hash(token),
+            family_id=family_id or str(uuid.uuid4()),
+            realm=realm,
+            username=username,
+            issued_at=now,
+            expires_at=expires_at if expires_at is not None else now + int(ttl or 0),
+            spent_at=None,
+            revoked=False,
+        )
+    )
     log.info("refresh token issued: realm=%s user=%s client=%s", realm, username, client_id)
     return token
 
@@ -56,16 +71,23 @@ def check(session: Session, realm: str, token: str) -> RefreshToken:
     if row is None or row.revoked or row.expires_at <= now:
         raise RefreshTokenInvalid(f"realm {realm}: refresh token is unknown, expired or revoked", realm=realm)
     if row.spent_at is not None:
-        raise RefreshTokenReused(f"realm {realm}: refresh token was already used; its session is revoked",
-                                 realm=realm, family_id=row.family_id)
+        raise RefreshTokenReused(
+            f"realm {realm}: refresh token was already used; its session is revoked",
+            realm=realm,
+            family_id=row.family_id,
+        )
     return row
 
 
 def spend(session: Session, row: RefreshToken) -> bool:
     """Mark ``row`` spent; ``False`` if another request spent (or revoked) it first."""
-    result = session.execute(update(RefreshToken).where(
-        RefreshToken.token_hash == row.token_hash, RefreshToken.spent_at.is_(None),
-        RefreshToken.revoked.is_(False)).values(spent_at=int(time.time())))
+    result = session.execute(
+        update(RefreshToken)
+        .where(
+            RefreshToken.token_hash == row.token_hash, RefreshToken.spent_at.is_(None), RefreshToken.revoked.is_(False)
+        )
+        .values(spent_at=int(time.time()))
+    )
     return int(getattr(result, "rowcount", 0) or 0) == 1
 
 

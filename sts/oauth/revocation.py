@@ -16,20 +16,23 @@ from sts.oauth.models import RevokedToken
 
 def revoke_jti(session: Session, jti: str, exp: int, reason: str) -> None:
     """Revoke ``jti`` until ``exp``. Revoking twice keeps the later expiry."""
-    values: dict[str, Any] = {"jti": jti[:128], "exp": int(exp), "reason": reason[:200],
-                              "revoked_at": int(time.time())}
+    values: dict[str, Any] = {"jti": jti[:128], "exp": int(exp), "reason": reason[:200], "revoked_at": int(time.time())}
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         pg = pg_insert(RevokedToken).values(**values)
-        session.execute(pg.on_conflict_do_update(
-            index_elements=["jti"], set_={"exp": pg.excluded.exp},
-            where=RevokedToken.exp < pg.excluded.exp))
+        session.execute(
+            pg.on_conflict_do_update(
+                index_elements=["jti"], set_={"exp": pg.excluded.exp}, where=RevokedToken.exp < pg.excluded.exp
+            )
+        )
         return
     if dialect == "sqlite":
         lite = sqlite_insert(RevokedToken).values(**values)
-        session.execute(lite.on_conflict_do_update(
-            index_elements=["jti"], set_={"exp": lite.excluded.exp},
-            where=RevokedToken.exp < lite.excluded.exp))
+        session.execute(
+            lite.on_conflict_do_update(
+                index_elements=["jti"], set_={"exp": lite.excluded.exp}, where=RevokedToken.exp < lite.excluded.exp
+            )
+        )
         return
     existing = session.get(RevokedToken, values["jti"])
     if existing is None:
@@ -45,8 +48,9 @@ def is_revoked(session: Session, jti: str) -> bool:
 def list_active(session: Session, now: int | None = None) -> list[tuple[str, int]]:
     """``(jti, exp)`` of every revocation whose token has not expired yet, oldest expiry first."""
     now = int(time.time()) if now is None else now
-    rows = session.execute(select(RevokedToken.jti, RevokedToken.exp).where(RevokedToken.exp >= now)
-                           .order_by(RevokedToken.exp))
+    rows = session.execute(
+        select(RevokedToken.jti, RevokedToken.exp).where(RevokedToken.exp >= now).order_by(RevokedToken.exp)
+    )
     return [(jti, exp) for jti, exp in rows]
 
 

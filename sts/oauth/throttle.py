@@ -48,15 +48,16 @@ class LoginThrottle:
         self.db, self.policy, self.clock = db, policy, clock
 
     def counters(self, realm: str, username: str, address: str) -> list[Counter]:
-        return [Counter(user_key(realm, username), self.policy.failure_factor),
-                Counter(address_key(address), self.policy.per_address_failure_factor)]
+        return [
+            Counter(user_key(realm, username), self.policy.failure_factor),
+            Counter(address_key(address), self.policy.per_address_failure_factor),
+        ]
 
     def state(self, counters: Sequence[Counter]) -> tuple[bool, bool]:
         """(locked, any failure on record) for these counters, in one read."""
         now = int(self.clock())
         with self.db.session() as session:
-            rows = list(session.scalars(select(LoginFailures).where(
-                LoginFailures.key.in_([c.key for c in counters]))))
+            rows = list(session.scalars(select(LoginFailures).where(LoginFailures.key.in_([c.key for c in counters]))))
         return any(row.locked_until > now for row in rows), any(row.failures for row in rows)
 
     def locked(self, counters: Sequence[Counter]) -> bool:
@@ -87,8 +88,11 @@ class LoginThrottle:
                 wait = min(policy.max_wait_seconds, policy.wait_increment_seconds * (failures - counter.factor + 1))
                 locked_until = max(locked_until, now + wait)
             # Why: an atomic increment-by-where keeps two processes from losing a failure.
-            session.execute(update(LoginFailures).where(LoginFailures.key == counter.key)
-                            .values(failures=failures, last_failure=now, locked_until=locked_until))
+            session.execute(
+                update(LoginFailures)
+                .where(LoginFailures.key == counter.key)
+                .values(failures=failures, last_failure=now, locked_until=locked_until)
+            )
 
     def succeeded(self, realm: str, username: str) -> None:
         """A correct password clears the user's counter (not the address's: an attacker's own

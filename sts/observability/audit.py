@@ -41,14 +41,31 @@ def set_client_source(source: ClientSource) -> None:
     _client_source = source
 
 
-def record(event: str, *, outcome: str = "ok", actor: str | None = None, realm: str | None = None,
-           node: str | None = None, job: str | None = None, code: str | None = None, **extra: Any) -> None:
+def record(
+    event: str,
+    *,
+    outcome: str = "ok",
+    actor: str | None = None,
+    realm: str | None = None,
+    node: str | None = None,
+    job: str | None = None,
+    code: str | None = None,
+    **extra: Any,
+) -> None:
     """Write one audit line. Callers pass identifiers only, never secrets."""
     if not log.isEnabledFor(logging.INFO):
         return
-    entry: dict[str, Any] = {"time": datetime.now(UTC).isoformat(timespec="milliseconds"), "event": event,
-                             "actor": actor, "realm": realm, "node": node, "job": job, "outcome": outcome,
-                             "code": code, "client": _client_source()}
+    entry: dict[str, Any] = {
+        "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "event": event,
+        "actor": actor,
+        "realm": realm,
+        "node": node,
+        "job": job,
+        "outcome": outcome,
+        "code": code,
+        "client": _client_source(),
+    }
     entry.update(extra)
     # Caller-supplied strings (usernames, codes) are cut short; JSON escapes control characters,
     # so one entry is always one line.

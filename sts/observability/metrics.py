@@ -19,17 +19,25 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from realms.identity.principal import Principal
 from realms.registries.base import Registry
 
-LOGINS = Counter("jobsts_logins", "Password logins by realm and outcome (ok, failed, locked, unavailable).",
-                 ["realm", "outcome"])
+LOGINS = Counter(
+    "jobsts_logins", "Password logins by realm and outcome (ok, failed, locked, unavailable).", ["realm", "outcome"]
+)
 TOKENS_ISSUED = Counter("jobsts_tokens_issued", "Tokens signed by this STS, by profile (JOSE typ).", ["profile"])
-LDAP_SECONDS = Histogram("jobsts_directory_seconds", "Latency of user-registry calls by realm and operation.",
-                         ["realm", "operation"],
-                         buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))
-SUBMISSIONS = Counter("jobsts_job_submissions", "Job submissions, by outcome (created, replayed, refused).",
-                      ["outcome"])
+LDAP_SECONDS = Histogram(
+    "jobsts_directory_seconds",
+    "Latency of user-registry calls by realm and operation.",
+    ["realm", "operation"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+SUBMISSIONS = Counter(
+    "jobsts_job_submissions", "Job submissions, by outcome (created, replayed, refused).", ["outcome"]
+)
 LEASES = Counter("jobsts_job_leases", "Lease calls by agents, by outcome (leased, empty).", ["outcome"])
-DISPATCH = Counter("jobsts_job_transitions", "Job state changes reported by agents (running and results), by "
-                   "state and code.", ["state", "code"])
+DISPATCH = Counter(
+    "jobsts_job_transitions",
+    "Job state changes reported by agents (running and results), by state and code.",
+    ["state", "code"],
+)
 REFUSALS = Counter("jobsts_agent_refusals", "Jobs refused by agents, by refusal code.", ["code"])
 
 CODE = re.compile(r"[a-z][a-z0-9_]{0,30}(\.[a-z][a-z0-9_]{0,30}){1,3}")

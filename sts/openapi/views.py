@@ -34,18 +34,33 @@ def _merge(document: dict[str, Any], fragment: dict[str, Any], name: str) -> Non
 @functools.cache
 def _fragments() -> tuple[tuple[str, str], ...]:
     folder = resources.files("sts") / "openapi"
-    return tuple(sorted((entry.name, entry.read_text(encoding="utf-8")) for entry in folder.iterdir()
-                        if entry.name.endswith(".json")))
+    return tuple(
+        sorted(
+            (entry.name, entry.read_text(encoding="utf-8"))
+            for entry in folder.iterdir()
+            if entry.name.endswith(".json")
+        )
+    )
 
 
 def build_document(base_url: str) -> dict[str, Any]:
     document: dict[str, Any] = {
         "openapi": "3.1.0",
-        "info": {"title": "jobsts", "version": "1",
-                 "description": "Multi-realm security token service and job manager."},
+        "info": {
+            "title": "jobsts",
+            "version": "1",
+            "description": "Multi-realm security token service and job manager.",
+        },
         "servers": [{"url": base_url}],
-        "paths": {"/openapi.json": {"get": {"summary": "This document", "tags": ["meta"],
-                                            "responses": {"200": {"description": "OpenAPI document"}}}}},
+        "paths": {
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "tags": ["meta"],
+                    "responses": {"200": {"description": "OpenAPI document"}},
+                }
+            }
+        },
         "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
         "tags": [{"name": "meta", "description": "Service description"}],
     }

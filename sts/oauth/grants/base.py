@@ -51,9 +51,16 @@ class Grant:
         if not_after is not None:
             exp = min(exp, not_after)
         claims = access_token_claims(
-            issuer=self.issuer, subject=str(principal.access_id), audience=self.services.config.audience,
-            realm=self.realm, groups=(str(g) for g in principal.groups if g.realm == self.realm),
-            username=principal.username, client_id=client_id, issued_at=now, expires_at=exp, jti=new_jti(),
+            issuer=self.issuer,
+            subject=str(principal.access_id),
+            audience=self.services.config.audience,
+            realm=self.realm,
+            groups=(str(g) for g in principal.groups if g.realm == self.realm),
+            username=principal.username,
+            client_id=client_id,
+            issued_at=now,
+            expires_at=exp,
+            jti=new_jti(),
         )
         return self.services.keys.sign(self.realm, claims, ACCESS_TOKEN.typ), exp - now
 

@@ -51,8 +51,9 @@ class ClientCredentialsGrant(Grant):
             raise AssertionInvalid("assertion has no issuer")
         client_id = self.form.get("client_id")
         if client_id is not None and client_id != node_id:
-            raise AssertionInvalid(f"node {node_id[:64]}: client_id does not match the assertion issuer",
-                                   node=node_id[:64])
+            raise AssertionInvalid(
+                f"node {node_id[:64]}: client_id does not match the assertion issuer", node=node_id[:64]
+            )
         with self.services.db.session() as session:
             node = get_node(session, node_id)
         # Why: a node authenticates only at its own realm's endpoint; the same id presented
@@ -87,8 +88,9 @@ class ClientCredentialsGrant(Grant):
         # Why: a long-lived assertion is a bearer credential; bounding exp bounds the replay
         # table and the damage of a leaked assertion.
         if exp - now > MAX_ASSERTION_LIFETIME + leeway:
-            raise AssertionInvalid(f"node {node_id}: assertion lives longer than {MAX_ASSERTION_LIFETIME}s",
-                                   node=node_id)
+            raise AssertionInvalid(
+                f"node {node_id}: assertion lives longer than {MAX_ASSERTION_LIFETIME}s", node=node_id
+            )
         for name in ("nbf", "iat"):
             if name in claims and _number(claims, name, node_id) > now + leeway:
                 raise AssertionInvalid(f"node {node_id}: assertion {name} is in the future", node=node_id)
@@ -109,7 +111,13 @@ class ClientCredentialsGrant(Grant):
 
     def _agent_token(self, node_id: str) -> dict[str, Any]:
         now, ttl = int(time.time()), self.policy.agent_token_ttl
-        claims = agent_token_claims(issuer=self.issuer, node_id=node_id, audience=self.services.config.audience,
-                                    issued_at=now, expires_at=now + ttl, jti=new_jti())
+        claims = agent_token_claims(
+            issuer=self.issuer,
+            node_id=node_id,
+            audience=self.services.config.audience,
+            issued_at=now,
+            expires_at=now + ttl,
+            jti=new_jti(),
+        )
         token = self.services.keys.sign(self.realm, claims, AGENT_TOKEN.typ)
         return {"access_token": token, "token_type": "Bearer", "expires_in": ttl}

@@ -21,8 +21,9 @@ class PasswordGrant(Grant):
         try:
             body, principal = self._login(username)
         except JobstsError as exc:
-            outcome = getattr(exc, "outcome", None) or ("unavailable" if isinstance(exc, UnavailableError)
-                                                        else "failed")
+            outcome = getattr(exc, "outcome", None) or (
+                "unavailable" if isinstance(exc, UnavailableError) else "failed"
+            )
             LOGINS.labels(self.realm, outcome).inc()
             # The username is logged as typed (no password, ever) so that guessing shows up.
             audit.record("login", outcome=outcome, realm=self.realm, code=exc.code, username=username)
@@ -40,6 +41,7 @@ class PasswordGrant(Grant):
             # Why: a refresh token lost in a database crash only costs its holder a new login;
             # not waiting for the WAL flush takes a disk sync off every login.
             relax_durability(session)
-            refresh = refresh_tokens.issue(session, self.realm, principal.username, client_id,
-                                           ttl=self.policy.refresh_token_ttl)
+            refresh = refresh_tokens.issue(
+                session, self.realm, principal.username, client_id, ttl=self.policy.refresh_token_ttl
+            )
         return {"access_token": token, "token_type": "Bearer", "expires_in": ttl, "refresh_token": refresh}, principal

@@ -37,11 +37,18 @@ class RefreshTokenGrant(Grant):
                 spent = refresh_tokens.spend(session, current)
                 new = None
                 if spent:
-                    new = refresh_tokens.issue(session, self.realm, principal.username, client_id,
-                                               family_id=current.family_id, expires_at=current.expires_at)
+                    new = refresh_tokens.issue(
+                        session,
+                        self.realm,
+                        principal.username,
+                        client_id,
+                        family_id=current.family_id,
+                        expires_at=current.expires_at,
+                    )
         if principal is None:
-            raise RefreshTokenInvalid(f"realm {self.realm}: user {current.username!r} no longer exists",
-                                      realm=self.realm)
+            raise RefreshTokenInvalid(
+                f"realm {self.realm}: user {current.username!r} no longer exists", realm=self.realm
+            )
         if new is None:
             # Spent between check and spend by a concurrent request: treat as reuse.
             refresh_tokens.revoke_family_now(self.services.db, current.family_id)

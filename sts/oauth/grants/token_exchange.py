@@ -41,8 +41,13 @@ class TokenExchangeGrant(Grant):
         self._check_request()
         subject_token = self.param("subject_token") or ""
         try:
-            verified = verify(subject_token, ACCESS_TOKEN, self.services.keys.trust_resolver(),
-                              audience=self.services.config.audience, leeway=self.policy.leeway)
+            verified = verify(
+                subject_token,
+                ACCESS_TOKEN,
+                self.services.keys.trust_resolver(),
+                audience=self.services.config.audience,
+                leeway=self.policy.leeway,
+            )
             with self.services.db.session() as session:
                 if is_revoked(session, verified.claims["jti"]):
                     raise TokenRevoked(f"token {verified.claims['jti'][:64]} was revoked", realm=verified.realm)
@@ -54,7 +59,10 @@ class TokenExchangeGrant(Grant):
         principal = self.services.registries[self.realm].lookup(username) if isinstance(username, str) else None
         if principal is None or str(principal.access_id) != verified.subject:
             raise GrantRefused(f"realm {self.realm}: the token's user no longer exists")
-        token, ttl = self.access_token(principal, client_id_of(self.form),
-                                       not_after=int(verified.claims["exp"]))
-        return {"access_token": token, "issued_token_type": ACCESS_TOKEN_TYPE, "token_type": "Bearer",
-                "expires_in": max(0, ttl)}
+        token, ttl = self.access_token(principal, client_id_of(self.form), not_after=int(verified.claims["exp"]))
+        return {
+            "access_token": token,
+            "issued_token_type": ACCESS_TOKEN_TYPE,
+            "token_type": "Bearer",
+            "expires_in": max(0, ttl),
+        }
