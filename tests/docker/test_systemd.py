@@ -152,7 +152,10 @@ def test_the_sudo_executor_drop_in_runs_as_a_service_account_without_no_new_priv
     assert last(unit, "User") == "jobsts-agent"
     assert last(unit, "NoNewPrivileges") == "no"  # sudo is set-user-ID
     assert words(unit, "AmbientCapabilities") == {"CAP_KILL"} <= words(unit, "CapabilityBoundingSet")
-    assert words(unit, "CapabilityBoundingSet") - AGENT_CAPABILITIES == {"CAP_AUDIT_WRITE", "CAP_SYS_RESOURCE"}
+    assert words(unit, "CapabilityBoundingSet") - AGENT_CAPABILITIES == {"CAP_AUDIT_WRITE"}
+    # No seccomp-based setting is left, or systemd would set no_new_privs for the non-root user anyway.
+    assert not uses_seccomp(unit)
+    assert uses_seccomp(agent_unit())
 
 
 def test_exec_start_names_options_the_cli_has() -> None:
@@ -286,21 +289,48 @@ def expand_syscalls(group: str, seen: set[str] | None = None) -> set[str]:
     return found
 
 
-def sandbox_spec(unit: Unit, *, drop: frozenset[str] = frozenset()) -> dict[str, Any]:
-    """What unit_sandbox.py applies, read from the unit (``drop`` removes capabilities, for controls)."""
-    allowed: set[str] = set()
-    for index, value in enumerate(unit["Service"].get("SystemCallFilter", [])):
+# systemd's context_has_seccomp(): for a non-root User= (no CAP_SYS_ADMIN after the switch),
+# any of these makes systemd set no_new_privs, whatever NoNewPrivileges= says.
+SECCOMP_SETTINGS = ("LockPersonality", "MemoryDenyWriteExecute", "PrivateDevices", "ProtectClock", "ProtectHostname",
+                    "ProtectKernelTunables", "ProtectKernelModules", "ProtectKernelLogs", "RestrictRealtime",
+                    "RestrictSUIDSGID")  # fmt: skip
+SECCOMP_LISTS = ("RestrictAddressFamilies", "SystemCallArchitectures", "SystemCallFilter")
+
+
+def uses_seccomp(unit: Unit) -> bool:
+    return (
+        any(last(unit, key) == "yes" for key in SECCOMP_SETTINGS)
+        or any(words(unit, key) for key in SECCOMP_LISTS)
+        or last(unit, "RestrictNamespaces") not in (None, "", "no")  # yes, or a list of namespace types
+    )
+
+
+def allowed_syscalls(unit: Unit) -> set[str] | None:
+    """The SystemCallFilter= allow list as systemd builds it (None: no filter)."""
+    allowed: set[str] | None = None
+    for value in unit["Service"].get("SystemCallFilter", []):
+        if value == "":
+            allowed = None  # an empty assignment resets the filter
+            continue
         deny = value.startswith("~")
         names = set().union(*(expand_syscalls(n) if n.startswith("@") else {n} for n in value.lstrip("~").split()))
-        if index == 0:
-            assert not deny, "an allow list first, as systemd reads it"
-            names |= expand_syscalls("@default")  # systemd adds @default to every allow list
-        allowed = allowed - names if deny else allowed | names
+        if allowed is None:
+            assert not deny, "an allow list first, as these units write it"
+            allowed = names | expand_syscalls("@default")  # systemd adds @default to every allow list
+        else:
+            allowed = allowed - names if deny else allowed | names
+    return allowed
+
+
+def sandbox_spec(unit: Unit, *, drop: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """What unit_sandbox.py applies, read from the unit (``drop`` removes capabilities, for controls)."""
+    allowed = allowed_syscalls(unit)
+    user = last(unit, "User")
     errno_name = last(unit, "SystemCallErrorNumber") or "EPERM"
     return {
         "keep_caps": sorted(words(unit, "CapabilityBoundingSet") - drop),
-        "no_new_privs": last(unit, "NoNewPrivileges") == "yes",
-        "allow": sorted(allowed),
+        "no_new_privs": last(unit, "NoNewPrivileges") == "yes" or (user not in (None, "root") and uses_seccomp(unit)),
+        "allow": sorted(allowed) if allowed is not None else None,
         "errno": {"EPERM": 1, "EACCES": 13}[errno_name],
         "families": sorted(words(unit, "RestrictAddressFamilies")) or None,
         "mdwe": last(unit, "MemoryDenyWriteExecute") == "yes",
@@ -538,3 +568,67 @@ def test_the_sandbox_is_real(tmp_path: Path) -> None:
         "packet socket refused 1",
         "/proc/sys refused 2",
     ]
+
+
+@pytest.fixture
+def sudo_accounts() -> Iterator[tuple[Accounts, str]]:
+    """A service account (the agent's, under the sudo drop-in) and a job account, with a sudoers
+    drop-in that lets the first run /usr/bin/env as the second, as README.md describes."""
+    if shutil.which("sudo") is None:
+        pytest.skip("sudo is installed by tests/run.sh")
+    made = Accounts.make(["service", "job"])
+    sudoers = Path(f"/etc/sudoers.d/jobsts-unit-test-{made['service']}")
+    text = f"Defaults:{made['service']} !use_pty\n{made['service']} ALL=({made['job']}) NOPASSWD: /usr/bin/env\n"
+    staged = Path(f"/tmp/{sudoers.name}")
+    try:
+        staged.write_text(text)
+        subprocess.run(["visudo", "-cf", str(staged)], check=True, capture_output=True)
+        fd = os.open(sudoers, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o440)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        yield made, str(sudoers)
+    finally:
+        staged.unlink(missing_ok=True)
+        sudoers.unlink(missing_ok=True)
+        made.remove()
+
+
+def sudo_as_service(
+    unit: Unit, accounts: Accounts, workdir: Path, drop: frozenset[str] = frozenset()
+) -> subprocess.CompletedProcess[str]:
+    """What the sudo executor runs, from the service account, under the unit's sandbox."""
+    import pwd
+
+    spec = sandbox_spec(unit, drop=drop)
+    service = pwd.getpwnam(accounts["service"])
+    spec.update(uid=service.pw_uid, gid=service.pw_gid, groups=[])
+    command = ["/usr/bin/sudo", "-n", "-u", accounts["job"], "--", "/usr/bin/env", "-i", "id", "-un"]
+    return subprocess.run(sandboxed(spec, workdir, command), capture_output=True, text=True, cwd="/", check=False)
+
+
+@pytest.mark.root
+@needs_sandbox
+def test_sudo_works_under_the_sudo_executor_drop_in(sudo_accounts: tuple[Accounts, str], tmp_path: Path) -> None:
+    accounts, _ = sudo_accounts
+    done = sudo_as_service(agent_unit("sudo-executor.conf"), accounts, tmp_path)
+    assert (done.returncode, done.stdout.strip(), done.stderr) == (0, accounts["job"], "")
+
+
+@pytest.mark.root
+@needs_sandbox
+def test_sudo_fails_under_the_default_unit_and_without_each_capability(
+    sudo_accounts: tuple[Accounts, str], tmp_path: Path
+) -> None:
+    """The controls: why the drop-in turns off NoNewPrivileges and the seccomp settings, and keeps
+    CAP_SETUID, CAP_SETGID and CAP_AUDIT_WRITE."""
+    accounts, _ = sudo_accounts
+    unit = agent_unit("sudo-executor.conf")
+    only_nnp_off = agent_unit()
+    only_nnp_off["Service"].update(User=["jobsts-agent"], NoNewPrivileges=["no"])
+    refused = sudo_as_service(only_nnp_off, accounts, tmp_path)  # seccomp settings imply no_new_privs
+    assert refused.returncode != 0 and "no new privileges" in refused.stderr
+    for capability in ("CAP_SETUID", "CAP_SETGID"):
+        done = sudo_as_service(unit, accounts, tmp_path, drop=frozenset({capability}))
+        assert done.returncode != 0 and done.stdout == "", capability
+    no_audit = sudo_as_service(unit, accounts, tmp_path, drop=frozenset({"CAP_AUDIT_WRITE"}))
+    assert no_audit.stdout.strip() == accounts["job"] and "unable to send audit message" in no_audit.stderr
