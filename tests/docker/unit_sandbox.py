@@ -2,9 +2,9 @@
 
 Usage (as root, by the system python3, which has Debian's python3-seccomp):
 ``/usr/bin/python3 unit_sandbox.py SPEC.json -- COMMAND...``. The spec is written by
-tests/docker/test_systemd.py from a unit file; this file imports nothing of the project.
+tests/docker/systemd_units.py from a unit file; this file imports nothing of the project.
 
-What it applies, in the order systemd applies it (systemd's src/core/execute.c):
+What it applies, in the order systemd's executor applies it:
 * ``ProtectProc=invisible`` / ``ProcSubset=pid``: a private mount namespace with a new procfs
   mounted ``hidepid=invisible,subset=pid``;
 * ``CapabilityBoundingSet=``: every other capability is dropped from the bounding set, so after
