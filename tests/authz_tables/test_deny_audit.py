@@ -82,9 +82,11 @@ def test_every_changed_decision_is_listed_and_every_listed_one_changed(
         assert change.before != change.after
     before, after = _old_rule(entries, principals, required, scope), _new_rule(entries, principals, required, scope)
     if before != after:
-        held = {str(p) for p in principals}
+        holding = {str(p) for p in principals}
         assert any(
-            set(c.principals) <= held and c.role is required and c.scope in (scope, NODE_SCOPE)
+            set(c.principals) <= holding
+            and c.role is required
+            and c.scope in (scope, NODE_SCOPE)
             and c.after == ("allowed" if after else "refused")
             for c in changes
         ), (before, after)
@@ -98,8 +100,10 @@ def _run(url: str, *args: str) -> tuple[int, str]:
 @pytest.mark.db
 def test_audit_command_text_and_json(database_url: str) -> None:
     j, g = str(JOHN), str(OPERATORS)
-    assert _run(database_url, "audit") == (0, "0 decisions changed (0 refused now, 0 allowed now) by 0 deny entries "
-                                              "of 0 entries\n")
+    assert _run(database_url, "audit") == (
+        0,
+        "0 decisions changed (0 refused now, 0 allowed now) by 0 deny entries of 0 entries\n",
+    )
     _run(database_url, "grant", g, "operator")
     _run(database_url, "deny", j, "monitor")
     code, output = _run(database_url, "audit")
