@@ -295,15 +295,14 @@ def shared_dir() -> Iterator[Path]:
 @pytest.fixture
 def served(tmp_path: Path, database_url: str, shared_dir: Path) -> Iterator[Served]:
     """A World's STS over HTTP on loopback (2 s leases), with node ``fnode`` and its key file."""
-    sock = listening_socket()
-    url = f"http://127.0.0.1:{port_of(sock)}"
-    world = make_world(tmp_path, database_url, url, lease_seconds=2)
-    server, thread = serve(world.app, sock)
-    try:
-        yield Served(world, url, register_node(world, tmp_path), shared_dir / "runs", tmp_path)
-    finally:
-        server.shutdown()
-        thread.join(10)
-        server.server_close()
-        sock.close()
-        world.services.close()
+    with listening_socket() as sock:
+        url = f"http://127.0.0.1:{port_of(sock)}"
+        world = make_world(tmp_path, database_url, url, lease_seconds=2)
+        server, thread = serve(world.app, sock)
+        try:
+            yield Served(world, url, register_node(world, tmp_path), shared_dir / "runs", tmp_path)
+        finally:
+            server.shutdown()
+            thread.join(10)
+            server.server_close()
+            world.services.close()

@@ -29,7 +29,7 @@ def main() -> None:
     app.config.update(JOBSTS_JOB_LEASE_SECONDS=int(os.environ.get("JOBSTS_TEST_LEASE_SECONDS", "60")),
                       JOBSTS_JOB_REAP_INTERVAL=0.2, JOBSTS_JOB_POLL_INTERVAL=0.05)
     server = make_server("127.0.0.1", port, app, threaded=True, fd=fd)
-    print(f"READY {server.server_port}", flush=True)
+    print(f"READY {server.socket.getsockname()[1]}", flush=True)
     server.serve_forever()
 
 

@@ -99,8 +99,8 @@ def sts_proc(served: Served) -> Iterator[tuple[Served, StsProcesses]]:
                     served.tmp_path)
     # The in-process app minted with the old base URL; this process serves under its own.
     processes = StsProcesses(served, sock)
-    processes.start()
     try:
+        processes.start()
         yield served, processes
     finally:
         for process in processes.processes:
