@@ -270,14 +270,14 @@ class Forwarder:
             try:
                 while True:
                     for key, _ in selector.select(timeout=0.5):
-                        sock = key.fileobj
-                        assert isinstance(sock, socket.socket)
-                        data = sock.recv(65536)
+                        ready = key.fileobj
+                        assert isinstance(ready, socket.socket)
+                        data = ready.recv(65536)
                         if not data:
                             return
-                        if sock is client and self.observe is not None:
+                        if ready is client and self.observe is not None:
                             self.observe(number, data)
-                        peer[sock].sendall(data)
+                        peer[ready].sendall(data)
                     if client.fileno() < 0 or upstream.fileno() < 0:
                         return
             except (OSError, ValueError):

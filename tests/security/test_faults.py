@@ -193,10 +193,10 @@ def test_database_restart_under_load_runs_each_job_once(tmp_path: Path, database
     proxy.start()
     proxied = url.set(port=proxy.port).render_as_string(hide_password=False)
     sock = listening_socket()
-    url = f"http://127.0.0.1:{port_of(sock)}"
-    world = make_world(tmp_path, proxied, url, lease_seconds=30)
+    base_url = f"http://127.0.0.1:{port_of(sock)}"
+    world = make_world(tmp_path, proxied, base_url, lease_seconds=30)
     server, thread = serve(world.app, sock)
-    served = Served(world, url, register_node(world, tmp_path), shared_dir / "runs", tmp_path)
+    served = Served(world, base_url, register_node(world, tmp_path), shared_dir / "runs", tmp_path)
     agent = build_agent(served.url, "fnode", served.key_file, tmp_path / "agent", ACCOUNT)
     outcomes: Counter[str] = Counter()
     try:
