@@ -19,9 +19,10 @@ from tests.ldap_proxy import BerError, op_name, split_messages
 from tests.loopback import Forwarder, HeldPort, RefusedPort, listening_socket, port_of, socket_activation
 
 ROOT = Path(__file__).resolve().parents[2]
-# The one sanctioned pick-and-close: slapd binds its own sockets, and its launcher retries on
-# EADDRINUSE and proves the ports are its own before use (tests/ldap_harness.py).
-ALLOWED = {("tests/ldap_harness.py", "_candidate_port")}
+# The sanctioned pick-and-close sites: slapd and Glewlwyd bind their own sockets and take no
+# inherited one, so their launchers retry on a fresh port when the bind fails and prove the
+# server answering is their own before use (tests/ldap_harness.py, bench/peers/glewlwyd_setup.py).
+ALLOWED = {("tests/ldap_harness.py", "_candidate_port"), ("bench/peers/glewlwyd_setup.py", "_candidate_port")}
 RACY_NAMES = {"free_port", "find_free_port", "unused_port", "get_free_port", "pick_port"}
 
 
