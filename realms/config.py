@@ -12,6 +12,7 @@ from typing import Any
 from realms.errors import ConfigError
 from realms.identity.access_id import is_valid_realm_name
 from realms.registries.base import Registry, RegistryConfig, RegistryType, registry_type
+from realms.tokens.lifetimes import ACCESS_TOKEN_CEILING, AGENT_TOKEN_CEILING, JOB_TOKEN_CEILING, lifetimes
 from realms.tokens.profiles import DEFAULT_ALGORITHM, MAX_LEEWAY_SECONDS, SIGNING_ALGORITHMS
 
 
@@ -26,12 +27,16 @@ class TokenPolicy:
     job_token_max_ttl: int = 7 * 86400
     leeway: int = 30
 
+    def max_lifetimes(self) -> dict[str, int]:
+        """The longest lifetime of each profile, by ``typ``, that this realm's verifier accepts."""
+        return lifetimes(access=self.access_token_ttl, agent=self.agent_token_ttl, job=self.job_token_max_ttl)
+
 
 _TTL_BOUNDS = {
-    "access_token_ttl": (30, 3600),
+    "access_token_ttl": (30, ACCESS_TOKEN_CEILING),
     "refresh_token_ttl": (60, 30 * 86400),
-    "agent_token_ttl": (30, 3600),
-    "job_token_max_ttl": (60, 90 * 86400),
+    "agent_token_ttl": (30, AGENT_TOKEN_CEILING),
+    "job_token_max_ttl": (60, JOB_TOKEN_CEILING),
     "leeway": (0, MAX_LEEWAY_SECONDS),
 }
 

@@ -59,11 +59,12 @@ def create_app(config: StsConfig | str | Path | None = None) -> Flask:
     app.json.sort_keys = False
 
     from sts import services
-    from sts.http import context, errors
+    from sts.http import context, errors, text_inputs
 
     services.init_app(app, settings)
     context.init_app(app)
     errors.init_app(app)
+    text_inputs.init_app(app)
 
     from sts.jobs import agent_views
     from sts.jobs import views as job_views

@@ -72,3 +72,9 @@ class TokenReplayed(TokenError):
 
 class TokenJobMismatch(TokenError):
     code: ClassVar[str] = "token.job_mismatch"
+
+
+class TokenLifetimeExceeded(TokenError):
+    """``exp - iat`` (or ``exp - now``) is longer than the issuing realm allows for the profile."""
+
+    code: ClassVar[str] = "token.lifetime"

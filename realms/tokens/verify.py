@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from realms.errors import AccessIdInvalid, ConfigError
 from realms.identity.access_id import AccessId, AccessIdKind
+from realms.text import check_tree
 from realms.tokens.algorithms import ALGORITHMS
 from realms.tokens.errors import (
     RealmUntrusted,
@@ -23,6 +24,7 @@ from realms.tokens.errors import (
     TokenClaimInvalid,
     TokenExpired,
     TokenHeaderRefused,
+    TokenMalformed,
     TokenNotYetValid,
     TokenSignatureInvalid,
     TokenTypeMismatch,
@@ -30,6 +32,7 @@ from realms.tokens.errors import (
 )
 from realms.tokens.jws import parse_compact
 from realms.tokens.keys import VerificationKey
+from realms.tokens.lifetimes import MAX_LIFETIME_CEILINGS, check_lifetime
 from realms.tokens.profiles import MAX_LEEWAY_SECONDS, TokenProfile
 
 # Header members that would let the token choose its own key or extend the rules.
@@ -48,6 +51,9 @@ class IssuerTrust:
     keys: Mapping[str, VerificationKey] = field(default_factory=dict)
     # The realm's clock-skew allowance, used when the caller of ``verify`` names none.
     leeway: int = DEFAULT_LEEWAY_SECONDS
+    # The longest lifetime (seconds) this issuer may give each profile, by ``typ``: the realm's
+    # policy at the STS, the policy ceilings (or the agent's tighter setting) at an agent.
+    max_lifetimes: Mapping[str, int] = field(default_factory=lambda: MAX_LIFETIME_CEILINGS)
 
 
 class TrustResolver(Protocol):
@@ -117,6 +123,7 @@ def _check_claims(
         raise TokenNotYetValid(f"{profile.name} is not valid before {int(nbf)}", claim="nbf")
     if now + leeway < iat:
         raise TokenNotYetValid(f"{profile.name} was issued in the future ({int(iat)})", claim="iat")
+    check_lifetime(profile, trust.realm, trust.max_lifetimes, exp=exp, iat=iat, now=now, leeway=leeway)
     if "realm" in profile.required_claims and claims["realm"] != trust.realm:
         # Why: the realm claim is what policy reads; it must be the realm whose key signed.
         raise TokenClaimInvalid(f"realm claim {claims['realm']!r} is not the issuing realm", claim="realm")
@@ -151,6 +158,10 @@ def verify(
         raise ConfigError(f"leeway {leeway}s is outside 0..{MAX_LEEWAY_SECONDS}s")
     parsed = parse_compact(token)
     header, claims = parsed.header, parsed.claims
+    # Why: JSON's "\\ud800" escape decodes to an unpaired surrogate, which no log, database or
+    # socket can encode: refuse it here (jti, groups, every string) instead of a 500 later.
+    check_tree(header, "token header", lambda m: TokenMalformed(m))
+    check_tree(claims, "claims", lambda m: TokenClaimInvalid(m))
 
     # Why: "alg" is attacker-chosen. Only the asymmetric algorithms we sign with are ever
     # considered, which stops alg=none (any spelling) and HMAC-with-the-public-key.

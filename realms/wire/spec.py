@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from realms.text import check_text
 from realms.wire.digest import canonical_json
 from realms.wire.errors import JobIdentityField, JobInvalidSpec
 
@@ -113,7 +114,8 @@ def text(value: Any, field: str, max_chars: int, *, allow_empty: bool = True) ->
         raise invalid(f"{field}: must not be empty", field)
     if "\x00" in value:
         raise invalid(f"{field}: contains a NUL character", field)
-    return value
+    # Why: an unpaired surrogate cannot be encoded for argv, the environment or the journal.
+    return check_text(value, field, lambda message: invalid(message, field))
 
 
 def refuse_identity_fields(document: Mapping[str, Any], where: str) -> None:

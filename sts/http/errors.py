@@ -44,6 +44,7 @@ def oauth_endpoint(view: F) -> F:
         request_context().oauth_form = True
         return view(*args, **kwargs)
 
+    wrapper.oauth_endpoint = True  # type: ignore[attr-defined]  # read by sts.http.text_inputs
     return cast(F, wrapper)
 
 

@@ -28,7 +28,14 @@ class StsTrustResolver:
         keys = self.store.published(realm, force=force)
         policy = self.store.config.realms[realm].token
         algorithms = frozenset({policy.algorithm, *(k.algorithm for k in keys)})
-        return IssuerTrust(realm, issuer, algorithms, {k.kid: k.verification for k in keys}, leeway=policy.leeway)
+        return IssuerTrust(
+            realm,
+            issuer,
+            algorithms,
+            {k.kid: k.verification for k in keys},
+            leeway=policy.leeway,
+            max_lifetimes=policy.max_lifetimes(),
+        )
 
     def issuer_trust(self, issuer: str) -> IssuerTrust | None:
         return self._trust(issuer, force=False)

@@ -216,6 +216,21 @@ def token_attacks(valid: str, signer: Signer, other: Signer, listener_url: str) 
     # Invalid UTF-8 (an overlong "/" and a lone continuation byte) in signed segments.
     c.add("invalid-utf8-claims", resign(header, p_json.encode() + b', "x": "\xc0\xaf\x80"}'), "token.malformed")
     c.add("invalid-utf8-header", resign(h_json.encode() + b', "x": "\xff"}', payload), "token.malformed")
+    # Unpaired surrogates: valid JSON escapes that no log, database or socket can encode. Every
+    # string claim, a group, an unknown claim and a header member: refused with the token's own
+    # code, never a 500 at the API or agent.internal at the agent (realms/text.py).
+    for name in ("jti", "sub", "preferred_username", "extra"):
+        body = json.dumps({k: v for k, v in payload.items() if k != name})[:-1] + f', "{name}": "a\\ud800b"}}'
+        c.add(f"surrogate-claim-{name}", resign(header, body.encode()), "token.claims")
+    body = json.dumps({k: v for k, v in payload.items() if k != "groups"})[:-1] + ', "groups": ["\\udfff"]}'
+    c.add("surrogate-group", resign(header, body.encode()), "token.claims")
+    c.add("surrogate-header", resign(h_json.encode() + b', "x": "\\ud834"}', payload), "token.malformed")
+    # Lifetimes beyond the realm's policy for the profile (realms/tokens/lifetimes.py).
+    now = int(time.time())
+    ten_years = 10 * 365 * 86400
+    c.add("lifetime-exp-years-ahead", resign(header, {**payload, "exp": now + ten_years}), "token.lifetime")
+    c.add("lifetime-exp-minus-iat-10y", resign(header, {**payload, "iat": now - ten_years + 120, "nbf": now - 60,
+                                                        "exp": now + 120}), "token.lifetime")
     # Numeric edge cases for exp, nbf, iat: huge, negative, float, string, infinity, NaN, bool.
     now = int(time.time())
     for name in ("exp", "nbf", "iat"):
