@@ -67,7 +67,7 @@ def _invisible_code_points() -> list[str]:
         category = unicodedata.category(ch)
         if (category[0] == "Z" and ch != " ") or category in ("Cc", "Cf", "Co", "Cs"):
             found.append(ch)
-    return found + ["\u115f", "\u3164", "\uffa0", "\u2800"]
+    return [*found, "\u115f", "\u3164", "\uffa0", "\u2800"]
 
 
 def test_access_ids_refuse_every_separator_and_invisible_character() -> None:
