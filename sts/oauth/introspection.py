@@ -1,7 +1,9 @@
 """Token introspection (RFC 7662) and revocation (RFC 7009), per realm.
 
-Introspection callers must authenticate (§2.1): a registered node with its agent token, or
-a person holding ``monitor`` on the job manager. Revocation needs only the token itself, as
+Introspection callers must authenticate (§2.1). Introspection is for resource servers (§1, §4):
+a registered node with its agent token (job tokens only when addressed to it), and a person
+holding ``administrator`` on the job manager. Any other person may introspect only their own
+tokens; every other token answers ``{"active": false}`` (§2.2), so nothing about it leaks. Revocation needs only the token itself, as
 for any public client: whoever holds a token may end it. Revoked access-token jtis are kept
 until the token expires and are served to agents as the revocation list.
 """
@@ -19,7 +21,9 @@ from realms.tokens.jws import parse_compact
 from sts.errors import AuthRequired
 from sts.http.auth import authenticated_caller, authenticated_node, caller_has
 from sts.http.errors import oauth_endpoint
+from sts.http.context import Caller
 from sts.oauth import refresh_tokens
+from sts.oauth.errors import GrantInvalid
 from sts.oauth.revocation import is_revoked, revoke_jti
 from sts.oauth.views import read_form
 from sts.observability import audit
@@ -30,18 +34,21 @@ INACTIVE: dict[str, Any] = {"active": False}
 OPTIONAL_CLAIMS = ("groups", "preferred_username", "client_id", "job_id")
 
 
-def _introspector() -> str | None:
-    """The node id of an agent caller, or ``None`` for a monitor; a refusal is a 401 (RFC 7662 §2.1)."""
+def _introspector() -> tuple[str | None, Caller | None]:
+    """(node id, None) for an agent caller, (None, person) for a person who may introspect only
+    their own tokens, (None, None) for an administrator; a refusal is a 401 (RFC 7662 §2.1)."""
     try:
-        return authenticated_node().id
+        return authenticated_node().id, None
     except AuthRequired:
         raise
     except JobstsError:
         pass  # not an agent token: perhaps a person's access token
     caller = authenticated_caller()
-    if not caller_has(Role.MONITOR):
-        raise AuthRequired(f"{caller.access_id} may not introspect tokens: monitor required")
-    return None
+    # Why: monitor is held by every operator through the lattice; introspection answers who holds
+    # a token (usernames, groups), which only resource servers and administrators may learn.
+    if caller_has(Role.ADMINISTRATOR):
+        return None, None
+    return None, caller
 
 
 def _verified(realm: str, token: str, node_id: str | None) -> VerifiedToken | None:
@@ -67,11 +74,15 @@ def _verified(realm: str, token: str, node_id: str | None) -> VerifiedToken | No
 def introspect(realm: str) -> Response:
     services = current_services()
     services.config.hosted_realm(realm)
-    node_id = _introspector()
+    node_id, person = _introspector()
     token = read_form().get("token", "")
+    if not token:
+        raise GrantInvalid("the token parameter is required (RFC 7662 §2.1)")
     body: dict[str, Any] = INACTIVE
     if token.count(".") == 2:
         verified = _verified(realm, token, node_id)
+        if verified is not None and person is not None and verified.claims["sub"] != str(person.access_id):
+            verified = None  # Why: someone else's token; RFC 7662 §4 lets us answer inactive.
         if verified is not None:
             with services.db.session() as session:
                 revoked = is_revoked(session, verified.claims["jti"])
@@ -93,18 +104,20 @@ def introspect(realm: str) -> Response:
                 if "preferred_username" in claims:
                     body["username"] = claims["preferred_username"]
     elif node_id is None:
-        body = _refresh_view(realm, token)
+        body = _refresh_view(realm, token, person)
     response = jsonify(body)
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
-def _refresh_view(realm: str, token: str) -> dict[str, Any]:
+def _refresh_view(realm: str, token: str, person: Caller | None) -> dict[str, Any]:
     with current_services().db.session() as session:
         try:
             row = refresh_tokens.check(session, realm, token)
         except JobstsError:
             return INACTIVE
+        if person is not None and (person.realm != realm or person.username != row.username):
+            return INACTIVE  # someone else's refresh token
         return {
             "active": True,
             "token_type": "refresh_token",
