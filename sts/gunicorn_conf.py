@@ -31,6 +31,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from sts.http.redaction import GUNICORN_ACCESS_LOG_FORMAT
+
 
 def _int_env(name: str, default: int) -> int:
     raw = os.environ.get(name)
@@ -48,6 +50,8 @@ preload_app = False
 max_requests = 0  # no periodic restarts: nothing leaks that would need them
 accesslog = os.environ.get("JOBSTS_GUNICORN_ACCESSLOG") or None  # "-" for stdout; off by default
 errorlog = "-"
+# Why: the default format logs the request line and referrer, query strings (tokens) included.
+access_log_format = GUNICORN_ACCESS_LOG_FORMAT
 loglevel = os.environ.get("JOBSTS_GUNICORN_LOGLEVEL", "info")
 proc_name = "jobsts-sts"
 
@@ -71,6 +75,7 @@ SETTINGS: tuple[str, ...] = (
     "preload_app",
     "max_requests",
     "accesslog",
+    "access_log_format",
     "errorlog",
     "loglevel",
     "proc_name",

@@ -40,12 +40,21 @@ def serve(config_path: Path, host: str, port: int, production: bool, workers: in
     from werkzeug.serving import run_simple
 
     from sts.app import create_app
+    from sts.http.redaction import PathOnlyRequestHandler
     from sts.observability.audit import configure_logging
 
     configure_logging()
     app = create_app(config_path)
     click.echo(f"jobsts STS on http://{host}:{port} (issuer base {app.extensions['jobsts'].config.base_url})")
-    run_simple(host, port, app, threaded=True, use_debugger=False, use_reloader=False)
+    run_simple(
+        host,
+        port,
+        app,
+        threaded=True,
+        use_debugger=False,
+        use_reloader=False,
+        request_handler=PathOnlyRequestHandler,
+    )
 
 
 def _prepare_metrics_dir() -> str | None:

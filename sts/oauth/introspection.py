@@ -3,8 +3,9 @@
 Introspection callers must authenticate (§2.1). Introspection is for resource servers (§1, §4):
 a registered node with its agent token (job tokens only when addressed to it), and a person
 holding ``administrator`` on the job manager. Any other person may introspect only their own
-tokens; every other token answers ``{"active": false}`` (§2.2), so nothing about it leaks. Revocation needs only the token itself, as
-for any public client: whoever holds a token may end it. Revoked access-token jtis are kept
+tokens; every other token answers ``{"active": false}`` (§2.2), so nothing about it leaks.
+Revocation needs only the token itself, as for any public client: whoever holds a token may
+end it. Revoked access-token jtis are kept
 until the token expires and are served to agents as the revocation list.
 """
 
@@ -20,8 +21,8 @@ from realms.tokens import ACCESS_TOKEN, AGENT_TOKEN, JOB_TOKEN, TokenProfile, Ve
 from realms.tokens.jws import parse_compact
 from sts.errors import AuthRequired
 from sts.http.auth import authenticated_caller, authenticated_node, caller_has
-from sts.http.errors import oauth_endpoint
 from sts.http.context import Caller
+from sts.http.errors import oauth_endpoint
 from sts.oauth import refresh_tokens
 from sts.oauth.errors import GrantInvalid
 from sts.oauth.revocation import is_revoked, revoke_jti
