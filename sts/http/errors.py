@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
@@ -77,7 +77,10 @@ def oauth_error(error: str, status: int, code: str, message: str) -> Response:
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"
     if status == 401:
-        response.headers["WWW-Authenticate"] = 'Bearer realm="jobsts", error="invalid_client"'
+        # RFC 6749 §5.2: the challenge names the scheme the client tried (Basic is refused).
+        tried_basic = request.headers.get("Authorization", "").lower().startswith("basic ")
+        scheme = "Basic" if tried_basic else "Bearer"
+        response.headers["WWW-Authenticate"] = f'{scheme} realm="jobsts", error="invalid_client"'
     return response
 
 

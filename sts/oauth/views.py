@@ -13,6 +13,7 @@ from flask import Blueprint, Response, jsonify, request
 from realms.tokens.profiles import SIGNING_ALGORITHMS
 from sts.http.context import request_context
 from sts.http.errors import oauth_endpoint
+from sts.oauth.clients import refuse_basic_authentication
 from sts.oauth.errors import GrantInvalid, GrantTypeUnsupported
 from sts.oauth.grants import GRANTS
 from sts.services import current_services
@@ -40,6 +41,7 @@ def read_form() -> dict[str, str]:
 def token(realm: str) -> Response:
     services = current_services()
     services.config.hosted_realm(realm)
+    refuse_basic_authentication()
     form = read_form()
     grant_type = form.get("grant_type")
     grant_class = GRANTS.get(grant_type or "")

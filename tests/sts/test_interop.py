@@ -39,7 +39,7 @@ def _verify_with_joserfc(http: httpx.Client, realm: str, token: str, audience: s
 def test_password_grant_with_authlib_verified_by_joserfc(app: Flask) -> None:
     transport = httpx.WSGITransport(app=app)
     audience = app.extensions["jobsts"].config.audience
-    with OAuth2Client(client_id="interop", transport=transport) as client:
+    with OAuth2Client(client_id="jobsts-cli", token_endpoint_auth_method="none", transport=transport) as client:
         token = client.fetch_token(f"{BASE_URL}/realms/jobmgr/token", grant_type="password",
                                    username="john", password="john-password")
         assert token["token_type"] == "Bearer" and token["refresh_token"]

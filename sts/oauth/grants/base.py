@@ -10,11 +10,11 @@ from realms.config import TokenPolicy
 from realms.identity.principal import Principal
 from realms.tokens import ACCESS_TOKEN
 from realms.wire.claims import access_token_claims, new_jti
+from sts.oauth.clients import public_client_id
 from sts.oauth.errors import GrantInvalid
 from sts.services import Services
 
 MAX_PARAMETER = 4096
-DEFAULT_CLIENT_ID = "jobsts"
 
 
 class Grant:
@@ -66,8 +66,5 @@ class Grant:
 
 
 def client_id_of(form: Mapping[str, str]) -> str:
-    """A public client's self-declared id (RFC 9068 §2.2 ``client_id``); informational only."""
-    value = form.get("client_id") or DEFAULT_CLIENT_ID
-    if len(value) > 64 or not value.isprintable():
-        raise GrantInvalid("parameter client_id is not a printable name of at most 64 characters")
-    return value
+    """A public client's id (RFC 9068 §2.2 ``client_id``): a registered one, or the default."""
+    return public_client_id(form)
