@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import ClassVar
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from realms.errors import ConfigError
 from sts.config import StsConfig
@@ -61,6 +63,10 @@ class MasterKey:
         if len(key) != KEY_BYTES:
             raise MasterKeyError(f"master key must be {KEY_BYTES} bytes")
         self._aead = AESGCM(key)
+        # A separate key for keyed log digests (HKDF, RFC 5869): never the encryption key itself.
+        self.log_digest_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"jobsts log digest").derive(
+            key
+        )
 
     @classmethod
     def generate(cls) -> MasterKey:

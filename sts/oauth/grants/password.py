@@ -9,6 +9,7 @@ from realms.identity.principal import Principal
 from sts.db import relax_durability
 from sts.oauth import refresh_tokens
 from sts.oauth.grants.base import Grant, client_id_of
+from sts.oauth.log_names import username_digest
 from sts.observability import audit
 from sts.observability.metrics import LOGINS
 
@@ -25,8 +26,10 @@ class PasswordGrant(Grant):
                 "unavailable" if isinstance(exc, UnavailableError) else "failed"
             )
             LOGINS.labels(self.realm, outcome).inc()
-            # The username is logged as typed (no password, ever) so that guessing shows up.
-            audit.record("login", outcome=outcome, realm=self.realm, code=exc.code, username=username)
+            # Why: a password typed into the username field must not reach the log; a keyed digest
+            # still shows repeated guessing against one name (sts/oauth/log_names.py).
+            typed = username_digest(username, self.services.master_key.log_digest_key)
+            audit.record("login", outcome=outcome, realm=self.realm, code=exc.code, username=typed)
             raise
         LOGINS.labels(self.realm, "ok").inc()
         audit.record("login", actor=str(principal.access_id), realm=self.realm, username=principal.username)
