@@ -25,6 +25,7 @@ from realms.errors import JobstsError
 from realms.tokens.keys import VerificationKey, verification_key_from_jwk
 from realms.tokens.profiles import SIGNING_ALGORITHMS
 from realms.tokens.verify import IssuerTrust
+from realms.tokens.weak_keys import weak_key_reason
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ class TrustStore:
         self._refetch_interval = refetch_interval
         self._clock = clock
         self._keys: dict[str, _RealmKeys] = {}
+        self._weak: dict[str, list[str]] = {}
         self._last_attempt: dict[str, float] = {}
         for realm in sorted(realms):
             if realm in self._bundles:
@@ -102,6 +104,13 @@ class TrustStore:
 
     def _trust(self, realm: str, jwks: Any) -> IssuerTrust:
         algorithms = self._algorithms[realm]
+        # Why: a weak key is skipped (keys_from_jwks) but must not pass silently: agent check lists it.
+        listed = jwks.get("keys") if isinstance(jwks, dict) else None
+        self._weak[realm] = [
+            f"realm {realm}: key {str(jwk.get('kid'))[:64]} is {reason}; it is not trusted"
+            for jwk in (listed if isinstance(listed, list) else [])
+            if isinstance(jwk, dict) and (reason := weak_key_reason(jwk)) is not None
+        ]
         return IssuerTrust(realm, self._issuer_of(realm), algorithms, keys_from_jwks(realm, jwks, algorithms))
 
     def _load_bundle(self, realm: str, path: Path) -> _RealmKeys:
@@ -211,4 +220,5 @@ class TrustStore:
                     lines.append(f"realm {realm}: key set has no usable key")
             except JobstsError as exc:
                 lines.append(f"realm {realm}: {exc.message}")
+            lines.extend(self._weak.get(realm, []))
         return lines

@@ -4,8 +4,8 @@ This package is the vocabulary every other jobsts package shares. It imports not
 ``sts``, ``authz_tables`` or ``agent_client``.
 """
 
-from realms.identity.access_id import AccessId, AccessIdKind
 from realms.errors import ConfigError, InputError, JobstsError, UnavailableError
+from realms.identity.access_id import AccessId, AccessIdKind
 from realms.identity.principal import Principal
 
 __all__ = [

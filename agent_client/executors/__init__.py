@@ -90,7 +90,11 @@ def run_job(
         except ExecError as exc:
             return ExecResult(None, "", "", exc.code, exc.message, dropped)
         result = capture(
-            process, timeout=timeout, output_bytes=limits.output_bytes, kill_grace=limits.kill_grace, cancel=cancel,
+            process,
+            timeout=timeout,
+            output_bytes=limits.output_bytes,
+            kill_grace=limits.kill_grace,
+            cancel=cancel,
             on_tick=on_tick,
         )
     finally:

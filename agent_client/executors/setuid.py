@@ -77,7 +77,7 @@ class SetuidExecutor:
 
     def problems(self) -> list[str]:
         if os.geteuid() != 0:
-            return ["executor setuid needs the agent to run as root; use executor = \"sudo\" or \"self\""]
+            return ['executor setuid needs the agent to run as root; use executor = "sudo" or "self"']
         return []
 
     def command(self, account: Account, argv: Sequence[str], env: Mapping[str, str], cwd: str | None) -> list[str]:

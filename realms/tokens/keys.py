@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from realms.tokens.algorithms import ALGORITHMS, KeyRefused, PublicKey, algorithm_named, family_of
+from realms.tokens.weak_keys import weak_key_reason
 
 __all__ = [
     "PRIVATE_MEMBERS",
@@ -21,6 +22,7 @@ __all__ = [
     "public_jwk",
     "verification_key_from_jwk",
 ]
+
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +53,8 @@ def verification_key_from_jwk(jwk: dict[str, Any], allowed_algorithms: frozenset
     """Turn one published JWK into a pinned key, or ``None`` (with a warning) if it must be skipped.
 
     Skipped: keys without ``alg`` or ``kid``, algorithms outside the realm's pinned list, ``use``
-    other than ``sig``, private members, and keys the registry refuses for their ``alg``
+    other than ``sig``, private members, publicly known or ROCA-weak keys (``weak_keys``), and keys
+    the registry refuses for their ``alg``
     (curves or key types that do not match, RSA keys under 2048 bits, malformed members).
     """
     kid, alg = jwk.get("kid"), jwk.get("alg")
@@ -73,5 +76,9 @@ def verification_key_from_jwk(jwk: dict[str, Any], allowed_algorithms: frozenset
         key = ALGORITHMS[alg].public_key_from_jwk(jwk)
     except KeyRefused as refused:
         log.warning("skipping JWK %s: %s", kid, refused)
+        return None
+    weakness = weak_key_reason(key)
+    if weakness is not None:
+        log.warning("skipping JWK %s: it is %s", kid, weakness)
         return None
     return VerificationKey(kid=kid, algorithm=alg, public_key=key)

@@ -4,14 +4,26 @@ from __future__ import annotations
 
 from cryptography.hazmat.primitives import serialization
 
+from realms.errors import ConfigError
 from realms.tokens.algorithms import PrivateKey, PublicKey, algorithm_named
+from realms.tokens.weak_keys import weak_key_reason
 
 __all__ = ["PrivateKey", "generate_private_key", "load_private_key", "private_key_bytes", "public_key_of"]
 
 
 def generate_private_key(algorithm: str) -> PrivateKey:
     """A fresh key for ``algorithm``: P-256 for ES256, Ed25519 for EdDSA, RSA-3072 for RS256/PS256."""
-    return algorithm_named(algorithm).generate()
+    key = algorithm_named(algorithm).generate()
+    _refuse_weak(key)
+    return key
+
+
+def _refuse_weak(key: PrivateKey) -> None:
+    # Why: a realm key whose private half is public (an RFC example, ROCA) lets anyone mint
+    # tokens for the realm; such a key is never generated, loaded or used.
+    weakness = weak_key_reason(key)
+    if weakness is not None:
+        raise ConfigError(f"realm signing key is {weakness}; rotate it (jobsts keys rotate)", field="signing_key")
 
 
 def private_key_bytes(key: PrivateKey) -> bytes:
@@ -25,6 +37,7 @@ def load_private_key(der: bytes) -> PrivateKey:
     # PrivateKey is the union of the registry's key types.
     if not isinstance(key, PrivateKey):
         raise ValueError("stored key is of an unsupported type")
+    _refuse_weak(key)
     return key
 
 

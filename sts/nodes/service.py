@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from realms.identity.access_id import NODE_ID, REALM_NAME
 from realms.tokens.keys import PRIVATE_MEMBERS, VerificationKey, public_jwk, verification_key_from_jwk
 from realms.tokens.profiles import SIGNING_ALGORITHMS
+from realms.tokens.weak_keys import WeakKeyRefused, weak_key_reason
 from sts.nodes.errors import NodeExists, NodeInvalid, NodeUnknown
 from sts.nodes.models import Node
 
@@ -58,6 +59,10 @@ def _public_key(node_id: str, value: Any) -> dict[str, str]:
     # operator notices the mistake (and rotates that key) instead of leaking it further.
     if PRIVATE_MEMBERS & value.keys():
         raise NodeInvalid(f"node {node_id}: public_jwk contains private key members", node=node_id)
+    weakness = weak_key_reason(value)
+    if weakness is not None:
+        # Why: a node key anyone can sign with would let anyone act as this node.
+        raise WeakKeyRefused(f"node {node_id}: public_jwk is {weakness}; generate a new key", node=node_id)
     candidate = {**value, "kid": value.get("kid") or "pending"}
     key = verification_key_from_jwk(candidate, frozenset(SIGNING_ALGORITHMS))
     if key is None:
