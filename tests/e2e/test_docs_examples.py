@@ -154,6 +154,17 @@ def test_every_test_the_threat_model_cites_exists() -> None:
         assert re.search(rf"^(?:    )?def {name}\(", source, flags=re.MULTILINE), f"{path}::{name} does not exist"
 
 
+def test_every_defence_the_threat_model_cites_exists() -> None:
+    """``file.py:name`` citations of defences name a function, class or setting in that file."""
+    text = SECURITY.read_text(encoding="utf-8")
+    cited = re.findall(r"`((?:realms|sts|agent_client|authz_tables)/[\w/]+\.py):(\w+)`", text)
+    assert len(cited) >= 10
+    for path, name in cited:
+        source = (ROOT / path).read_text(encoding="utf-8")
+        pattern = rf"^(?:    )?(?:def|class) {name}\b|^{name}\b.*="
+        assert re.search(pattern, source, flags=re.MULTILINE), f"{path}:{name} does not exist"
+
+
 def test_a_jobsts_error_is_one_line_with_its_code_and_exit_2() -> None:
     """The CLI reference's promise: ``error: <code>: <message>`` on one line, exit status 2."""
     assert "`error: <code>: <message>`, and exits 2" in section(README.read_text(encoding="utf-8"), "## CLI")
