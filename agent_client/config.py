@@ -62,6 +62,8 @@ class MappingConfig:
     fallback: str = "deny"  # "deny" | "nobody" | an account name
     allow_root: bool = False
     equivalency_min_uid: int = 1000
+    # Root-equivalent groups (agent_client.privileged_groups) a mapped account may be in.
+    allow_privileged_groups: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,11 +194,14 @@ def _mapping(path: Path, table: Any, trusted: frozenset[str]) -> MappingConfig:
     if equivalency - trusted:
         raise reader.fail("equivalency", f"realm {sorted(equivalency - trusted)[0]!r} is not trusted by this node")
     min_uid = reader.number("equivalency_min_uid", 1000, 0, 2**31)
+    allowed_groups = reader.get("allow_privileged_groups", list, [])
+    if not all(isinstance(g, str) for g in allowed_groups):
+        raise reader.fail("allow_privileged_groups", "must be a list of group names")
     rules: list[MappingRule] = []
     for index, rule_table in enumerate(reader.get("rules", list, [])):
         rules.append(_rule(path, rule_table, f"mapping.rules[{index}]"))
     reader.done()
-    return MappingConfig(tuple(rules), equivalency, fallback, allow_root, min_uid)
+    return MappingConfig(tuple(rules), equivalency, fallback, allow_root, min_uid, frozenset(allowed_groups))
 
 
 def _rule(path: Path, table: Any, prefix: str) -> MappingRule:

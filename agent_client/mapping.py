@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from agent_client.authorization import Decider, Principals
 from agent_client.config import MappingConfig, MappingRule, check_account_name
 from agent_client.errors import MapNoAccount, MapRootRefused
+from agent_client.privileged_groups import MapPrivilegedGroup, privileged_groups
 from authz_tables.entries import Scope
 from realms.identity.access_id import AccessId
 
@@ -67,7 +68,13 @@ class Account:
 
 
 def resolve_account(
-    name: str, *, primary_group: str | None = None, load_profile: bool = False, via: str, allow_root: bool
+    name: str,
+    *,
+    primary_group: str | None = None,
+    load_profile: bool = False,
+    via: str,
+    allow_root: bool,
+    allow_groups: frozenset[str] = frozenset(),
 ) -> Account:
     """Look ``name`` up by name only; refuse bad names, missing accounts and root unless allowed."""
     check_account_name(name)
@@ -81,6 +88,16 @@ def resolve_account(
             f"{via} maps to {name!r} (uid {entry.pw_uid}, gid {gid}), which has root powers; "
             "set [mapping] allow_root = true to allow it",
             account=name,
+        )
+    # Why: sudo, docker, disk, shadow, ... give root's powers as surely as uid 0 does; a job
+    # must never get them as a side effect of a mapping, only by the admin's explicit allow.
+    privileged = privileged_groups((gid, *groups), allow_groups)
+    if privileged:
+        raise MapPrivilegedGroup(
+            f"{via} maps to {name!r}, a member of root-equivalent group {privileged[0]!r}; "
+            f"set [mapping] allow_privileged_groups = [{privileged[0]!r}] to allow it",
+            account=name,
+            group=privileged[0],
         )
     return Account(name, entry.pw_uid, gid, groups, entry.pw_dir, entry.pw_shell, load_profile, via, primary_group)
 
@@ -118,6 +135,7 @@ def map_account(
                     load_profile=rule.load_profile,
                     via=f"mapping rule {index} ({kind} {rule.match})",
                     allow_root=config.allow_root,
+                    allow_groups=config.allow_privileged_groups,
                 )
     if principals.realm in config.equivalency:
         name = _equivalent_name(principals.subject)
@@ -127,7 +145,9 @@ def map_account(
             # configured name; a bad one is refused, not skipped, so an odd uid is noticed.
             check_account_name(name)
             try:
-                account = resolve_account(name, via=via, allow_root=config.allow_root)
+                account = resolve_account(
+                    name, via=via, allow_root=config.allow_root, allow_groups=config.allow_privileged_groups
+                )
             except MapNoAccount:
                 account = None  # no such local account: equivalency does not apply
             # Why: a remote user called "bin" or "daemon" must not become the system account of
@@ -139,4 +159,9 @@ def map_account(
             f"no mapping rule or user equivalency gives an account for {principals.subject}, and the fallback is deny",
             access_id=str(principals.subject),
         )
-    return resolve_account(config.fallback, via=f"fallback {config.fallback}", allow_root=config.allow_root)
+    return resolve_account(
+        config.fallback,
+        via=f"fallback {config.fallback}",
+        allow_root=config.allow_root,
+        allow_groups=config.allow_privileged_groups,
+    )

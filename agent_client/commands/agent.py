@@ -56,6 +56,7 @@ run = "operator"
 [mapping]
 fallback = "deny"                 # deny | nobody | <account name>
 allow_root = false                # uid 0 / gid 0 accounts are refused unless true
+# allow_privileged_groups = []     # e.g. ["docker"]: root-equivalent groups a mapped account may be in
 equivalency = []                  # realms where uid=<name>,... maps to local account <name>
 equivalency_min_uid = 1000        # ... but never to system accounts below this uid
 
