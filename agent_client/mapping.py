@@ -91,7 +91,8 @@ def resolve_account(
         )
     # Why: sudo, docker, disk, shadow, ... give root's powers as surely as uid 0 does; a job
     # must never get them as a side effect of a mapping, only by the admin's explicit allow.
-    privileged = privileged_groups((gid, *groups), allow_groups)
+    # (Group 0 is root's own: allow_root, checked above, is the decision for it.)
+    privileged = privileged_groups((gid, *groups), allow_groups | ({"root"} if allow_root else set()))
     if privileged:
         raise MapPrivilegedGroup(
             f"{via} maps to {name!r}, a member of root-equivalent group {privileged[0]!r}; "
