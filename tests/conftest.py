@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 PG_URL_ENV = "JOBSTS_TEST_DATABASE_URL"
-pytest_plugins = ["tests.ldap_harness"]
+pytest_plugins = ["tests.ldap_harness", "tests.browser"]
 
 
 def _postgres_schema_url(base_url: str) -> Iterator[str]:
