@@ -412,6 +412,22 @@ def test_every_package_has_a_direction_rule() -> None:
     assert {r.scope for r in RULES} >= set(PACKAGES)
 
 
+# --- test markers ---------------------------------------------------------------------------
+
+
+def test_every_path_that_marks_tests_exists() -> None:
+    """A renamed test file would silently bring its slow or server tests back into `make check`."""
+    from tests.conftest import MARKS_BY_PATH
+
+    missing = []
+    for entry in MARKS_BY_PATH:
+        path, _, test = entry.partition("::")
+        found = (ROOT / path).exists() and (not test or f"def {test}(" in (ROOT / path).read_text())
+        if not found:
+            missing.append(entry)
+    assert missing == []
+
+
 # --- error codes ------------------------------------------------------------------------------
 
 
