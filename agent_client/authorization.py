@@ -17,7 +17,7 @@ from agent_client.errors import JobUnknownAuthgroup, JobUnknownType
 from authz_tables.decision import Decision
 from authz_tables.entries import Scope
 from authz_tables.roles import Role
-from realms.access_id import (
+from realms.identity.access_id import (
     ALL_AUTHENTICATED,
     ALL_AUTHENTICATED_IN_TRUSTED_REALMS,
     EVERYONE,

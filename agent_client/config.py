@@ -18,7 +18,7 @@ from typing import Any
 from agent_client.errors import AgentConfigInvalid, MapBadAccount
 from authz_tables.errors import AuthzError
 from authz_tables.roles import Role, parse_role
-from realms.access_id import REALM_NAME, AccessId, AccessIdKind, is_valid_realm_name
+from realms.identity.access_id import REALM_NAME, AccessId, AccessIdKind, is_valid_realm_name
 from realms.errors import AccessIdInvalid
 from realms.tokens.profiles import MAX_LEEWAY_SECONDS, SIGNING_ALGORITHMS
 

@@ -1,4 +1,4 @@
-"""The whole agent decision, design Flow 4 steps (a) to (f), with a trace of every step.
+"""The whole agent decision, steps (a) to (f), with a trace of every step.
 
 ``NodeDecider.decide(job, token)`` never raises: every refusal (and any unexpected
 error) becomes an ``AgentDecision`` with ``allowed=False``, a stable ``code``, a one-line
@@ -18,7 +18,7 @@ from agent_client.config import AgentConfig, MappingConfig
 from agent_client.errors import AgentInternalError, TrustUnavailable
 from agent_client.journal import StartedJournal
 from agent_client.mapping import Account, map_account
-from agent_client.validation import LeasedJob, check_binding, check_jti, parse_job
+from agent_client.validation import check_binding, check_jti, leased_job
 from authz_tables.errors import AuthzDenied
 from authz_tables.roles import Role
 from realms.errors import JobstsError
@@ -26,28 +26,13 @@ from realms.tokens.errors import RealmUntrusted
 from realms.tokens.jws import parse_compact
 from realms.tokens.profiles import JOB_TOKEN
 from realms.tokens.verify import TrustResolver, VerifiedToken, verify
+from realms.wire.documents import JobDocument, MalformedJob
+from realms.wire.trace import STEP_NAMES, TraceStep
 
 log = logging.getLogger(__name__)
 
-STEPS = {
-    "a": "issuer trust",
-    "b": "token and job binding",
-    "c": "principals",
-    "d": "required role",
-    "e": "authorization",
-    "f": "account mapping",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class TraceStep:
-    step: str
-    name: str
-    verdict: str  # "pass" | "fail" | "skip"
-    detail: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"step": self.step, "name": self.name, "verdict": self.verdict, "detail": self.detail}
+# The decision's steps; (g), the execution, is added to the trace by the loop.
+STEPS = {step: STEP_NAMES[step] for step in "abcdef"}
 
 
 @dataclass(slots=True)
@@ -58,7 +43,7 @@ class AgentDecision:
     code: str | None = None
     reason: str | None = None
     trace: list[TraceStep] = field(default_factory=list)
-    job: LeasedJob | None = None
+    job: JobDocument | None = None
     verified: VerifiedToken | None = None
     principals: Principals | None = None
     account: Account | None = None
@@ -70,9 +55,6 @@ class AgentDecision:
     @property
     def exp(self) -> int | None:
         return None if self.verified is None else int(self.verified.claims["exp"])
-
-    def trace_dicts(self) -> list[dict[str, str]]:
-        return [step.as_dict() for step in self.trace]
 
     def explain(self) -> str:
         """One line per step, then the verdict (``jobsts agent explain``)."""
@@ -146,7 +128,7 @@ class NodeDecider:
             return False, f"issuer {str(issuer)[:120]!r} is not trusted"
         return True, f"issuer {issuer} is realm {trust.realm}"
 
-    def decide(self, job: Any, token: str, *, now: float | None = None) -> AgentDecision:
+    def decide(self, job: JobDocument | MalformedJob | Any, token: str, *, now: float | None = None) -> AgentDecision:
         """The whole decision (a)-(f); never raises."""
         decision = AgentDecision()
         try:
@@ -162,7 +144,7 @@ class NodeDecider:
         policy = self.policy
         # (a) + (b): the shared verifier resolves trust from the issuer before any key is used.
         try:
-            leased = job_data if isinstance(job_data, LeasedJob) else parse_job(job_data)
+            leased = leased_job(job_data)
             decision.job = leased
             verified = verify(token, JOB_TOKEN, self.resolver, audience=policy.node_id, leeway=policy.leeway, now=now)
         except (RealmUntrusted, TrustUnavailable) as exc:

@@ -104,15 +104,21 @@ class ExecUnavailable(ExecError):
 
 
 class StsUnavailable(UnavailableError):
-    """The STS could not be reached or answered with a server error."""
+    """The STS could not be reached (``http_status`` None) or answered with a server error."""
 
     code: ClassVar[str] = "agent.sts_unavailable"
 
 
 class StsRefused(InputError):
-    """The STS refused a request of the agent (bad client assertion, unknown node, bad request)."""
+    """The STS refused a request (bad client assertion, unknown node, bad request); ``problem_code`` is its code."""
 
     code: ClassVar[str] = "agent.sts_refused"
+
+
+class SessionMissing(InputError):
+    """No stored login for this STS, or one that can no longer be refreshed."""
+
+    code: ClassVar[str] = "session.missing"
 
 
 class LeaseLost(InputError):

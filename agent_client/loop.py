@@ -1,4 +1,4 @@
-"""The agent's poll loop (design Flow 3 and 4): lease → decide → record → start → run → report.
+"""The agent's poll loop: lease → decide → record → start → run → report.
 
 Crash-safe ordering:
 
@@ -18,22 +18,23 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
+from agent_client.api.agent import AgentApi
+from agent_client.api.auth import load_node_key
 from agent_client.config import AgentConfig
 from agent_client.decision import AgentDecision, NodeDecider, NodePolicy
 from agent_client.errors import ExecUnavailable, LeaseLost, StsUnavailable, TrustUnavailable
 from agent_client.executors import EXECUTORS, ExecResult, executor_for, run_job
 from agent_client.file_modes import require_safe
 from agent_client.journal import StartedJournal
-from agent_client.sts_client import StsClient, load_node_key
 from agent_client.trust_store import TrustStore
 from authz_tables.store import AuthzTable
 from realms.errors import JobstsError
+from realms.wire.documents import Lease, Result, tail
+from realms.wire.trace import STEP_NAMES, TraceStep
 
 log = logging.getLogger(__name__)
 
-MAX_TAIL_CHARS = 64 * 1024
 HEARTBEAT_SECONDS = 20.0
 REVOCATIONS_SECONDS = 30.0
 REVOCATIONS_MAX_AGE = 300.0
@@ -81,26 +82,22 @@ class RevocationSet:
         self._revoked = {jti: exp for jti, exp in self._revoked.items() if not exp or exp > horizon}
 
 
-def _tail(text: str) -> str:
-    return text[-MAX_TAIL_CHARS:]
+def refused_result(decision: AgentDecision) -> Result:
+    """The result of a refusal: the code, the reason and the trace of steps (a) to (f)."""
+    return Result(
+        outcome="refused",
+        exit_code=None,
+        stdout_tail="",
+        stderr_tail="",
+        code=decision.code,
+        reason=decision.reason,
+        account=None,
+        trace=tuple(decision.trace),
+    )
 
 
-def refused_payload(decision: AgentDecision) -> dict[str, Any]:
-    """The ``result`` body of a refusal: the code, the reason and the trace of steps (a) to (f)."""
-    return {
-        "outcome": "refused",
-        "exit_code": None,
-        "stdout_tail": "",
-        "stderr_tail": "",
-        "code": decision.code,
-        "reason": decision.reason,
-        "account": None,
-        "trace": decision.trace_dicts(),
-    }
-
-
-def executed_payload(decision: AgentDecision, result: ExecResult, executor: str) -> dict[str, Any]:
-    """The ``result`` body of a job that was started; step (g) is the execution itself."""
+def executed_result(decision: AgentDecision, result: ExecResult, executor: str) -> Result:
+    """The result of a job that was started; step (g) is the execution itself."""
     assert decision.account is not None
     account = decision.account
     if result.code is not None:
@@ -109,19 +106,18 @@ def executed_payload(decision: AgentDecision, result: ExecResult, executor: str)
         detail, verdict = f"ran as {account.name} via {executor}: exit {result.exit_code}", "pass"
     if result.dropped_env:
         detail += f"; dropped environment: {', '.join(result.dropped_env)}"
-    trace = [*decision.trace_dicts(), {"step": "g", "name": "execution", "verdict": verdict, "detail": detail}]
-    return {
-        "outcome": "succeeded" if result.succeeded else "failed",
-        "exit_code": result.exit_code,
-        "stdout_tail": _tail(result.stdout_tail),
-        "stderr_tail": _tail(result.stderr_tail),
-        "code": result.code,
+    return Result(
+        outcome="succeeded" if result.succeeded else "failed",
+        exit_code=result.exit_code,
+        stdout_tail=tail(result.stdout_tail),
+        stderr_tail=tail(result.stderr_tail),
+        code=result.code,
         # Why: the account and how it was chosen (rule, equivalency or fallback) are always
         # reported, so a fallback account is never silent.
-        "reason": result.reason or f"ran as {account.name} ({account.via})",
-        "account": account.name,
-        "trace": trace,
-    }
+        reason=result.reason or f"ran as {account.name} ({account.via})",
+        account=account.name,
+        trace=(*decision.trace, TraceStep("g", STEP_NAMES["g"], verdict, detail)),
+    )
 
 
 @dataclass(slots=True)
@@ -129,7 +125,7 @@ class Agent:
     """One node's agent: its STS client, its decision pipeline and its durable record."""
 
     config: AgentConfig
-    client: StsClient
+    client: AgentApi
     decider: NodeDecider
     journal: StartedJournal
     revocations: RevocationSet
@@ -142,11 +138,11 @@ class Agent:
         if isinstance(table, AuthzTable):
             table.close()
 
-    def _report(self, job_id: str, payload: dict[str, Any]) -> None:
+    def _report(self, job_id: str, result: Result) -> None:
         delay = 1.0
         for attempt in range(RESULT_ATTEMPTS):
             try:
-                self.client.result(job_id, payload)
+                self.client.result(job_id, result)
                 return
             except StsUnavailable:
                 if attempt == RESULT_ATTEMPTS - 1:
@@ -154,15 +150,14 @@ class Agent:
                 self.cancel.wait(delay)
                 delay = min(delay * 2, MAX_BACKOFF)
 
-    def handle(self, lease: dict[str, Any]) -> str:
+    def handle(self, lease: Lease) -> str:
         """Decide on and run one leased job; returns the outcome reported (or ``lease_lost``)."""
-        job_data, token = lease.get("job"), lease.get("job_token")
-        job_id = str(job_data.get("id")) if isinstance(job_data, dict) else ""
+        job_id = lease.job.id
         self.revocations.refresh()
-        decision = self.decider.decide(job_data, token if isinstance(token, str) else "")
+        decision = self.decider.decide(lease.job, lease.job_token)
         if not decision.allowed:
             log.info("job %s refused: %s", job_id, decision.code)
-            self._report(job_id, refused_payload(decision))
+            self._report(job_id, refused_result(decision))
             return "refused"
         assert decision.job is not None and decision.account is not None
         jti, exp = decision.jti, decision.exp
@@ -172,7 +167,7 @@ class Agent:
         if not self.journal.record(jti, decision.job.id, exp):
             decision.allowed, decision.code = False, "token.replayed"
             decision.reason = f"job token {jti[:64]} was already used to start a job"
-            self._report(job_id, refused_payload(decision))
+            self._report(job_id, refused_result(decision))
             return "refused"
         try:
             self.client.start(decision.job.id)
@@ -182,9 +177,9 @@ class Agent:
         executor = executor_for(self.config.executor, decision.account)
         log.info("job %s starting as %s via %s", job_id, decision.account.name, executor.name)
         last_beat = time.monotonic()
-        expires = lease.get("lease_expires_at")
+        expires = lease.lease_expires_at
         interval = HEARTBEAT_SECONDS
-        if isinstance(expires, int | float) and not isinstance(expires, bool):
+        if expires is not None:
             # Beat at least three times per lease period, so one lost heartbeat never loses the lease.
             interval = min(HEARTBEAT_SECONDS, max(1.0, (expires - time.time()) / 3))
 
@@ -198,9 +193,9 @@ class Agent:
                     log.warning("heartbeat for job %s failed: %s", job_id, exc.code)
 
         result = run_job(executor, decision.account, decision.job.spec, self.config.limits, self.cancel, heartbeat)
-        payload = executed_payload(decision, result, executor.name)
-        self._report(job_id, payload)
-        return str(payload["outcome"])
+        report = executed_result(decision, result, executor.name)
+        self._report(job_id, report)
+        return report.outcome
 
     def run_once(self) -> str | None:
         """Lease at most one job and handle it; ``None`` when there was none."""
@@ -239,7 +234,9 @@ def open_agent(config: AgentConfig, *, check_modes: bool = True, cancel: threadi
     key = load_node_key(config.key_file, config.key_algorithm)
     with contextlib.ExitStack() as opened:
         client = opened.enter_context(
-            StsClient(config.sts_url, config.node_id, config.realm, key, config.key_algorithm, verify=config.verify_tls)
+            AgentApi.connect(
+                config.sts_url, config.node_id, config.realm, key, config.key_algorithm, verify=config.verify_tls
+            )
         )
         trust = TrustStore(
             realms=config.realms,

@@ -18,7 +18,7 @@ from agent_client.authorization import Decider, Principals
 from agent_client.config import MappingConfig, MappingRule, check_account_name
 from agent_client.errors import MapNoAccount, MapRootRefused
 from authz_tables.entries import Scope
-from realms.access_id import AccessId
+from realms.identity.access_id import AccessId
 
 RULE_ORDER = ("access_id", "group", "role", "realm")
 # Why: password/group database lookups go through NSS (files, sssd, LDAP) and cost as much as

@@ -16,7 +16,7 @@ from datetime import datetime
 
 from authz_tables.errors import AuthzError, BadEntry, BadScope
 from authz_tables.roles import Role, parse_role
-from realms.access_id import AccessId
+from realms.identity.access_id import AccessId
 from realms.errors import AccessIdInvalid
 
 AUTHGROUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
@@ -88,7 +88,8 @@ def parse_effect(text: str) -> Effect:
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One rule: ``principal`` is allowed or denied ``role`` (and every role it implies) on ``scope``."""
+    """One rule on ``scope``: an allow grants ``principal`` ``role`` and every role it implies; a deny
+    refuses ``role`` and every role that implies it."""
 
     principal: AccessId
     role: Role

@@ -50,11 +50,12 @@ class Conflict(AuthzError):
 class AuthzDenied(AuthzError):
     """The authorization table refused: ``.principal`` lacks ``.role`` on ``.scope``.
 
-    Raised by ``Decision.raise_if_denied()``; the STS maps it to HTTP 403 and the agent
+    Raised by ``Decision.raise_if_denied()``; the STS answers it with HTTP 403 and the agent
     reports it as the refusal code of step (e).
     """
 
     code: ClassVar[str] = "authz.denied"
+    status: ClassVar[int] = 403
 
     def __init__(self, message: str, *, principal: str, role: str, scope: str) -> None:
         super().__init__(message, principal=principal, role=role, scope=scope)

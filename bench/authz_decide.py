@@ -24,7 +24,7 @@ from sqlalchemy import event
 from authz_tables.entries import NODE_SCOPE, Effect, Entry, Scope
 from authz_tables.roles import Role
 from authz_tables.store import AuthzTable
-from realms.access_id import EVERYONE, AccessId
+from realms.identity.access_id import EVERYONE, AccessId
 
 
 def rate(fn: Callable[[], object], seconds: float) -> float:

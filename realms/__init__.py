@@ -4,9 +4,9 @@ This package is the vocabulary every other jobsts package shares. It imports not
 ``sts``, ``authz_tables`` or ``agent_client``.
 """
 
-from realms.access_id import AccessId, AccessIdKind
+from realms.identity.access_id import AccessId, AccessIdKind
 from realms.errors import ConfigError, InputError, JobstsError, UnavailableError
-from realms.principal import Principal
+from realms.identity.principal import Principal
 
 __all__ = [
     "AccessId",

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from realms.access_id import is_valid_realm_name
 from realms.errors import ConfigError
-from realms.registry import Registry, RegistryConfig, registry_config_class
+from realms.identity.access_id import is_valid_realm_name
+from realms.registries.base import Registry, RegistryConfig, RegistryType, registry_type
 from realms.tokens.profiles import DEFAULT_ALGORITHM, MAX_LEEWAY_SECONDS, SIGNING_ALGORITHMS
 
 
@@ -38,12 +38,15 @@ _TTL_BOUNDS = {
 
 @dataclass(frozen=True, slots=True)
 class RealmConfig:
+    """One validated ``[[realms]]`` table: its registry settings, the backend they are for, its token policy."""
+
     name: str
     registry: RegistryConfig
     token: TokenPolicy
+    registry_type: RegistryType[Any]
 
     def open_registry(self) -> Registry:
-        return self.registry.open(self.name)
+        return self.registry_type.open(self.name, self.registry)
 
 
 def _fail(realm: str, field: str, problem: str) -> ConfigError:
@@ -84,10 +87,12 @@ def realm_from_table(table: Any, base_dir: Path) -> RealmConfig:
     registry_table = table.get("registry")
     if not isinstance(registry_table, dict):
         raise _fail(name, "registry", "missing [realms.registry] table")
-    config_class = registry_config_class(name, registry_table.get("type"))
+    backend = registry_type(name, registry_table.get("type"))
     settings = {k: v for k, v in registry_table.items() if k != "type"}
-    registry = config_class.from_table(name, settings, base_dir)
-    return RealmConfig(name=name, registry=registry, token=_token_policy(name, table.get("token")))
+    registry = backend.load(name, settings, base_dir)
+    return RealmConfig(
+        name=name, registry=registry, token=_token_policy(name, table.get("token")), registry_type=backend
+    )
 
 
 def load_realms(tables: Any, base_dir: Path) -> dict[str, RealmConfig]:

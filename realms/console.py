@@ -18,17 +18,17 @@ from realms.errors import JobstsError
 SUBCOMMANDS: dict[str, str] = {
     "realm": "realms.cli:realm",
     "authz": "authz_tables.cli:authz",
-    "init": "sts.cli.admin:init",
-    "serve": "sts.cli.serve:serve",
-    "keys": "sts.cli.admin:keys",
-    "node": "sts.cli.client:node",
-    "access-id": "sts.cli.admin:access_id",
-    "login": "sts.cli.client:login",
-    "logout": "sts.cli.client:logout",
-    "submit": "sts.cli.jobs_commands:submit",
-    "jobs": "sts.cli.jobs_commands:jobs",
-    "demo": "sts.cli.demo:demo",
-    "agent": "agent_client.cli:agent",
+    "init": "sts.commands.init:init",
+    "serve": "sts.commands.serve:serve",
+    "keys": "sts.commands.keys:keys",
+    "node": "agent_client.commands.admin:node",
+    "access-id": "agent_client.commands.admin:access_id",
+    "login": "agent_client.commands.submitter:login",
+    "logout": "agent_client.commands.submitter:logout",
+    "submit": "agent_client.commands.submitter:submit",
+    "jobs": "agent_client.commands.submitter:jobs",
+    "demo": "sts.commands.demo:demo",
+    "agent": "agent_client.commands.agent:agent",
 }
 
 

@@ -5,6 +5,10 @@ misconfiguration and from outages, and every error carrying data (``.code`` and
 whatever it names: ``.realm``, ``.claim``, ``.node``, ...). Each concrete code is a
 class with a stable dotted ``code``; ``docs/errors.md`` documents every one of them
 (a test walks the subclasses and checks).
+
+Each class also says how a server answers it: ``status`` (the HTTP status, RFC 9110 §15) and
+``oauth_error`` (the RFC 6749 §5.2 ``error`` on the OAuth endpoints). Subclasses override them;
+the STS's error boundary only renders what the class says.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ class JobstsError(Exception):
     """Root of all jobsts errors. ``code`` is stable; ``message`` is one line for a person."""
 
     code: ClassVar[str] = "jobsts.error"
+    status: ClassVar[int] = 500
+    oauth_error: ClassVar[str] = "server_error"
 
     def __init__(self, message: str, **data: Any) -> None:
         super().__init__(message)
@@ -32,6 +38,8 @@ class InputError(JobstsError):
     """Something the caller sent was refused: bad input, bad credentials, an untrusted token."""
 
     code: ClassVar[str] = "input.invalid"
+    status: ClassVar[int] = 400
+    oauth_error: ClassVar[str] = "invalid_request"
 
 
 class ConfigError(JobstsError):
@@ -44,6 +52,8 @@ class UnavailableError(JobstsError):
     """A dependency (directory, database, STS) could not answer. Never a verdict on the caller."""
 
     code: ClassVar[str] = "service.unavailable"
+    status: ClassVar[int] = 503
+    oauth_error: ClassVar[str] = "temporarily_unavailable"
 
 
 class AccessIdInvalid(InputError):
@@ -54,6 +64,7 @@ class LoginFailed(InputError):
     """Unknown user, wrong password, ambiguous match or disabled account: one answer for all."""
 
     code: ClassVar[str] = "login.failed"
+    oauth_error: ClassVar[str] = "invalid_grant"
 
 
 class RegistryUnavailable(UnavailableError):
@@ -66,3 +77,17 @@ class RegistryTLSError(RegistryUnavailable):
     """TLS could not be established or verified; no credential was sent."""
 
     code: ClassVar[str] = "ldap.tls"
+
+
+class RealmUnknown(InputError):
+    """The name is not one of the configured realms."""
+
+    code: ClassVar[str] = "realm.unknown"
+    status: ClassVar[int] = 404
+
+
+class UserUnknown(InputError):
+    """The realm's registry has no such user."""
+
+    code: ClassVar[str] = "user.unknown"
+    status: ClassVar[int] = 404

@@ -1,13 +1,14 @@
 """The app factory, in the shape of Flask's tutorial: ``create_app(config=None)``.
 
 ``config`` is a path to the STS TOML file, an already-validated ``StsConfig``, or ``None``
-to read the path from ``JOBSTS_CONFIG``. Extensions attach with ``init_app``; each endpoint
-group is one Blueprint module under ``sts/blueprints``.
+to read the path from ``JOBSTS_CONFIG``. The services attach first, then the HTTP layer
+(request context and error boundary), then each domain's blueprints. The domain modules are
+imported here, not at the top, so that importing ``sts`` stays cheap (``jobsts serve
+--production`` sets up Prometheus' multiprocess directory before anything imports it).
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 from pathlib import Path
 from typing import Any
@@ -16,21 +17,7 @@ from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
 from realms.errors import ConfigError
-from sts import problems
 from sts.config import StsConfig, load_sts_config
-
-# One Blueprint module per endpoint group; each module exposes ``bp``.
-BLUEPRINTS: tuple[str, ...] = (
-    "sts.blueprints.health",
-    "sts.blueprints.discovery",
-    "sts.blueprints.token",
-    "sts.blueprints.introspection",
-    "sts.blueprints.nodes",
-    "sts.blueprints.access_ids",
-    "sts.blueprints.jobs",
-    "sts.blueprints.agent",
-    "sts.blueprints.openapi",
-)
 
 
 class _BoundedJSONProvider(DefaultJSONProvider):
@@ -70,20 +57,31 @@ def create_app(config: StsConfig | str | Path | None = None) -> Flask:
     )
     app.json = _BoundedJSONProvider(app)
     app.json.sort_keys = False
-    problems.init_app(app)
 
     from sts import services
+    from sts.http import context, errors
 
     services.init_app(app, settings)
-    from sts import auth
+    context.init_app(app)
+    errors.init_app(app)
 
-    auth.init_app(app)
-    for module_name in BLUEPRINTS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                continue  # endpoint group not built yet
-            raise
-        app.register_blueprint(module.bp)
+    from sts.jobs import agent_views
+    from sts.jobs import views as job_views
+    from sts.keys import views as key_views
+    from sts.nodes import access_ids
+    from sts.nodes import views as node_views
+    from sts.oauth import introspection
+    from sts.oauth import views as oauth_views
+    from sts.observability import views as health_views
+    from sts.openapi import views as openapi_views
+
+    app.register_blueprint(health_views.bp)
+    app.register_blueprint(oauth_views.bp)
+    app.register_blueprint(key_views.bp)
+    app.register_blueprint(introspection.bp)
+    app.register_blueprint(node_views.bp)
+    app.register_blueprint(access_ids.bp)
+    app.register_blueprint(job_views.bp)
+    app.register_blueprint(agent_views.bp)
+    app.register_blueprint(openapi_views.bp)
     return app

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from realms.access_id import AccessId
 from realms.config import RealmConfig, load_realms
-from realms.errors import AccessIdInvalid, ConfigError
+from realms.errors import AccessIdInvalid, ConfigError, RealmUnknown
+from realms.identity.access_id import AccessId
 
 ENV_OVERRIDES = {
     "JOBSTS_BASE_URL": "base_url",
@@ -37,6 +37,19 @@ class ThrottlePolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class JobSettings:
+    """The job manager's timing: lease length, long-poll step, reaper period, default job lifetime.
+
+    Not read from the file: the defaults suit production; tests and benchmarks pass their own.
+    """
+
+    lease_seconds: int = 60
+    poll_interval: float = 0.5
+    reap_interval: float = 5.0
+    default_job_ttl: int = 86400
+
+
+@dataclass(frozen=True, slots=True)
 class StsConfig:
     base_url: str
     database_url: str
@@ -48,11 +61,19 @@ class StsConfig:
     max_body_bytes: int = 64 * 1024
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     throttle: ThrottlePolicy = field(default_factory=ThrottlePolicy)
+    jobs: JobSettings = field(default_factory=JobSettings)
     base_dir: Path = Path(".")
 
     def issuer(self, realm: str) -> str:
         """A realm's issuer comes only from the configured base URL, never from a Host header."""
         return f"{self.base_url}/realms/{realm}"
+
+    def hosted_realm(self, realm: str) -> RealmConfig:
+        """The settings of a realm this STS hosts; ``realm.unknown`` (404) for any other name."""
+        settings = self.realms.get(realm)
+        if settings is None:
+            raise RealmUnknown(f"realm {realm[:80]!r} is not hosted by this STS", realm=realm[:80])
+        return settings
 
 
 def _require_str(table: Mapping[str, Any], name: str, default: str | None = None) -> str:
@@ -124,8 +145,15 @@ def sts_config_from_mapping(
     max_body = sts.get("max_body_bytes", 64 * 1024)
     if isinstance(max_body, bool) or not isinstance(max_body, int) or not 1024 <= max_body <= 16 * 1024 * 1024:
         raise ConfigError("sts.max_body_bytes: must be from 1024 to 16777216", field="sts.max_body_bytes")
-    unknown = set(sts) - {"base_url", "database_url", "master_key_file", "audience", "bootstrap_admins",
-                          "trusted_proxies", "max_body_bytes"}
+    unknown = set(sts) - {
+        "base_url",
+        "database_url",
+        "master_key_file",
+        "audience",
+        "bootstrap_admins",
+        "trusted_proxies",
+        "max_body_bytes",
+    }
     if unknown:
         raise ConfigError(f"sts.{sorted(unknown)[0]}: unknown setting", field="sts")
     return StsConfig(

@@ -1,8 +1,13 @@
-"""The database extension: one SQLAlchemy 2 engine and session factory per app (``init_app``).
+"""The database: one SQLAlchemy 2 engine and session factory per app, and the declarative ``Base``.
 
 SQLite is the embedded default; PostgreSQL is supported. A pooled connection that sat idle
 is pinged before use, and a connection error invalidates the whole pool, so the service
 recovers from a database restart without being restarted itself.
+
+Every domain declares its tables on ``Base`` (``sts.keys.models``, ``sts.nodes.models``,
+``sts.oauth.models``, ``sts.jobs.models``); every table name starts with ``sts_``. ``Base`` has
+its own ``MetaData`` so that the STS schema (migrated by ``sts.migrations``, version table
+``alembic_version_sts``) never mixes with the authz_tables schema.
 """
 
 from __future__ import annotations
@@ -10,11 +15,33 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ClassVar
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, MetaData, create_engine, event, text
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+from realms.errors import UnavailableError
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class DatabaseUnavailable(UnavailableError):
+    """The database could not answer (down, restarting, unreachable)."""
+
+    code: ClassVar[str] = "db.unavailable"
+
+
+class Base(DeclarativeBase):
+    """The declarative base of every STS table."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -25,7 +52,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
             # Autocommit at the driver level; SQLAlchemy's "begin" event issues BEGIN itself,
-            # so that leasing can use BEGIN IMMEDIATE (see sts.jobs).
+            # so that leasing can use BEGIN IMMEDIATE (see sts.jobs.dispatch).
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")

@@ -60,9 +60,22 @@ def child_exit(_server: Any, worker: Any) -> None:
         multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
 
-SETTINGS: tuple[str, ...] = ("bind", "workers", "worker_class", "threads", "timeout", "graceful_timeout",
-                             "keepalive", "preload_app", "max_requests", "accesslog", "errorlog", "loglevel",
-                             "proc_name", "child_exit")
+SETTINGS: tuple[str, ...] = (
+    "bind",
+    "workers",
+    "worker_class",
+    "threads",
+    "timeout",
+    "graceful_timeout",
+    "keepalive",
+    "preload_app",
+    "max_requests",
+    "accesslog",
+    "errorlog",
+    "loglevel",
+    "proc_name",
+    "child_exit",
+)
 
 
 def settings() -> dict[str, Any]:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from sts.app import create_app
-from sts.audit import configure_logging
+from sts.observability.audit import configure_logging
 
 configure_logging()
 app = create_app()

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Set up everything the tests need and run them: the README's test command.
-# 1. Debian packages when missing: slapd, ldap-utils, sudo, openssh-server, chromium, chromium-driver;
-# 2. a virtualenv with jobsts[test]; 3. ruff format --check, ruff check and mypy; 4. the whole suite
-# on SQLite; 5. the storage and job tests (-m db) on PostgreSQL.
-# `make check` is the fast loop without packages or servers; this is the full run CI does.
+# 1. Debian packages when missing: slapd, ldap-utils, sudo, systemd, python3-seccomp,
+# openssh-server, chromium, chromium-driver; 2. a virtualenv with jobsts[test]; 3. ruff format
+# --check, ruff check and mypy; 4. the whole suite on SQLite; 5. the storage and job tests (-m db)
+# on PostgreSQL. `make check` is the fast loop without packages or servers; this is the full run CI does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pkg in slapd ldap-utils sudo openssh-server chromium chromium-driver; do
+for pkg in slapd ldap-utils sudo systemd python3-seccomp openssh-server chromium chromium-driver; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -29,7 +29,7 @@ from agent_client.executors.self_exec import SelfExecutor
 from agent_client.executors.setuid import SetuidExecutor
 from agent_client.executors.sudo import CWD_FAILED_EXIT, SudoExecutor
 from agent_client.mapping import Account
-from agent_client.validation import JobSpec
+from realms.wire.spec import JobSpec
 
 __all__ = ["ExecResult", "Executor", "executor_for", "login_shell_argv", "run_job"]
 

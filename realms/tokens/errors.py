@@ -8,7 +8,12 @@ from realms.errors import InputError
 
 
 class TokenError(InputError):
+    """A refused token: 401 with a Bearer challenge on the API (RFC 6750 §3.1), ``invalid_client``
+    on the OAuth endpoints, where the token authenticates the client."""
+
     code: ClassVar[str] = "token.invalid"
+    status: ClassVar[int] = 401
+    oauth_error: ClassVar[str] = "invalid_client"
 
 
 class TokenMalformed(TokenError):

@@ -1,13 +1,23 @@
-"""Token claim profiles (design.md, "Tokens"): one rule per ``typ``."""
+"""Token claim profiles: one rule per ``typ`` (RFC 8725 §3.11), and the algorithms a realm may sign with."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Algorithms a realm may sign with. Asymmetric only: an HMAC algorithm would let anyone
-# holding the public key mint tokens (the classic RS256→HS256 confusion).
-SIGNING_ALGORITHMS: tuple[str, ...] = ("ES256", "EdDSA", "RS256", "PS256")
-DEFAULT_ALGORITHM = "ES256"
+from realms.tokens.algorithms import ALGORITHMS, DEFAULT_ALGORITHM
+
+__all__ = [
+    "ACCESS_TOKEN",
+    "AGENT_TOKEN",
+    "DEFAULT_ALGORITHM",
+    "JOB_TOKEN",
+    "MAX_LEEWAY_SECONDS",
+    "SIGNING_ALGORITHMS",
+    "TokenProfile",
+]
+
+# The names in the algorithm registry; asymmetric only (see ``realms.tokens.algorithms``).
+SIGNING_ALGORITHMS: tuple[str, ...] = tuple(ALGORITHMS)
 MAX_LEEWAY_SECONDS = 60
 
 

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from sts.jobs.env import JobEnv
+from realms.wire.documents import Result
 from sts.jobs.errors import JobLeaseLost, JobNotFound, JobResultConflict
 from sts.jobs.models import Job
-from sts.jobs.spec import JobResult
 from sts.jobs.states import RESULT_STATES, JobState, check_transition
+from sts.services import Services
 
 log = logging.getLogger(__name__)
 MAX_WAIT_SECONDS = 30
@@ -42,7 +42,7 @@ def move(job: Job, target: JobState, stamp: float) -> None:
     job.updated_at = stamp
 
 
-def _expire(env: JobEnv, session: Session, job: Job, stamp: float) -> None:
+def _expire(env: Services, session: Session, job: Job, stamp: float) -> None:
     move(job, JobState.EXPIRED, stamp)
     job.finished_at = stamp
     job.lease_holder = None
@@ -51,18 +51,24 @@ def _expire(env: JobEnv, session: Session, job: Job, stamp: float) -> None:
     env.revoke(session, job.token_jti, job.token_exp, f"job {job.id} expired")
 
 
-def reap(env: JobEnv, session: Session, now: int, node_id: str | None = None) -> int:
+def reap(env: Services, session: Session, now: int, node_id: str | None = None) -> int:
     """Requeue never-started jobs whose lease expired, mark started ones ``lost``, expire jobs past
     their deadline. Returns how many jobs changed. Safe to run from any number of processes."""
     stamp = float(now)
     changed = 0
     # One indexed query for both kinds of work: leases past their expiry, queued jobs past
     # their deadline. SKIP LOCKED: a row another transaction holds is that one's to handle.
-    due = (select(Job)
-           .where(or_(and_(Job.state.in_((JobState.LEASED.value, JobState.RUNNING.value)),
-                           Job.lease_expires_at < now),
-                      and_(Job.state == JobState.QUEUED.value, Job.deadline <= now)))
-           .limit(REAP_BATCH).with_for_update(skip_locked=True))
+    due = (
+        select(Job)
+        .where(
+            or_(
+                and_(Job.state.in_((JobState.LEASED.value, JobState.RUNNING.value)), Job.lease_expires_at < now),
+                and_(Job.state == JobState.QUEUED.value, Job.deadline <= now),
+            )
+        )
+        .limit(REAP_BATCH)
+        .with_for_update(skip_locked=True)
+    )
     if node_id is not None:
         due = due.where(Job.node_id == node_id)
     for job in session.scalars(due):
@@ -83,20 +89,21 @@ def reap(env: JobEnv, session: Session, now: int, node_id: str | None = None) ->
     return changed
 
 
-def reap_all(env: JobEnv) -> int:
+def reap_all(env: Services) -> int:
     """The periodic reaper: one pass over every node."""
     with env.session(immediate=True) as session:
         return reap(env, session, env.now())
 
 
-def _try_lease(env: JobEnv, node_id: str) -> Lease | None:
+def _try_lease(env: Services, node_id: str) -> Lease | None:
     with env.session(immediate=True) as session:
         now = env.now()
         reap(env, session, now, node_id)
         job = session.scalars(
             select(Job)
-            .where(Job.node_id == node_id, Job.state == JobState.QUEUED.value, Job.not_before <= now,
-                   Job.deadline > now)
+            .where(
+                Job.node_id == node_id, Job.state == JobState.QUEUED.value, Job.not_before <= now, Job.deadline > now
+            )
             .order_by(Job.not_before, Job.created_at)
             .limit(1)
             .with_for_update(skip_locked=True)
@@ -113,7 +120,7 @@ def _try_lease(env: JobEnv, node_id: str) -> Lease | None:
         return Lease(job, token, job.lease_expires_at)
 
 
-def lease(env: JobEnv, node_id: str, wait: float = 0) -> Lease | None:
+def lease(env: Services, node_id: str, wait: float = 0) -> Lease | None:
     """At most one job for ``node_id``; long-polls up to ``wait`` seconds (capped at 30)."""
     give_up = time.monotonic() + max(0.0, min(float(wait), MAX_WAIT_SECONDS))
     while True:
@@ -141,18 +148,23 @@ def _held(session: Session, node_id: str, job_id: str) -> Job:
 
 
 def _lease_lost(job: Job, node_id: str) -> JobLeaseLost:
-    return JobLeaseLost(f"node {node_id} no longer holds the lease on job {job.id} (job is {job.state})",
-                        job_id=job.id, node=node_id)
+    return JobLeaseLost(
+        f"node {node_id} no longer holds the lease on job {job.id} (job is {job.state})", job_id=job.id, node=node_id
+    )
 
 
-def start(env: JobEnv, node_id: str, job_id: str, attempt: int | None = None) -> Job:
+def start(env: Services, node_id: str, job_id: str, attempt: int | None = None) -> Job:
     """Mark a leased job running. Needs an unexpired lease held by ``node_id`` (and, when the
     agent sends it, the attempt number it leased), so a job never starts twice."""
     with env.session(immediate=True) as session:
         job = _held(session, node_id, job_id)
         now = env.now()
-        if (job.state != JobState.LEASED.value or job.lease_holder != node_id
-                or (job.lease_expires_at or 0) <= now or (attempt is not None and attempt != job.attempts)):
+        if (
+            job.state != JobState.LEASED.value
+            or job.lease_holder != node_id
+            or (job.lease_expires_at or 0) <= now
+            or (attempt is not None and attempt != job.attempts)
+        ):
             raise _lease_lost(job, node_id)
         stamp = env.clock()
         move(job, JobState.RUNNING, stamp)
@@ -161,7 +173,7 @@ def start(env: JobEnv, node_id: str, job_id: str, attempt: int | None = None) ->
         return job
 
 
-def heartbeat(env: JobEnv, node_id: str, job_id: str) -> int:
+def heartbeat(env: Services, node_id: str, job_id: str) -> int:
     """Extend the lease of a leased or running job held by ``node_id``; returns the new expiry."""
     with env.session(immediate=True) as session:
         job = _held(session, node_id, job_id)
@@ -176,7 +188,7 @@ def heartbeat(env: JobEnv, node_id: str, job_id: str) -> int:
         return expires
 
 
-def report(env: JobEnv, node_id: str, job_id: str, result: JobResult) -> Job:
+def report(env: Services, node_id: str, job_id: str, result: Result) -> Job:
     """Record a result. Idempotent: the same report again is accepted, a different one is
     ``job.result_conflict``. A refusal may come straight from ``leased`` (decided before start)."""
     digest = result.digest()
@@ -187,8 +199,9 @@ def report(env: JobEnv, node_id: str, job_id: str, result: JobResult) -> Job:
                 return job
             raise JobResultConflict(f"job {job.id} already has a different result ({job.state})", job_id=job.id)
         target = JobState(result.outcome)
-        allowed_from = (JobState.LEASED.value, JobState.RUNNING.value) if target is JobState.REFUSED \
-            else (JobState.RUNNING.value,)
+        allowed_from = (
+            (JobState.LEASED.value, JobState.RUNNING.value) if target is JobState.REFUSED else (JobState.RUNNING.value,)
+        )
         if job.state not in allowed_from or job.lease_holder != node_id:
             raise _lease_lost(job, node_id)
         stamp = env.clock()

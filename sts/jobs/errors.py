@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from realms.errors import InputError, JobstsError, LoginFailed, UnavailableError
+from realms.errors import InputError, LoginFailed
 from realms.tokens.errors import RealmUntrusted
+from realms.wire.errors import JobIdentityField as JobIdentityField
+from realms.wire.errors import JobInvalidSpec as JobInvalidSpec
 
 
 class JobError(InputError):
@@ -14,80 +16,56 @@ class JobError(InputError):
     code: ClassVar[str] = "job.error"
 
 
-class JobInvalidSpec(JobError):
-    """The submission or result body failed validation: a type, a size, an unknown field."""
-
-    code: ClassVar[str] = "job.invalid_spec"
-
-
-class JobIdentityField(JobError):
-    """The body tried to set who the job runs as; identity comes only from the caller's token."""
-
-    code: ClassVar[str] = "job.identity_field"
-
-
 class JobNotFound(JobError):
     """No such job, or one the caller may not see (same answer, so ids cannot be probed)."""
 
     code: ClassVar[str] = "job.not_found"
+    status: ClassVar[int] = 404
 
 
 class JobLeaseLost(JobError):
     """The calling node does not hold an unexpired lease on the job."""
 
     code: ClassVar[str] = "job.lease_lost"
+    status: ClassVar[int] = 409
 
 
 class JobResultConflict(JobError):
     """A second, different result was reported for a job that already has one."""
 
     code: ClassVar[str] = "job.result_conflict"
+    status: ClassVar[int] = 409
 
 
 class JobStateError(JobError):
     """The requested transition is not allowed from the job's current state."""
 
     code: ClassVar[str] = "job.state"
+    status: ClassVar[int] = 409
 
 
 class JobCancelForbidden(JobError):
     """The caller may see the job but is neither its submitter nor an administrator."""
 
     code: ClassVar[str] = "job.forbidden"
+    status: ClassVar[int] = 403
 
 
 class JobIdempotencyConflict(JobError):
     """An ``Idempotency-Key`` was reused with a different request body."""
 
     code: ClassVar[str] = "job.idempotency_conflict"
+    status: ClassVar[int] = 409
 
 
 class SubmitRealmUntrusted(RealmUntrusted):
     """Fail-fast ``realm.untrusted`` at submission: answered 409, not 401, since nothing is wrong
     with the caller's token; the node would refuse it."""
 
+    status: ClassVar[int] = 409
+
 
 class CredentialsRejected(LoginFailed):
     """``login.failed`` for the credentials sent with a job: answered 401, like a failed login."""
 
-
-class JobStoreUnavailable(UnavailableError):
-    """The job database could not answer (down, restarting, unreachable)."""
-
-    code: ClassVar[str] = "db.unavailable"
-
-
-# HTTP status per error class, merged into sts.problems.STATUS_BY_ERROR by the blueprints.
-JOB_STATUSES: dict[type[JobstsError], int] = {
-    JobInvalidSpec: 400,
-    JobIdentityField: 400,
-    JobNotFound: 404,
-    JobLeaseLost: 409,
-    JobResultConflict: 409,
-    JobStateError: 409,
-    JobIdempotencyConflict: 409,
-    JobCancelForbidden: 403,
-    SubmitRealmUntrusted: 409,
-    CredentialsRejected: 401,
-    JobStoreUnavailable: 503,
-}
+    status: ClassVar[int] = 401

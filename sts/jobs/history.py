@@ -1,4 +1,4 @@
-"""History and cancel (issue 5, "Cancel and history").
+"""History and cancel.
 
 Who sees what: a caller with the job manager's ``monitor`` role (implied by operator,
 configurator and administrator) sees every job; anyone else only the jobs they submitted.
@@ -14,10 +14,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from sts.jobs.dispatch import move
-from sts.jobs.env import JobEnv
 from sts.jobs.errors import JobCancelForbidden, JobInvalidSpec, JobNotFound
 from sts.jobs.models import Job
 from sts.jobs.states import JobState
+from sts.services import Services
 
 MAX_PAGE = 500
 MAX_FILTER_CHARS = 1024
@@ -54,13 +54,13 @@ def _check_id(job_id: str) -> str:
         raise JobNotFound(f"no job {job_id[:64]!r}", job_id=job_id[:64]) from None
 
 
-def get_job(env: JobEnv, viewer: Viewer, job_id: str) -> Job:
+def get_job(env: Services, viewer: Viewer, job_id: str) -> Job:
     job_id = _check_id(job_id)
     with env.session() as session:
         return _visible(session.get(Job, job_id), viewer, job_id)
 
 
-def list_jobs(env: JobEnv, viewer: Viewer, filters: JobFilter) -> list[Job]:
+def list_jobs(env: Services, viewer: Viewer, filters: JobFilter) -> list[Job]:
     if filters.state is not None and filters.state not in {s.value for s in JobState}:
         raise JobInvalidSpec(f"state: unknown state {filters.state[:32]!r}", field="state")
     if not 1 <= filters.limit <= MAX_PAGE:
@@ -85,7 +85,7 @@ def list_jobs(env: JobEnv, viewer: Viewer, filters: JobFilter) -> list[Job]:
         return list(session.scalars(query))
 
 
-def _cancel(env: JobEnv, session: Session, viewer: Viewer, job_id: str) -> Job:
+def _cancel(env: Services, session: Session, viewer: Viewer, job_id: str) -> Job:
     job = _visible(session.scalars(select(Job).where(Job.id == job_id).with_for_update()).first(), viewer, job_id)
     if not (viewer.is_admin or job.submitter == viewer.access_id):
         # Why: seeing a job (monitor) is not owning it; only its submitter or an admin may cancel.
@@ -103,7 +103,7 @@ def _cancel(env: JobEnv, session: Session, viewer: Viewer, job_id: str) -> Job:
     return job
 
 
-def cancel_job(env: JobEnv, viewer: Viewer, job_id: str) -> Job:
+def cancel_job(env: Services, viewer: Viewer, job_id: str) -> Job:
     """Cancel a queued or leased (not yet started) job and revoke its token's jti."""
     job_id = _check_id(job_id)
     with env.session(immediate=True) as session:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from sts.models import Base
+from sts.db import Base
 
 ACCESS_ID_LENGTH = 1200
 

@@ -53,5 +53,6 @@ def check_transition(job_id: str, current: JobState | str, target: JobState) -> 
     if not can_transition(current, target):
         raise JobStateError(
             f"job {job_id} is {JobState(current).value}; it cannot become {target.value}",
-            job_id=job_id, state=str(current),
+            job_id=job_id,
+            state=str(current),
         )

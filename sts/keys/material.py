@@ -1,37 +1,29 @@
-"""Key material: generation per algorithm (``cryptography``) and PKCS#8 serialization."""
+"""Key material: generation through the algorithm registry, and PKCS#8 serialization (RFC 5958)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from realms.tokens.keys import PublicKey
+from realms.tokens.algorithms import PrivateKey, PublicKey, algorithm_named
 
-PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
-RSA_BITS = 3072
+__all__ = ["PrivateKey", "generate_private_key", "load_private_key", "private_key_bytes", "public_key_of"]
 
 
 def generate_private_key(algorithm: str) -> PrivateKey:
     """A fresh key for ``algorithm``: P-256 for ES256, Ed25519 for EdDSA, RSA-3072 for RS256/PS256."""
-    if algorithm == "ES256":
-        return ec.generate_private_key(ec.SECP256R1())
-    if algorithm == "EdDSA":
-        return ed25519.Ed25519PrivateKey.generate()
-    if algorithm in ("RS256", "PS256"):
-        return rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
-    raise ValueError(f"unsupported algorithm {algorithm!r}")
+    return algorithm_named(algorithm).generate()
 
 
 def private_key_bytes(key: PrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def load_private_key(der: bytes) -> PrivateKey:
-    key: Any = serialization.load_der_private_key(der, password=None)
-    if not isinstance(key, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey):
+    key = serialization.load_der_private_key(der, password=None)
+    # PrivateKey is the union of the registry's key types.
+    if not isinstance(key, PrivateKey):
         raise ValueError("stored key is of an unsupported type")
     return key
 

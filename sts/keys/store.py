@@ -9,6 +9,9 @@ included, can still be presented.
 
 Other processes rotate too: ``sts_key_rings.generation`` grows on every change and is
 re-read at most once per ``check_interval`` seconds.
+
+The store writes no audit line and counts no metric itself: whoever builds it passes
+``on_signed``, called after each signature (``sts.services`` records ``token.issued`` there).
 """
 
 from __future__ import annotations
@@ -17,28 +20,33 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from realms.config import TokenPolicy
+from realms.errors import ConfigError
 from realms.tokens.keys import VerificationKey, jwk_thumbprint, public_jwk
-from sts import audit
 from sts.config import StsConfig
-from sts.crypto import MasterKey
 from sts.db import Database
-from sts.errors import RealmUnknown, SigningKeyMissing
+from sts.keys.master_key import MasterKey
 from sts.keys.material import PrivateKey, generate_private_key, load_private_key, private_key_bytes
+from sts.keys.models import KeyRing, SigningKey
 from sts.keys.signer import sign_compact
 from sts.keys.trust import StsTrustResolver
-from sts.metrics import TOKENS_ISSUED
-from sts.models import KeyRing, SigningKey
 
 # How far ahead of a token's exp the signer moves published_until, so that a burst of
 # tokens costs one database write rather than one per token. Publishing longer is safe.
 BUMP_AHEAD_SECONDS = 3600
 RETIRE_GRACE_SECONDS = 60
+# Called after each signature with (realm, claims, typ, kid).
+SignedHook = Callable[[str, dict[str, Any], str, str], None]
+
+
+class SigningKeyMissing(ConfigError):
+    code: ClassVar[str] = "keys.missing"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,10 +78,18 @@ def _aad(realm: str, kid: str) -> bytes:
 class KeyStore:
     """Signs for every hosted realm and publishes their JWKS."""
 
-    def __init__(self, db: Database, master_key: MasterKey, config: StsConfig, *,
-                 check_interval: float = 1.0, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        db: Database,
+        master_key: MasterKey,
+        config: StsConfig,
+        *,
+        check_interval: float = 1.0,
+        clock: Callable[[], float] = time.time,
+        on_signed: SignedHook | None = None,
+    ) -> None:
         self.db, self.master_key, self.config = db, master_key, config
-        self.check_interval, self.clock = check_interval, clock
+        self.check_interval, self.clock, self.on_signed = check_interval, clock, on_signed
         self._cache: dict[str, _RealmKeys] = {}
         self._bumped: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -85,8 +101,9 @@ class KeyStore:
         for realm, settings in self.config.realms.items():
             with self.db.session(immediate=True) as session:
                 self._lock_ring(session, realm)
-                active = session.scalars(select(SigningKey).where(
-                    SigningKey.realm == realm, SigningKey.state == "active")).first()
+                active = session.scalars(
+                    select(SigningKey).where(SigningKey.realm == realm, SigningKey.state == "active")
+                ).first()
                 if active is None or active.algorithm != settings.token.algorithm:
                     self._rotate_locked(session, realm)
             self.retire_expired(realm)
@@ -109,8 +126,9 @@ class KeyStore:
         leeway = self._realm_policy(realm).leeway
         retired: list[str] = []
         with self.db.session(immediate=True) as session:
-            for row in session.scalars(select(SigningKey).where(
-                    SigningKey.realm == realm, SigningKey.state == "retiring")):
+            for row in session.scalars(
+                select(SigningKey).where(SigningKey.realm == realm, SigningKey.state == "retiring")
+            ):
                 # Why: another process may still hold this key as active for up to
                 # check_interval and sign with it; the grace lets its bump land first.
                 settled = row.retiring_since is None or row.retiring_since + RETIRE_GRACE_SECONDS <= now
@@ -125,49 +143,66 @@ class KeyStore:
 
     def _lock_ring(self, session: Session, realm: str) -> None:
         """Take the realm's ring row (row lock on PostgreSQL) and bump its generation."""
-        updated = session.execute(update(KeyRing).where(KeyRing.realm == realm)
-                                  .values(generation=KeyRing.generation + 1))
+        updated = session.execute(
+            update(KeyRing).where(KeyRing.realm == realm).values(generation=KeyRing.generation + 1)
+        )
         if getattr(updated, "rowcount", 0) == 0:
             try:
                 with session.begin_nested():
                     session.add(KeyRing(realm=realm, generation=1))
             except IntegrityError:
-                session.execute(update(KeyRing).where(KeyRing.realm == realm)
-                                .values(generation=KeyRing.generation + 1))
+                session.execute(update(KeyRing).where(KeyRing.realm == realm).values(generation=KeyRing.generation + 1))
 
     def _rotate_locked(self, session: Session, realm: str) -> str:
         now = int(self.clock())
         algorithm = self._realm_policy(realm).algorithm
-        for old in session.scalars(select(SigningKey).where(
-                SigningKey.realm == realm, SigningKey.state == "active")):
+        for old in session.scalars(select(SigningKey).where(SigningKey.realm == realm, SigningKey.state == "active")):
             old.state, old.retiring_since = "retiring", now
         private = generate_private_key(algorithm)
         public = private.public_key()
         kid = jwk_thumbprint(public)
-        session.add(SigningKey(
-            kid=kid, realm=realm, algorithm=algorithm, state="active",
-            private_key=self.master_key.encrypt(private_key_bytes(private), _aad(realm, kid)),
-            public_jwk=public_jwk(public, algorithm), created_at=now, published_until=0,
-        ))
+        session.add(
+            SigningKey(
+                kid=kid,
+                realm=realm,
+                algorithm=algorithm,
+                state="active",
+                private_key=self.master_key.encrypt(private_key_bytes(private), _aad(realm, kid)),
+                public_jwk=public_jwk(public, algorithm),
+                created_at=now,
+                published_until=0,
+            )
+        )
         return kid
 
     # --- cache -----------------------------------------------------------------------
-    def _realm_policy(self, realm: str) -> Any:
-        settings = self.config.realms.get(realm)
-        if settings is None:
-            raise RealmUnknown(f"realm {realm[:80]!r} is not hosted by this STS", realm=realm)
-        return settings.token
+    def _realm_policy(self, realm: str) -> TokenPolicy:
+        return self.config.hosted_realm(realm).token
 
     def _load(self, realm: str) -> _RealmKeys:
         with self.db.session() as session:
             ring = session.get(KeyRing, realm)
-            rows = list(session.scalars(select(SigningKey).where(
-                SigningKey.realm == realm, SigningKey.state != "retired").order_by(SigningKey.created_at)))
+            rows = list(
+                session.scalars(
+                    select(SigningKey)
+                    .where(SigningKey.realm == realm, SigningKey.state != "retired")
+                    .order_by(SigningKey.created_at)
+                )
+            )
         keys, active, private = [], None, None
         for row in rows:
             pub = VerificationKey(row.kid, row.algorithm, _public_from_jwk(row))
-            stored = StoredKey(row.kid, realm, row.algorithm, row.state, pub, dict(row.public_jwk),
-                               row.published_until, row.created_at, row.retiring_since)
+            stored = StoredKey(
+                row.kid,
+                realm,
+                row.algorithm,
+                row.state,
+                pub,
+                dict(row.public_jwk),
+                row.published_until,
+                row.created_at,
+                row.retiring_since,
+            )
             keys.append(stored)
             if row.state == "active" and row.private_key is not None:
                 active = stored
@@ -212,11 +247,8 @@ class KeyStore:
             raise SigningKeyMissing(f"realm {realm} has no active signing key; run jobsts init", realm=realm)
         self._note_exp(current.active, int(claims["exp"]), session)
         token = sign_compact(claims, current.private, current.active.algorithm, current.active.kid, typ)
-        TOKENS_ISSUED.labels(typ).inc()
-        subject = claims.get("sub")
-        audit.record("token.issued", actor=subject if isinstance(subject, str) else None, realm=realm,
-                     job=claims.get("job_id"), profile=typ, jti=claims.get("jti"), kid=current.active.kid,
-                     exp=claims.get("exp"))
+        if self.on_signed is not None:
+            self.on_signed(realm, claims, typ, current.active.kid)
         return token
 
     def _note_exp(self, key: StoredKey, exp: int, session: Session | None) -> None:
@@ -224,8 +256,11 @@ class KeyStore:
         if exp <= known:
             return
         target = exp + BUMP_AHEAD_SECONDS
-        statement = (update(SigningKey).where(SigningKey.kid == key.kid, SigningKey.published_until < target)
-                     .values(published_until=target))
+        statement = (
+            update(SigningKey)
+            .where(SigningKey.kid == key.kid, SigningKey.published_until < target)
+            .values(published_until=target)
+        )
         if session is not None:
             session.execute(statement)
             return  # committed (or not) by the caller: do not trust it in the cache
@@ -247,11 +282,19 @@ class KeyStore:
         """Every key of the realm with its state, for ``jobsts keys list``."""
         self._realm_policy(realm)
         with self.db.session() as session:
-            rows = session.scalars(select(SigningKey).where(SigningKey.realm == realm)
-                                   .order_by(SigningKey.created_at))
-            return [{"kid": r.kid, "algorithm": r.algorithm, "state": r.state, "created_at": r.created_at,
-                     "retiring_since": r.retiring_since, "published_until": r.published_until,
-                     "retired_at": r.retired_at} for r in rows]
+            rows = session.scalars(select(SigningKey).where(SigningKey.realm == realm).order_by(SigningKey.created_at))
+            return [
+                {
+                    "kid": r.kid,
+                    "algorithm": r.algorithm,
+                    "state": r.state,
+                    "created_at": r.created_at,
+                    "retiring_since": r.retiring_since,
+                    "published_until": r.published_until,
+                    "retired_at": r.retired_at,
+                }
+                for r in rows
+            ]
 
 
 def _public_from_jwk(row: SigningKey) -> Any:

@@ -21,9 +21,6 @@ class StsTrustResolver:
         self._realm_by_issuer = {store.config.issuer(name): name for name in store.config.realms}
         self._last_refresh = 0.0
 
-    def realm_of(self, issuer: str) -> str | None:
-        return self._realm_by_issuer.get(issuer)
-
     def _trust(self, issuer: str, force: bool) -> IssuerTrust | None:
         realm = self._realm_by_issuer.get(issuer)
         if realm is None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
+from sts.db import Base
 from sts.migrations import VERSION_TABLE
-from sts.models import Base
 
 connection = context.config.attributes["connection"]
 context.configure(

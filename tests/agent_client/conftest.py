@@ -25,8 +25,8 @@ from agent_client.trust_store import TrustStore
 from authz_tables.decision import Snapshot
 from authz_tables.entries import parse_entry
 from authz_tables.roles import Role
-from realms.job_digest import job_digest
 from realms.tokens.keys import jwk_thumbprint, public_jwk
+from realms.wire.digest import job_digest
 
 STS = "https://sts.test"
 NODE = "node1"

@@ -45,7 +45,7 @@ def test_allowed_job_passes_every_step_and_maps_the_account(decider: NodeDecider
     assert _verdicts(decision) == dict.fromkeys("abcdef", "pass")
     assert decision.account is not None and decision.account.name == "daemon"
     assert "mapping rule" in decision.account.via
-    assert [s.as_dict()["step"] for s in decision.trace] == list("abcdef")
+    assert [s.as_document()["step"] for s in decision.trace] == list("abcdef")
 
 
 def test_untrusted_realm_is_refused_at_step_a(decider: NodeDecider) -> None:

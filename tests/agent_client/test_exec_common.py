@@ -16,7 +16,7 @@ from agent_client.executors.environment import FIXED_PATH, build_environment, is
 from agent_client.executors.self_exec import SelfExecutor
 from agent_client.executors.sudo import SudoExecutor
 from agent_client.mapping import Account
-from agent_client.validation import JobSpec
+from realms.wire.spec import JobSpec
 
 ME = pwd.getpwuid(os.geteuid())
 SELF = Account(ME.pw_name, ME.pw_uid, ME.pw_gid, tuple(os.getgroups()), ME.pw_dir, ME.pw_shell, False, "test")

@@ -29,7 +29,7 @@ from agent_client.executors.self_exec import SelfExecutor
 from agent_client.executors.setuid import SetuidExecutor
 from agent_client.executors.sudo import SudoExecutor
 from agent_client.mapping import Account, resolve_account
-from agent_client.validation import JobSpec
+from realms.wire.spec import JobSpec
 
 IS_ROOT = os.geteuid() == 0
 PYTHON = "/usr/bin/python3"

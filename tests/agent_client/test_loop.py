@@ -14,13 +14,13 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from agent_client.cli import agent as agent_cli
+from agent_client.commands.agent import agent as agent_cli
 from agent_client.config import load_agent_config
 from agent_client.errors import StsUnavailable
 from agent_client.loop import Agent, open_agent
 from authz_tables.roles import Role
 from authz_tables.store import AuthzTable
-from realms.access_id import AccessId
+from realms.identity.access_id import AccessId
 from tests.agent_client.conftest import NODE, OPS_JM, OWN, TRUSTED, UNTRUSTED, make_job, mint
 from tests.agent_client.fake_sts import FakeState, serve
 
@@ -194,8 +194,8 @@ def test_no_job_means_none(agent: Agent, fake: FakeState) -> None:
 
 
 def test_agent_token_is_renewed_after_a_401(agent: Agent, fake: FakeState) -> None:
-    agent.client.agent_token()
-    agent.client._token = "stale"
+    assert agent.run_once() is None  # fetches the first agent token
+    agent.client.auth._token = "stale"  # the STS no longer accepts it
     assert agent.run_once() is None
     assert fake.tokens_issued == 2
 
@@ -314,9 +314,9 @@ def test_unrefreshable_revocation_list_fails_closed(tmp_path: Path) -> None:
 def test_cli_run_once(
     tmp_path: Path, fake: FakeState, node_key: ec.EllipticCurvePrivateKey, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import agent_client.cli
+    import agent_client.commands.agent
 
-    monkeypatch.setattr(agent_client.cli, "_setup_logging", lambda verbose: None)
+    monkeypatch.setattr(agent_client.commands.agent, "_setup_logging", lambda verbose: None)
     path = write_agent_dir(tmp_path / "agent", fake.base_url, node_key)
     lease = lease_for(fake)
     fake.leases.append(lease)

@@ -15,7 +15,7 @@ from agent_client.errors import MapBadAccount, MapNoAccount, MapRootRefused, Tru
 from agent_client.mapping import map_account, resolve_account
 from agent_client.trust_store import TrustStore
 from authz_tables.roles import Role
-from realms.access_id import EVERYONE, AccessId
+from realms.identity.access_id import EVERYONE, AccessId
 from tests.agent_client.conftest import (
     DEFAULT_TABLE,
     JOHN_JM,

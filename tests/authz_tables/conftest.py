@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from authz_tables.entries import NODE_SCOPE, Effect, Entry, Scope
 from authz_tables.roles import Role
 from authz_tables.store import AuthzTable
-from realms.access_id import EVERYONE, AccessId
+from realms.identity.access_id import EVERYONE, AccessId
 
 JOHN = AccessId.user("jobmgr", "uid=john,ou=people,dc=jobmgr,dc=example")
 CAROL = AccessId.user("jobmgr", "uid=carol,ou=people,dc=jobmgr,dc=example")

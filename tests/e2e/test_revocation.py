@@ -49,7 +49,7 @@ def test_a_job_whose_token_was_revoked_before_dispatch_is_refused_by_the_agent(s
                                                                                 node: AgentNode) -> None:
     from sts.db import Database
     from sts.jobs.models import Job
-    from sts.revocation import revoke_jti
+    from sts.oauth.revocation import revoke_jti
 
     token = _eve(sts)
     job = sts.submit(token, node.node_id, "run")

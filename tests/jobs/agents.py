@@ -12,32 +12,22 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
-from sts.config import StsConfig
-from sts.crypto import MasterKey
-from sts.db import Database
+from realms.wire.documents import parse_result
+from sts.config import JobSettings, StsConfig
 from sts.jobs import dispatch
-from sts.jobs.env import JobEnv
-from sts.jobs.spec import parse_result
-from sts.nodes import get_node
-from sts.revocation import list_active, revoke_jti
+from sts.services import Services, build_services
 
 
-class NoSigner:
-    def sign(self, realm: str, claims: dict[str, Any], typ: str, *, session: Any = None) -> str:
-        raise AssertionError("agents never sign")
-
-
-def agent_env(database_url: str, key_file: Path, lease_seconds: int = 60) -> JobEnv:
+def agent_env(database_url: str, key_file: Path, lease_seconds: int = 60) -> Services:
+    """The job manager's services on their own engine, with no realm (agents never sign)."""
     config = StsConfig(base_url="https://sts.test", database_url=database_url, master_key_file=key_file,
-                       master_key_env=None, realms={}, audience="https://sts.test/api")
-    return JobEnv(db=Database(database_url), config=config, signer=NoSigner(), cipher=MasterKey.from_file(key_file),
-                  get_node=get_node, revoke=revoke_jti, list_revocations=list_active, registries={},
-                  lease_seconds=lease_seconds)
+                       master_key_env=None, realms={}, audience="https://sts.test/api",
+                       jobs=JobSettings(lease_seconds=lease_seconds))
+    return build_services(config, migrate=False)
 
 
-def run(env: JobEnv, node: str, name: str, expected: int, deadline: float) -> None:
+def run(env: Services, node: str, name: str, expected: int, deadline: float) -> None:
     """Lease until ``expected`` jobs are finished by all agents together (or the deadline)."""
     result = parse_result({"outcome": "succeeded", "exit_code": 0, "stdout_tail": name, "stderr_tail": ""})
     from sqlalchemy import func, select

@@ -16,13 +16,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from authz_tables.roles import Role
-from realms.access_id import AccessId
+from realms.identity.access_id import AccessId
 from sts import create_app
+from sts.config import JobSettings
 from sts.db import make_engine
-from sts.jobs.env import JobEnv
-from sts.jobs.manager import job_env
 from sts.migrations import migrate
-from sts.models import Node
+from sts.nodes.models import Node
 from sts.services import Services
 from tests.sts.conftest import make_config, spy_on_registries
 from tests.sts.fakes import group_id, user_id
@@ -39,9 +38,9 @@ class World:
     services: Services
 
     @property
-    def env(self) -> JobEnv:
-        with self.app.app_context():
-            return job_env()
+    def env(self) -> Services:
+        """What the job manager runs on: the app's services (clock, settings, reaper stamp)."""
+        return self.services
 
     def grant(self, principal: AccessId, role: Role) -> None:
         self.services.authz.grant(principal, role, changed_by="test")
@@ -107,10 +106,10 @@ def migrate_database(database_url: str) -> None:
         engine.dispose()
 
 
-def build_world(tmp_path: Path, database_url: str, **app_config: Any) -> World:
+def build_world(tmp_path: Path, database_url: str, jobs: JobSettings | None = None) -> World:
     migrate_database(database_url)
-    app = create_app(make_config(tmp_path, database_url))
-    app.config.update(TESTING=True, **app_config)
+    app = create_app(make_config(tmp_path, database_url, jobs=jobs or JobSettings()))
+    app.config.update(TESTING=True)
     spy_on_registries(app)
     services: Services = app.extensions["jobsts"]
     world = World(app, app.test_client(), services)
@@ -129,6 +128,6 @@ def world(tmp_path: Path, database_url: str) -> Iterator[World]:
     """user john and user1: operators; carol: monitor (group); user2: no role; admin: bootstrap
     administrator. Nodes: node1 (jobmgr), cellnode (cellB, trusts nobody), trusting (cellB,
     trusts jobmgr)."""
-    built = build_world(tmp_path, database_url, JOBSTS_JOB_POLL_INTERVAL=0.05)
+    built = build_world(tmp_path, database_url, JobSettings(poll_interval=0.05))
     yield built
     built.services.close()

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from realms.job_digest import job_digest
 from realms.tokens import JOB_TOKEN, verify
+from realms.wire.digest import job_digest
 from tests.jobs.conftest import World
 
 pytestmark = pytest.mark.db
@@ -31,7 +31,7 @@ def clock(world: World) -> Clock:
     fake = Clock()
     env = world.env
     env.clock = fake
-    env.lease_seconds = 60
+    assert env.lease_seconds == 60
     return fake
 
 

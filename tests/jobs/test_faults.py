@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
+from sts.config import JobSettings
 from sts.jobs.models import Job, JobIdempotency
 from tests.jobs.conftest import World, build_world
 from tests.jobs.tcp_proxy import TcpProxy
@@ -197,12 +198,12 @@ def proxied_world(tmp_path: Path, database_url: str, on_postgres: bool) -> Itera
     proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
     proxy.start()
     proxied = url.set(port=proxy.port).render_as_string(hide_password=False)
-    world = build_world(tmp_path, proxied, JOBSTS_JOB_POLL_INTERVAL=0.05)
+    world = build_world(tmp_path, proxied, JobSettings(poll_interval=0.05))
     try:
         yield world, proxy
     finally:
         world.services.close()
-        proxy.stop()
+        proxy.close()
 
 
 def test_postgres_restart_under_load_gives_503_then_recovers(proxied_world: tuple[World, TcpProxy]) -> None:

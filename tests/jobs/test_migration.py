@@ -7,10 +7,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from sts.db import make_engine
+from sts.db import Base, make_engine
 from sts.jobs.models import Job, JobIdempotency
 from sts.migrations import migrate
-from sts.models import Base
 
 pytestmark = pytest.mark.db
 JOB_TABLES = {Job.__tablename__, JobIdempotency.__tablename__}

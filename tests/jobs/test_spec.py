@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from realms.errors import JobstsError
-from sts.jobs.spec import (
-    IDENTITY_FIELDS,
-    MAX_ARG_CHARS,
-    MAX_ARGV,
-    MAX_ENV,
-    MAX_TAIL_CHARS,
-    normalize_spec,
-    parse_result,
-    parse_submission,
-)
+from realms.wire.documents import parse_job, parse_result
+from realms.wire.spec import IDENTITY_FIELDS, LIMITS, parse_spec
+from sts.jobs.spec import parse_submission
+
+MAX_ARGV, MAX_ARG_CHARS, MAX_ENV = LIMITS.max_argv, LIMITS.max_arg_chars, LIMITS.max_env
+MAX_TAIL_CHARS = LIMITS.max_tail_chars
 
 
 def body(**changes: Any) -> dict[str, Any]:
@@ -78,7 +77,7 @@ def test_bad_specs_are_refused(spec: Any) -> None:
 def test_limits_themselves_are_accepted() -> None:
     spec = {"argv": ["x" * MAX_ARG_CHARS] * 8, "env": {f"V_{i}": "v" for i in range(MAX_ENV)}}
     assert len(parse_submission(body(spec=spec)).spec["env"]) == MAX_ENV
-    assert len(normalize_spec({"argv": ["x"] * MAX_ARGV})["argv"]) == MAX_ARGV
+    assert len(parse_spec({"argv": ["x"] * MAX_ARGV}).argv) == MAX_ARGV
 
 
 @pytest.mark.parametrize("document", [
@@ -148,3 +147,70 @@ def test_a_refusal_carries_its_code_and_trace() -> None:
         {"step": "a", "name": "realm", "verdict": "fail", "detail": "cellC is not trusted"}]))
     assert parsed.code == "realm.untrusted" and parsed.trace[0].verdict == "fail"
     assert parsed.digest() == parse_result(parsed.as_document()).digest()
+
+
+# --- one contract, both sides -------------------------------------------------------------------
+
+
+def _agent_code(spec: dict[str, Any]) -> str | None:
+    """What the agent says about a leased job with this spec: None when it parses."""
+    from agent_client.validation import leased_job
+
+    job = {"id": "job-1", "node": "node1", "type": "shell", "spec": spec, "submitter": "user:jobmgr/uid=john",
+           "realm": "jobmgr", "not_before": 0, "deadline": 1, "attempt": 1}
+    try:
+        leased_job(job)
+    except JobstsError as exc:
+        return exc.code
+    return None
+
+
+@pytest.mark.parametrize(("limit", "spec"), [
+    ("max_argv", {"argv": ["/bin/echo", "a", "b"]}),
+    ("max_arg_chars", {"argv": ["abc", "ab"]}),
+    ("max_env", {"argv": ["/bin/true"], "env": {"A": "1", "B": "2", "C": "3"}}),
+    ("max_env_value_chars", {"argv": ["/bin/true"], "env": {"A": "123"}}),
+    ("max_timeout", {"argv": ["/bin/true"], "timeout": 3}),
+])
+def test_one_limits_table_drives_the_sts_and_the_agent(monkeypatch: pytest.MonkeyPatch, limit: str,
+                                                      spec: dict[str, Any]) -> None:
+    import realms.wire.spec
+
+    normalized = parse_submission(body(spec=spec)).spec
+    assert _agent_code(normalized) is None
+    monkeypatch.setattr(realms.wire.spec, "LIMITS", replace(LIMITS, **{limit: 2}))
+    assert code_of(body(spec=spec)) == "job.invalid_spec"
+    assert _agent_code(normalized) == "agent.job_invalid"
+    monkeypatch.setattr(realms.wire.spec, "LIMITS", replace(LIMITS, **{limit: 3}))
+    assert parse_submission(body(spec=spec)).spec == normalized
+    assert _agent_code(normalized) is None
+
+
+@pytest.mark.parametrize("field", sorted(IDENTITY_FIELDS))
+def test_the_agent_refuses_identity_fields_in_a_spec_too(field: str) -> None:
+    assert _agent_code({"argv": ["/bin/true"], "env": {}, "cwd": None, "timeout": 10, "authgroup": None,
+                        field: "root"}) == "agent.job_invalid"
+
+
+_texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
+
+
+@given(st.fixed_dictionaries(
+    {"argv": st.lists(_texts, min_size=1, max_size=4)},
+    optional={"env": st.dictionaries(st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True), _texts, max_size=3),
+              "cwd": st.one_of(st.none(), _texts.map(lambda t: "/" + t)),
+              "timeout": st.integers(min_value=-5, max_value=LIMITS.max_timeout + 5),
+              "authgroup": st.one_of(st.none(), st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,5}", fullmatch=True),
+                                     _texts)},
+))
+@settings(max_examples=300, deadline=None)
+def test_whatever_the_sts_accepts_the_agent_reads_back_unchanged(spec: dict[str, Any]) -> None:
+    try:
+        normalized = parse_submission(body(spec=spec)).spec
+    except JobstsError:
+        return
+    assert _agent_code(normalized) is None
+    assert parse_spec(normalized).as_document() == normalized
+    job = {"id": "job-1", "node": "node1", "type": "shell", "spec": normalized, "submitter": "user:jobmgr/uid=john",
+           "realm": "jobmgr", "not_before": 0, "deadline": 1, "attempt": 1}
+    assert parse_job(job).as_document() == job

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from realms.job_digest import job_digest
 from realms.tokens import JOB_TOKEN, verify
-from sts.crypto import MasterKeyMismatch
+from realms.wire.digest import job_digest
 from sts.jobs.models import Job, JobIdempotency
+from sts.keys.master_key import MasterKeyMismatch
 from tests.jobs.conftest import JOHN, World
 from tests.sts.fakes import group_id, user_id
 

@@ -12,8 +12,8 @@ import pytest
 from flask import Flask
 from prometheus_client import REGISTRY
 
-from realms.principal import Principal
-from sts.blueprints import health
+from realms.identity.principal import Principal
+from sts.observability import views as health
 from sts.services import Services
 from tests.production.servers import FlaskActor
 from tests.sts.fakes import SpyRegistry
@@ -52,7 +52,7 @@ def test_metrics_count_a_full_cycle(ldap_app: Flask) -> None:
 
 
 def test_an_agent_chosen_code_cannot_grow_the_series() -> None:
-    from sts.metrics import code_label
+    from sts.observability.metrics import code_label
 
     assert code_label("authz.denied") == "authz.denied"
     assert code_label(f"x{uuid.uuid4().hex}") == "other"
@@ -109,7 +109,7 @@ def test_audit_log_is_complete_and_never_holds_a_secret(ldap_app: Flask, caplog:
     caplog.set_level(logging.DEBUG)  # every logger, every level
     services: Services = ldap_app.extensions["jobsts"]
     from authz_tables.roles import Role
-    from realms.access_id import AccessId
+    from realms.identity.access_id import AccessId
 
     services.authz.grant(AccessId.parse("user:jobmgr/uid=john,ou=people,dc=jobmgr,dc=example"), Role.OPERATOR,
                          changed_by="user:jobmgr/uid=admin,ou=people,dc=jobmgr,dc=example")

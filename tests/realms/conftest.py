@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from realms.config import load_realms
-from realms.registry import Registry
+from realms.registries.base import Registry
 from tests.ldap_harness import SlapdServer, ldif_realm_table
 
 MakeRegistry = Callable[..., Registry]

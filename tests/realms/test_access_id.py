@@ -8,7 +8,8 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from realms.access_id import (
+from realms.errors import AccessIdInvalid
+from realms.identity.access_id import (
     ALL_AUTHENTICATED,
     EVERYONE,
     MAX_UNIQUE_ID_LENGTH,
@@ -17,7 +18,6 @@ from realms.access_id import (
     Special,
     check_realm_name,
 )
-from realms.errors import AccessIdInvalid
 
 realm_names = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", fullmatch=True)
 # Printable unique ids: no control/format/surrogate/private-use, no line or paragraph separators.

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from realms.credentials import MAX_PASSWORD_BYTES, MAX_USERNAME_LENGTH
 from realms.errors import RegistryUnavailable
-from realms.registry import Registry
+from realms.identity.credentials import MAX_PASSWORD_BYTES, MAX_USERNAME_LENGTH
+from realms.registries.base import Registry
 from tests.ldap_harness import SlapdServer
 from tests.realms.conftest import MakeRegistry
 

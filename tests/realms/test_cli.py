@@ -27,8 +27,9 @@ def test_example_realm_login_prints_access_id_and_groups() -> None:
 
 
 def test_json_output() -> None:
-    code, out, _ = run("--config", str(EXAMPLES), "--realm", "cellB", "--username", "bob", "--json",
-                       password="bob-password\n")
+    code, out, _ = run(
+        "--config", str(EXAMPLES), "--realm", "cellB", "--username", "bob", "--json", password="bob-password\n"
+    )
     assert code == 0
     data = json.loads(out)
     assert data["access_id"] == "user:cellB/uid=bob,ou=people,dc=cellb,dc=example"
@@ -83,7 +84,7 @@ def test_unreachable_directory_exits_2(tmp_path: Path, down_ldap_url: str) -> No
 @pytest.mark.slapd
 def test_against_the_running_slapd(tmp_path: Path, slapd: SlapdServer) -> None:
     table = slapd.realm_table("jobmgr", group_mode="memberOf")["registry"]
-    lines = ['[[realms]]', 'name = "jobmgr"', "[realms.registry]"]
+    lines = ["[[realms]]", 'name = "jobmgr"', "[realms.registry]"]
     lines += [f"{key} = {json.dumps(value)}" for key, value in table.items()]
     config = tmp_path / "sts.toml"
     config.write_text("\n".join(lines) + "\n")

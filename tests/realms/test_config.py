@@ -9,8 +9,8 @@ import pytest
 
 from realms.config import TokenPolicy, load_realms
 from realms.errors import ConfigError
-from realms.ldap_registry import LdapRegistryConfig
-from realms.ldif_registry import LdifRegistryConfig
+from realms.registries.ldap.config import LdapRegistryConfig
+from realms.registries.ldif.config import LdifRegistryConfig
 
 SEED = Path(__file__).resolve().parents[1] / "ldap" / "jobmgr.ldif"
 LDAP: dict[str, Any] = {
@@ -39,7 +39,12 @@ def test_ldap_defaults() -> None:
     config = load(dict(LDAP)).registry
     assert isinstance(config, LdapRegistryConfig)
     assert (config.host, config.port, config.use_ssl, config.start_tls, config.tls_verify) == (
-        "127.0.0.1", 389, False, False, True)
+        "127.0.0.1",
+        389,
+        False,
+        False,
+        True,
+    )
     assert config.schema.unique_id == "dn" and config.schema.group_mode == "member" and config.schema.nested
     assert "secret" not in repr(config)
 

@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import pytest
 
-from realms.access_id import AccessId, AccessIdKind
-from realms.ldif_format import read_ldif
+from realms.identity.access_id import AccessId, AccessIdKind
+from realms.registries.ldif.format import read_ldif
 from tests.ldap_harness import seed_files
 from tests.realms.conftest import MakeRegistry
 
@@ -150,9 +150,7 @@ def test_every_access_id_belongs_to_the_realm(make_registry: MakeRegistry) -> No
 
 def test_registry_is_safe_to_share_between_threads(make_registry: MakeRegistry) -> None:
     registry = make_registry("jobmgr")
-    expected = {
-        name: registry.authenticate(name, f"{name}-password") for name in ("admin", "john", "user1", "carol")
-    }
+    expected = {name: registry.authenticate(name, f"{name}-password") for name in ("admin", "john", "user1", "carol")}
     assert all(expected.values())
     failures: list[str] = []
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from realms.group_resolution import resolve_nested
+from realms.registries.groups import resolve_nested
 
 PARENTS = {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": set(), "x": {"x"}}
 

@@ -10,8 +10,8 @@ import pytest
 from ldap3 import Connection
 
 from realms.errors import RegistryTLSError, RegistryUnavailable
-from realms.ldap_registry import LdapRegistry
-from realms.registry import Registry
+from realms.registries.base import Registry
+from realms.registries.ldap.registry import LdapRegistry
 from tests.ldap_harness import FakeDirectory, SlapdServer
 from tests.realms.test_bad_input import _ldap_table
 

@@ -8,7 +8,7 @@ import pytest
 
 from realms.config import load_realms
 from realms.errors import ConfigError
-from realms.ldif_format import parse_ldif
+from realms.registries.ldif.format import parse_ldif
 
 
 def test_records_folding_base64_and_comments() -> None:

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from realms.password_hashes import SCHEMES, hash_password, split_scheme, verify_password
+from realms.registries.ldif.password_hashes import SCHEMES, hash_password, split_scheme, verify_password
 
 SLAPPASSWD = shutil.which("slappasswd") or "/usr/sbin/slappasswd"
 

@@ -18,11 +18,11 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from agent_client.api import AgentApi, load_node_key
 from agent_client.config import Limits, MappingConfig, MappingRule
 from agent_client.decision import NodeDecider, NodePolicy
 from agent_client.journal import StartedJournal
 from agent_client.loop import Agent, RevocationSet
-from agent_client.sts_client import StsClient, load_node_key
 from agent_client.trust_store import TrustStore
 from authz_tables.decision import Snapshot
 from authz_tables.entries import parse_entry
@@ -33,7 +33,7 @@ JOHN = "user:jobmgr/uid=john,ou=people,dc=jobmgr,dc=example"
 
 def build_agent(sts: str, node: str, key: Path, state: Path, account: str, *, leeway: int = 30) -> Agent:
     """A node in realm jobmgr that lets john run ``shell`` jobs as ``account``."""
-    client = StsClient(sts, node, "jobmgr", load_node_key(key, "ES256"), "ES256")
+    client = AgentApi.connect(sts, node, "jobmgr", load_node_key(key, "ES256"), "ES256")
     trust = TrustStore(realms=frozenset({"jobmgr"}), issuer_of=lambda realm: f"{sts}/realms/{realm}",
                        cache_dir=None, fetch=client.jwks)
     policy = NodePolicy(node, "jobmgr", frozenset(), frozenset(), {"shell": Role.OPERATOR},

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from authz_tables.roles import Role
 from realms.tokens.keys import public_jwk
 from sts import create_app
+from sts.config import JobSettings
 from tests.jobs.conftest import JOHN, World, migrate_database
 from tests.sts.conftest import make_config, spy_on_registries
 
@@ -53,9 +55,9 @@ class Served:
 
 def make_world(tmp_path: Path, database_url: str, base_url: str, lease_seconds: int) -> World:
     migrate_database(database_url)
-    app = create_app(make_config(tmp_path, database_url, base_url=base_url))
-    app.config.update(TESTING=True, JOBSTS_JOB_LEASE_SECONDS=lease_seconds, JOBSTS_JOB_REAP_INTERVAL=0.2,
-                      JOBSTS_JOB_POLL_INTERVAL=0.05)
+    jobs = JobSettings(lease_seconds=lease_seconds, reap_interval=0.2, poll_interval=0.05)
+    app = create_app(make_config(tmp_path, database_url, base_url=base_url, jobs=jobs))
+    app.config.update(TESTING=True)
     spy_on_registries(app)
     world = World(app, app.test_client(), app.extensions["jobsts"])
     world.grant(JOHN, Role.OPERATOR)
@@ -75,8 +77,9 @@ def register_node(world: World, tmp_path: Path) -> Path:
     return key_file
 
 
-def serve(app: Flask, port: int) -> tuple[BaseWSGIServer, threading.Thread]:
-    server = make_server("127.0.0.1", port, app, threaded=True)
+def serve(app: Flask, sock: socket.socket) -> tuple[BaseWSGIServer, threading.Thread]:
+    """Serve ``app`` on ``sock``, a listening socket the caller holds (tests/loopback.py)."""
+    server = make_server("127.0.0.1", 0, app, threaded=True, fd=sock.fileno())
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     return server, thread

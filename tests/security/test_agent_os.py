@@ -30,9 +30,10 @@ from agent_client.executors.sudo import SudoExecutor
 from agent_client.file_modes import check_paths
 from agent_client.mapping import Account, resolve_account
 from agent_client.trust_store import TrustStore
-from agent_client.validation import JobSpec, parse_spec
-from realms.access_id import AccessId
+from agent_client.validation import parse_spec
 from realms.errors import JobstsError
+from realms.identity.access_id import AccessId
+from realms.wire.spec import JobSpec
 from tests.agent_client.conftest import DEFAULT_TABLE, JOHN_JM, OWN, TRUSTED, issuer, make_job, mint, policy, table
 from tests.agent_client.conftest import write_bundles as agent_bundles
 from tests.security.conftest import IS_ROOT, root_only, wait_for

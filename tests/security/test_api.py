@@ -22,9 +22,9 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
+from realms.wire.spec import IDENTITY_FIELDS
 from sts import create_app
 from sts.jobs.models import Job
-from sts.jobs.spec import IDENTITY_FIELDS
 from tests.jobs.conftest import World, build_world
 from tests.security.conftest import ldap_app
 from tests.sts.fakes import user_id

@@ -24,9 +24,9 @@ from hypothesis import strategies as st
 
 from authz_tables.errors import AuthzError
 from authz_tables.transfer import export_entries, parse_text
-from realms.access_id import AccessId, AccessIdKind
+from realms.identity.access_id import AccessId, AccessIdKind
 from realms.errors import AccessIdInvalid, JobstsError
-from realms.job_digest import canonical_json, job_digest
+from realms.wire.digest import canonical_json, job_digest
 from realms.tokens import JOB_TOKEN, IssuerTrust, TokenMalformed, VerificationKey, jwk_thumbprint, verify
 from realms.tokens.errors import TokenError
 from realms.tokens.jws import parse_compact

@@ -25,7 +25,7 @@ from agent_client.trust_store import TrustStore
 from authz_tables.decision import Snapshot
 from authz_tables.entries import parse_entry
 from authz_tables.roles import Role
-from realms.job_digest import canonical_json
+from realms.wire.digest import canonical_json
 from realms.tokens.keys import public_jwk
 from sts.jobs.models import Job
 from tests.jobs.conftest import JOHN, World

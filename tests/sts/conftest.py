@@ -19,7 +19,7 @@ from flask.testing import FlaskClient, FlaskCliRunner
 
 from sts import create_app
 from sts.config import StsConfig, load_sts_config
-from sts.crypto import create_key_file
+from sts.keys.master_key import create_key_file
 from sts.services import Services
 from tests.ldap_harness import ldif_realm_table
 from tests.sts.fakes import SpyRegistry, user_id

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from realms.access_id import AccessId
+from realms.identity.access_id import AccessId
 from realms.errors import RegistryUnavailable
-from realms.principal import Principal
-from realms.registry import Registry
+from realms.identity.principal import Principal
+from realms.registries.base import Registry
 
 SUFFIX = {"jobmgr": "dc=jobmgr,dc=example", "cellB": "dc=cellb,dc=example", "cellC": "dc=cellc,dc=example"}
 

@@ -1,4 +1,4 @@
-"""The STS commands: init, keys, access-id (local), and login/logout/node against a live server."""
+"""The STS commands (init, keys), access-id (local and over the API), and login/logout/node against a live server."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from click.testing import CliRunner
 from flask import Flask
 from werkzeug.serving import make_server
 
+from agent_client.api.login_store import load_store, save_store, tokens_path
+from agent_client.api.user import user_api
 from realms.console import cli
-from sts.cli.session import authorized_client, load_store, tokens_path
 from tests.sts.conftest import node_keypair, write_config
 
 pytestmark = pytest.mark.db
@@ -110,11 +111,9 @@ def test_expired_session_is_refreshed(live_url: str) -> None:
     store = load_store()
     store["sessions"][live_url]["expires_at"] = int(time.time()) - 1
     old_refresh = store["sessions"][live_url]["refresh_token"]
-    from sts.cli.session import save_store
-
     save_store(store)
-    with authorized_client() as http:
-        assert http.get("/api/v1/nodes").status_code == 200
+    with user_api() as api:
+        assert api.call("GET", "/api/v1/nodes", "the node list").status_code == 200
     assert load_store()["sessions"][live_url]["refresh_token"] != old_refresh
 
 
@@ -183,10 +182,11 @@ def test_wsgi_entry_point_reads_jobsts_config(config_file: Path, monkeypatch: py
 
 
 def test_unreachable_sts_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.ldap_harness import free_port
+    from tests.loopback import RefusedPort
 
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    result = _login(f"http://127.0.0.1:{free_port()}")
+    with RefusedPort() as nothing_listens:
+        result = _login(nothing_listens.url("http"))
     assert result.exit_code == 1 and "sts.unreachable" in result.output and "Traceback" not in result.output
 
 

@@ -11,7 +11,14 @@ import pytest
 
 from sts import create_app
 from sts.config import StsConfig
-from sts.crypto import MasterKey, MasterKeyError, MasterKeyInsecure, MasterKeyMismatch, create_key_file, encode_key
+from sts.keys.master_key import (
+    MasterKey,
+    MasterKeyError,
+    MasterKeyInsecure,
+    MasterKeyMismatch,
+    create_key_file,
+    encode_key,
+)
 from tests.sts.conftest import make_config
 
 

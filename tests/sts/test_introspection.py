@@ -8,7 +8,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from authz_tables.roles import Role
-from sts.revocation import list_active
+from sts.oauth.revocation import list_active
 from sts.services import Services
 from tests.sts.conftest import agent_token_request, assertion, bearer, login
 from tests.sts.fakes import group_id
@@ -64,8 +64,8 @@ def test_housekeeping_drops_only_what_has_expired(client: FlaskClient, services:
 
     from sqlalchemy import func, select
 
-    from sts.models import RefreshToken, RevokedToken
-    from sts.revocation import revoke_jti
+    from sts.oauth.models import RefreshToken, RevokedToken
+    from sts.oauth.revocation import revoke_jti
 
     login(client, "john")
     now = int(time.time())

@@ -15,9 +15,9 @@ from realms.tokens import ACCESS_TOKEN, jwk_thumbprint, verify
 from realms.tokens.errors import TokenUnknownKey
 from realms.tokens.keys import PRIVATE_MEMBERS
 from sts import create_app
-from sts.crypto import MasterKeyMismatch
 from sts.keys import KeyStore
-from sts.models import SigningKey
+from sts.keys.master_key import MasterKeyMismatch
+from sts.keys.models import SigningKey
 from sts.services import Services, build_services
 from tests.sts.conftest import make_config
 
@@ -34,9 +34,17 @@ class Clock:
 
 def _claims(services: Services, realm: str = "jobmgr", ttl: int = 300, now: float | None = None) -> dict[str, Any]:
     issued = int(now if now is not None else time.time())
-    return {"iss": services.config.issuer(realm), "sub": "user:jobmgr/uid=john", "aud": services.config.audience,
-            "iat": issued, "nbf": issued, "exp": issued + ttl, "jti": f"j{time.monotonic_ns()}", "realm": realm,
-            "groups": []}
+    return {
+        "iss": services.config.issuer(realm),
+        "sub": "user:jobmgr/uid=john",
+        "aud": services.config.audience,
+        "iat": issued,
+        "nbf": issued,
+        "exp": issued + ttl,
+        "jti": f"j{time.monotonic_ns()}",
+        "realm": realm,
+        "groups": [],
+    }
 
 
 @pytest.mark.parametrize("algorithm", ["ES256", "EdDSA", "RS256", "PS256"])
@@ -101,8 +109,13 @@ def test_rotation_keeps_the_retiring_key_published_until_its_tokens_expire(tmp_p
         assert store.retire_expired("jobmgr") == [old_kid]
         assert {k["kid"] for k in store.jwks("jobmgr")["keys"]} == {new_kid}
         with pytest.raises(TokenUnknownKey):
-            verify(old_token, ACCESS_TOKEN, store.trust_resolver(), audience=services.config.audience,
-                   now=clock.now - 86400)
+            verify(
+                old_token,
+                ACCESS_TOKEN,
+                store.trust_resolver(),
+                audience=services.config.audience,
+                now=clock.now - 86400,
+            )
         states = {k["kid"]: k["state"] for k in store.describe("jobmgr")}
         assert states == {old_kid: "retired", new_kid: "active"}
         with services.db.session() as session:
@@ -112,7 +125,8 @@ def test_rotation_keeps_the_retiring_key_published_until_its_tokens_expire(tmp_p
 
 
 def test_a_key_that_signed_nothing_is_unpublished_at_once_and_retired_after_the_grace(
-        tmp_path: Path, database_url: str) -> None:
+    tmp_path: Path, database_url: str
+) -> None:
     clock = Clock()
     services = build_services(make_config(tmp_path, database_url))
     store = KeyStore(services.db, services.master_key, services.config, clock=clock, check_interval=0)

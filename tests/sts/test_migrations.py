@@ -11,9 +11,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 import sts
-from sts.db import make_engine
+from sts.db import Base, make_engine
 from sts.migrations import VERSION_TABLE, migrate
-from sts.models import Base
 
 pytestmark = pytest.mark.db
 

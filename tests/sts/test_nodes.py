@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from flask import Blueprint, Flask, g
+from flask import Blueprint, Flask
 from flask.testing import FlaskClient
 
-from sts.auth import require_agent
+from sts.http.auth import require_agent
+from sts.http.context import request_context
 from sts.services import Services
 from tests.sts.conftest import agent_token_request, assertion, bearer, decode_unverified, login, node_keypair
 
@@ -145,7 +146,9 @@ def probe_app(app: Flask) -> Flask:
     @probe.get("/api/v1/agent/probe")
     @require_agent
     def whoami() -> dict[str, Any]:
-        return {"node": g.node.id, "realm": g.node.realm}
+        node = request_context().node
+        assert node is not None
+        return {"node": node.id, "realm": node.realm}
 
     app.register_blueprint(probe)
     return app

@@ -11,8 +11,9 @@ from flask.testing import FlaskClient
 
 from sts import create_app
 from sts.config import ThrottlePolicy
+from sts.http.context import client_address
+from sts.oauth.throttle import LoginThrottle
 from sts.services import Services
-from sts.throttle import LoginThrottle, client_address
 from tests.sts.conftest import make_config
 
 pytestmark = pytest.mark.db
@@ -73,7 +74,7 @@ def test_wait_grows_and_is_capped() -> None:
 
     with tempfile.TemporaryDirectory() as folder:
         db = Database(f"sqlite:///{folder}/t.db")
-        from sts.models import Base
+        from sts.db import Base
 
         Base.metadata.create_all(db.engine)
         clock = Clock()

@@ -115,7 +115,7 @@ def test_refresh_rotates_and_reuse_revokes_the_family(client: FlaskClient) -> No
 def test_refresh_tokens_are_stored_only_as_hashes(client: FlaskClient, services: Services) -> None:
     from sqlalchemy import select
 
-    from sts.models import RefreshToken
+    from sts.oauth.models import RefreshToken
 
     token = login(client, "john")["refresh_token"]
     with services.db.session() as session:
@@ -145,7 +145,7 @@ def test_refresh_token_of_one_realm_is_refused_by_another(client: FlaskClient) -
 
 
 def test_concurrent_use_of_one_refresh_token_lets_only_one_win(client: FlaskClient, services: Services) -> None:
-    from sts import refresh_tokens
+    from sts.oauth import refresh_tokens
 
     token = login(client, "john")["refresh_token"]
     with services.db.session() as session:
@@ -159,7 +159,7 @@ def test_concurrent_use_of_one_refresh_token_lets_only_one_win(client: FlaskClie
 def test_refresh_never_extends_the_session(client: FlaskClient, services: Services) -> None:
     from sqlalchemy import select
 
-    from sts.models import RefreshToken
+    from sts.oauth.models import RefreshToken
 
     first = login(client, "john")
     second = _token(client, grant_type="refresh_token", refresh_token=first["refresh_token"]).get_json()

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
+from realms.tokens.algorithms import signature_is_valid
 from realms.tokens.errors import TokenMalformed
 from realms.tokens.jws import b64url_decode, json_object
 from realms.tokens.keys import VerificationKey, verification_key_from_jwk
 from realms.tokens.profiles import SIGNING_ALGORITHMS
-from realms.tokens.signatures import signature_is_valid
 from realms.tokens.verify import FORBIDDEN_HEADER_MEMBERS
 
 VECTORS = Path(__file__).resolve().parent / "vectors" / "json_web_signature_test.json"
@@ -96,8 +96,11 @@ def _key_cases() -> list[Any]:
         if group["comment"] in UNDETECTED:
             continue
         for index, jwk in enumerate((group.get("private") or group.get("public"))["keys"]):
-            usable = (group["comment"] in ("rs256", "jws_mixedSymmetryKeyset") and jwk.get("use") == "sig"
-                      and jwk.get("kty") in ("RSA", "EC"))
+            usable = (
+                group["comment"] in ("rs256", "jws_mixedSymmetryKeyset")
+                and jwk.get("use") == "sig"
+                and jwk.get("kty") in ("RSA", "EC")
+            )
             cases.append(pytest.param(_public_only(jwk), usable, id=f"{group['comment']}-{index}"))
     return cases
 
@@ -107,8 +110,11 @@ def _key_cases() -> list[Any]:
 def test_wycheproof_jwk_as_a_node_key(client: Any, admin_token: str, jwk: dict[str, Any], usable: bool) -> None:
     """Node registration takes only sound public signing keys: no short or e=1 RSA, no points off
     the curve, no kty/crv/alg mismatch, no encryption or symmetric keys."""
-    response = client.post("/api/v1/nodes", headers={"Authorization": f"Bearer {admin_token}"},
-                           json={"id": "wp", "realm": "jobmgr", "public_jwk": jwk})
+    response = client.post(
+        "/api/v1/nodes",
+        headers={"Authorization": f"Bearer {admin_token}"},
+        json={"id": "wp", "realm": "jobmgr", "public_jwk": jwk},
+    )
     if usable:
         assert response.status_code == 201, response.get_json()
     else:

@@ -91,6 +91,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("sts_login_failures", "sts_seen_assertions", "sts_refresh_tokens", "sts_revoked_tokens",
-                  "sts_nodes", "sts_signing_keys", "sts_key_rings"):
+    for table in (
+        "sts_login_failures",
+        "sts_seen_assertions",
+        "sts_refresh_tokens",
+        "sts_revoked_tokens",
+        "sts_nodes",
+        "sts_signing_keys",
+        "sts_key_rings",
+    ):
         op.drop_table(table)

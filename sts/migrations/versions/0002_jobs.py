@@ -64,8 +64,9 @@ def upgrade() -> None:
         sa.Column("request_digest", sa.String(64), nullable=False),
         sa.Column("job_id", sa.String(36), nullable=False),
         sa.Column("created_at", sa.Float(), nullable=False),
-        sa.ForeignKeyConstraint(["job_id"], ["sts_jobs.id"], name="fk_sts_job_idempotency_job_id_sts_jobs",
-                                ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["job_id"], ["sts_jobs.id"], name="fk_sts_job_idempotency_job_id_sts_jobs", ondelete="CASCADE"
+        ),
         sa.PrimaryKeyConstraint("submitter", "key", name="pk_sts_job_idempotency"),
     )
 

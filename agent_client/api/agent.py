@@ -1,0 +1,85 @@
+"""The agent's endpoints: ``/api/v1/agent/lease``, ``/jobs/<id>/start``, ``/heartbeat``,
+``/result``, ``/revocations``, and the realms' JWKS. Documents travel as ``realms.wire`` types."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from agent_client.api import oauth
+from agent_client.api.auth import AgentAuth, PrivateKey
+from agent_client.api.client import StsApi
+from agent_client.api.problems import malformed
+from realms.wire.documents import Lease, Result, parse_lease, parse_revocations
+from realms.wire.errors import JobInvalidSpec
+
+AGENT_TIMEOUT = 10.0
+# Seconds a long-polled lease may take beyond its ``wait``.
+LEASE_GRACE = 15.0
+
+
+class AgentApi:
+    """One node's session with the STS, authenticated as the node (``AgentAuth``)."""
+
+    def __init__(self, api: StsApi, auth: AgentAuth) -> None:
+        self.api, self.auth, self.node_id = api, auth, auth.node_id
+
+    @classmethod
+    def connect(
+        cls,
+        base_url: str,
+        node_id: str,
+        realm: str,
+        key: PrivateKey,
+        algorithm: str,
+        *,
+        verify: bool | str = True,
+        timeout: float = AGENT_TIMEOUT,
+        transport: httpx.BaseTransport | None = None,
+    ) -> AgentApi:
+        auth = AgentAuth(base_url, node_id, realm, key, algorithm)
+        api = StsApi(base_url, auth, caller=f"node {node_id}", verify=verify, timeout=timeout, transport=transport)
+        return cls(api, auth)
+
+    def close(self) -> None:
+        self.api.close()
+
+    def __enter__(self) -> AgentApi:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def lease(self, wait: int = 0) -> Lease | None:
+        """At most one job (long-polled up to ``wait`` seconds); ``None`` when none came."""
+        response = self.api.call(
+            "POST", "/api/v1/agent/lease", "a lease", json={"wait": wait}, timeout=wait + LEASE_GRACE
+        )
+        if response.status_code == 204:
+            return None
+        try:
+            return parse_lease(response.json())
+        except (ValueError, JobInvalidSpec) as exc:
+            problem = exc.message if isinstance(exc, JobInvalidSpec) else "not JSON"
+            raise malformed("lease", self.api.caller, problem) from None
+
+    def start(self, job_id: str) -> None:
+        self.api.call("POST", f"/api/v1/agent/jobs/{job_id}/start", f"job {job_id}", json={})
+
+    def heartbeat(self, job_id: str) -> int:
+        """Extends the lease; returns its new end (epoch seconds)."""
+        body = self.api.call_json("POST", f"/api/v1/agent/jobs/{job_id}/heartbeat", f"job {job_id}", json={})
+        expires = body.get("lease_expires_at", 0)
+        return expires if isinstance(expires, int) and not isinstance(expires, bool) else 0
+
+    def result(self, job_id: str, result: Result) -> None:
+        self.api.call("POST", f"/api/v1/agent/jobs/{job_id}/result", f"job {job_id}", json=result.as_document())
+
+    def revocations(self) -> dict[str, int]:
+        """Revoked job-token ``jti``s -> their ``exp``."""
+        return parse_revocations(self.api.call_json("GET", "/api/v1/agent/revocations", "the revocation list"))
+
+    def jwks(self, realm: str) -> tuple[dict[str, Any], int | None]:
+        """A ``trust_store.JwksFetcher``: the realm's JWK Set and its max-age."""
+        return oauth.jwks(self.api, realm)

@@ -1,0 +1,197 @@
+"""The submitter's commands: ``login``, ``logout``, ``submit`` and ``jobs list|show|cancel``.
+
+``login`` stores the tokens (``agent_client.api.login_store``); the other commands use them
+through ``agent_client.api.user_api``, which refreshes them as needed. ``submit --wait`` follows
+the job until it ends and exits 0 (succeeded), 1 (failed), 3 (refused) or 4 (lost, expired or
+cancelled).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from typing import Any
+
+import click
+
+from agent_client.api import jobs as jobs_api
+from agent_client.api import oauth
+from agent_client.api.client import StsApi
+from agent_client.api.login_store import forget_session, resolve_url, store_session
+from agent_client.api.user import user_api
+from agent_client.commands.api_command import URL_OPTION, ApiCommand, ApiGroup
+
+EXIT_CODES = {"succeeded": 0, "failed": 1, "refused": 3, "lost": 4, "expired": 4, "cancelled": 4}
+
+
+def _read_password(password_stdin: bool) -> str:
+    if password_stdin or not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    return str(click.prompt("Password", hide_input=True))
+
+
+@click.command(cls=ApiCommand)
+@click.option("--url", required=True, help="STS base URL, e.g. https://sts.example.")
+@click.option("--realm", required=True, help="Your realm (its directory checks the password).")
+@click.option("--username", required=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin (default when not a tty).")
+def login(url: str, realm: str, username: str, password_stdin: bool) -> None:
+    """Log in with a password (OAuth2 password grant) and store the tokens (mode 0600)."""
+    url = url.rstrip("/")
+    password = _read_password(password_stdin)
+    with StsApi(url) as api:
+        tokens = oauth.password_grant(api, realm, username, password)
+    store_session(url, realm, username, tokens)
+    click.echo(f"logged in to {url} as {username} ({realm}); token valid for {tokens.expires_in}s")
+
+
+@click.command(cls=ApiCommand)
+@URL_OPTION
+def logout(url: str | None) -> None:
+    """Revoke the stored tokens at the STS (RFC 7009) and delete them."""
+    base = resolve_url(url)
+    session = forget_session(base)
+    if session is None:
+        click.echo(f"not logged in to {base}")
+        return
+    with StsApi(base) as api:
+        for token in (session.refresh_token, session.access_token):
+            if token:
+                oauth.revoke(api, session.realm, token)
+    click.echo(f"logged out of {base}")
+
+
+def _env_pairs(pairs: tuple[str, ...]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="--env")
+        env[name] = value
+    return env
+
+
+def _credentials(username: str | None) -> dict[str, str]:
+    if username is None:
+        username = str(click.prompt("Username for the node's realm", err=True))
+    if sys.stdin.isatty():
+        password = str(click.prompt("Password for the node's realm", hide_input=True, err=True))
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    return {"username": username, "password": password}
+
+
+def _summary(job: dict[str, Any]) -> str:
+    code = f" code={job['code']}" if job.get("code") else ""
+    return f"{job['id']}\t{job['state']}\t{job['node']}\t{job['type']}\t{job['submitter']}{code}"
+
+
+@click.command(cls=ApiCommand, context_settings={"ignore_unknown_options": True})
+@URL_OPTION
+@click.option("--node", required=True, help="Target node id.")
+@click.option("--type", "job_type", required=True, help="Job type (the node maps it to a required role).")
+@click.option("--not-before", default=None, help="Epoch seconds or RFC 3339 with a zone.")
+@click.option("--deadline", default=None, help="Epoch seconds or RFC 3339 with a zone (capped by realm policy).")
+@click.option("--env", "env_pairs", multiple=True, metavar="NAME=VALUE", help="Environment addition (repeatable).")
+@click.option("--cwd", default=None, help="Absolute working directory on the node.")
+@click.option("--timeout", type=int, default=None, help="Seconds the job may run.")
+@click.option("--authgroup", default=None, help="Authorization group of the node.")
+@click.option(
+    "--credentials-from-prompt",
+    is_flag=True,
+    help="Ask for a username and password of the node's realm (stdin when not a tty); never stored.",
+)
+@click.option("--credentials-username", default=None, help="Username for --credentials-from-prompt.")
+@click.option("--idempotency-key", default=None, help="Default: a fresh random key per invocation.")
+@click.option("--wait", is_flag=True, help="Follow the job until it ends; exit with its outcome.")
+@click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
+@click.argument("argv", nargs=-1, required=True, type=click.UNPROCESSED)
+def submit(
+    url: str | None,
+    node: str,
+    job_type: str,
+    not_before: str | None,
+    deadline: str | None,
+    env_pairs: tuple[str, ...],
+    cwd: str | None,
+    timeout: int | None,
+    authgroup: str | None,
+    credentials_from_prompt: bool,
+    credentials_username: str | None,
+    idempotency_key: str | None,
+    wait: bool,
+    as_json: bool,
+    argv: tuple[str, ...],
+) -> None:
+    """Submit a job: jobsts submit --node N --type T [options] -- ARGV..."""
+    spec: dict[str, Any] = {"argv": list(argv), "env": _env_pairs(env_pairs)}
+    for name, value in (("cwd", cwd), ("timeout", timeout), ("authgroup", authgroup)):
+        if value is not None:
+            spec[name] = value
+    body: dict[str, Any] = {"node": node, "type": job_type, "spec": spec}
+    for name, text in (("not_before", not_before), ("deadline", deadline)):
+        if text is not None:
+            body[name] = int(text) if text.isdigit() else text
+    if credentials_from_prompt:
+        body["credentials"] = _credentials(credentials_username)
+    with user_api(url) as api:
+        job = jobs_api.submit(api, body, idempotency_key or str(uuid.uuid4()))
+        click.echo(json.dumps(job, indent=2) if as_json else _summary(job))
+        if not wait:
+            return
+        final = jobs_api.follow(api, job["id"])
+    click.echo(_summary(final))
+    result = final.get("result") or {}
+    if result.get("stdout_tail"):
+        click.echo(result["stdout_tail"], nl=False)
+    if result.get("stderr_tail"):
+        click.echo(result["stderr_tail"], nl=False, err=True)
+    if final.get("code") or result.get("reason"):
+        click.echo(f"{final['state']}: {final.get('code') or ''} {result.get('reason') or ''}".rstrip(), err=True)
+    sys.exit(EXIT_CODES[final["state"]])
+
+
+@click.group(cls=ApiGroup)
+def jobs() -> None:
+    """Job history and cancel."""
+
+
+@jobs.command("list")
+@URL_OPTION
+@click.option("--state", default=None)
+@click.option("--node", default=None)
+@click.option("--submitter", default=None, help="Access ID of the submitter.")
+@click.option("--limit", type=int, default=100)
+@click.option("--json", "as_json", is_flag=True)
+def jobs_list(
+    url: str | None, state: str | None, node: str | None, submitter: str | None, limit: int, as_json: bool
+) -> None:
+    """List jobs, newest first (monitors see all; others their own)."""
+    filters = {"state": state, "node": node, "submitter": submitter, "limit": limit}
+    with user_api(url) as api:
+        found = jobs_api.list_jobs(api, {name: value for name, value in filters.items() if value is not None})
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    for job in found:
+        click.echo(_summary(job))
+
+
+@jobs.command("show")
+@URL_OPTION
+@click.argument("job_id")
+def jobs_show(url: str | None, job_id: str) -> None:
+    """Show one job as JSON (never its token)."""
+    with user_api(url) as api:
+        click.echo(json.dumps(jobs_api.show(api, job_id), indent=2))
+
+
+@jobs.command("cancel")
+@URL_OPTION
+@click.argument("job_id")
+def jobs_cancel(url: str | None, job_id: str) -> None:
+    """Cancel a queued or leased job (its submitter or an administrator); revokes its token."""
+    with user_api(url) as api:
+        job = jobs_api.cancel(api, job_id)
+    click.echo(_summary(job))

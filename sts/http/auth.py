@@ -1,0 +1,174 @@
+"""Who is calling ``/api/v1``, and may they? Bearer ``at+jwt`` for people, ``agent+jwt`` for nodes.
+
+RFC 6750: the token comes only from the ``Authorization: Bearer`` header (never the query
+string), and a refusal is a 401 with ``WWW-Authenticate`` (§3; rendered by ``sts.http.errors``).
+Roles come from the job manager's own authorization table (authz_tables), plus
+``bootstrap_admins`` from the configuration, which are administrators. The verified caller or
+node is kept in the request context, so each request verifies its token once.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar, cast
+
+from flask import request
+from sqlalchemy import exists, select
+from sqlalchemy.orm import Session
+
+from authz_tables.errors import AuthzDenied
+from authz_tables.roles import Role
+from realms.errors import AccessIdInvalid
+from realms.identity.access_id import NODE_ID, AccessId, AccessIdKind
+from realms.tokens import ACCESS_TOKEN, AGENT_TOKEN, TokenClaimInvalid, TokenMalformed, TokenProfile, VerifiedToken
+from realms.tokens import verify as verify_token
+from realms.tokens.errors import TokenRevoked
+from sts.errors import AuthRequired
+from sts.http.context import Caller, request_context
+from sts.nodes.errors import NodeUnknown
+from sts.nodes.models import Node
+from sts.oauth.models import RevokedToken
+from sts.oauth.revocation import is_revoked
+from sts.services import current_services
+
+F = TypeVar("F", bound=Callable[..., Any])
+MAX_AUTHORIZATION_HEADER = 17 * 1024
+
+
+class NodeNotRegistered(NodeUnknown):
+    """An agent token whose node is not registered (in its realm): a refused bearer credential."""
+
+    status: ClassVar[int] = 401
+
+
+def _bearer() -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if not header or scheme.lower() != "bearer" or not token.strip():
+        raise AuthRequired("a bearer token is required (Authorization: Bearer <token>)")
+    if len(header) > MAX_AUTHORIZATION_HEADER:
+        raise TokenMalformed("bearer token is too long")
+    return token.strip()
+
+
+def _verify_signed(token: str, profile: TokenProfile) -> VerifiedToken:
+    services = current_services()
+    # The leeway is the issuing realm's own, carried by its IssuerTrust.
+    return verify_token(token, profile, services.keys.trust_resolver(), audience=services.config.audience)
+
+
+def verify_bearer(token: str, profile: TokenProfile) -> VerifiedToken:
+    """Verify a token this STS issued, as ``profile``, and refuse a revoked one."""
+    verified = _verify_signed(token, profile)
+    with current_services().db.session() as session:
+        if is_revoked(session, verified.claims["jti"]):
+            raise _revoked(verified)
+    return verified
+
+
+def _revoked(verified: VerifiedToken) -> TokenRevoked:
+    return TokenRevoked(f"token {verified.claims['jti'][:64]} was revoked", realm=verified.realm)
+
+
+def _node_and_revocation(session: Session, node_id: str, jti: str) -> tuple[Node | None, bool]:
+    """The registered node and whether ``jti`` is revoked, in one statement (two when the node
+    is unknown): every agent call needs both, and each round trip shows in its latency."""
+    if NODE_ID.fullmatch(node_id) is not None:
+        revoked = exists().where(RevokedToken.jti == jti[:128]).label("revoked")
+        row = session.execute(select(Node, revoked).where(Node.id == node_id)).first()
+        if row is not None:
+            return row[0], bool(row[1])
+    return None, is_revoked(session, jti)
+
+
+def authenticated_caller() -> Caller:
+    """The verified caller of this request (kept in the request context)."""
+    context = request_context()
+    if context.caller is not None:
+        return context.caller
+    verified = verify_bearer(_bearer(), ACCESS_TOKEN)
+    username = verified.claims.get("preferred_username")
+    context.caller = Caller(
+        access_id=AccessId.parse(verified.subject),
+        realm=verified.realm,
+        username=username if isinstance(username, str) else None,
+        groups=verified.vouched_groups(),
+        token_jti=verified.claims["jti"],
+        token_exp=int(verified.claims["exp"]),
+    )
+    return context.caller
+
+
+def caller_has(role: Role | str) -> bool:
+    """Whether the authenticated caller holds ``role`` (or a role implying it) on the job manager."""
+    wanted = role if isinstance(role, Role) else Role(role)
+    caller = authenticated_caller()
+    roles = request_context().roles
+    if wanted not in roles:
+        services = current_services()
+        # Why: bootstrap admins exist so that a fresh install has a first administrator
+        # before any table entry; they are administrators, which implies every other role.
+        if caller.principals & set(services.config.bootstrap_admins):
+            roles[wanted] = True
+        else:
+            roles[wanted] = services.authz.snapshot().decide(caller.principals, wanted).allowed
+    return roles[wanted]
+
+
+def require_role(role: Role | str) -> Callable[[F], F]:
+    """Decorator: 401 without a valid access token, 403 ``authz.denied`` without ``role``."""
+    wanted = role if isinstance(role, Role) else Role(role)
+
+    def decorate(view: F) -> F:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            caller = authenticated_caller()
+            if not caller_has(wanted):
+                raise AuthzDenied(
+                    f"{caller.access_id} does not hold {wanted} on the job manager",
+                    principal=str(caller.access_id),
+                    role=wanted.value,
+                    scope="*",
+                )
+            return view(*args, **kwargs)
+
+        return cast(F, wrapper)
+
+    return decorate
+
+
+def authenticated_node() -> Node:
+    """The registered node behind a verified agent token (kept in the request context)."""
+    context = request_context()
+    if context.node is not None:
+        return context.node
+    verified = _verify_signed(_bearer(), AGENT_TOKEN)
+    try:
+        subject = AccessId.parse(verified.subject)
+    except AccessIdInvalid:
+        raise TokenClaimInvalid("agent token subject is not node:<id>", claim="sub") from None
+    if subject.kind is not AccessIdKind.NODE:
+        raise TokenClaimInvalid("agent token subject is not node:<id>", claim="sub")
+    with current_services().db.session() as session:
+        node, revoked = _node_and_revocation(session, subject.name, verified.claims["jti"])
+    if revoked:
+        raise _revoked(verified)
+    # Why: a node may only act through the realm it was registered in; an agent token
+    # from another realm for the same id is someone else's node.
+    if node is None or node.realm != verified.realm:
+        raise NodeNotRegistered(f"node {subject.name} is not registered in realm {verified.realm}", node=subject.name)
+    context.node, context.agent_token = node, verified
+    return node
+
+
+def require_agent(view: F) -> F:
+    """Decorator for ``/api/v1/agent/*``: a valid agent token of a registered node, which is then
+    ``request_context().node``."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        authenticated_node()
+        return view(*args, **kwargs)
+
+    return cast(F, wrapper)

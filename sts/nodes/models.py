@@ -1,0 +1,25 @@
+"""The registered nodes' table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from sts.db import Base
+
+
+class Node(Base):
+    """A registered node (an OAuth2 client authenticating with private_key_jwt)."""
+
+    __tablename__ = "sts_nodes"
+    id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    realm: Mapped[str] = mapped_column(String(63))
+    authgroups: Mapped[list[str]] = mapped_column(JSON)
+    public_jwk: Mapped[dict[str, Any]] = mapped_column(JSON)
+    trusted_realms: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[int] = mapped_column(Integer)
+    created_by: Mapped[str] = mapped_column(String(1200))
+    updated_at: Mapped[int] = mapped_column(Integer)
+    updated_by: Mapped[str] = mapped_column(String(1200))

@@ -1,0 +1,83 @@
+"""The token endpoint (RFC 6749 §3.2; the grant class is picked by ``grant_type``) and per-realm
+discovery (OpenID Connect Discovery 1.0 §4, RFC 8414).
+
+Every URL is built from the configured ``base_url``; the request's Host header is never used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from realms.tokens.profiles import SIGNING_ALGORITHMS
+from sts.http.context import request_context
+from sts.http.errors import oauth_endpoint
+from sts.oauth.errors import GrantInvalid, GrantTypeUnsupported
+from sts.oauth.grants import GRANTS
+from sts.services import current_services
+
+bp = Blueprint("oauth", __name__)
+DISCOVERY_MAX_AGE = 3600
+
+
+def read_form() -> dict[str, str]:
+    """The form body, refusing what RFC 6749 forbids: other media types, repeated parameters
+    (§3.2), and parameters in the query string, where they would end up in logs."""
+    if request.mimetype != "application/x-www-form-urlencoded":
+        raise GrantInvalid("the body must be application/x-www-form-urlencoded")
+    if request.args:
+        raise GrantInvalid("parameters must be sent in the body, not the query string")
+    form = request.form
+    repeated = [name for name in form if len(form.getlist(name)) > 1]
+    if repeated:
+        raise GrantInvalid(f"parameter {repeated[0][:40]!r} is repeated")
+    return {name: form[name] for name in form}
+
+
+@bp.post("/realms/<realm>/token")
+@oauth_endpoint
+def token(realm: str) -> Response:
+    services = current_services()
+    services.config.hosted_realm(realm)
+    form = read_form()
+    grant_type = form.get("grant_type")
+    grant_class = GRANTS.get(grant_type or "")
+    if grant_class is None:
+        raise GrantTypeUnsupported(f"grant_type {str(grant_type)[:60]!r} is not supported")
+    body = grant_class(services, realm, form, request_context().client_address).issue()
+    response = jsonify(body)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    services.housekeeper.maybe_run()
+    return response
+
+
+def metadata(realm: str) -> dict[str, Any]:
+    """The realm's authorization server metadata (RFC 8414 §2)."""
+    services = current_services()
+    issuer = services.config.issuer(realm)
+    algorithm = services.config.hosted_realm(realm).token.algorithm
+    return {
+        "issuer": issuer,
+        "token_endpoint": f"{issuer}/token",
+        "jwks_uri": f"{issuer}/jwks",
+        "introspection_endpoint": f"{issuer}/introspect",
+        "revocation_endpoint": f"{issuer}/revoke",
+        "grant_types_supported": list(GRANTS),
+        "response_types_supported": ["token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": [algorithm],
+        "token_endpoint_auth_methods_supported": ["none", "private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": list(SIGNING_ALGORITHMS),
+        "introspection_endpoint_auth_methods_supported": ["bearer"],
+        "revocation_endpoint_auth_methods_supported": ["none"],
+        "access_token_signing_alg_values_supported": [algorithm],
+    }
+
+
+@bp.get("/realms/<realm>/.well-known/openid-configuration")
+def openid_configuration(realm: str) -> Response:
+    response = jsonify(metadata(realm))
+    response.headers["Cache-Control"] = f"public, max-age={DISCOVERY_MAX_AGE}"
+    return response
