@@ -31,6 +31,11 @@ MARKS_BY_PATH = {
     "tests/jobs/test_faults.py": "processes",
     "tests/security/test_faults.py": "processes",
     "tests/security/test_agent_os.py": "processes",
+    "tests/docker/test_entrypoints.py": "processes",
+    "tests/docker/test_systemd_sandbox.py": "processes",
+    "tests/docker/test_systemd_units.py::test_systemd_analyze_verify": "processes",
+    "tests/docker/test_systemd_units.py::test_systemd_analyze_security_exposure": "processes",
+    "tests/docker/test_systemd_units.py::test_sysusers_creates_the_sts_account": "processes",
     "tests/realms/test_password_hashes.py::test_hashes_written_by_slappasswd_verify": "slapd",
 }
 
