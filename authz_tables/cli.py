@@ -27,8 +27,8 @@ from authz_tables.errors import AuthzConfigError, BadFile
 from authz_tables.roles import parse_role
 from authz_tables.store import AuthzTable, Diff
 from authz_tables.transfer import FORMATS, Format, decode, detect_format, export_entries, parse_text
-from realms.identity.access_id import AccessId
 from realms.errors import JobstsError
+from realms.identity.access_id import AccessId
 
 TABLE_ENV = "JOBSTS_AUTHZ_TABLE"
 
@@ -94,11 +94,21 @@ class _AuthzGroup(click.Group):
             ctx.exit(2)
 
 
+def _table_url(table: str | None, config: str | None) -> str:
+    if table and config:
+        raise AuthzConfigError("give --table or --config, not both")
+    if config:
+        return table_url_from_config(config)
+    if table:
+        return resolve_table_url(table, Path.cwd())
+    raise AuthzConfigError(f"no authorization table: give --table URL, --config FILE or set {TABLE_ENV}")
+
+
 def _open(ctx: click.Context) -> AuthzTable:
     obj: dict[str, Any] = ctx.ensure_object(dict)
     table: AuthzTable | None = obj.get("opened")
     if table is None:
-        table = AuthzTable(obj["url"], upgrade=True, refresh_interval=0)
+        table = AuthzTable(_table_url(obj.get("table"), obj.get("config")), upgrade=True, refresh_interval=0)
         obj["opened"] = table
         ctx.call_on_close(table.close)
     return table
@@ -110,15 +120,8 @@ def _open(ctx: click.Context) -> AuthzTable:
 @click.pass_context
 def authz(ctx: click.Context, table: str | None, config: str | None) -> None:
     """Administer an authorization table: grant, deny, revoke, list, check, export, import."""
-    if table and config:
-        raise AuthzConfigError("give --table or --config, not both")
-    if config:
-        url = table_url_from_config(config)
-    elif table:
-        url = resolve_table_url(table, Path.cwd())
-    else:
-        raise AuthzConfigError(f"no authorization table: give --table URL, --config FILE or set {TABLE_ENV}")
-    ctx.ensure_object(dict)["url"] = url
+    # Why resolved later, in _open: a subcommand's --help must work with nothing configured.
+    ctx.ensure_object(dict).update(table=table, config=config)
 
 
 def _access_id(text: str) -> AccessId:
