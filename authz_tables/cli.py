@@ -5,6 +5,11 @@ env ``JOBSTS_AUTHZ_TABLE``) or by ``--config FILE`` (TOML, key ``[authz] table``
 paths are resolved from the file's directory: the agent configuration uses the same key).
 The schema is created on first use. Changes are audited as ``local:<os user>``.
 
+``--url STS`` administers the job manager's own table through the STS's REST endpoints instead,
+with the stored login of ``jobsts login`` (an administrator); the STS records the caller's access
+ID. That backend is registered by the client package (``register_remote_opener``), as this
+package imports nothing above ``realms``.
+
 Exit codes: 0 success (``check``: allowed), 1 ``check`` denied, 2 an error (one line
 ``error: <code>: <message>`` on stderr).
 """
@@ -15,6 +20,7 @@ import os
 import pwd
 import sys
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +37,13 @@ from realms.errors import JobstsError
 from realms.identity.access_id import AccessId
 
 TABLE_ENV = "JOBSTS_AUTHZ_TABLE"
+_remote_openers: list[Callable[[str], Any]] = []
+
+
+def register_remote_opener(opener: Callable[[str], Any]) -> None:
+    """Set how ``--url URL`` opens a remote table (an object with ``AuthzTable``'s change and list
+    methods, and ``close``). Registered once by the client package."""
+    _remote_openers[:] = [opener]
 
 
 def resolve_table_url(value: str, base_dir: Path) -> str:
@@ -104,9 +117,17 @@ def _table_url(table: str | None, config: str | None) -> str:
     raise AuthzConfigError(f"no authorization table: give --table URL, --config FILE or set {TABLE_ENV}")
 
 
-def _open(ctx: click.Context) -> AuthzTable:
+def _open(ctx: click.Context, *, local_only: str = "") -> AuthzTable:
     obj: dict[str, Any] = ctx.ensure_object(dict)
     table: AuthzTable | None = obj.get("opened")
+    if table is None and obj.get("url"):
+        if local_only:
+            raise AuthzConfigError(f"{local_only} works on a table file (--table or --config), not with --url")
+        if obj.get("table") or obj.get("config") or not _remote_openers:
+            raise AuthzConfigError("give --url, --table or --config: one of them")
+        table = _remote_openers[0](obj["url"])
+        obj["opened"] = table
+        ctx.call_on_close(table.close)
     if table is None:
         table = AuthzTable(_table_url(obj.get("table"), obj.get("config")), upgrade=True, refresh_interval=0)
         obj["opened"] = table
@@ -117,11 +138,12 @@ def _open(ctx: click.Context) -> AuthzTable:
 @click.group(cls=_AuthzGroup)
 @click.option("--table", "table", envvar=TABLE_ENV, help="SQLAlchemy URL (or SQLite file path) of the table.")
 @click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML file with [authz] table = ...")
+@click.option("--url", "url", help="The STS: administer the job manager's own table over its API (as your login).")
 @click.pass_context
-def authz(ctx: click.Context, table: str | None, config: str | None) -> None:
+def authz(ctx: click.Context, table: str | None, config: str | None, url: str | None) -> None:
     """Administer an authorization table: grant, deny, revoke, list, check, export, import."""
     # Why resolved later, in _open: a subcommand's --help must work with nothing configured.
-    ctx.ensure_object(dict).update(table=table, config=config)
+    ctx.ensure_object(dict).update(table=table, config=config, url=url)
 
 
 def _access_id(text: str) -> AccessId:
@@ -209,7 +231,7 @@ def check(ctx: click.Context, access_ids: tuple[str, ...], role: str, scopes: tu
     principals = [_access_id(a) for a in access_ids]
     required = parse_role(role)
     covering = [parse_scope(s) for s in scopes]
-    decision = _open(ctx).snapshot().decide(principals, required, covering)
+    decision = _open(ctx, local_only="authz check").snapshot().decide(principals, required, covering)
     click.echo(("allowed: " if decision.allowed else "denied: ") + decision.reason)
     ctx.exit(0 if decision.allowed else 1)
 

@@ -18,7 +18,7 @@ from realms.errors import JobstsError
 
 SUBCOMMANDS: dict[str, str] = {
     "realm": "realms.cli:realm",
-    "authz": "authz_tables.cli:authz",
+    "authz": "agent_client.commands.authz:authz",
     "init": "sts.commands.init:init",
     "serve": "sts.commands.serve:serve",
     "keys": "sts.commands.keys:keys",
@@ -28,6 +28,8 @@ SUBCOMMANDS: dict[str, str] = {
     "logout": "agent_client.commands.submitter:logout",
     "submit": "agent_client.commands.submitter:submit",
     "jobs": "agent_client.commands.submitter:jobs",
+    "token": "agent_client.commands.submitter:token",
+    "whoami": "agent_client.commands.submitter:whoami",
     "demo": "sts.commands.demo:demo",
     "agent": "agent_client.commands.agent:agent",
 }

@@ -21,7 +21,7 @@ import click
 from agent_client.api import jobs as jobs_api
 from agent_client.api import oauth
 from agent_client.api.client import StsApi
-from agent_client.api.login_store import forget_session, resolve_url, store_session
+from agent_client.api.login_store import current_login, forget_session, resolve_url, store_session
 from agent_client.api.user import user_api
 from agent_client.commands.api_command import JSON_OPTION, URL_OPTION, ApiCommand, ApiGroup
 
@@ -246,3 +246,30 @@ def jobs_cancel(url: str | None, job_id: str) -> None:
     with user_api(url) as api:
         job = jobs_api.cancel(api, job_id)
     click.echo(_summary(job))
+
+
+@click.command(cls=ApiCommand)
+@URL_OPTION
+def token(url: str | None) -> None:
+    """Print the current access token (refreshed first if needed), e.g. for curl:
+
+    curl -H "Authorization: Bearer $(jobsts token)" ..."""
+    with user_api(url) as api:
+        api.call_json("GET", "/api/v1/me", "the token check")  # refreshes an expiring or refused token
+        click.echo(current_login(api.base_url).access_token)
+
+
+@click.command(cls=ApiCommand)
+@URL_OPTION
+@JSON_OPTION
+def whoami(url: str | None, as_json: bool) -> None:
+    """Show who the STS says you are: realm, access ID, groups and the job manager's roles you hold."""
+    with user_api(url) as api:
+        me = api.call_json("GET", "/api/v1/me", "whoami")
+    if as_json:
+        click.echo(json.dumps(me, indent=2))
+        return
+    click.echo(f"realm\t{me.get('realm')}\naccess_id\t{me.get('access_id')}")
+    for group in me.get("groups") or []:
+        click.echo(f"group\t{group}")
+    click.echo(f"roles\t{', '.join(me.get('roles') or []) or '(none)'}")
