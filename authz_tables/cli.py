@@ -16,6 +16,7 @@ Exit codes: 0 success (``check``: allowed), 1 ``check`` denied, 2 an error (one 
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import sys
@@ -33,6 +34,7 @@ from authz_tables.errors import AuthzConfigError, BadFile
 from authz_tables.roles import parse_role
 from authz_tables.store import AuthzTable, Diff
 from authz_tables.transfer import FORMATS, Format, decode, detect_format, export_entries, parse_text
+from authz_tables.wire import audited_json
 from realms.errors import JobstsError
 from realms.identity.access_id import AccessId
 
@@ -157,6 +159,7 @@ def _report(diff: Diff, unchanged_text: str) -> None:
         click.echo(unchanged_text)
 
 
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
 _scope_option = click.option("--scope", default="*", show_default=True, help="'*' or authgroup:<name>.")
 
 
@@ -199,10 +202,14 @@ def revoke(ctx: click.Context, access_id: str, role: str, scope: str) -> None:
 @authz.command(name="list")
 @click.option("--principal", help="Only entries naming exactly this access ID.")
 @click.option("--role", help="Only entries of exactly this role.")
+@_json_option
 @click.pass_context
-def list_command(ctx: click.Context, principal: str | None, role: str | None) -> None:
+def list_command(ctx: click.Context, principal: str | None, role: str | None, as_json: bool) -> None:
     """List entries with who changed each last and when."""
     found = _open(ctx).list_entries(_access_id(principal) if principal else None, parse_role(role) if role else None)
+    if as_json:
+        click.echo(json.dumps([audited_json(a) for a in found], indent=2))
+        return
     _print_entries(found)
 
 
@@ -222,8 +229,9 @@ def _print_entries(found: list[AuditedEntry]) -> None:
 @click.argument("access_ids", nargs=-1, required=True)
 @click.option("--role", "role", required=True, help="The role required.")
 @click.option("--scope", "scopes", multiple=True, help="authgroup:<name> covering the resource (repeatable).")
+@_json_option
 @click.pass_context
-def check(ctx: click.Context, access_ids: tuple[str, ...], role: str, scopes: tuple[str, ...]) -> None:
+def check(ctx: click.Context, access_ids: tuple[str, ...], role: str, scopes: tuple[str, ...], as_json: bool) -> None:
     """Decide for the principal made of ACCESS_IDS (user, groups, specials): exit 0 allowed, 1 denied.
 
     List the special subjects that apply (special:EVERYONE, ...) yourself: matching is exact.
@@ -232,7 +240,10 @@ def check(ctx: click.Context, access_ids: tuple[str, ...], role: str, scopes: tu
     required = parse_role(role)
     covering = [parse_scope(s) for s in scopes]
     decision = _open(ctx, local_only="authz check").snapshot().decide(principals, required, covering)
-    click.echo(("allowed: " if decision.allowed else "denied: ") + decision.reason)
+    if as_json:
+        click.echo(json.dumps({"allowed": decision.allowed, "role": required.value, "reason": decision.reason}))
+    else:
+        click.echo(("allowed: " if decision.allowed else "denied: ") + decision.reason)
     ctx.exit(0 if decision.allowed else 1)
 
 

@@ -16,7 +16,7 @@ import click
 
 from agent_client.api import admin as admin_api
 from agent_client.api.user import user_api
-from agent_client.commands.api_command import URL_OPTION, ApiCommand, ApiGroup
+from agent_client.commands.api_command import JSON_OPTION, URL_OPTION, ApiCommand, ApiGroup
 from realms.config import load_realms
 from realms.errors import ConfigError, RealmUnknown, UserUnknown
 from realms.identity.principal import access_id_view
@@ -152,10 +152,14 @@ def node_unregister(url: str | None, node_id: str) -> None:
 
 @node.command("list")
 @URL_OPTION
-def node_list(url: str | None) -> None:
+@JSON_OPTION
+def node_list(url: str | None, as_json: bool) -> None:
     """List registered nodes."""
     with user_api(url) as api:
         nodes = admin_api.list_nodes(api)
+    if as_json:
+        click.echo(json.dumps(nodes, indent=2))
+        return
     for item in nodes:
         click.echo(
             f"{item['id']}\t{item['realm']}\tauthgroups={','.join(item['authgroups']) or '-'}\t"
@@ -165,9 +169,10 @@ def node_list(url: str | None) -> None:
 
 @node.command("show")
 @URL_OPTION
+@JSON_OPTION
 @click.argument("node_id")
-def node_show(url: str | None, node_id: str) -> None:
-    """Show one node as JSON."""
+def node_show(url: str | None, as_json: bool, node_id: str) -> None:
+    """Show one node as JSON (always; --json is accepted for scripts' uniformity)."""
     with user_api(url) as api:
         click.echo(json.dumps(admin_api.show_node(api, node_id), indent=2))
 

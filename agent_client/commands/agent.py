@@ -184,15 +184,23 @@ def config_problems(config: AgentConfig) -> list[str]:
 
 @agent.command()
 @click.option("--config", "config_path", required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
 @click.pass_context
-def check(ctx: click.Context, config_path: Path) -> None:
+def check(ctx: click.Context, config_path: Path, as_json: bool) -> None:
     """Validate the configuration, file modes, trust store and executor; one line per problem."""
     try:
         config = load_agent_config(config_path)
     except JobstsError as exc:
-        click.echo(f"{exc.code}: {exc.message}")
+        if as_json:
+            click.echo(json.dumps({"ok": False, "problems": [f"{exc.code}: {exc.message}"]}))
+        else:
+            click.echo(f"{exc.code}: {exc.message}")
         ctx.exit(1)
     problems = config_problems(config)
+    if as_json:
+        click.echo(json.dumps({"ok": not problems, "node": config.node_id, "realm": config.realm,
+                               "executor": config.executor, "problems": problems}))  # fmt: skip
+        ctx.exit(1 if problems else 0)
     for line in problems:
         click.echo(line)
     if problems:
