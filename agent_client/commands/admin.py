@@ -95,6 +95,16 @@ def _node_options(required: bool) -> Callable[[F], F]:
     return decorate
 
 
+def _print_node(shown: dict[str, Any], done: str, as_json: bool) -> None:
+    """One line for a person (the key's thumbprint to compare), the whole document with --json."""
+    if as_json:
+        click.echo(json.dumps(shown, indent=2))
+        return
+    trusted = ",".join(shown.get("trusted_realms") or []) or "-"
+    kid = (shown.get("public_jwk") or {}).get("kid")
+    click.echo(f"node {shown.get('id')} {done}: realm {shown.get('realm')}, trusted {trusted}, key {kid}")
+
+
 @click.group(cls=ApiGroup)
 def node() -> None:
     """Register, update, unregister and list nodes (administrator; list/show need monitor)."""
@@ -102,10 +112,12 @@ def node() -> None:
 
 @node.command("register")
 @URL_OPTION
+@JSON_OPTION
 @click.argument("node_id")
 @_node_options(required=True)
 def node_register(
     url: str | None,
+    as_json: bool,
     node_id: str,
     realm: str,
     public_key: Path,
@@ -117,15 +129,17 @@ def node_register(
     body = {"id": node_id, **_node_body(realm, public_key, algorithm, authgroups, trusted_realms)}
     with user_api(url) as api:
         shown = admin_api.register_node(api, body)
-    click.echo(json.dumps(shown, indent=2))
+    _print_node(shown, "registered", as_json)
 
 
 @node.command("update")
 @URL_OPTION
+@JSON_OPTION
 @click.argument("node_id")
 @_node_options(required=False)
 def node_update(
     url: str | None,
+    as_json: bool,
     node_id: str,
     realm: str | None,
     public_key: Path | None,
@@ -137,7 +151,7 @@ def node_update(
     body = _node_body(realm, public_key, algorithm, authgroups, trusted_realms)
     with user_api(url) as api:
         shown = admin_api.update_node(api, node_id, body)
-    click.echo(json.dumps(shown, indent=2))
+    _print_node(shown, "updated", as_json)
 
 
 @node.command("unregister")

@@ -170,7 +170,8 @@ def _print_outcome(job: dict[str, Any]) -> None:
     if result.get("stderr_tail"):
         click.echo(result["stderr_tail"], nl=False, err=True)
     if job.get("code") or result.get("reason"):
-        click.echo(f"{job['state']}: {job.get('code') or ''} {result.get('reason') or ''}".rstrip(), err=True)
+        said = " ".join(str(part) for part in (job.get("code"), result.get("reason")) if part)
+        click.echo(f"{job['state']}: {said}", err=True)
 
 
 @click.group(cls=ApiGroup)

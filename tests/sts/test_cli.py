@@ -95,7 +95,7 @@ def test_login_stores_tokens_0600_and_node_commands_use_them(live_url: str, tmp_
     assert registered.exit_code == 0, registered.output
     listed = runner.invoke(cli, ["node", "list"])
     assert "web1\tjobmgr\tauthgroups=web\ttrusted=cellB" in listed.output
-    updated = runner.invoke(cli, ["node", "update", "web1", "--trusted-realm", "cellC"])
+    updated = runner.invoke(cli, ["node", "update", "web1", "--json", "--trusted-realm", "cellC"])
     assert json.loads(updated.output)["trusted_realms"] == ["cellC"]
     assert runner.invoke(cli, ["node", "unregister", "web1"]).exit_code == 0
     assert "web1" not in runner.invoke(cli, ["node", "list"]).output
@@ -137,7 +137,7 @@ def test_node_register_takes_a_pem_public_key(live_url: str, tmp_path: Path) -> 
     private, jwk = node_keypair("EdDSA")
     pem = private.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     (tmp_path / "node.pem").write_bytes(pem)
-    result = CliRunner().invoke(cli, ["node", "register", "ed1", "--realm", "cellB", "--public-key",
+    result = CliRunner().invoke(cli, ["node", "register", "ed1", "--json", "--realm", "cellB", "--public-key",
                                       str(tmp_path / "node.pem")])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["public_jwk"]["kid"] == jwk["kid"]
