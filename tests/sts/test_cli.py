@@ -57,7 +57,7 @@ def test_access_id_prints_the_access_id_and_groups(config_file: Path) -> None:
     as_json = CliRunner().invoke(cli, ["access-id", "--config", str(config_file), "--json", "cellB", "john"])
     assert json.loads(as_json.output)["access_id"] == "user:cellB/uid=john,ou=people,dc=cellb,dc=example"
     missing = CliRunner().invoke(cli, ["access-id", "--config", str(config_file), "jobmgr", "ghost"])
-    assert missing.exit_code != 0 and isinstance(missing.exception, Exception)
+    assert missing.exit_code == 2 and "error: user.unknown: " in missing.output  # one line, exit 2
 
 
 @pytest.fixture
@@ -150,7 +150,7 @@ def test_commands_without_login_say_so(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "empty"))
     monkeypatch.delenv("JOBSTS_URL", raising=False)
     result = CliRunner().invoke(cli, ["node", "list"])
-    assert result.exit_code != 0 and "jobsts login" in str(result.exception)
+    assert result.exit_code == 2 and "error: session.missing: " in result.output and "jobsts login" in result.output
 
 
 def test_serve_builds_the_app_and_runs_werkzeug(config_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -186,7 +186,7 @@ def test_unreachable_sts_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     result = _login(f"http://127.0.0.1:{free_port()}")
-    assert result.exit_code == 1 and "sts.unreachable" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 2 and "error: sts.unreachable" in result.output and "Traceback" not in result.output
 
 
 def test_access_id_through_the_api_with_the_stored_login(live_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -197,4 +197,4 @@ def test_access_id_through_the_api_with_the_stored_login(live_url: str, monkeypa
     assert result.output.splitlines() == ["user:jobmgr/uid=carol,ou=people,dc=jobmgr,dc=example",
                                           "group:jobmgr/cn=monitors,ou=groups,dc=jobmgr,dc=example"]
     missing = CliRunner().invoke(cli, ["access-id", "jobmgr", "ghost"])
-    assert missing.exit_code == 1 and "user.unknown" in missing.output
+    assert missing.exit_code == 2 and missing.output.count("user.unknown") == 1
