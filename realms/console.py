@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, str] = {
     "realm": "realms.cli:realm",
     "authz": "agent_client.commands.authz:authz",
     "init": "sts.commands.init:init",
+    "db": "sts.commands.db:db",
     "serve": "sts.commands.serve:serve",
     "keys": "sts.commands.keys:keys",
     "node": "agent_client.commands.admin:node",
