@@ -34,16 +34,18 @@ def _clean_env(home: Path) -> dict[str, str]:
 @pytest.fixture
 def short_ttl_sts(slapd: SlapdServer, tmp_path: Path) -> Iterator[StsServer]:
     server = StsServer(tmp_path / "sts", [slapd.realm_table("jobmgr")], bootstrap_admins=[ADMIN]).prepare()
+    assert server.sock is not None
     table = write_csv(tmp_path / "jobmgr.csv", [(OPERATORS, "operator", "allow", "*")])
     jobsts("authz", "--table", server.database_url, "import", str(table))
     with (tmp_path / "sts.log").open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "tests.cli.short_ttl_sts", str(server.config_path), str(server.port)],
+            [sys.executable, "-m", "tests.cli.short_ttl_sts", str(server.config_path), str(server.sock.fileno())],
             stdout=subprocess.PIPE,
             stderr=log,
             stdin=subprocess.DEVNULL,
             text=True,
             env=_clean_env(tmp_path / "sts-home"),
+            pass_fds=[server.sock.fileno()],
         )
     try:
         assert process.stdout is not None
@@ -53,6 +55,7 @@ def short_ttl_sts(slapd: SlapdServer, tmp_path: Path) -> Iterator[StsServer]:
     finally:
         process.terminate()
         process.communicate(timeout=15)
+        server.stop()  # releases the held socket
 
 
 def test_submit_wait_outlives_three_access_token_lifetimes(short_ttl_sts: StsServer, tmp_path: Path) -> None:
