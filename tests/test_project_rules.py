@@ -1,4 +1,17 @@
-"""Rules of the whole project: dependency direction, and every error code documented."""
+"""Rules of the whole project: the import graph (direction and no circles), and every error code documented.
+
+The import rules read the source with :mod:`ast`; nothing is imported, so they also hold for
+modules that need a server or a Debian package to import. Which imports count:
+
+* **Direction rules** (``RULES``) count every import statement, wherever it sits: at module
+  level, inside a function, or under ``if TYPE_CHECKING:``. A type-only import still makes one
+  package know another, and that knowledge is what the direction forbids.
+* **The circle rule** counts the imports that run: module-level and function-level ones. An
+  import deferred into a function is the usual way to hide a circle, so it counts. Imports under
+  ``if TYPE_CHECKING:`` never run, and they are how an annotation names a type that points back,
+  so they do not count.
+* Dynamic imports (``importlib.import_module(name)``) are invisible to both.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +19,9 @@ import ast
 import importlib
 import pkgutil
 import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -14,34 +30,399 @@ from realms.errors import JobstsError
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("realms", "authz_tables", "sts", "agent_client")
-# What each package may import from the project (design.md, "Packages").
-ALLOWED = {
-    "realms": {"realms"},
-    "authz_tables": {"authz_tables", "realms"},
-    "sts": {"sts", "realms", "authz_tables"},
-    "agent_client": {"agent_client", "realms", "authz_tables"},
-}
 
 
-def _imported_top_levels(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module.split(".")[0])
-    return names
+# --- the import graph -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("package", PACKAGES)
-def test_dependencies_point_one_way(package: str) -> None:
-    offenders = []
-    for path in (ROOT / package).rglob("*.py"):
-        bad = (_imported_top_levels(path) & set(PACKAGES)) - ALLOWED[package]
-        if bad:
-            offenders.append(f"{path.relative_to(ROOT)} imports {sorted(bad)}")
-    assert offenders == []
+@dataclass(frozen=True)
+class Import:
+    """One project module named by an import statement of another."""
+
+    target: str
+    line: int
+    type_checking: bool  # under ``if TYPE_CHECKING:``: never runs
+
+
+@dataclass
+class Module:
+    name: str
+    path: Path
+    is_package: bool
+    imports: list[Import] = field(default_factory=list)
+
+
+def _dotted_name(path: Path) -> tuple[str, bool]:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        return ".".join(parts[:-1]), True
+    return ".".join(parts), False
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _import_nodes(tree: ast.AST) -> Iterator[tuple[ast.Import | ast.ImportFrom, bool]]:
+    """Every import statement in ``tree`` (any depth), with whether it sits under TYPE_CHECKING."""
+    stack: list[tuple[ast.AST, bool]] = [(tree, False)]
+    while stack:
+        node, type_checking = stack.pop()
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            yield node, type_checking
+        elif isinstance(node, ast.If) and _is_type_checking(node.test):
+            stack.extend((child, True) for child in node.body)
+            stack.extend((child, type_checking) for child in node.orelse)
+        else:
+            stack.extend((child, type_checking) for child in ast.iter_child_nodes(node))
+
+
+def _longest_known_prefix(dotted: str, known: Iterable[str]) -> str | None:
+    names = set(known)
+    parts = dotted.split(".")
+    for end in range(len(parts), 0, -1):
+        candidate = ".".join(parts[:end])
+        if candidate in names:
+            return candidate
+    return None
+
+
+def _targets(node: ast.Import | ast.ImportFrom, module: Module, known: set[str]) -> Iterator[str]:
+    """The project modules one import statement loads, ``from pkg import module`` resolved to the module."""
+    if isinstance(node, ast.Import):
+        for alias in node.names:
+            found = _longest_known_prefix(alias.name, known)
+            if found:
+                yield found
+        return
+    if node.level:
+        package = module.name if module.is_package else module.name.rpartition(".")[0]
+        for _ in range(node.level - 1):
+            package = package.rpartition(".")[0]
+        base = f"{package}.{node.module}" if node.module else package
+    else:
+        base = node.module or ""
+    for alias in node.names:
+        if f"{base}.{alias.name}" in known:  # ``from pkg import module``
+            yield f"{base}.{alias.name}"
+        else:  # ``from module import name``: the name lives in ``base`` (or the package above it)
+            found = _longest_known_prefix(base, known)
+            if found:
+                yield found
+
+
+@cache
+def import_graph() -> dict[str, Module]:
+    """Every module of the four packages, with the project modules it imports."""
+    modules: dict[str, Module] = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            name, is_package = _dotted_name(path)
+            modules[name] = Module(name, path, is_package)
+    known = set(modules)
+    for module in modules.values():
+        tree = ast.parse(module.path.read_text(encoding="utf-8"), filename=str(module.path))
+        for node, type_checking in _import_nodes(tree):
+            for target in _targets(node, module, known):
+                if target != module.name:
+                    module.imports.append(Import(target, node.lineno, type_checking))
+    return modules
+
+
+def _runtime_edges(modules: dict[str, Module]) -> dict[str, set[str]]:
+    return {name: {i.target for i in m.imports if not i.type_checking} for name, m in modules.items()}
+
+
+def strongly_connected(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Tarjan's algorithm (iterative): the groups of modules that reach each other."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    groups: list[list[str]] = []
+    counter = 0
+    for root in sorted(edges):
+        if root in index:
+            continue
+        work: list[tuple[str, Iterator[str]]] = [(root, iter(sorted(edges[root])))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(edges.get(child, ())))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                group = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    group.append(member)
+                    if member == node:
+                        break
+                groups.append(sorted(group))
+    return groups
+
+
+def shortest_cycle(start: str, group: set[str], edges: dict[str, set[str]]) -> list[str]:
+    """The shortest path ``start -> ... -> start`` inside one strongly connected group."""
+    previous: dict[str, str] = {}
+    frontier = [start]
+    while frontier:
+        following = []
+        for node in frontier:
+            for child in sorted(edges[node] & group):
+                if child == start:
+                    path = [node]
+                    while path[-1] != start:
+                        path.append(previous[path[-1]])
+                    return [start, *reversed(path[:-1]), start]
+                if child not in previous:
+                    previous[child] = node
+                    following.append(child)
+        frontier = following
+    raise AssertionError(f"{start} is in no cycle")  # unreachable for a group of two or more
+
+
+def import_circles(modules: dict[str, Module]) -> list[str]:
+    """One readable cycle per group of modules that import each other at run time."""
+    edges = _runtime_edges(modules)
+    circles = []
+    for group in strongly_connected(edges):
+        if len(group) > 1:
+            cycle = shortest_cycle(group[0], set(group), edges)
+            also = sorted(set(group) - set(cycle))
+            circles.append(" -> ".join(cycle) + (f" (and {', '.join(also)} in the same circle)" if also else ""))
+    return sorted(circles)
+
+
+def test_the_graph_resolves_every_import_form() -> None:
+    """The graph builder itself: relative imports, ``from pkg import module``, TYPE_CHECKING, functions."""
+    source = {
+        "p/__init__.py": "from p.a import thing\n",
+        "p/a.py": "from . import b\nfrom .sub import c as alias\nimport p.sub.c\nthing = 1\n",
+        "p/b.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from p import a\n",
+        "p/sub/__init__.py": "",
+        "p/sub/c.py": "def later():\n    from ..a import thing\n    return thing\nfrom p.sub import d\n",
+        "p/sub/d.py": "import os\n",
+    }
+    modules: dict[str, Module] = {}
+    for relative in source:
+        name, is_package = _dotted_name(ROOT / relative)
+        modules[name] = Module(name, ROOT / relative, is_package)
+    known = set(modules)
+    for relative, text in source.items():
+        module = modules[_dotted_name(ROOT / relative)[0]]
+        for node, type_checking in _import_nodes(ast.parse(text)):
+            module.imports.extend(Import(t, node.lineno, type_checking) for t in _targets(node, module, known))
+    edges = _runtime_edges(modules)
+    assert edges == {
+        "p": {"p.a"},
+        "p.a": {"p.b", "p.sub.c"},
+        "p.b": set(),
+        "p.sub": set(),
+        "p.sub.c": {"p.a", "p.sub.d"},
+        "p.sub.d": set(),
+    }
+    assert [i.target for i in modules["p.b"].imports if i.type_checking] == ["p.a"]
+    assert import_circles(modules) == ["p.a -> p.sub.c -> p.a"]
+
+
+def test_no_import_circles() -> None:
+    circles = import_circles(import_graph())
+    assert not circles, "import circles:\n" + "\n".join(circles)
+
+
+# --- the direction of imports -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What the modules under ``scope`` (a module, or a package and everything below it) may import.
+
+    ``may_import``: the only project modules they may import (prefixes; the scope itself is always
+    allowed), or ``None`` for no allow-list. ``must_not_import``: prefixes they never import.
+    A rule whose scope does not exist yet holds vacuously, and starts to bite once it exists.
+    """
+
+    scope: str
+    why: str
+    may_import: tuple[str, ...] | None = None
+    must_not_import: tuple[str, ...] = ()
+
+    def covers(self, module: str) -> bool:
+        return _under(module, self.scope)
+
+    def broken_by(self, module: str, target: str) -> bool:
+        """Whether ``module`` (covered by this rule) breaks it by importing ``target``.
+
+        A forbidden package may import itself (``sts.commands`` modules import each other).
+        """
+        if any(_under(target, p) and not _under(module, p) for p in self.must_not_import):
+            return True
+        allowed = (self.scope, *self.may_import) if self.may_import is not None else None
+        return allowed is not None and not any(_under(target, p) for p in allowed)
+
+
+def _under(module: str, prefix: str) -> bool:
+    return module == prefix or module.startswith(prefix + ".")
+
+
+RULES = (
+    # The four packages (docs/architecture.md, "Package map").
+    Rule("realms", "the shared base imports nothing else of the project", may_import=("realms",)),
+    Rule("authz_tables", "authorization tables build on realms only", may_import=("realms",)),
+    Rule("sts", "the server builds on realms and authz_tables", may_import=("realms", "authz_tables")),
+    Rule("agent_client", "the agent and the client CLI never import the server", may_import=("realms", "authz_tables")),
+    # Inside realms.
+    Rule(
+        "realms.wire",
+        "the STS<->agent wire contract is imported by the agent: no directory, CLI or console behind it",
+        must_not_import=("realms.registries", "realms.console", "realms.cli"),
+    ),
+    Rule(
+        "realms.tokens",
+        "token verification works without any registry backend",
+        must_not_import=("realms.registries", "realms.console", "realms.cli"),
+    ),
+    Rule(
+        "realms.identity",
+        "the access-ID vocabulary is below tokens and registries",
+        must_not_import=(
+            "realms.tokens",
+            "realms.registries",
+            "realms.wire",
+            "realms.console",
+            "realms.cli",
+        ),
+    ),
+    Rule(
+        "realms.registries.ldap",
+        "registry backends are independent, Dex-connector style",
+        must_not_import=("realms.registries.ldif",),
+    ),
+    Rule(
+        "realms.registries.ldif",
+        "registry backends are independent, Dex-connector style",
+        must_not_import=("realms.registries.ldap",),
+    ),
+    # Inside sts.
+    Rule(
+        "sts.observability.audit",
+        "audit is a leaf: everything may log to it, it knows nothing above it",
+        may_import=("realms",),
+    ),
+    Rule(
+        "sts.http",
+        "the error boundary renders errors; it never reaches into the jobs domain",
+        must_not_import=("sts.jobs", "sts.commands"),
+    ),
+    Rule(
+        "sts", "the server's CLI commands are leaves: no library module imports them", must_not_import=("sts.commands",)
+    ),
+    # Inside agent_client.
+    Rule(
+        "agent_client.api",
+        "the one HTTP client of the STS API sits below every command and the agent runtime",
+        may_import=("realms", "authz_tables", "agent_client.errors"),
+    ),
+    Rule(
+        "agent_client.executors",
+        "executors run one decided job; they never talk to the STS nor decide",
+        must_not_import=("agent_client.api", "agent_client.commands", "agent_client.loop", "agent_client.decision"),
+    ),
+    Rule(
+        "agent_client",
+        "the agent's and submitter's CLI commands are leaves: no library module imports them",
+        must_not_import=("agent_client.commands",),
+    ),
+)
+
+
+def direction_offences(rules: Iterable[Rule], modules: dict[str, Module]) -> list[str]:
+    offences = []
+    for rule in rules:
+        for module in modules.values():
+            if not rule.covers(module.name):
+                continue
+            for imp in module.imports:
+                if rule.broken_by(module.name, imp.target):
+                    where = f"{module.path.relative_to(ROOT)}:{imp.line}"
+                    offences.append(f"{where} imports {imp.target}: {rule.why}")
+    return sorted(set(offences))
+
+
+@pytest.mark.parametrize("rule", RULES, ids=lambda r: r.scope)
+def test_imports_point_one_way(rule: Rule) -> None:
+    offences = direction_offences([rule], import_graph())
+    assert not offences, "\n".join(offences)
+
+
+def _fake(name: str, *targets: str) -> Module:
+    path = ROOT / (name.replace(".", "/") + ".py")
+    return Module(name, path, False, [Import(t, n, type_checking=True) for n, t in enumerate(targets, 1)])
+
+
+def test_a_rule_bites_on_a_module_that_breaks_it() -> None:
+    """A broken rule is reported with file, line and reason, type-only imports included."""
+    modules = {m.name: m for m in [_fake("realms.wire.spec", "realms.errors", "sts.app")]}
+    rules = [Rule("realms", "the base", may_import=("realms",))]
+    assert direction_offences(rules, modules) == ["realms/wire/spec.py:2 imports sts.app: the base"]
+
+
+def test_a_forbidden_package_may_import_itself_and_nobody_else_may() -> None:
+    modules = {
+        m.name: m
+        for m in [
+            _fake("sts.commands.serve", "sts.commands.common", "sts.app"),
+            _fake("sts.app", "sts.commands.serve"),
+        ]
+    }
+    rules = [Rule("sts", "commands are leaves", must_not_import=("sts.commands",))]
+    assert direction_offences(rules, modules) == ["sts/app.py:1 imports sts.commands.serve: commands are leaves"]
+
+
+def test_a_rule_for_a_folder_that_does_not_exist_yet_holds_vacuously() -> None:
+    modules = {m.name: m for m in [_fake("sts.app", "agent_client.loop")]}
+    assert direction_offences([Rule("sts.not_here", "absent", may_import=())], modules) == []
+
+
+def test_every_package_has_a_direction_rule() -> None:
+    assert {r.scope for r in RULES} >= set(PACKAGES)
+
+
+# --- test markers ---------------------------------------------------------------------------
+
+
+def test_every_path_that_marks_tests_exists() -> None:
+    """A renamed test file would silently bring its slow or server tests back into `make check`."""
+    from tests.conftest import MARKS_BY_PATH
+
+    missing = []
+    for entry in MARKS_BY_PATH:
+        path, _, test = entry.partition("::")
+        found = (ROOT / path).exists() and (not test or f"def {test}(" in (ROOT / path).read_text())
+        if not found:
+            missing.append(entry)
+    assert missing == []
+
+
+# --- error codes ------------------------------------------------------------------------------
 
 
 def _all_error_classes() -> set[type[JobstsError]]:

@@ -1,4 +1,4 @@
-"""Dispatch to agents (issue 5, "Dispatch"): lease, start, heartbeat, result, and the reaper.
+"""Dispatch to agents: lease, start, heartbeat, result, and the reaper.
 
 A job is leased to exactly one caller: ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL
 (concurrent leasers skip each other's rows instead of waiting), and a ``BEGIN IMMEDIATE``
