@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent_client.errors import AgentConfigInvalid, MapBadAccount
+from agent_client.errors import AgentConfigInvalid, MapBadAccount, NodeKeyMissing
 from authz_tables.errors import AuthzError
 from authz_tables.roles import Role, parse_role
+from realms.env_secrets import read_env
 from realms.errors import AccessIdInvalid
 from realms.identity.access_id import REALM_NAME, AccessId, AccessIdKind, is_valid_realm_name
 from realms.tokens.profiles import MAX_LEEWAY_SECONDS, SIGNING_ALGORITHMS
@@ -123,6 +124,17 @@ class AgentConfig:
     @property
     def jwks_cache_dir(self) -> Path:
         return self.state_dir / "jwks"
+
+    def require_key(self) -> None:
+        """``agent.key_missing`` when the node key does not exist (before any file-mode check, whose
+        "does not exist" would not say what to do)."""
+        if not self.key_file.exists() and not self.key_file.is_symlink():
+            raise NodeKeyMissing(
+                f"node key {self.key_file} does not exist: run jobsts agent init --node {self.node_id} "
+                f"--realm {self.realm} --sts {self.sts_url} --dir {self.key_file.parent}, then register "
+                "its public key (jobsts node register)",
+                field="agent.key_file",
+            )
 
     def protected_files(self) -> list[Path]:
         """The files whose modes are checked at start (``file_modes.check_paths``)."""
@@ -284,7 +296,7 @@ def config_from_mapping(data: Mapping[str, Any], path: Path, environ: Mapping[st
     realm = agent.get("realm", str)
     if not is_valid_realm_name(realm):
         raise agent.fail("realm", "is not a realm name")
-    sts_url = environ.get(STS_URL_ENV) or agent.get("sts_url", str)
+    sts_url = read_env(STS_URL_ENV, environ) or agent.get("sts_url", str)
     agent.used.add("sts_url")
     if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", sts_url):
         raise agent.fail("sts_url", f"{sts_url[:80]!r} is not an http(s) URL")

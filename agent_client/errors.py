@@ -25,6 +25,12 @@ class UnsafeFileMode(ConfigError):
     code: ClassVar[str] = "agent.file_mode"
 
 
+class NodeKeyMissing(ConfigError):
+    """The node's private key file does not exist: the node was never initialised here."""
+
+    code: ClassVar[str] = "agent.key_missing"
+
+
 class TrustUnavailable(UnavailableError):
     """A trusted realm's keys could not be fetched and the cached copy is older than the staleness bound."""
 

@@ -225,6 +225,7 @@ class Agent:
 
 def open_agent(config: AgentConfig, *, check_modes: bool = True, cancel: threading.Event | None = None) -> Agent:
     """Build the agent from its configuration; refuses to start on unsafe file modes."""
+    config.require_key()
     if check_modes:
         require_safe(config.protected_files(), private=[config.key_file])
     problems = EXECUTORS[config.executor]().problems()

@@ -5,6 +5,11 @@ env ``JOBSTS_AUTHZ_TABLE``) or by ``--config FILE`` (TOML, key ``[authz] table``
 paths are resolved from the file's directory: the agent configuration uses the same key).
 The schema is created on first use. Changes are audited as ``local:<os user>``.
 
+``--url STS`` administers the job manager's own table through the STS's REST endpoints instead,
+with the stored login of ``jobsts login`` (an administrator); the STS records the caller's access
+ID. That backend is registered by the client package (``register_remote_opener``), as this
+package imports nothing above ``realms``.
+
 Exit codes: 0 success (``check``: allowed; ``audit``: no decision changed), 1 ``check`` denied
 (``audit``: some decision changed), 2 an error (one line ``error: <code>: <message>`` on stderr).
 """
@@ -16,6 +21,7 @@ import os
 import pwd
 import sys
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +35,18 @@ from authz_tables.errors import AuthzConfigError, BadFile
 from authz_tables.roles import parse_role
 from authz_tables.store import AuthzTable, Diff
 from authz_tables.transfer import FORMATS, Format, decode, detect_format, export_entries, parse_text
-from realms.identity.access_id import AccessId
+from authz_tables.wire import audited_json
 from realms.errors import JobstsError
+from realms.identity.access_id import AccessId
 
 TABLE_ENV = "JOBSTS_AUTHZ_TABLE"
+_remote_openers: list[Callable[[str], Any]] = []
+
+
+def register_remote_opener(opener: Callable[[str], Any]) -> None:
+    """Set how ``--url URL`` opens a remote table (an object with ``AuthzTable``'s change and list
+    methods, and ``close``). Registered once by the client package."""
+    _remote_openers[:] = [opener]
 
 
 def resolve_table_url(value: str, base_dir: Path) -> str:
@@ -96,11 +110,29 @@ class _AuthzGroup(click.Group):
             ctx.exit(2)
 
 
-def _open(ctx: click.Context) -> AuthzTable:
+def _table_url(table: str | None, config: str | None) -> str:
+    if table and config:
+        raise AuthzConfigError("give --table or --config, not both")
+    if config:
+        return table_url_from_config(config)
+    if table:
+        return resolve_table_url(table, Path.cwd())
+    raise AuthzConfigError(f"no authorization table: give --table URL, --config FILE or set {TABLE_ENV}")
+
+
+def _open(ctx: click.Context, *, local_only: str = "") -> AuthzTable:
     obj: dict[str, Any] = ctx.ensure_object(dict)
     table: AuthzTable | None = obj.get("opened")
+    if table is None and obj.get("url"):
+        if local_only:
+            raise AuthzConfigError(f"{local_only} works on a table file (--table or --config), not with --url")
+        if obj.get("table") or obj.get("config") or not _remote_openers:
+            raise AuthzConfigError("give --url, --table or --config: one of them")
+        table = _remote_openers[0](obj["url"])
+        obj["opened"] = table
+        ctx.call_on_close(table.close)
     if table is None:
-        table = AuthzTable(obj["url"], upgrade=True, refresh_interval=0)
+        table = AuthzTable(_table_url(obj.get("table"), obj.get("config")), upgrade=True, refresh_interval=0)
         obj["opened"] = table
         ctx.call_on_close(table.close)
     return table
@@ -109,18 +141,12 @@ def _open(ctx: click.Context) -> AuthzTable:
 @click.group(cls=_AuthzGroup)
 @click.option("--table", "table", envvar=TABLE_ENV, help="SQLAlchemy URL (or SQLite file path) of the table.")
 @click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML file with [authz] table = ...")
+@click.option("--url", "url", help="The STS: administer the job manager's own table over its API (as your login).")
 @click.pass_context
-def authz(ctx: click.Context, table: str | None, config: str | None) -> None:
+def authz(ctx: click.Context, table: str | None, config: str | None, url: str | None) -> None:
     """Administer an authorization table: grant, deny, revoke, list, check, audit, export, import."""
-    if table and config:
-        raise AuthzConfigError("give --table or --config, not both")
-    if config:
-        url = table_url_from_config(config)
-    elif table:
-        url = resolve_table_url(table, Path.cwd())
-    else:
-        raise AuthzConfigError(f"no authorization table: give --table URL, --config FILE or set {TABLE_ENV}")
-    ctx.ensure_object(dict)["url"] = url
+    # Why resolved later, in _open: a subcommand's --help must work with nothing configured.
+    ctx.ensure_object(dict).update(table=table, config=config, url=url)
 
 
 def _access_id(text: str) -> AccessId:
@@ -134,6 +160,7 @@ def _report(diff: Diff, unchanged_text: str) -> None:
         click.echo(unchanged_text)
 
 
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
 _scope_option = click.option("--scope", default="*", show_default=True, help="'*' or authgroup:<name>.")
 
 
@@ -179,10 +206,14 @@ def revoke(ctx: click.Context, access_id: str, role: str, scope: str) -> None:
 @authz.command(name="list")
 @click.option("--principal", help="Only entries naming exactly this access ID.")
 @click.option("--role", help="Only entries of exactly this role.")
+@_json_option
 @click.pass_context
-def list_command(ctx: click.Context, principal: str | None, role: str | None) -> None:
+def list_command(ctx: click.Context, principal: str | None, role: str | None, as_json: bool) -> None:
     """List entries with who changed each last and when."""
     found = _open(ctx).list_entries(_access_id(principal) if principal else None, parse_role(role) if role else None)
+    if as_json:
+        click.echo(json.dumps([audited_json(a) for a in found], indent=2))
+        return
     _print_entries(found)
 
 
@@ -202,8 +233,9 @@ def _print_entries(found: list[AuditedEntry]) -> None:
 @click.argument("access_ids", nargs=-1, required=True)
 @click.option("--role", "role", required=True, help="The role required.")
 @click.option("--scope", "scopes", multiple=True, help="authgroup:<name> covering the resource (repeatable).")
+@_json_option
 @click.pass_context
-def check(ctx: click.Context, access_ids: tuple[str, ...], role: str, scopes: tuple[str, ...]) -> None:
+def check(ctx: click.Context, access_ids: tuple[str, ...], role: str, scopes: tuple[str, ...], as_json: bool) -> None:
     """Decide for the principal made of ACCESS_IDS (user, groups, specials): exit 0 allowed, 1 denied.
 
     List the special subjects that apply (special:EVERYONE, ...) yourself: matching is exact.
@@ -211,8 +243,11 @@ def check(ctx: click.Context, access_ids: tuple[str, ...], role: str, scopes: tu
     principals = [_access_id(a) for a in access_ids]
     required = parse_role(role)
     covering = [parse_scope(s) for s in scopes]
-    decision = _open(ctx).snapshot().decide(principals, required, covering)
-    click.echo(("allowed: " if decision.allowed else "denied: ") + decision.reason)
+    decision = _open(ctx, local_only="authz check").snapshot().decide(principals, required, covering)
+    if as_json:
+        click.echo(json.dumps({"allowed": decision.allowed, "role": required.value, "reason": decision.reason}))
+    else:
+        click.echo(("allowed: " if decision.allowed else "denied: ") + decision.reason)
     ctx.exit(0 if decision.allowed else 1)
 
 

@@ -59,6 +59,7 @@ def create_app(config: StsConfig | str | Path | None = None) -> Flask:
     app.json.sort_keys = False
 
     from sts import services
+    from sts.authz_admin import views as authz_admin_views
     from sts.http import context, errors, text_inputs
 
     services.init_app(app, settings)
@@ -85,4 +86,5 @@ def create_app(config: StsConfig | str | Path | None = None) -> Flask:
     app.register_blueprint(job_views.bp)
     app.register_blueprint(agent_views.bp)
     app.register_blueprint(openapi_views.bp)
+    app.register_blueprint(authz_admin_views.bp)
     return app

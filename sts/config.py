@@ -15,14 +15,18 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from realms.config import RealmConfig, load_realms
+from realms.env_secrets import read_env
 from realms.errors import AccessIdInvalid, ConfigError, RealmUnknown
 from realms.identity.access_id import AccessId
 
+# Each may also be given as <NAME>_FILE, a file holding the value (realms.env_secrets). The
+# master key is the exception: JOBSTS_MASTER_KEY_FILE is the path of the key file itself, which
+# the STS reads as it reads master_key_file, so the two spellings mean the same thing.
 ENV_OVERRIDES = {
     "JOBSTS_BASE_URL": "base_url",
     "JOBSTS_DATABASE_URL": "database_url",
-    "JOBSTS_MASTER_KEY_FILE": "master_key_file",
 }
+MASTER_KEY_FILE_ENV = "JOBSTS_MASTER_KEY_FILE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +116,11 @@ def sts_config_from_mapping(
     environ = os.environ if environ is None else environ
     sts = dict(data.get("sts") or {})
     for env_name, key in ENV_OVERRIDES.items():
-        if environ.get(env_name):
-            sts[key] = environ[env_name]
+        value = read_env(env_name, environ)
+        if value is not None:
+            sts[key] = value
+    if environ.get(MASTER_KEY_FILE_ENV):
+        sts["master_key_file"] = environ[MASTER_KEY_FILE_ENV]
     base_url = _require_str(sts, "base_url").rstrip("/")
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from agent_client.api.login_store import StoredLogin, current_login, forget_session, store_session
 from agent_client.api.oauth import TokenResponse, parse_token_response, token_path
 from agent_client.api.problems import malformed, refusal
-from agent_client.errors import AgentConfigInvalid, SessionMissing
+from agent_client.errors import AgentConfigInvalid, NodeKeyMissing, SessionMissing
 from realms.tokens.keys import jwk_thumbprint
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -44,6 +44,8 @@ def load_node_key(path: Path, algorithm: str) -> PrivateKey:
     """Read the node's PEM private key and check it can sign with ``algorithm``."""
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except FileNotFoundError:
+        raise NodeKeyMissing(f"node key {path} does not exist: run jobsts agent init", field="agent.key_file") from None
     except OSError as exc:
         raise AgentConfigInvalid(f"node key {path}: cannot read: {exc.strerror}", field="agent.key_file") from None
     except (ValueError, TypeError) as exc:
@@ -158,7 +160,7 @@ class UserAuth(httpx.Auth):
 
     def auth_flow(self, request: httpx.Request) -> Flow:
         login = current_login(self.url)
-        refreshed = login.expires_at - REFRESH_MARGIN_SECONDS <= self._clock()
+        refreshed = login.expires_at - login.refresh_margin(REFRESH_MARGIN_SECONDS) <= self._clock()
         if refreshed:
             login = yield from self._refresh(login)
         request.headers["Authorization"] = f"Bearer {login.access_token}"

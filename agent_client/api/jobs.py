@@ -50,11 +50,22 @@ def cancel(api: StsApi, job_id: str) -> dict[str, Any]:
 
 
 def follow(
-    api: StsApi, job_id: str, interval: float = 1.0, *, pause: Callable[[float], None] = time.sleep
+    api: StsApi,
+    job_id: str,
+    interval: float = 1.0,
+    *,
+    pause: Callable[[float], None] = time.sleep,
+    on_change: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Poll a job until it reaches a terminal state (the access token is refreshed as needed)."""
+    """Poll a job until it reaches a terminal state (the access token is refreshed as needed by
+    the client's ``httpx.Auth`` flow); ``on_change`` sees the job each time its state changes."""
+    seen: str | None = None
     while True:
         job = show(api, job_id)
-        if job.get("state") in TERMINAL_STATES:
+        state = job.get("state")
+        if on_change is not None and state != seen:
+            on_change(job)
+        seen = state if isinstance(state, str) else None
+        if state in TERMINAL_STATES:
             return job
         pause(interval)

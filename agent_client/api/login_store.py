@@ -28,6 +28,12 @@ class StoredLogin:
     access_token: str
     refresh_token: str | None
     expires_at: int
+    lifetime: int = 300
+
+    def refresh_margin(self, most: int) -> int:
+        """Seconds before expiry to refresh: ``most``, but at most a quarter of the token's lifetime
+        (a 3-second token is used for 3 seconds, not refreshed on every request)."""
+        return min(most, self.lifetime // 4)
 
 
 def config_dir() -> Path:
@@ -76,6 +82,7 @@ def store_session(url: str, realm: str, username: str, tokens: TokenResponse) ->
         "access_token": tokens.access_token,
         "refresh_token": tokens.refresh_token,
         "expires_at": int(time.time()) + tokens.expires_in,
+        "lifetime": tokens.expires_in,
     }
     store["default"] = url
     save_store(store)
@@ -104,6 +111,7 @@ def stored_login(store: dict[str, Any], url: str) -> StoredLogin | None:
             str(session["access_token"]),
             session.get("refresh_token"),
             int(session.get("expires_at", 0)),
+            int(session.get("lifetime", 300)),
         )
     except (KeyError, TypeError, ValueError):
         raise SessionMissing(f"the login for {url} in {tokens_path()} is damaged; run jobsts login again") from None

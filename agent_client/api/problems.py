@@ -21,9 +21,12 @@ def problem_of(response: httpx.Response) -> tuple[str, str]:
         return "", response.text[:200]
     if not isinstance(body, dict):
         return "", ""
-    code = body.get("code") or body.get("error") or ""
-    detail = body.get("detail") or body.get("error_description") or body.get("title") or ""
-    return str(code)[:80], str(detail)[:300]
+    code = str(body.get("code") or body.get("error") or "")[:80]
+    detail = str(body.get("detail") or body.get("error_description") or body.get("title") or "")
+    # Why: an RFC 6749 §5.2 error_description starts with the code; print it once, not twice.
+    if code and detail.startswith(f"{code}: "):
+        detail = detail[len(code) + 2 :]
+    return code, detail[:300]
 
 
 def unreachable(base_url: str, error: httpx.HTTPError) -> StsUnavailable:

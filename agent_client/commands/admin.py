@@ -16,7 +16,7 @@ import click
 
 from agent_client.api import admin as admin_api
 from agent_client.api.user import user_api
-from agent_client.commands.api_command import URL_OPTION, ApiCommand, ApiGroup
+from agent_client.commands.api_command import JSON_OPTION, URL_OPTION, ApiCommand, ApiGroup
 from realms.config import load_realms
 from realms.errors import ConfigError, RealmUnknown, UserUnknown
 from realms.identity.principal import access_id_view
@@ -95,6 +95,16 @@ def _node_options(required: bool) -> Callable[[F], F]:
     return decorate
 
 
+def _print_node(shown: dict[str, Any], done: str, as_json: bool) -> None:
+    """One line for a person (the key's thumbprint to compare), the whole document with --json."""
+    if as_json:
+        click.echo(json.dumps(shown, indent=2))
+        return
+    trusted = ",".join(shown.get("trusted_realms") or []) or "-"
+    kid = (shown.get("public_jwk") or {}).get("kid")
+    click.echo(f"node {shown.get('id')} {done}: realm {shown.get('realm')}, trusted {trusted}, key {kid}")
+
+
 @click.group(cls=ApiGroup)
 def node() -> None:
     """Register, update, unregister and list nodes (administrator; list/show need monitor)."""
@@ -102,10 +112,12 @@ def node() -> None:
 
 @node.command("register")
 @URL_OPTION
+@JSON_OPTION
 @click.argument("node_id")
 @_node_options(required=True)
 def node_register(
     url: str | None,
+    as_json: bool,
     node_id: str,
     realm: str,
     public_key: Path,
@@ -117,15 +129,17 @@ def node_register(
     body = {"id": node_id, **_node_body(realm, public_key, algorithm, authgroups, trusted_realms)}
     with user_api(url) as api:
         shown = admin_api.register_node(api, body)
-    click.echo(json.dumps(shown, indent=2))
+    _print_node(shown, "registered", as_json)
 
 
 @node.command("update")
 @URL_OPTION
+@JSON_OPTION
 @click.argument("node_id")
 @_node_options(required=False)
 def node_update(
     url: str | None,
+    as_json: bool,
     node_id: str,
     realm: str | None,
     public_key: Path | None,
@@ -137,7 +151,7 @@ def node_update(
     body = _node_body(realm, public_key, algorithm, authgroups, trusted_realms)
     with user_api(url) as api:
         shown = admin_api.update_node(api, node_id, body)
-    click.echo(json.dumps(shown, indent=2))
+    _print_node(shown, "updated", as_json)
 
 
 @node.command("unregister")
@@ -152,10 +166,14 @@ def node_unregister(url: str | None, node_id: str) -> None:
 
 @node.command("list")
 @URL_OPTION
-def node_list(url: str | None) -> None:
+@JSON_OPTION
+def node_list(url: str | None, as_json: bool) -> None:
     """List registered nodes."""
     with user_api(url) as api:
         nodes = admin_api.list_nodes(api)
+    if as_json:
+        click.echo(json.dumps(nodes, indent=2))
+        return
     for item in nodes:
         click.echo(
             f"{item['id']}\t{item['realm']}\tauthgroups={','.join(item['authgroups']) or '-'}\t"
@@ -165,9 +183,10 @@ def node_list(url: str | None) -> None:
 
 @node.command("show")
 @URL_OPTION
+@JSON_OPTION
 @click.argument("node_id")
-def node_show(url: str | None, node_id: str) -> None:
-    """Show one node as JSON."""
+def node_show(url: str | None, as_json: bool, node_id: str) -> None:
+    """Show one node as JSON (always; --json is accepted for scripts' uniformity)."""
     with user_api(url) as api:
         click.echo(json.dumps(admin_api.show_node(api, node_id), indent=2))
 

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
-import sys
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 import click
 from cryptography.hazmat.primitives import serialization
@@ -28,6 +25,7 @@ from agent_client.trust_store import TrustStore
 from authz_tables.store import AuthzTable
 from realms.errors import JobstsError
 from realms.identity.access_id import REALM_NAME, is_valid_realm_name
+from realms.logs import LOG_FORMAT_OPTION, LOG_LEVEL_OPTION, setup_logging
 from realms.tokens.keys import public_jwk
 
 TEMPLATE = """\
@@ -82,30 +80,6 @@ kill_grace = 5
 """
 
 
-class _JsonLines(logging.Formatter):
-    """Structured log lines; the decision code never logs tokens, so none can appear here."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {
-            "time": round(record.created, 3),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        for key in ("code", "step", "node"):
-            if hasattr(record, key):
-                line[key] = getattr(record, key)
-        return json.dumps(line, ensure_ascii=False)
-
-
-def _setup_logging(verbose: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_JsonLines())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
-
-
 @click.group()
 def agent() -> None:
     """The target-node agent: lease jobs, decide, map to a local account, run."""
@@ -151,10 +125,12 @@ def init(node_id: str, realm: str, sts_url: str, directory: Path, algorithm: str
 @agent.command()
 @click.option("--config", "config_path", required=True, type=click.Path(path_type=Path))
 @click.option("--once", is_flag=True, help="Lease and handle at most one job, then exit.")
-@click.option("--verbose", is_flag=True)
-def run(config_path: Path, once: bool, verbose: bool) -> None:
+@click.option("--verbose", is_flag=True, help="Same as --log-level debug.")
+@LOG_LEVEL_OPTION
+@LOG_FORMAT_OPTION
+def run(config_path: Path, once: bool, verbose: bool, log_level: str, log_format: str) -> None:
     """The poll loop: lease, decide, start, run, report."""
-    _setup_logging(verbose)
+    setup_logging("debug" if verbose else log_level, log_format)
     config = load_agent_config(config_path)
     cancel = threading.Event()
 
@@ -175,6 +151,10 @@ def run(config_path: Path, once: bool, verbose: bool) -> None:
 
 def config_problems(config: AgentConfig) -> list[str]:
     """Every problem ``check`` can find, one line each (empty when the agent can start)."""
+    try:
+        config.require_key()
+    except JobstsError as exc:
+        return [f"{exc.code}: {exc.message}"]
     problems = check_paths(config.protected_files(), private=[config.key_file])
     client: AgentApi | None = None
     try:
@@ -205,15 +185,23 @@ def config_problems(config: AgentConfig) -> list[str]:
 
 @agent.command()
 @click.option("--config", "config_path", required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
 @click.pass_context
-def check(ctx: click.Context, config_path: Path) -> None:
+def check(ctx: click.Context, config_path: Path, as_json: bool) -> None:
     """Validate the configuration, file modes, trust store and executor; one line per problem."""
     try:
         config = load_agent_config(config_path)
     except JobstsError as exc:
-        click.echo(f"{exc.code}: {exc.message}")
+        if as_json:
+            click.echo(json.dumps({"ok": False, "problems": [f"{exc.code}: {exc.message}"]}))
+        else:
+            click.echo(f"{exc.code}: {exc.message}")
         ctx.exit(1)
     problems = config_problems(config)
+    if as_json:
+        click.echo(json.dumps({"ok": not problems, "node": config.node_id, "realm": config.realm,
+                               "executor": config.executor, "problems": problems}))  # fmt: skip
+        ctx.exit(1 if problems else 0)
     for line in problems:
         click.echo(line)
     if problems:

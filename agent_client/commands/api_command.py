@@ -1,4 +1,8 @@
-"""Click commands that call the STS: a refusal or an unreachable STS is one line, never a traceback."""
+"""Click commands that call the STS: a refusal or an unreachable STS is one line, never a traceback.
+
+Every failure prints ``error: <code>: <message>`` and exits 2 (``realms.console.CommandError``), so
+a script can tell a CLI or transport failure (2) from a job's own failure (1, ``submit --wait``).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,11 @@ from typing import Any
 import click
 
 from agent_client.errors import StsRefused, StsUnavailable
+from realms.console import CommandError
+from realms.errors import JobstsError
 
 URL_OPTION = click.option("--url", default=None, help="STS base URL (default: the last login, or JOBSTS_URL).")
+JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
 
 
 def one_line(error: StsRefused | StsUnavailable) -> str:
@@ -25,7 +32,9 @@ class ApiCommand(click.Command):
         try:
             return super().invoke(ctx)
         except (StsRefused, StsUnavailable) as exc:
-            raise click.ClickException(one_line(exc)) from None
+            raise CommandError(one_line(exc)) from None
+        except JobstsError as exc:
+            raise CommandError(f"{exc.code}: {exc.message}") from None
 
 
 class ApiGroup(click.Group):

@@ -1,16 +1,19 @@
-"""The submitter's commands: ``login``, ``logout``, ``submit`` and ``jobs list|show|cancel``.
+"""The submitter's commands: ``login``, ``logout``, ``submit`` and ``jobs list|show|logs|cancel``.
 
 ``login`` stores the tokens (``agent_client.api.login_store``); the other commands use them
-through ``agent_client.api.user_api``, which refreshes them as needed. ``submit --wait`` follows
-the job until it ends and exits 0 (succeeded), 1 (failed), 3 (refused) or 4 (lost, expired or
-cancelled).
+through ``agent_client.api.user_api``, whose ``httpx.Auth`` flow refreshes them on expiry or a
+401 (RFC 6749 §6), so a wait outlives any number of access-token lifetimes. ``submit --wait``
+follows the job, printing each state change with the elapsed time, and exits 0 (succeeded),
+1 (failed), 3 (refused) or 4 (lost, expired or cancelled); a CLI or transport error exits 2.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -18,9 +21,9 @@ import click
 from agent_client.api import jobs as jobs_api
 from agent_client.api import oauth
 from agent_client.api.client import StsApi
-from agent_client.api.login_store import forget_session, resolve_url, store_session
+from agent_client.api.login_store import current_login, forget_session, resolve_url, store_session
 from agent_client.api.user import user_api
-from agent_client.commands.api_command import URL_OPTION, ApiCommand, ApiGroup
+from agent_client.commands.api_command import JSON_OPTION, URL_OPTION, ApiCommand, ApiGroup
 
 EXIT_CODES = {"succeeded": 0, "failed": 1, "refused": 3, "lost": 4, "expired": 4, "cancelled": 4}
 
@@ -140,21 +143,40 @@ def submit(
         click.echo(json.dumps(job, indent=2) if as_json else _summary(job))
         if not wait:
             return
-        final = jobs_api.follow(api, job["id"])
+        final = jobs_api.follow(api, job["id"], on_change=_progress(time.monotonic()))
     click.echo(_summary(final))
-    result = final.get("result") or {}
+    _print_outcome(final)
+    status = EXIT_CODES[final["state"]]
+    exit_code = (final.get("result") or {}).get("exit_code")
+    shown = f"job exit code {exit_code}; " if exit_code is not None else ""
+    click.echo(f"{final['state']}: {shown}jobsts exits {status}", err=True)
+    sys.exit(status)
+
+
+def _progress(started: float) -> Callable[[dict[str, Any]], None]:
+    """Print each state change on stderr with the seconds since the wait began."""
+
+    def show(job: dict[str, Any]) -> None:
+        click.echo(f"[{time.monotonic() - started:6.1f}s] {job['id']} {job['state']}", err=True)
+
+    return show
+
+
+def _print_outcome(job: dict[str, Any]) -> None:
+    """The captured output tails (stdout, stderr) and any refusal code and reason."""
+    result = job.get("result") or {}
     if result.get("stdout_tail"):
         click.echo(result["stdout_tail"], nl=False)
     if result.get("stderr_tail"):
         click.echo(result["stderr_tail"], nl=False, err=True)
-    if final.get("code") or result.get("reason"):
-        click.echo(f"{final['state']}: {final.get('code') or ''} {result.get('reason') or ''}".rstrip(), err=True)
-    sys.exit(EXIT_CODES[final["state"]])
+    if job.get("code") or result.get("reason"):
+        said = " ".join(str(part) for part in (job.get("code"), result.get("reason")) if part)
+        click.echo(f"{job['state']}: {said}", err=True)
 
 
 @click.group(cls=ApiGroup)
 def jobs() -> None:
-    """Job history and cancel."""
+    """Job history, output and cancel."""
 
 
 @jobs.command("list")
@@ -180,11 +202,41 @@ def jobs_list(
 
 @jobs.command("show")
 @URL_OPTION
+@JSON_OPTION
 @click.argument("job_id")
-def jobs_show(url: str | None, job_id: str) -> None:
-    """Show one job as JSON (never its token)."""
+def jobs_show(url: str | None, as_json: bool, job_id: str) -> None:
+    """Show one job (never its token): a summary, or the whole document with --json."""
     with user_api(url) as api:
-        click.echo(json.dumps(jobs_api.show(api, job_id), indent=2))
+        job = jobs_api.show(api, job_id)
+    if as_json:
+        click.echo(json.dumps(job, indent=2))
+        return
+    click.echo(_summary(job))
+    for name in ("created_at", "started_at", "finished_at"):
+        if job.get(name) is not None:
+            click.echo(f"{name}\t{job[name]}")
+    exit_code = (job.get("result") or {}).get("exit_code")
+    if exit_code is not None:
+        click.echo(f"exit_code\t{exit_code}")
+
+
+@jobs.command("logs")
+@URL_OPTION
+@click.option("-f", "--follow", "follow", is_flag=True, help="Wait until the job ends, showing state changes.")
+@click.argument("job_id")
+def jobs_logs(url: str | None, follow: bool, job_id: str) -> None:
+    """Print a job's captured output: stdout tail on stdout, stderr tail on stderr (64 KiB each).
+
+    The agent reports output when the job ends; ``-f`` waits for that."""
+    with user_api(url) as api:
+        if follow:
+            job = jobs_api.follow(api, job_id, on_change=_progress(time.monotonic()))
+        else:
+            job = jobs_api.show(api, job_id)
+    if job.get("state") not in jobs_api.TERMINAL_STATES:
+        click.echo(f"{job_id} is {job.get('state')}: no output yet (use -f to wait)", err=True)
+        return
+    _print_outcome(job)
 
 
 @jobs.command("cancel")
@@ -195,3 +247,30 @@ def jobs_cancel(url: str | None, job_id: str) -> None:
     with user_api(url) as api:
         job = jobs_api.cancel(api, job_id)
     click.echo(_summary(job))
+
+
+@click.command(cls=ApiCommand)
+@URL_OPTION
+def token(url: str | None) -> None:
+    """Print the current access token (refreshed first if needed), e.g. for curl:
+
+    curl -H "Authorization: Bearer $(jobsts token)" ..."""
+    with user_api(url) as api:
+        api.call_json("GET", "/api/v1/me", "the token check")  # refreshes an expiring or refused token
+        click.echo(current_login(api.base_url).access_token)
+
+
+@click.command(cls=ApiCommand)
+@URL_OPTION
+@JSON_OPTION
+def whoami(url: str | None, as_json: bool) -> None:
+    """Show who the STS says you are: realm, access ID, groups and the job manager's roles you hold."""
+    with user_api(url) as api:
+        me = api.call_json("GET", "/api/v1/me", "whoami")
+    if as_json:
+        click.echo(json.dumps(me, indent=2))
+        return
+    click.echo(f"realm\t{me.get('realm')}\naccess_id\t{me.get('access_id')}")
+    for group in me.get("groups") or []:
+        click.echo(f"group\t{group}")
+    click.echo(f"roles\t{', '.join(me.get('roles') or []) or '(none)'}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -17,14 +18,19 @@ def keys() -> None:
 @keys.command("list")
 @CONFIG_OPTION
 @click.option("--realm", required=True)
-def keys_list(config_path: Path, realm: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
+def keys_list(config_path: Path, realm: str, as_json: bool) -> None:
     """List a realm's keys and their states."""
     from sts.config import load_sts_config
     from sts.services import build_services
 
     services = build_services(load_sts_config(config_path))
     try:
-        for key in services.keys.describe(realm):
+        described = services.keys.describe(realm)
+        if as_json:
+            click.echo(json.dumps(described, indent=2, default=str))
+            return
+        for key in described:
             click.echo(
                 f"{key['kid']}  {key['algorithm']:6}  {key['state']:8}  published_until={key['published_until']}"
             )

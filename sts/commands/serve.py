@@ -12,6 +12,7 @@ from typing import Any
 import click
 from gunicorn.app.base import BaseApplication
 
+from realms.logs import LOG_FORMAT_OPTION, LOG_LEVEL_OPTION
 from sts.commands.options import CONFIG_OPTION
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -32,8 +33,14 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
     default=None,
     help="With --production: worker processes (default: one per CPU).",
 )
-def serve(config_path: Path, host: str, port: int, production: bool, workers: int | None) -> None:
+@LOG_LEVEL_OPTION
+@LOG_FORMAT_OPTION
+def serve(
+    config_path: Path, host: str, port: int, production: bool, workers: int | None, log_level: str, log_format: str
+) -> None:
     """Serve the STS from CONFIG (debug off)."""
+    # Why the environment: gunicorn's workers configure their logging from it (sts.wsgi, load()).
+    os.environ["JOBSTS_LOG_LEVEL"], os.environ["JOBSTS_LOG_FORMAT"] = log_level, log_format
     if production:
         _serve_production(config_path, host, port, workers)
         return
@@ -43,7 +50,7 @@ def serve(config_path: Path, host: str, port: int, production: bool, workers: in
     from sts.http.redaction import PathOnlyRequestHandler
     from sts.observability.audit import configure_logging
 
-    configure_logging()
+    configure_logging(log_level, log_format)
     app = create_app(config_path)
     click.echo(f"jobsts STS on http://{host}:{port} (issuer base {app.extensions['jobsts'].config.base_url})")
     run_simple(
@@ -76,6 +83,9 @@ def _serve_production(config_path: Path, host: str, port: int, workers: int | No
     created = _prepare_metrics_dir()
     try:
         from sts.config import load_sts_config
+        from sts.observability.audit import configure_logging
+
+        configure_logging()
         from sts.services import build_services
 
         # Validate, migrate and open the keys once in the master: a bad configuration or an

@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
+
+from realms.logs import setup_logging
 
 AUDIT_LOGGER = "jobsts.audit"
 log = logging.getLogger(AUDIT_LOGGER)
@@ -75,16 +78,13 @@ def record(
     log.info("%s", json.dumps(entry, separators=(",", ":"), ensure_ascii=True))
 
 
-def configure_logging(level: int = logging.INFO) -> None:
-    """Service logging on stderr: ``jobsts.audit`` lines as bare JSON, everything else with a
-    timestamp, level and logger name. Idempotent."""
-    root = logging.getLogger()
-    if not any(getattr(h, "_jobsts", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        handler._jobsts = True  # type: ignore[attr-defined]
-        root.addHandler(handler)
-        root.setLevel(level)
+def configure_logging(level: str | None = None, fmt: str | None = None) -> None:
+    """Service logging on stderr: ``jobsts.audit`` lines as bare JSON, everything else in the one
+    format of ``realms.logs`` (level and format default to JOBSTS_LOG_LEVEL / JOBSTS_LOG_FORMAT,
+    else info / text). Idempotent."""
+    setup_logging(
+        level or os.environ.get("JOBSTS_LOG_LEVEL") or "info", fmt or os.environ.get("JOBSTS_LOG_FORMAT") or "text"
+    )
     if not any(getattr(h, "_jobsts", False) for h in log.handlers):
         audit_handler = logging.StreamHandler(sys.stderr)
         audit_handler.setFormatter(logging.Formatter("%(message)s"))

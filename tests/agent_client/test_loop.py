@@ -316,7 +316,7 @@ def test_cli_run_once(
 ) -> None:
     import agent_client.commands.agent
 
-    monkeypatch.setattr(agent_client.commands.agent, "_setup_logging", lambda verbose: None)
+    monkeypatch.setattr(agent_client.commands.agent, "setup_logging", lambda level, fmt: None)
     path = write_agent_dir(tmp_path / "agent", fake.base_url, node_key)
     lease = lease_for(fake)
     fake.leases.append(lease)

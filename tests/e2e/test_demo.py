@@ -97,8 +97,8 @@ def test_demo_stops_with_one_line_when_an_agent_refuses_to_start(tmp_path: Path)
     environ["TMPDIR"] = str(loose)
     done = subprocess.run([str(JOBSTS), "demo"], capture_output=True, text=True, env=environ, timeout=300,
                           check=False)
-    assert done.returncode == 1, done.stdout + done.stderr
-    assert re.search(r"demo: the agent of \S+ stopped \(exit \d+\): .*writable by group or others", done.stderr), \
+    assert done.returncode == 2, done.stdout + done.stderr  # a CLI error: one line, exit 2
+    assert re.search(r"error: demo: the agent of \S+ stopped \(exit \d+\): .*writable by group or others", done.stderr), \
         done.stderr
     assert "Traceback" not in done.stderr
 
@@ -110,6 +110,6 @@ def test_demo_on_a_busy_port_says_so_and_leaves_nothing(tmp_path: Path) -> None:
         port = busy.getsockname()[1]
         done = subprocess.run([str(JOBSTS), "demo", "--port", str(port)], capture_output=True, text=True,
                               env=_environ(tmp_path), timeout=120, check=False)
-    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.returncode == 1, done.stdout + done.stderr  # werkzeug's own exit on a busy port
     assert "in use" in done.stderr and "Traceback" not in done.stderr
     assert list((tmp_path / "tmp").iterdir()) == []

@@ -46,7 +46,7 @@ def test_submit_list_show_cancel(world: World, live: str) -> None:
     assert job["spec"]["argv"] == ["/bin/echo", "-n", "hello"] and job["spec"]["env"] == {"A": "1"}
     listed = runner.invoke(jobs, ["list", "--state", "queued"])
     assert listed.exit_code == 0 and job["id"] in listed.output
-    shown = runner.invoke(jobs, ["show", job["id"]])
+    shown = runner.invoke(jobs, ["show", "--json", job["id"]])
     assert json.loads(shown.output)["id"] == job["id"]
     cancelled = runner.invoke(jobs, ["cancel", job["id"]])
     assert cancelled.exit_code == 0 and "cancelled" in cancelled.output

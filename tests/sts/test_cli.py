@@ -57,7 +57,7 @@ def test_access_id_prints_the_access_id_and_groups(config_file: Path) -> None:
     as_json = CliRunner().invoke(cli, ["access-id", "--config", str(config_file), "--json", "cellB", "john"])
     assert json.loads(as_json.output)["access_id"] == "user:cellB/uid=john,ou=people,dc=cellb,dc=example"
     missing = CliRunner().invoke(cli, ["access-id", "--config", str(config_file), "jobmgr", "ghost"])
-    assert missing.exit_code != 0 and isinstance(missing.exception, Exception)
+    assert missing.exit_code == 2 and "error: user.unknown: " in missing.output  # one line, exit 2
 
 
 @pytest.fixture
@@ -95,7 +95,7 @@ def test_login_stores_tokens_0600_and_node_commands_use_them(live_url: str, tmp_
     assert registered.exit_code == 0, registered.output
     listed = runner.invoke(cli, ["node", "list"])
     assert "web1\tjobmgr\tauthgroups=web\ttrusted=cellB" in listed.output
-    updated = runner.invoke(cli, ["node", "update", "web1", "--trusted-realm", "cellC"])
+    updated = runner.invoke(cli, ["node", "update", "web1", "--json", "--trusted-realm", "cellC"])
     assert json.loads(updated.output)["trusted_realms"] == ["cellC"]
     assert runner.invoke(cli, ["node", "unregister", "web1"]).exit_code == 0
     assert "web1" not in runner.invoke(cli, ["node", "list"]).output
@@ -137,7 +137,7 @@ def test_node_register_takes_a_pem_public_key(live_url: str, tmp_path: Path) -> 
     private, jwk = node_keypair("EdDSA")
     pem = private.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     (tmp_path / "node.pem").write_bytes(pem)
-    result = CliRunner().invoke(cli, ["node", "register", "ed1", "--realm", "cellB", "--public-key",
+    result = CliRunner().invoke(cli, ["node", "register", "ed1", "--json", "--realm", "cellB", "--public-key",
                                       str(tmp_path / "node.pem")])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["public_jwk"]["kid"] == jwk["kid"]
@@ -150,7 +150,7 @@ def test_commands_without_login_say_so(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "empty"))
     monkeypatch.delenv("JOBSTS_URL", raising=False)
     result = CliRunner().invoke(cli, ["node", "list"])
-    assert result.exit_code != 0 and "jobsts login" in str(result.exception)
+    assert result.exit_code == 2 and "error: session.missing: " in result.output and "jobsts login" in result.output
 
 
 def test_serve_builds_the_app_and_runs_werkzeug(config_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -187,7 +187,7 @@ def test_unreachable_sts_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     with RefusedPort() as nothing_listens:
         result = _login(nothing_listens.url("http"))
-    assert result.exit_code == 1 and "sts.unreachable" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 2 and "error: sts.unreachable" in result.output and "Traceback" not in result.output
 
 
 def test_access_id_through_the_api_with_the_stored_login(live_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -198,4 +198,4 @@ def test_access_id_through_the_api_with_the_stored_login(live_url: str, monkeypa
     assert result.output.splitlines() == ["user:jobmgr/uid=carol,ou=people,dc=jobmgr,dc=example",
                                           "group:jobmgr/cn=monitors,ou=groups,dc=jobmgr,dc=example"]
     missing = CliRunner().invoke(cli, ["access-id", "jobmgr", "ghost"])
-    assert missing.exit_code == 1 and "user.unknown" in missing.output
+    assert missing.exit_code == 2 and missing.output.count("user.unknown") == 1

@@ -7,12 +7,12 @@ backend table in ``realms.registries.base`` pairs the two, so this module import
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 from urllib.parse import urlsplit
 
+from realms.env_secrets import read_env
 from realms.registries.directory import DirectorySchema, TableReader
 
 log = logging.getLogger(__name__)
@@ -59,9 +59,12 @@ class LdapRegistryConfig:
         if password and env_name:
             raise reader.fail("bind_password_env", "set bind_password or bind_password_env, not both")
         if env_name:
-            password = os.environ.get(env_name, "")
+            # Why <NAME>_FILE too: a container secret is a file, and a password in the environment
+            # is visible to every child process.
+            password = read_env(env_name) or ""
             if not password:
-                raise reader.fail("bind_password_env", f"environment variable {env_name} is not set")
+                unset = f"environment variable {env_name} (or {env_name}_FILE) is not set"
+                raise reader.fail("bind_password_env", unset)
         if bool(bind_dn) != bool(password):
             raise reader.fail("bind_dn", "bind_dn and bind_password go together (or neither, for anonymous search)")
         tls_verify = reader.boolean("tls_verify", True)
