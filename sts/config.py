@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from realms.config import RealmConfig, load_realms
 from realms.errors import AccessIdInvalid, ConfigError, RealmUnknown
 from realms.identity.access_id import AccessId
+from sts.oauth.clients import RegisteredClient, load_clients
 
 ENV_OVERRIDES = {
     "JOBSTS_BASE_URL": "base_url",
@@ -63,6 +64,8 @@ class StsConfig:
     throttle: ThrottlePolicy = field(default_factory=ThrottlePolicy)
     jobs: JobSettings = field(default_factory=JobSettings)
     base_dir: Path = Path(".")
+    # The authorization code flow's registered clients, by (realm, client_id).
+    clients: Mapping[tuple[str, str], RegisteredClient] = field(default_factory=dict)
 
     def issuer(self, realm: str) -> str:
         """A realm's issuer comes only from the configured base URL, never from a Host header."""
@@ -156,12 +159,14 @@ def sts_config_from_mapping(
     }
     if unknown:
         raise ConfigError(f"sts.{sorted(unknown)[0]}: unknown setting", field="sts")
+    realms = load_realms(data.get("realms"), base_dir)
     return StsConfig(
         base_url=base_url,
         database_url=database_url,
         master_key_file=master_key_file,
         master_key_env=master_key_env,
-        realms=load_realms(data.get("realms"), base_dir),
+        realms=realms,
+        clients=load_clients(data.get("clients"), realms, base_url),
         audience=_require_str(sts, "audience", base_url),
         bootstrap_admins=tuple(admins),
         max_body_bytes=max_body,

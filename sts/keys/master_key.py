@@ -8,6 +8,9 @@ does not decrypt.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 import base64
 import binascii
 import os
@@ -61,6 +64,14 @@ class MasterKey:
         if len(key) != KEY_BYTES:
             raise MasterKeyError(f"master key must be {KEY_BYTES} bytes")
         self._aead = AESGCM(key)
+        # Why: a MAC key derived for one purpose (RFC 2104 HMAC as a PRF, label-separated)
+        # never equals the encryption key nor another purpose's MAC key.
+        self._mac_root = hmac.new(key, b"jobsts/mac-root", hashlib.sha256).digest()
+
+    def mac(self, label: str, message: bytes) -> bytes:
+        """HMAC-SHA256 of ``message`` under a key derived from the master key for ``label``."""
+        key = hmac.new(self._mac_root, label.encode(), hashlib.sha256).digest()
+        return hmac.new(key, message, hashlib.sha256).digest()
 
     @classmethod
     def generate(cls) -> MasterKey:
