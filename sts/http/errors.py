@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
@@ -76,7 +76,11 @@ def oauth_error(error: str, status: int, code: str, message: str) -> Response:
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"
     if status == 401:
-        response.headers["WWW-Authenticate"] = 'Bearer realm="jobsts", error="invalid_client"'
+        # RFC 6749 §5.2: the challenge names the scheme the client authenticated with; a client
+        # that authenticated in the body (private_key_jwt, or none) used no HTTP scheme.
+        scheme = request.headers.get("Authorization", "").partition(" ")[0]
+        if scheme.isalnum():
+            response.headers["WWW-Authenticate"] = f'{scheme} realm="jobsts", error="invalid_client"'
     return response
 
 
@@ -96,6 +100,12 @@ def _problem_for(error: JobstsError) -> Response:
             response.headers["WWW-Authenticate"] = (
                 f'Bearer realm="jobsts", error="invalid_token", error_description="{_printable(error.code, 200)}"'
             )
+    # RFC 6750 §3.1: a valid bearer token without the privilege needed is insufficient_scope.
+    context = request_context()
+    if error.status == 403 and (context.caller is not None or context.node is not None):
+        response.headers["WWW-Authenticate"] = (
+            f'Bearer realm="jobsts", error="insufficient_scope", error_description="{_printable(error.code, 200)}"'
+        )
     return response
 
 

@@ -8,11 +8,10 @@ does not decrypt.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-
 import base64
 import binascii
+import hashlib
+import hmac
 import os
 import secrets
 import stat

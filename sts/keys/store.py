@@ -43,7 +43,7 @@ BUMP_AHEAD_SECONDS = 3600
 RETIRE_GRACE_SECONDS = 60
 # ID tokens must be available in RS256 (OpenID Connect Core §15.1); a realm whose tokens use
 # another algorithm keeps a second key ring, "<realm>#RS256", used only for ID tokens.
-ID_TOKEN_ALGORITHM = "RS256"
+ID_TOKEN_ALGORITHM = "RS256"  # noqa: S105 (an algorithm name, not a secret)
 RING_SEPARATOR = "#"
 # Called after each signature with (realm, claims, typ, kid).
 SignedHook = Callable[[str, dict[str, Any], str, str], None]

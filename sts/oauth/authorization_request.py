@@ -156,7 +156,9 @@ def csrf_token(master_key: MasterKey, browser_secret: str, request: Authorizatio
 
 
 def check_csrf(master_key: MasterKey, browser_secret: str | None, token: str, request: AuthorizationRequest) -> None:
-    if not browser_secret or not token or not hmac.compare_digest(
-        csrf_token(master_key, browser_secret, request), token
+    if (
+        not browser_secret
+        or not token
+        or not hmac.compare_digest(csrf_token(master_key, browser_secret, request), token)
     ):
         raise LoginFormForged(f"realm {request.realm}: the login form is not from this browser's authorization request")

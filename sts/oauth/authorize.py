@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, make_response, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response as BaseResponse
 
 from realms.errors import LoginFailed
 from sts.http.context import request_context
@@ -33,12 +34,13 @@ from sts.observability import audit
 from sts.observability.metrics import LOGINS
 from sts.services import Services, current_services
 
+R = TypeVar("R", bound=BaseResponse)
 bp = Blueprint("authorize", __name__, template_folder="templates", static_folder="static", static_url_path="/oauth")
 BROWSER_COOKIE = "jobsts_authorize"
 MAX_FORM_FIELD = 4096
 
 
-def _security_headers(response: Response, form_target: str | None = None) -> Response:
+def _security_headers(response: R, form_target: str | None = None) -> R:
     """Why: no script at all, no framing (clickjacking), nothing cached or leaked by Referer.
     ``form-action`` allows the redirect after the post (browsers apply it to redirects)."""
     targets = "'self'" + (f" {form_target}" if form_target else "")
@@ -74,7 +76,9 @@ def _page(realm: str, status: int, *, fatal: str | None = None, **context: Any) 
     return response
 
 
-def _form_page(services: Services, authz: AuthorizationRequest, *, error: str | None = None, username: str = "") -> Response:
+def _form_page(
+    services: Services, authz: AuthorizationRequest, *, error: str | None = None, username: str = ""
+) -> Response:
     secret = request.cookies.get(BROWSER_COOKIE) or secrets.token_urlsafe(32)
     response = _page(
         authz.realm,
@@ -98,7 +102,7 @@ def _form_page(services: Services, authz: AuthorizationRequest, *, error: str | 
     return _security_headers(response, _origin(authz.redirect_uri))
 
 
-def _to_client(authz: AuthorizationRequest, issuer: str, **params: str) -> Response:
+def _to_client(authz: AuthorizationRequest, issuer: str, **params: str) -> BaseResponse:
     response = redirect(authz.redirect(issuer, **params), code=303)
     return _security_headers(response)
 
@@ -109,7 +113,7 @@ def _params() -> dict[str, str]:
 
 
 @bp.route("/realms/<realm>/authorize", methods=["GET", "POST"])
-def authorize(realm: str) -> Response:
+def authorize(realm: str) -> BaseResponse:
     services = current_services()
     services.config.hosted_realm(realm)
     issuer = services.config.issuer(realm)
@@ -120,7 +124,9 @@ def authorize(realm: str) -> Response:
         # Why: an unknown client or redirect URI is never redirected to (open redirector).
         return _security_headers(_page(realm, 400, fatal=f"{error.code}: {error.message}"))
     except RedirectError as failure:
-        return _to_client(failure.request, issuer, error=failure.error.error, error_description=failure.error.description)
+        return _to_client(
+            failure.request, issuer, error=failure.error.error, error_description=failure.error.description
+        )
     if request.method == "GET":
         return _form_page(services, authz)
     try:
@@ -134,10 +140,14 @@ def authorize(realm: str) -> Response:
     except LoginFailed as failure:
         outcome = getattr(failure, "outcome", None) or "failed"
         LOGINS.labels(realm, outcome).inc()
-        audit.record("login", outcome=outcome, realm=realm, code=failure.code, username=username, client=authz.client_id)
+        audit.record(
+            "login", outcome=outcome, realm=realm, code=failure.code, username=username, client=authz.client_id
+        )
         return _form_page(services, authz, error=failure.message, username=username[:256])
     LOGINS.labels(realm, "ok").inc()
-    audit.record("login", actor=str(principal.access_id), realm=realm, username=principal.username, client=authz.client_id)
+    audit.record(
+        "login", actor=str(principal.access_id), realm=realm, username=principal.username, client=authz.client_id
+    )
     grant = CodeGrantRequest(
         realm=realm,
         client_id=authz.client_id,

@@ -13,9 +13,9 @@ from flask import Blueprint, Response, jsonify, request
 from realms.tokens.profiles import SIGNING_ALGORITHMS
 from sts.http.context import request_context
 from sts.http.errors import oauth_endpoint
-from sts.oauth.errors import GrantInvalid, GrantTypeUnsupported
 from sts.keys.store import ID_TOKEN_ALGORITHM
 from sts.oauth.authorization_request import SUPPORTED_SCOPES
+from sts.oauth.errors import GrantInvalid, GrantTypeUnsupported
 from sts.oauth.grants import GRANTS
 from sts.services import current_services
 
@@ -91,8 +91,20 @@ def metadata(realm: str) -> dict[str, Any]:
         "userinfo_endpoint": f"{issuer}/userinfo",
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": [ID_TOKEN_ALGORITHM],
-        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "azp", "at_hash",
-                             "preferred_username", "realm", "groups"],
+        "claims_supported": [
+            "sub",
+            "iss",
+            "aud",
+            "exp",
+            "iat",
+            "auth_time",
+            "nonce",
+            "azp",
+            "at_hash",
+            "preferred_username",
+            "realm",
+            "groups",
+        ],
     }
 
 

@@ -46,8 +46,16 @@ def pkce() -> tuple[str, str]:
 
 
 def authorize_params(challenge: str, **overrides: Any) -> dict[str, str]:
-    params = {"response_type": "code", "client_id": CONSOLE, "redirect_uri": CALLBACK, "scope": "openid profile",
-              "state": "st-1", "nonce": "n-1", "code_challenge": challenge, "code_challenge_method": "S256"}
+    params = {
+        "response_type": "code",
+        "client_id": CONSOLE,
+        "redirect_uri": CALLBACK,
+        "scope": "openid profile",
+        "state": "st-1",
+        "nonce": "n-1",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
     params.update(overrides)
     return {k: v for k, v in params.items() if v is not None}
 
@@ -56,8 +64,14 @@ def open_login(client: FlaskClient, params: dict[str, str], realm: str = "jobmgr
     return client.get(f"/realms/{realm}/authorize?{urlencode(params)}", base_url=BASE_URL)
 
 
-def submit_login(client: FlaskClient, page: TestResponse, username: str, password: str | None = None,
-                 realm: str = "jobmgr", **changes: str) -> TestResponse:
+def submit_login(
+    client: FlaskClient,
+    page: TestResponse,
+    username: str,
+    password: str | None = None,
+    realm: str = "jobmgr",
+    **changes: str,
+) -> TestResponse:
     fields = form_fields(page.get_data(as_text=True))
     fields.update(username=username, password=f"{username}-password" if password is None else password)
     fields.update(changes)
@@ -70,8 +84,9 @@ def code_of(response: TestResponse) -> str:
     return query["code"][0]
 
 
-def login_for_code(client: FlaskClient, username: str = "john", realm: str = "jobmgr",
-                   **overrides: Any) -> tuple[str, str]:
+def login_for_code(
+    client: FlaskClient, username: str = "john", realm: str = "jobmgr", **overrides: Any
+) -> tuple[str, str]:
     """Run the login page; returns (code, verifier)."""
     verifier, challenge = pkce()
     page = open_login(client, authorize_params(challenge, **overrides), realm)
@@ -80,7 +95,12 @@ def login_for_code(client: FlaskClient, username: str = "john", realm: str = "jo
 
 
 def redeem(client: FlaskClient, code: str, verifier: str, realm: str = "jobmgr", **overrides: str) -> TestResponse:
-    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": CALLBACK, "client_id": CONSOLE,
-            "code_verifier": verifier}
+    data = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": CALLBACK,
+        "client_id": CONSOLE,
+        "code_verifier": verifier,
+    }
     data.update(overrides)
     return client.post(f"/realms/{realm}/token", data=data, base_url=BASE_URL)

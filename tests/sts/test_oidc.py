@@ -84,8 +84,14 @@ def test_discovery_passes_authlib_idpyoidc_and_oic(client: FlaskClient) -> None:
 def test_every_advertised_endpoint_is_served(app: Flask, client: FlaskClient) -> None:
     document = client.get("/realms/jobmgr/.well-known/openid-configuration").get_json()
     adapter = app.url_map.bind("sts.test")
-    for name in ("authorization_endpoint", "token_endpoint", "jwks_uri", "userinfo_endpoint",
-                 "introspection_endpoint", "revocation_endpoint"):
+    for name in (
+        "authorization_endpoint",
+        "token_endpoint",
+        "jwks_uri",
+        "userinfo_endpoint",
+        "introspection_endpoint",
+        "revocation_endpoint",
+    ):
         path = urlsplit(document[name]).path
         adapter.match(path, method="POST" if name.endswith(("token_endpoint", "n_endpoint")) else "GET")
 
@@ -100,9 +106,16 @@ def test_authlib_client_completes_the_code_flow_with_pkce(app: Flask) -> None:
     transport = httpx.WSGITransport(app=app)
     issuer = f"{BASE_URL}/realms/jobmgr"
     verifier = pkce()[0]
-    with OAuth2Client(client_id=CONSOLE, redirect_uri=CALLBACK, scope="openid profile",
-                      code_challenge_method="S256", transport=transport) as oauth, \
-            httpx.Client(transport=transport, base_url=BASE_URL) as browser:
+    with (
+        OAuth2Client(
+            client_id=CONSOLE,
+            redirect_uri=CALLBACK,
+            scope="openid profile",
+            code_challenge_method="S256",
+            transport=transport,
+        ) as oauth,
+        httpx.Client(transport=transport, base_url=BASE_URL) as browser,
+    ):
         url, state = oauth.create_authorization_url(f"{issuer}/authorize", code_verifier=verifier, nonce="n-42")
         page = browser.get(url)
         assert page.status_code == 200 and "Sign in to" in page.text
@@ -113,13 +126,17 @@ def test_authlib_client_completes_the_code_flow_with_pkce(app: Flask) -> None:
         location = answer.headers["Location"]
         assert location.startswith(CALLBACK + "?")
         assert parse_qs(urlsplit(location).query)["iss"] == [issuer]
-        token = oauth.fetch_token(f"{issuer}/token", authorization_response=location, code_verifier=verifier,
-                                  state=state)
+        token = oauth.fetch_token(
+            f"{issuer}/token", authorization_response=location, code_verifier=verifier, state=state
+        )
         assert token["token_type"] == "Bearer" and token["refresh_token"]
         keys = KeySet.import_key_set(browser.get(f"{issuer}/jwks").json())
         decoded = jwt.decode(token["id_token"], keys, algorithms=["RS256"])
-        JWTClaimsRegistry(iss={"essential": True, "value": issuer}, aud={"essential": True, "value": CONSOLE},
-                          nonce={"essential": True, "value": "n-42"}).validate(decoded.claims)
+        JWTClaimsRegistry(
+            iss={"essential": True, "value": issuer},
+            aud={"essential": True, "value": CONSOLE},
+            nonce={"essential": True, "value": "n-42"},
+        ).validate(decoded.claims)
         assert decoded.claims["at_hash"] == at_hash(token["access_token"])
         assert decoded.claims["sub"] == "user:jobmgr/uid=john,ou=people,dc=jobmgr,dc=example"
         info = browser.get(f"{issuer}/userinfo", headers=bearer(token["access_token"]))
@@ -150,15 +167,18 @@ def test_clickjacking_headers_and_no_script(client: FlaskClient) -> None:
     css.close()
 
 
-@pytest.mark.parametrize("change", [
-    {"client_id": "unknown-app"},
-    {"redirect_uri": "https://evil.test/cb"},
-    {"redirect_uri": CALLBACK + ".evil.test"},
-    {"redirect_uri": CALLBACK + "/../../evil"},
-    {"redirect_uri": CALLBACK.upper()},
-    {"redirect_uri": None},
-    {"client_id": OTHER},  # the console's redirect URI is not other-app's
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"client_id": "unknown-app"},
+        {"redirect_uri": "https://evil.test/cb"},
+        {"redirect_uri": CALLBACK + ".evil.test"},
+        {"redirect_uri": CALLBACK + "/../../evil"},
+        {"redirect_uri": CALLBACK.upper()},
+        {"redirect_uri": None},
+        {"client_id": OTHER},  # the console's redirect URI is not other-app's
+    ],
+)
 def test_open_redirect_is_refused_on_the_page(client: FlaskClient, change: dict[str, str | None]) -> None:
     page = open_login(client, authorize_params(pkce()[1], **change))
     assert page.status_code == 400 and "Location" not in page.headers
@@ -169,10 +189,12 @@ def test_open_redirect_is_refused_on_the_page(client: FlaskClient, change: dict[
 
 def test_other_request_errors_go_back_to_the_registered_redirect_uri(client: FlaskClient) -> None:
     verifier, challenge = pkce()
-    for change, error in [({"code_challenge_method": "plain", "code_challenge": verifier}, "invalid_request"),
-                          ({"code_challenge": None}, "invalid_request"),
-                          ({"response_type": "token"}, "unsupported_response_type"),
-                          ({"scope": "openid admin"}, "invalid_scope")]:
+    for change, error in [
+        ({"code_challenge_method": "plain", "code_challenge": verifier}, "invalid_request"),
+        ({"code_challenge": None}, "invalid_request"),
+        ({"response_type": "token"}, "unsupported_response_type"),
+        ({"scope": "openid admin"}, "invalid_scope"),
+    ]:
         answer = open_login(client, authorize_params(challenge, **change))
         assert answer.status_code == 303, change
         location = urlsplit(answer.headers["Location"])
@@ -213,8 +235,9 @@ def test_wrong_password_shows_the_page_again_and_counts_in_the_shared_throttle(c
         assert failed.status_code == 200 and "invalid username or password" in failed.get_data(as_text=True)
         assert "Location" not in failed.headers
     # The password grant shares the lock: the right password is now refused there too.
-    locked = client.post("/realms/jobmgr/token", data={"grant_type": "password", "username": "john",
-                                                       "password": "john-password"})
+    locked = client.post(
+        "/realms/jobmgr/token", data={"grant_type": "password", "username": "john", "password": "john-password"}
+    )
     assert locked.status_code == 400 and locked.get_json()["code"] == "login.failed"
     assert submit_login(client, page, "john").status_code == 200  # and on the page
 
@@ -229,15 +252,18 @@ def test_code_is_single_use_and_a_replay_revokes_its_tokens(client: FlaskClient)
     assert replay.status_code == 400
     assert replay.get_json()["error"] == "invalid_grant" and replay.get_json()["code"] == "code.reused"
     assert client.get("/realms/jobmgr/userinfo", headers=bearer(tokens["access_token"])).status_code == 401
-    refresh = client.post("/realms/jobmgr/token", data={"grant_type": "refresh_token",
-                                                        "refresh_token": tokens["refresh_token"]})
+    refresh = client.post(
+        "/realms/jobmgr/token", data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+    )
     assert refresh.status_code == 400 and refresh.get_json()["error"] == "invalid_grant"
 
 
 def test_code_for_another_client_wrong_verifier_or_redirect_is_refused(client: FlaskClient) -> None:
     code, verifier = login_for_code(client)
-    assert redeem(client, code, verifier, client_id=OTHER, redirect_uri=OTHER_CALLBACK).get_json()["code"] \
+    assert (
+        redeem(client, code, verifier, client_id=OTHER, redirect_uri=OTHER_CALLBACK).get_json()["code"]
         == "code.invalid"
+    )
     assert redeem(client, code, verifier, client_id="nobody").status_code == 401
     assert redeem(client, code, pkce()[0]).get_json()["code"] == "code.invalid"
     assert redeem(client, code, verifier, redirect_uri=CALLBACK + "?x=1").get_json()["code"] == "code.invalid"
