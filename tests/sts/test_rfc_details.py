@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from flask import Flask
 from flask.testing import FlaskClient
 from joserfc import jwt as jose_jwt
@@ -67,9 +68,10 @@ def test_invalid_client_names_the_scheme_the_client_used(client: FlaskClient) ->
 def test_authlib_default_private_key_jwt_is_accepted(app: Flask, registered_node: tuple[str, Any]) -> None:
     node_id, private = registered_node
     auth = PrivateKeyJWT(TOKEN_URL, alg="ES256")
+    pem = private.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
     with OAuth2Client(
         client_id=node_id,
-        client_secret=private,
+        client_secret=ECKey.import_key(pem),
         token_endpoint_auth_method=auth,
         transport=httpx.WSGITransport(app=app),
     ) as oauth:
