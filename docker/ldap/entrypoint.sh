@@ -1,8 +1,13 @@
 #!/bin/sh
 # Start slapd for realm $REALM (suffix $SUFFIX) and, on first start, seed it over LDAP so the
 # memberof overlay computes memberOf, exactly as the test harness does.
+# The root password comes from ROOT_PASSWORD_FILE (a compose secret) or ROOT_PASSWORD.
 set -eu
-: "${REALM:?set REALM}" "${SUFFIX:?set SUFFIX}" "${ROOT_PASSWORD:?set ROOT_PASSWORD}"
+if [ -n "${ROOT_PASSWORD_FILE:-}" ]; then
+  ROOT_PASSWORD=$(cat "$ROOT_PASSWORD_FILE")
+fi
+: "${REALM:?set REALM}" "${SUFFIX:?set SUFFIX}" "${ROOT_PASSWORD:?set ROOT_PASSWORD or ROOT_PASSWORD_FILE}"
+umask 077 # slapd.conf holds the root password
 mkdir -p /run/slapd "/var/lib/ldap/$REALM"
 sed -e "s|@SUFFIX@|$SUFFIX|g" -e "s|@REALM@|$REALM|g" -e "s|@ROOT_PASSWORD@|$ROOT_PASSWORD|g" \
   /opt/jobsts-ldap/slapd.conf.template > /run/slapd/slapd.conf
