@@ -72,13 +72,15 @@ def create_app(config: StsConfig | str | Path | None = None) -> Flask:
     from sts.keys import views as key_views
     from sts.nodes import access_ids
     from sts.nodes import views as node_views
-    from sts.oauth import introspection
+    from sts.oauth import authorize, introspection, userinfo
     from sts.oauth import views as oauth_views
     from sts.observability import views as health_views
     from sts.openapi import views as openapi_views
 
     app.register_blueprint(health_views.bp)
     app.register_blueprint(oauth_views.bp)
+    app.register_blueprint(authorize.bp)
+    app.register_blueprint(userinfo.bp)
     app.register_blueprint(key_views.bp)
     app.register_blueprint(introspection.bp)
     app.register_blueprint(node_views.bp)

@@ -18,6 +18,7 @@ from realms.config import RealmConfig, load_realms
 from realms.env_secrets import read_env
 from realms.errors import AccessIdInvalid, ConfigError, RealmUnknown
 from realms.identity.access_id import AccessId
+from sts.oauth.clients import RegisteredClient, load_clients
 
 # Each may also be given as <NAME>_FILE, a file holding the value (realms.env_secrets). The
 # master key is the exception: JOBSTS_MASTER_KEY_FILE is the path of the key file itself, which
@@ -67,6 +68,10 @@ class StsConfig:
     throttle: ThrottlePolicy = field(default_factory=ThrottlePolicy)
     jobs: JobSettings = field(default_factory=JobSettings)
     base_dir: Path = Path(".")
+    # The longest a private_key_jwt client assertion may live (RFC 7523 §3; Authlib sends 3600 s).
+    max_client_assertion_lifetime: int = 3600
+    # The authorization code flow's registered clients, by (realm, client_id).
+    clients: Mapping[tuple[str, str], RegisteredClient] = field(default_factory=dict)
 
     def issuer(self, realm: str) -> str:
         """A realm's issuer comes only from the configured base URL, never from a Host header."""
@@ -152,7 +157,17 @@ def sts_config_from_mapping(
     max_body = sts.get("max_body_bytes", 64 * 1024)
     if isinstance(max_body, bool) or not isinstance(max_body, int) or not 1024 <= max_body <= 16 * 1024 * 1024:
         raise ConfigError("sts.max_body_bytes: must be from 1024 to 16777216", field="sts.max_body_bytes")
+    assertion_lifetime = sts.get("max_client_assertion_lifetime", 3600)
+    if (
+        isinstance(assertion_lifetime, bool)
+        or not isinstance(assertion_lifetime, int)
+        or not (60 <= assertion_lifetime <= 86400)
+    ):
+        raise ConfigError(
+            "sts.max_client_assertion_lifetime: seconds, from 60 to 86400", field="sts.max_client_assertion_lifetime"
+        )
     unknown = set(sts) - {
+        "max_client_assertion_lifetime",
         "base_url",
         "database_url",
         "master_key_file",
@@ -163,15 +178,18 @@ def sts_config_from_mapping(
     }
     if unknown:
         raise ConfigError(f"sts.{sorted(unknown)[0]}: unknown setting", field="sts")
+    realms = load_realms(data.get("realms"), base_dir)
     return StsConfig(
         base_url=base_url,
         database_url=database_url,
         master_key_file=master_key_file,
         master_key_env=master_key_env,
-        realms=load_realms(data.get("realms"), base_dir),
+        realms=realms,
+        clients=load_clients(data.get("clients"), realms, base_url),
         audience=_require_str(sts, "audience", base_url),
         bootstrap_admins=tuple(admins),
         max_body_bytes=max_body,
+        max_client_assertion_lifetime=assertion_lifetime,
         trusted_proxies=tuple(proxies),
         throttle=_throttle(data.get("throttle")),
         base_dir=base_dir,

@@ -95,3 +95,35 @@ def job_token_claims(
     if username:
         claims["preferred_username"] = username
     return claims
+
+
+def id_token_claims(
+    *,
+    issuer: str,
+    subject: str,
+    client_id: str,
+    username: str,
+    auth_time: int,
+    issued_at: int,
+    expires_at: int,
+    nonce: str | None,
+    access_token_hash: str | None,
+) -> dict[str, Any]:
+    """An OpenID Connect ID token (Core §2): ``aud`` is the client, ``sub`` the user's access ID;
+    ``nonce`` echoes the authorization request's (§3.1.2.1) and ``at_hash`` binds the access
+    token issued beside it (§3.1.3.6)."""
+    claims: dict[str, Any] = {
+        "iss": issuer,
+        "sub": subject,
+        "aud": client_id,
+        "azp": client_id,
+        "iat": issued_at,
+        "exp": expires_at,
+        "auth_time": auth_time,
+        "preferred_username": username,
+    }
+    if nonce is not None:
+        claims["nonce"] = nonce
+    if access_token_hash is not None:
+        claims["at_hash"] = access_token_hash
+    return claims

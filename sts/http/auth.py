@@ -52,6 +52,11 @@ def _bearer() -> str:
     return token.strip()
 
 
+def bearer_token() -> str:
+    """The bearer token of this request (RFC 6750 §2.1), or ``auth.required``."""
+    return _bearer()
+
+
 def _verify_signed(token: str, profile: TokenProfile) -> VerifiedToken:
     services = current_services()
     # The leeway is the issuing realm's own, carried by its IssuerTrust.

@@ -77,10 +77,11 @@ def oauth_error(error: str, status: int, code: str, message: str) -> Response:
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"
     if status == 401:
-        # RFC 6749 §5.2: the challenge names the scheme the client tried (Basic is refused).
-        tried_basic = request.headers.get("Authorization", "").lower().startswith("basic ")
-        scheme = "Basic" if tried_basic else "Bearer"
-        response.headers["WWW-Authenticate"] = f'{scheme} realm="jobsts", error="invalid_client"'
+        # RFC 6749 §5.2: the challenge names the scheme the client authenticated with; a client
+        # that authenticated in the body (private_key_jwt, or none) used no HTTP scheme.
+        scheme = request.headers.get("Authorization", "").partition(" ")[0]
+        if scheme.isalnum():
+            response.headers["WWW-Authenticate"] = f'{scheme} realm="jobsts", error="invalid_client"'
     return response
 
 
@@ -100,6 +101,12 @@ def _problem_for(error: JobstsError) -> Response:
             response.headers["WWW-Authenticate"] = (
                 f'Bearer realm="jobsts", error="invalid_token", error_description="{_printable(error.code, 200)}"'
             )
+    # RFC 6750 §3.1: a valid bearer token without the privilege needed is insufficient_scope.
+    context = request_context()
+    if error.status == 403 and (context.caller is not None or context.node is not None):
+        response.headers["WWW-Authenticate"] = (
+            f'Bearer realm="jobsts", error="insufficient_scope", error_description="{_printable(error.code, 200)}"'
+        )
     return response
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import os
 import secrets
 import stat
@@ -17,9 +19,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from realms.errors import ConfigError
 from sts.config import StsConfig
@@ -63,10 +63,14 @@ class MasterKey:
         if len(key) != KEY_BYTES:
             raise MasterKeyError(f"master key must be {KEY_BYTES} bytes")
         self._aead = AESGCM(key)
-        # A separate key for keyed log digests (HKDF, RFC 5869): never the encryption key itself.
-        self.log_digest_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"jobsts log digest").derive(
-            key
-        )
+        # Why: a MAC key derived for one purpose (RFC 2104 HMAC as a PRF, label-separated)
+        # never equals the encryption key nor another purpose's MAC key.
+        self._mac_root = hmac.new(key, b"jobsts/mac-root", hashlib.sha256).digest()
+
+    def mac(self, label: str, message: bytes) -> bytes:
+        """HMAC-SHA256 of ``message`` under a key derived from the master key for ``label``."""
+        key = hmac.new(self._mac_root, label.encode(), hashlib.sha256).digest()
+        return hmac.new(key, message, hashlib.sha256).digest()
 
     @classmethod
     def generate(cls) -> MasterKey:

@@ -14,7 +14,8 @@ class KeyRing(Base):
     """One row per realm; ``generation`` grows on every key change so other processes reload."""
 
     __tablename__ = "sts_key_rings"
-    realm: Mapped[str] = mapped_column(String(63), primary_key=True)
+    # A realm name, or "<realm>#RS256" for the realm's ID-token ring.
+    realm: Mapped[str] = mapped_column(String(80), primary_key=True)
     generation: Mapped[int] = mapped_column(Integer, default=0)
 
 
@@ -23,7 +24,7 @@ class SigningKey(Base):
 
     __tablename__ = "sts_signing_keys"
     kid: Mapped[str] = mapped_column(String(64), primary_key=True)
-    realm: Mapped[str] = mapped_column(String(63), index=True)
+    realm: Mapped[str] = mapped_column(String(80), index=True)  # the key ring
     algorithm: Mapped[str] = mapped_column(String(16))
     state: Mapped[str] = mapped_column(String(16))  # active | retiring | retired
     private_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)

@@ -41,6 +41,10 @@ from sts.keys.trust import StsTrustResolver
 # tokens costs one database write rather than one per token. Publishing longer is safe.
 BUMP_AHEAD_SECONDS = 3600
 RETIRE_GRACE_SECONDS = 60
+# ID tokens must be available in RS256 (OpenID Connect Core §15.1); a realm whose tokens use
+# another algorithm keeps a second key ring, "<realm>#RS256", used only for ID tokens.
+ID_TOKEN_ALGORITHM = "RS256"  # noqa: S105 (an algorithm name, not a secret)
+RING_SEPARATOR = "#"
 # Called after each signature with (realm, claims, typ, kid).
 SignedHook = Callable[[str, dict[str, Any], str, str], None]
 
@@ -71,6 +75,11 @@ class _RealmKeys:
     checked_at: float
 
 
+def id_token_ring(realm: str, algorithm: str) -> str:
+    """The key ring that signs ``realm``'s ID tokens: the realm's own when it uses RS256."""
+    return realm if algorithm == ID_TOKEN_ALGORITHM else f"{realm}{RING_SEPARATOR}{ID_TOKEN_ALGORITHM}"
+
+
 def _aad(realm: str, kid: str) -> bytes:
     return f"jobsts/signing-key/{realm}/{kid}".encode()
 
@@ -98,17 +107,30 @@ class KeyStore:
     # --- lifecycle -------------------------------------------------------------------
     def ensure_active(self) -> None:
         """Give every realm an active key of its configured algorithm (first start, or a changed policy)."""
-        for realm, settings in self.config.realms.items():
-            with self.db.session(immediate=True) as session:
-                self._lock_ring(session, realm)
-                active = session.scalars(
-                    select(SigningKey).where(SigningKey.realm == realm, SigningKey.state == "active")
-                ).first()
-                if active is None or active.algorithm != settings.token.algorithm:
-                    self._rotate_locked(session, realm)
-            self.retire_expired(realm)
-            # Why: decrypt now, so a wrong master key stops the start instead of the first login.
-            self.realm_keys(realm, force=True)
+        for realm in self.config.realms:
+            for ring in self.rings(realm):
+                with self.db.session(immediate=True) as session:
+                    self._lock_ring(session, ring)
+                    active = session.scalars(
+                        select(SigningKey).where(SigningKey.realm == ring, SigningKey.state == "active")
+                    ).first()
+                    if active is None or active.algorithm != self._ring_algorithm(ring):
+                        self._rotate_locked(session, ring)
+                self.retire_expired(ring)
+                # Why: decrypt now, so a wrong master key stops the start instead of the first login.
+                self.realm_keys(ring, force=True)
+
+    def rings(self, realm: str) -> list[str]:
+        """The realm's key rings: its own, and the RS256 ID-token ring when it signs with another algorithm."""
+        own = self._realm_policy(realm).algorithm
+        return [realm] if own == ID_TOKEN_ALGORITHM else [realm, id_token_ring(realm, own)]
+
+    def id_token_ring(self, realm: str) -> str:
+        return id_token_ring(realm, self._realm_policy(realm).algorithm)
+
+    def _ring_algorithm(self, ring: str) -> str:
+        _, separator, algorithm = ring.partition(RING_SEPARATOR)
+        return algorithm if separator else self._realm_policy(ring).algorithm
 
     def rotate(self, realm: str) -> str:
         """Make a new active key; the old one becomes retiring. Returns the new kid."""
@@ -155,7 +177,7 @@ class KeyStore:
 
     def _rotate_locked(self, session: Session, realm: str) -> str:
         now = int(self.clock())
-        algorithm = self._realm_policy(realm).algorithm
+        algorithm = self._ring_algorithm(realm)
         for old in session.scalars(select(SigningKey).where(SigningKey.realm == realm, SigningKey.state == "active")):
             old.state, old.retiring_since = "retiring", now
         private = generate_private_key(algorithm)
@@ -177,7 +199,8 @@ class KeyStore:
 
     # --- cache -----------------------------------------------------------------------
     def _realm_policy(self, realm: str) -> TokenPolicy:
-        return self.config.hosted_realm(realm).token
+        """The token policy of a realm, or of the realm a key ring (``<realm>#RS256``) belongs to."""
+        return self.config.hosted_realm(realm.partition(RING_SEPARATOR)[0]).token
 
     def _load(self, realm: str) -> _RealmKeys:
         with self.db.session() as session:
@@ -248,7 +271,7 @@ class KeyStore:
         self._note_exp(current.active, int(claims["exp"]), session)
         token = sign_compact(claims, current.private, current.active.algorithm, current.active.kid, typ)
         if self.on_signed is not None:
-            self.on_signed(realm, claims, typ, current.active.kid)
+            self.on_signed(realm.partition(RING_SEPARATOR)[0], claims, typ, current.active.kid)
         return token
 
     def _note_exp(self, key: StoredKey, exp: int, session: Session | None) -> None:
@@ -270,7 +293,7 @@ class KeyStore:
 
     def jwks(self, realm: str) -> dict[str, list[dict[str, str]]]:
         """The realm's public JWK Set (RFC 7517 §5). Public members only, by construction."""
-        return {"keys": [dict(k.jwk) for k in self.published(realm)]}
+        return {"keys": [dict(k.jwk) for ring in self.rings(realm) for k in self.published(ring)]}
 
     def trust_resolver(self) -> StsTrustResolver:
         """A ``realms.tokens.TrustResolver`` over this STS's realms (one per KeyStore, cached)."""

@@ -1,49 +1,88 @@
-"""The clients the token endpoint knows (RFC 6749 §2): nodes, and the registered public clients.
+"""Registered OAuth clients of the authorization code flow (RFC 6749 §2), per realm.
 
-A ``client_id`` is copied into the access token (RFC 9068 §2.2), so a value taken as typed would
-let anyone stamp tokens with a client name of their choosing. Nodes authenticate with
-``private_key_jwt`` (their ``client_id`` is their node id, checked by the client-credentials
-grant); people use one of the public clients below, or send no ``client_id`` at all.
+Clients are configured in the STS TOML file as ``[[clients]]`` tables (``realm``,
+``client_id``, ``redirect_uris``) and validated at load. Every hosted realm also has the
+first-party console client ``jobsts-console`` whose only redirect URI is
+``<base_url>/console/callback``. All clients are public (RFC 6749 §2.1): they authenticate
+nothing at the token endpoint, so PKCE (RFC 7636) is what binds a code to its requester.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import ClassVar
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
 
-from flask import request
+from realms.errors import ConfigError
 
-from realms.errors import InputError
-from sts.oauth.errors import ClientAuthenticationUnsupported
-
-# The public clients (RFC 6749 §2.1) of this service: the default for requests that name none,
-# and the ``jobsts`` command line. A new first-party client is added here, with its reason.
-DEFAULT_CLIENT_ID = "jobsts"
-PUBLIC_CLIENTS = frozenset({DEFAULT_CLIENT_ID, "jobsts-cli"})
+CONSOLE_CLIENT_ID = "jobsts-console"
+CONSOLE_CALLBACK_PATH = "/console/callback"
+MAX_CLIENT_ID = 64
 
 
-class ClientUnknown(InputError):
-    """A ``client_id`` that is neither a registered public client nor the authenticated node."""
+@dataclass(frozen=True, slots=True)
+class RegisteredClient:
+    """A public client of one realm and its exact redirect URIs (RFC 6749 §3.1.2)."""
 
-    code: ClassVar[str] = "client.unknown"
-    status: ClassVar[int] = 401
-    oauth_error: ClassVar[str] = "invalid_client"
+    realm: str
+    client_id: str
+    redirect_uris: tuple[str, ...]
 
-
-def refuse_basic_authentication() -> None:
-    """RFC 6749 §2.3.1 ``client_secret_basic`` is not supported: a Basic ``Authorization`` header
-    is refused (401 ``invalid_client`` with a Basic challenge, §5.2), never silently ignored."""
-    scheme = request.headers.get("Authorization", "").split(" ", 1)[0].lower()
-    if scheme == "basic":
-        raise ClientAuthenticationUnsupported(
-            "client_secret_basic is not supported: public clients send client_id in the body, "
-            "nodes authenticate with private_key_jwt"
-        )
+    def allows(self, redirect_uri: str) -> bool:
+        """Exact string comparison (RFC 6749 §3.1.2.3; OAuth 2.0 Security BCP §4.1.3)."""
+        return redirect_uri in self.redirect_uris
 
 
-def public_client_id(form: Mapping[str, str]) -> str:
-    """The public client named by ``client_id`` (or the default); ``client.unknown`` otherwise."""
-    value = form.get("client_id") or DEFAULT_CLIENT_ID
-    if value not in PUBLIC_CLIENTS:
-        raise ClientUnknown(f"client_id {value[:64]!r} is not a registered client of this service")
-    return value
+def _redirect_uri(text: Any, where: str) -> str:
+    if not isinstance(text, str) or not text:
+        raise ConfigError(f"{where}: a redirect URI must be a non-empty string", field=where)
+    parts = urlsplit(text)
+    loopback = parts.hostname in ("127.0.0.1", "::1", "localhost")
+    # Why: a redirect URI carries the code; plain http only to the client's own machine
+    # (RFC 8252 §7.3), and no fragment (RFC 6749 §3.1.2).
+    if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
+        raise ConfigError(f"{where}: {text!r} must be https (http only for a loopback address)", field=where)
+    if not parts.netloc or parts.fragment or "#" in text:
+        raise ConfigError(f"{where}: {text!r} must be an absolute URI without a fragment", field=where)
+    return text
+
+
+def _client(table: Any, realms: Iterable[str], index: int) -> RegisteredClient:
+    where = f"clients[{index}]"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: must be a table", field="clients")
+    unknown = set(table) - {"realm", "client_id", "redirect_uris"}
+    if unknown:
+        raise ConfigError(f"{where}.{sorted(unknown)[0]}: unknown setting", field="clients")
+    realm, client_id, uris = table.get("realm"), table.get("client_id"), table.get("redirect_uris")
+    if realm not in set(realms):
+        raise ConfigError(f"{where}.realm: {realm!r} is not a configured realm", field=f"{where}.realm")
+    if not isinstance(client_id, str) or not client_id or len(client_id) > MAX_CLIENT_ID or not client_id.isprintable():
+        raise ConfigError(f"{where}.client_id: a printable name of 1 to 64 characters", field=f"{where}.client_id")
+    if client_id == CONSOLE_CLIENT_ID:
+        raise ConfigError(f"{where}.client_id: {CONSOLE_CLIENT_ID} is built in", field=f"{where}.client_id")
+    if not isinstance(uris, list) or not uris:
+        raise ConfigError(f"{where}.redirect_uris: a non-empty list", field=f"{where}.redirect_uris")
+    checked = tuple(_redirect_uri(uri, f"{where}.redirect_uris") for uri in uris)
+    return RegisteredClient(realm=str(realm), client_id=client_id, redirect_uris=checked)
+
+
+def load_clients(tables: Any, realms: Iterable[str], base_url: str) -> Mapping[tuple[str, str], RegisteredClient]:
+    """The clients by ``(realm, client_id)``: the console client of each realm, then the configured ones."""
+    names = list(realms)
+    clients = {
+        (realm, CONSOLE_CLIENT_ID): RegisteredClient(realm, CONSOLE_CLIENT_ID, (base_url + CONSOLE_CALLBACK_PATH,))
+        for realm in names
+    }
+    if tables is None:
+        return clients
+    if not isinstance(tables, list):
+        raise ConfigError("clients: must be an array of tables ([[clients]])", field="clients")
+    for index, table in enumerate(tables):
+        client = _client(table, names, index)
+        key = (client.realm, client.client_id)
+        if key in clients:
+            raise ConfigError(f"clients[{index}]: {client.client_id} is registered twice in {client.realm}")
+        clients[key] = client
+    return clients

@@ -59,3 +59,24 @@ class LoginLocked(LoginFailed):
     """Only logged: the caller gets exactly the ``login.failed`` answer (no account probing)."""
 
     code: ClassVar[str] = "login.locked"
+
+
+class CodeInvalid(GrantRefused):
+    """An authorization code that is unknown, expired, for another client or redirect URI, or
+    whose PKCE verifier does not match (RFC 6749 §5.2 ``invalid_grant``; RFC 7636 §4.6)."""
+
+    code: ClassVar[str] = "code.invalid"
+
+
+class CodeReused(CodeInvalid):
+    """An authorization code presented a second time; the tokens of its first use are revoked."""
+
+    code: ClassVar[str] = "code.reused"
+
+
+class ClientUnknown(GrantInvalid):
+    """A ``client_id`` that is not a registered client of the realm."""
+
+    code: ClassVar[str] = "client.unknown"
+    status: ClassVar[int] = 401
+    oauth_error: ClassVar[str] = "invalid_client"

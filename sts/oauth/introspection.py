@@ -135,6 +135,9 @@ def revoke(realm: str) -> Response:
     services = current_services()
     services.config.hosted_realm(realm)
     token = read_form().get("token", "")
+    if not token:
+        # RFC 7009 §2.1: ``token`` is REQUIRED; its absence is an invalid_request (§2.2.1).
+        raise GrantInvalid(f"realm {realm}: parameter token is required")
     if token.count(".") == 2:
         verified = _revocable(realm, token)
         if verified is not None:
@@ -148,8 +151,9 @@ def revoke(realm: str) -> Response:
                 # RFC 7009 §2.1: revoking a refresh token ends its whole grant.
                 refresh_tokens.revoke_family(session, row.family_id)
                 audit.record("token.revoked", actor=None, realm=realm, profile="refresh_token", username=row.username)
-    # RFC 7009 §2.2: the answer is 200 whether or not the token was valid.
+    # RFC 7009 §2.2: the answer is 200 whether or not the token was valid, with no content.
     response = Response(status=200)
+    del response.headers["Content-Type"]
     response.headers["Cache-Control"] = "no-store"
     return response
 

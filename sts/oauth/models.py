@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Integer, String
+from sqlalchemy import JSON, Boolean, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from sts.db import Base
@@ -48,3 +48,26 @@ class LoginFailures(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     last_failure: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AuthorizationCode(Base):
+    """An authorization code (RFC 6749 §4.1.2), stored as its SHA-256, with its PKCE challenge
+    and, once used, the access token jti and refresh family it produced (revoked on replay)."""
+
+    __tablename__ = "sts_authorization_codes"
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    realm: Mapped[str] = mapped_column(String(63))
+    client_id: Mapped[str] = mapped_column(String(64))
+    redirect_uri: Mapped[str] = mapped_column(String(2048))
+    code_challenge: Mapped[str] = mapped_column(String(64))
+    nonce: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    scope: Mapped[str] = mapped_column(String(512))
+    subject: Mapped[str] = mapped_column(String(1200))
+    username: Mapped[str] = mapped_column(String(256))
+    groups: Mapped[list[str]] = mapped_column(JSON)
+    auth_time: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[int] = mapped_column(Integer, index=True)
+    used_at: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    access_jti: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    access_exp: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    family_id: Mapped[str | None] = mapped_column(String(36), nullable=True)

@@ -13,6 +13,8 @@ from flask import Blueprint, Response, jsonify, request
 from realms.tokens.profiles import SIGNING_ALGORITHMS
 from sts.http.context import request_context
 from sts.http.errors import oauth_endpoint
+from sts.keys.store import ID_TOKEN_ALGORITHM
+from sts.oauth.authorization_request import SUPPORTED_SCOPES
 from sts.oauth.clients import refuse_basic_authentication
 from sts.oauth.errors import GrantInvalid, GrantTypeUnsupported
 from sts.oauth.grants import GRANTS
@@ -55,33 +57,74 @@ def token(realm: str) -> Response:
     return response
 
 
-def metadata(realm: str) -> dict[str, Any]:
-    """The realm's authorization server metadata (RFC 8414 §2)."""
+def oauth_metadata(realm: str) -> dict[str, Any]:
+    """The realm's authorization server metadata (RFC 8414 §2): exactly what is served."""
     services = current_services()
     issuer = services.config.issuer(realm)
     algorithm = services.config.hosted_realm(realm).token.algorithm
     return {
         "issuer": issuer,
+        "authorization_endpoint": f"{issuer}/authorize",
         "token_endpoint": f"{issuer}/token",
         "jwks_uri": f"{issuer}/jwks",
         "introspection_endpoint": f"{issuer}/introspect",
         "revocation_endpoint": f"{issuer}/revoke",
+        "scopes_supported": list(SUPPORTED_SCOPES),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
         "grant_types_supported": list(GRANTS),
-        "response_types_supported": ["token"],
-        "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": [algorithm],
+        "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": ["none", "private_key_jwt"],
         "token_endpoint_auth_signing_alg_values_supported": list(SIGNING_ALGORITHMS),
         # Why: introspection callers authenticate with a bearer token, which has no name in the IANA
         # registry of endpoint auth methods (RFC 8414 §2), so introspection_endpoint_auth_methods_
         # supported is left out rather than filled with an unregistered name.
         "revocation_endpoint_auth_methods_supported": ["none"],
+        "authorization_response_iss_parameter_supported": True,
         "access_token_signing_alg_values_supported": [algorithm],
     }
 
 
-@bp.get("/realms/<realm>/.well-known/openid-configuration")
-def openid_configuration(realm: str) -> Response:
-    response = jsonify(metadata(realm))
+def metadata(realm: str) -> dict[str, Any]:
+    """OpenID Provider Metadata (OpenID Connect Discovery 1.0 §3): RFC 8414's plus the OpenID
+    members. ID tokens are always signed with RS256, the one algorithm every relying party
+    must support (Core §15.1), by the realm's RS256 key (its own, or a second ID-token key)."""
+    services = current_services()
+    issuer = services.config.issuer(realm)
+    return {
+        **oauth_metadata(realm),
+        "userinfo_endpoint": f"{issuer}/userinfo",
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": [ID_TOKEN_ALGORITHM],
+        "claims_supported": [
+            "sub",
+            "iss",
+            "aud",
+            "exp",
+            "iat",
+            "auth_time",
+            "nonce",
+            "azp",
+            "at_hash",
+            "preferred_username",
+            "realm",
+            "groups",
+        ],
+    }
+
+
+def _cached_json(document: dict[str, Any]) -> Response:
+    response = jsonify(document)
     response.headers["Cache-Control"] = f"public, max-age={DISCOVERY_MAX_AGE}"
     return response
+
+
+@bp.get("/realms/<realm>/.well-known/openid-configuration")
+def openid_configuration(realm: str) -> Response:
+    return _cached_json(metadata(realm))
+
+
+@bp.get("/.well-known/oauth-authorization-server/realms/<realm>")
+def authorization_server_metadata(realm: str) -> Response:
+    """RFC 8414 §3.1: the well-known suffix goes between the host and the issuer's path."""
+    return _cached_json(oauth_metadata(realm))

@@ -99,15 +99,15 @@ def test_rotation_keeps_the_retiring_key_published_until_its_tokens_expire(tmp_p
         old_kid = store.realm_keys("jobmgr").active.kid  # type: ignore[union-attr]
         new_kid = store.rotate("jobmgr")
         assert new_kid != old_kid
-        assert {k["kid"] for k in store.jwks("jobmgr")["keys"]} == {old_kid, new_kid}
+        assert {k.kid for k in store.published("jobmgr")} == {old_kid, new_kid}
         new_token = store.sign("jobmgr", _claims(services, now=clock.now), "at+jwt")
         assert new_token.count(".") == 2
         clock.now += 6 * 86400  # the job token is still valid: the old key stays
         assert store.retire_expired("jobmgr") == []
-        assert old_kid in {k["kid"] for k in store.jwks("jobmgr")["keys"]}
+        assert old_kid in {k.kid for k in store.published("jobmgr")}
         clock.now += 86400 + 2 * 3600  # past exp + bump + leeway
         assert store.retire_expired("jobmgr") == [old_kid]
-        assert {k["kid"] for k in store.jwks("jobmgr")["keys"]} == {new_kid}
+        assert {k.kid for k in store.published("jobmgr")} == {new_kid}
         with pytest.raises(TokenUnknownKey):
             verify(
                 old_token,
@@ -133,7 +133,7 @@ def test_a_key_that_signed_nothing_is_unpublished_at_once_and_retired_after_the_
     try:
         first = store.realm_keys("jobmgr").active.kid  # type: ignore[union-attr]
         store.rotate("jobmgr")
-        assert first not in {k["kid"] for k in store.jwks("jobmgr")["keys"]}
+        assert first not in {k.kid for k in store.published("jobmgr")}
         assert store.retire_expired("jobmgr") == []  # a stale process may still sign with it
         clock.now += 61
         assert store.retire_expired("jobmgr") == [first]

@@ -28,7 +28,6 @@ from sts.oauth.grants.base import Grant
 from sts.oauth.models import SeenAssertion
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-MAX_ASSERTION_LIFETIME = 300
 
 
 def _number(claims: dict[str, Any], name: str, node_id: str) -> float:
@@ -86,11 +85,11 @@ class ClientCredentialsGrant(Grant):
         if now >= exp + leeway:
             raise AssertionInvalid(f"node {node_id}: assertion expired", node=node_id)
         # Why: a long-lived assertion is a bearer credential; bounding exp bounds the replay
-        # table and the damage of a leaked assertion.
-        if exp - now > MAX_ASSERTION_LIFETIME + leeway:
-            raise AssertionInvalid(
-                f"node {node_id}: assertion lives longer than {MAX_ASSERTION_LIFETIME}s", node=node_id
-            )
+        # table and the damage of a leaked assertion. The jti is remembered until exp, so the
+        # replay cache covers the whole lifetime accepted here.
+        longest = self.services.config.max_client_assertion_lifetime
+        if exp - now > longest + leeway:
+            raise AssertionInvalid(f"node {node_id}: assertion lives longer than {longest}s", node=node_id)
         for name in ("nbf", "iat"):
             if name in claims and _number(claims, name, node_id) > now + leeway:
                 raise AssertionInvalid(f"node {node_id}: assertion {name} is in the future", node=node_id)

@@ -28,7 +28,7 @@ class PasswordGrant(Grant):
             LOGINS.labels(self.realm, outcome).inc()
             # Why: a password typed into the username field must not reach the log; a keyed digest
             # still shows repeated guessing against one name (sts/oauth/log_names.py).
-            typed = username_digest(username, self.services.master_key.log_digest_key)
+            typed = username_digest(username, self.services.master_key)
             audit.record("login", outcome=outcome, realm=self.realm, code=exc.code, username=typed)
             raise
         LOGINS.labels(self.realm, "ok").inc()
