@@ -54,7 +54,8 @@ class Scope:
             raise BadScope(f"bad scope kind {self.kind[:20]!r}: expected one of {', '.join(SCOPE_KINDS)}")
         if self.authgroup is not None and AUTHGROUP_NAME.fullmatch(self.authgroup) is None:
             raise BadScope(
-                f"bad {_KIND_WORDS[self.kind]} name {self.authgroup[:70]!r}: expected [A-Za-z0-9][A-Za-z0-9._-]{{0,62}}",
+                f"bad {_KIND_WORDS[self.kind]} name {self.authgroup[:70]!r}: "
+                "expected [A-Za-z0-9][A-Za-z0-9._-]{0,62}",
                 scope=self.authgroup[:70],
             )
 
