@@ -24,6 +24,9 @@ from realms.tokens.verify import TrustResolver, VerifiedToken, verify
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 MAX_ARGV = 4096
 MAX_ARG_BYTES = 128 * 1024
+REMOTE_FIELDS = ("remote_host", "credential", "sudo_user")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+SUDO_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +38,9 @@ class JobSpec:
     cwd: str | None
     timeout: int
     authgroup: str | None
+    remote_host: str | None = None  # a [remote_hosts.<name>] of the agent: run there over SSH
+    credential: str | None = None  # a key of the agent's credential store (never the secret)
+    sudo_user: str | None = None  # on a remote host: sudo to this user after login
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +77,7 @@ def parse_spec(spec: Any) -> JobSpec:
     """Validate the ``spec`` object of the contract; any deviation is ``agent.job_invalid``."""
     if not isinstance(spec, dict):
         raise JobInvalid("job spec must be an object", field="spec")
-    unknown = set(spec) - {"argv", "env", "cwd", "timeout", "authgroup"}
+    unknown = set(spec) - {"argv", "env", "cwd", "timeout", "authgroup", *REMOTE_FIELDS}
     if unknown:
         raise JobInvalid(f"job spec has unknown member {sorted(unknown)[0][:40]!r}", field="spec")
     argv = spec.get("argv")
@@ -99,7 +105,20 @@ def parse_spec(spec: Any) -> JobSpec:
     if timeout <= 0:
         raise JobInvalid("job spec.timeout must be a positive number of seconds", field="timeout")
     authgroup = _string(spec.get("authgroup"), "spec.authgroup", allow_none=True)
-    return JobSpec(tuple(argv), dict(env), cwd, timeout, authgroup)
+    remote = {name: _name(spec.get(name), f"spec.{name}") for name in REMOTE_FIELDS}
+    if remote["sudo_user"] is not None and remote["remote_host"] is None:
+        raise JobInvalid("job spec.sudo_user needs spec.remote_host", field="sudo_user")
+    return JobSpec(tuple(argv), dict(env), cwd, timeout, authgroup, **remote)
+
+
+def _name(value: Any, what: str) -> str | None:
+    """An optional name of the remote-job fields: a host, credential key or user, never an option."""
+    if value is None:
+        return None
+    pattern = SUDO_USER if what == "spec.sudo_user" else NAME
+    if not isinstance(value, str) or pattern.fullmatch(value) is None:
+        raise JobInvalid(f"job {what} must match {pattern.pattern}", field=what.removeprefix("spec."))
+    return value
 
 
 def parse_job(job: Any) -> LeasedJob:
