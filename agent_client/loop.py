@@ -21,11 +21,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent_client.config import AgentConfig
+from agent_client.credentials.store import CredentialStore
 from agent_client.decision import AgentDecision, NodeDecider, NodePolicy
 from agent_client.errors import ExecUnavailable, LeaseLost, StsUnavailable, TrustUnavailable
 from agent_client.executors import EXECUTORS, ExecResult, executor_for, run_job
 from agent_client.file_modes import require_safe
 from agent_client.journal import StartedJournal
+from agent_client.remote.run import EXECUTOR_NAME, run_decided_remote_job
 from agent_client.sts_client import StsClient, load_node_key
 from agent_client.trust_store import TrustStore
 from authz_tables.store import AuthzTable
@@ -101,12 +103,15 @@ def refused_payload(decision: AgentDecision) -> dict[str, Any]:
 
 def executed_payload(decision: AgentDecision, result: ExecResult, executor: str) -> dict[str, Any]:
     """The ``result`` body of a job that was started; step (g) is the execution itself."""
-    assert decision.account is not None
-    account = decision.account
+    if decision.remote is not None:
+        name, via = decision.remote.account, decision.remote.describe()
+    else:
+        assert decision.account is not None
+        name, via = decision.account.name, decision.account.via
     if result.code is not None:
         detail, verdict = f"{result.code}: {result.reason}", "fail"
     else:
-        detail, verdict = f"ran as {account.name} via {executor}: exit {result.exit_code}", "pass"
+        detail, verdict = f"ran as {name} via {executor}: exit {result.exit_code}", "pass"
     if result.dropped_env:
         detail += f"; dropped environment: {', '.join(result.dropped_env)}"
     trace = [*decision.trace_dicts(), {"step": "g", "name": "execution", "verdict": verdict, "detail": detail}]
@@ -118,8 +123,8 @@ def executed_payload(decision: AgentDecision, result: ExecResult, executor: str)
         "code": result.code,
         # Why: the account and how it was chosen (rule, equivalency or fallback) are always
         # reported, so a fallback account is never silent.
-        "reason": result.reason or f"ran as {account.name} ({account.via})",
-        "account": account.name,
+        "reason": result.reason or f"ran as {name} ({via})",
+        "account": name,
         "trace": trace,
     }
 
@@ -134,6 +139,7 @@ class Agent:
     journal: StartedJournal
     revocations: RevocationSet
     cancel: threading.Event
+    credentials: CredentialStore | None = None
 
     def close(self) -> None:
         self.client.close()
@@ -164,7 +170,7 @@ class Agent:
             log.info("job %s refused: %s", job_id, decision.code)
             self._report(job_id, refused_payload(decision))
             return "refused"
-        assert decision.job is not None and decision.account is not None
+        assert decision.job is not None and (decision.account is not None or decision.remote is not None)
         jti, exp = decision.jti, decision.exp
         assert jti is not None and exp is not None
         # Why: durable BEFORE /start and before running, so a crash or a second lease of the
@@ -179,8 +185,6 @@ class Agent:
         except LeaseLost as exc:
             log.warning("job %s not started: %s", job_id, exc.message)
             return "lease_lost"
-        executor = executor_for(self.config.executor, decision.account)
-        log.info("job %s starting as %s via %s", job_id, decision.account.name, executor.name)
         last_beat = time.monotonic()
         expires = lease.get("lease_expires_at")
         interval = HEARTBEAT_SECONDS
@@ -197,8 +201,18 @@ class Agent:
                 except JobstsError as exc:
                     log.warning("heartbeat for job %s failed: %s", job_id, exc.code)
 
-        result = run_job(executor, decision.account, decision.job.spec, self.config.limits, self.cancel, heartbeat)
-        payload = executed_payload(decision, result, executor.name)
+        spec, limits = decision.job.spec, self.config.limits
+        if decision.remote is not None:
+            log.info("job %s starting as %s via %s", job_id, decision.remote.account, EXECUTOR_NAME)
+            result = run_decided_remote_job(decision.remote, spec, self.credentials, limits, self.cancel, heartbeat)
+            executor_name = EXECUTOR_NAME
+        else:
+            assert decision.account is not None
+            executor = executor_for(self.config.executor, decision.account)
+            log.info("job %s starting as %s via %s", job_id, decision.account.name, executor.name)
+            result = run_job(executor, decision.account, spec, limits, self.cancel, heartbeat)
+            executor_name = executor.name
+        payload = executed_payload(decision, result, executor_name)
         self._report(job_id, payload)
         return str(payload["outcome"])
 
@@ -231,7 +245,7 @@ class Agent:
 def open_agent(config: AgentConfig, *, check_modes: bool = True, cancel: threading.Event | None = None) -> Agent:
     """Build the agent from its configuration; refuses to start on unsafe file modes."""
     if check_modes:
-        require_safe(config.protected_files(), private=[config.key_file])
+        require_safe(config.protected_files(), private=[config.key_file, *config.credential_files()])
     problems = EXECUTORS[config.executor]().problems()
     if problems:
         # Why: fail at start, not after a job was leased and marked started.
@@ -257,6 +271,10 @@ def open_agent(config: AgentConfig, *, check_modes: bool = True, cancel: threadi
             # Why: whoever can delete rows of the record can make a used token look new.
             require_safe([config.journal_file])
         revocations = RevocationSet(client.revocations)
-        decider = NodeDecider(NodePolicy.from_config(config), trust, table, revoked=revocations, journal=journal)
+        store = CredentialStore(config.credentials) if config.credentials is not None else None
+        decider = NodeDecider(
+            NodePolicy.from_config(config), trust, table, revoked=revocations, journal=journal,
+            credentials=store.infos if store is not None else None,
+        )  # fmt: skip
         opened.pop_all()
-    return Agent(config, client, decider, journal, revocations, cancel or threading.Event())
+    return Agent(config, client, decider, journal, revocations, cancel or threading.Event(), store)

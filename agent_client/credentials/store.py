@@ -33,6 +33,7 @@ from agent_client.credentials.errors import (
     CredentialMissing,
     CredentialStoreInvalid,
 )
+from agent_client.file_modes import path_problems
 
 CREDENTIAL_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 FORMAT = "jobsts-credentials-v1"
@@ -120,6 +121,7 @@ class CredentialStore:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(base64.b64encode(AESGCM.generate_key(bit_length=256)) + b"\n")
+        self._check_modes(path, "credentials.key_file")
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
             with os.fdopen(fd, "rb") as handle:
@@ -140,9 +142,20 @@ class CredentialStore:
             raise CredentialStoreInvalid(f"{path} is not a credential store key", field="credentials.key_file")
         return key
 
+    @staticmethod
+    def _check_modes(path: Path, field: str) -> None:
+        """The agent's strict file-mode rules, on every open: private file, safe parents, no symlink."""
+        if not os.path.lexists(path):
+            return
+        # Why: whoever can read the key (or swap the files) can read or plant every secret.
+        problems = path_problems(path, private=True)
+        if problems:
+            raise CredentialStoreInvalid(f"refusing to use the credential store: {problems[0]}", field=field)
+
     # -- the data --------------------------------------------------------------------------
     def _read(self, key: bytes) -> dict[str, dict[str, Any]]:
         path = self.config.store
+        self._check_modes(path, "credentials.store")
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
             with os.fdopen(fd, "rb") as handle:
