@@ -169,6 +169,10 @@ class SshAccounts:
         self.users.append(name)
         if password is not None:
             subprocess.run(["chpasswd"], input=f"{name}:{password}\n", text=True, check=True, capture_output=True)
+        elif login:
+            # "*": no password can match, but the account is not locked (sshd without PAM
+            # refuses every login, keys included, to a "!"-locked account).
+            subprocess.run(["usermod", "-p", "*", name], check=True, capture_output=True)
         else:
             subprocess.run(["usermod", "-L", name], check=True, capture_output=True)
         if authorized:
