@@ -206,6 +206,21 @@ class CredentialStore:
         finally:
             os.close(fd)
 
+    def _check_store_owner(self) -> None:
+        """``add`` and ``remove`` run as the account that owns the store: the agent's."""
+        try:
+            owner = os.lstat(self.config.key_file).st_uid
+        except FileNotFoundError:
+            return
+        # Why: entries written by another account (root "helping out") would be unusable by
+        # the agent, or would take the store files away from it; refuse, as JS7 does.
+        if owner != os.geteuid():
+            raise CredentialForeign(
+                f"the credential store {self.config.key_file} belongs to uid {owner}, not to uid {os.geteuid()}; "
+                "run `jobsts agent credentials` as the agent's account",
+                owner=owner,
+            )
+
     # -- the interface ---------------------------------------------------------------------
     def exists(self) -> bool:
         return os.path.lexists(self.config.key_file)
@@ -228,6 +243,7 @@ class CredentialStore:
     ) -> bool:
         """Add (or with ``replace`` overwrite) ``key``; returns whether it existed before."""
         check_key_name(key)
+        self._check_store_owner()
         with self._locked():
             secret = self._key(create=True)
             entries = self._read(secret)
@@ -250,6 +266,7 @@ class CredentialStore:
 
     def remove(self, key: str) -> bool:
         """Remove ``key``; returns whether it was there."""
+        self._check_store_owner()
         with self._locked():
             secret = self._key(create=False)
             entries = self._read(secret)
