@@ -263,3 +263,18 @@ def test_output_is_bounded(sshd: SshServer, ssh_accounts: SshAccounts) -> None:
     result = run_remote_job(RemoteTarget(host_of(sshd), Secret("k", user, password=PASSWORD)), job,
                             Limits(output_bytes=4096))  # fmt: skip
     assert result.exit_code == 0 and len(result.stdout_tail) == 4096 and result.stdout_tail.endswith("end\n")
+
+
+def test_a_broken_connection_kills_the_remote_job(sshd: SshServer, ssh_accounts: SshAccounts) -> None:
+    """The agent dies mid-job: the wrapper sees end of input and kills the job's group."""
+    from agent_client.remote.command import remote_command
+    from agent_client.remote.ssh import connect
+
+    user = ssh_accounts.user(password=PASSWORD)
+    transport = connect(host_of(sshd), Secret("k", user, password=PASSWORD))
+    channel = transport.open_session()
+    channel.exec_command(remote_command(["/bin/sh", "-c", "sleep 600 & sleep 600; wait"], {}, None))
+    _running(ssh_accounts, user, 4)
+    transport.sock.close()  # type: ignore[union-attr]  # no goodbye: as if the agent's host lost power
+    transport.close()
+    assert ssh_accounts.wait_for_no_processes(user) == []
