@@ -17,6 +17,7 @@ from agent_client.errors import JobUnknownAuthgroup, JobUnknownType
 from authz_tables.decision import Decision
 from authz_tables.entries import Scope
 from authz_tables.roles import Role
+from realms.errors import AccessIdInvalid
 from realms.identity.access_id import (
     ALL_AUTHENTICATED,
     ALL_AUTHENTICATED_IN_TRUSTED_REALMS,
@@ -24,7 +25,6 @@ from realms.identity.access_id import (
     AccessId,
     AccessIdKind,
 )
-from realms.errors import AccessIdInvalid
 from realms.tokens.verify import VerifiedToken
 
 

@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent_client.credentials.store import CredentialsConfig
 from agent_client.errors import AgentConfigInvalid, MapBadAccount
+from agent_client.remote.hosts import ADDRESS, HOST_NAME, HostKeyInvalid, RemoteHost, parse_host_key
 from authz_tables.errors import AuthzError
 from authz_tables.roles import Role, parse_role
-from realms.identity.access_id import REALM_NAME, AccessId, AccessIdKind, is_valid_realm_name
 from realms.errors import AccessIdInvalid
+from realms.identity.access_id import REALM_NAME, AccessId, AccessIdKind, is_valid_realm_name
 from realms.tokens.profiles import MAX_LEEWAY_SECONDS, SIGNING_ALGORITHMS
 
 # Why: account and group names reach pwd/grp, sudo's argv and log lines. A strict POSIX-ish
@@ -44,7 +46,8 @@ def check_account_name(name: object, what: str = "account") -> str:
 
 @dataclass(frozen=True, slots=True)
 class MappingRule:
-    """One ordered rule: exactly one matcher (access_id, group, role or realm) and an account."""
+    """One ordered rule: exactly one matcher (access_id, group, role or realm) and an account,
+    or a ``privilege_map`` (the local user whose groups are lent to the privilege-map account)."""
 
     kind: str  # "access_id" | "group" | "role" | "realm"
     match: str
@@ -53,6 +56,16 @@ class MappingRule:
     load_profile: bool = False
     access_id: AccessId | None = None
     role: Role | None = None
+    privilege_map: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PrivilegeMapConfig:
+    """``[mapping.privilege_map]``: the dedicated unprivileged account, and the root-equivalent
+    groups that may still be lent (each named explicitly)."""
+
+    account: str | None = None
+    allow_groups: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +75,7 @@ class MappingConfig:
     fallback: str = "deny"  # "deny" | "nobody" | an account name
     allow_root: bool = False
     equivalency_min_uid: int = 1000
+    privilege_map: PrivilegeMapConfig = PrivilegeMapConfig()
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +118,8 @@ class AgentConfig:
     leeway: int = 30
     poll_wait: int = 20
     verify_tls: bool | str = True
+    remote_hosts: Mapping[str, RemoteHost] = field(default_factory=dict)
+    credentials: CredentialsConfig | None = None
 
     def issuer(self, realm: str) -> str:
         """The issuer of ``realm`` as the STS names it (``StsConfig.issuer``)."""
@@ -125,7 +141,13 @@ class AgentConfig:
     def protected_files(self) -> list[Path]:
         """The files whose modes are checked at start (``file_modes.check_paths``)."""
         files = [self.path, self.key_file, self.authz_table, *self.trust.bundles.values()]
-        return files
+        return files + self.credential_files()
+
+    def credential_files(self) -> list[Path]:
+        """The credential store's key and data files that exist (both private, like the node key)."""
+        if self.credentials is None:
+            return []
+        return [p for p in (self.credentials.key_file, self.credentials.store) if os.path.lexists(p)]
 
 
 class _Reader:
@@ -192,14 +214,30 @@ def _mapping(path: Path, table: Any, trusted: frozenset[str]) -> MappingConfig:
     if equivalency - trusted:
         raise reader.fail("equivalency", f"realm {sorted(equivalency - trusted)[0]!r} is not trusted by this node")
     min_uid = reader.number("equivalency_min_uid", 1000, 0, 2**31)
+    privilege = _privilege_map(path, reader.get("privilege_map", dict, {}))
     rules: list[MappingRule] = []
     for index, rule_table in enumerate(reader.get("rules", list, [])):
-        rules.append(_rule(path, rule_table, f"mapping.rules[{index}]"))
+        rules.append(_rule(path, rule_table, f"mapping.rules[{index}]", privilege))
     reader.done()
-    return MappingConfig(tuple(rules), equivalency, fallback, allow_root, min_uid)
+    return MappingConfig(tuple(rules), equivalency, fallback, allow_root, min_uid, privilege)
 
 
-def _rule(path: Path, table: Any, prefix: str) -> MappingRule:
+def _privilege_map(path: Path, table: Any) -> PrivilegeMapConfig:
+    reader = _Reader(path, table, "mapping.privilege_map")
+    account = reader.get("account", str, None)
+    allowed = reader.get("allow_groups", list, [])
+    try:
+        if account is not None:
+            check_account_name(account)
+        for name in allowed:
+            check_account_name(name, "group")
+    except MapBadAccount as exc:
+        raise reader.fail("account" if account is not None else "allow_groups", exc.message) from None
+    reader.done()
+    return PrivilegeMapConfig(account, frozenset(allowed))
+
+
+def _rule(path: Path, table: Any, prefix: str, privilege: PrivilegeMapConfig) -> MappingRule:
     reader = _Reader(path, table, prefix)
     matchers = [name for name in ("access_id", "group", "role", "realm") if name in table]
     if len(matchers) != 1:
@@ -223,6 +261,20 @@ def _rule(path: Path, table: Any, prefix: str) -> MappingRule:
             raise reader.fail(kind, exc.message) from None
     elif not is_valid_realm_name(match):
         raise reader.fail(kind, "is not a realm name")
+    lent: str | None = None
+    if "privilege_map" in table:
+        # Why: a privilege-map rule runs as the one dedicated account; naming another account
+        # (or a primary group) in the same rule would make it unclear whose identity the job has.
+        if "account" in table or "primary_group" in table or "load_profile" in table:
+            raise reader.fail("privilege_map", "cannot be combined with account, primary_group or load_profile")
+        if privilege.account is None:
+            raise reader.fail("privilege_map", "needs [mapping.privilege_map] account (the dedicated account)")
+        try:
+            lent = check_account_name(reader.get("privilege_map", str), "privilege_map user")
+        except MapBadAccount as exc:
+            raise reader.fail("privilege_map", exc.message) from None
+        reader.done()
+        return MappingRule(kind, match, privilege.account, None, False, access_id, role, lent)
     try:
         account = check_account_name(reader.get("account", str))
         primary = reader.get("primary_group", str, None)
@@ -233,6 +285,44 @@ def _rule(path: Path, table: Any, prefix: str) -> MappingRule:
     load_profile = reader.get("load_profile", bool, False)
     reader.done()
     return MappingRule(kind, match, account, primary, load_profile, access_id, role)
+
+
+def _remote_hosts(path: Path, table: Any) -> dict[str, RemoteHost]:
+    hosts: dict[str, RemoteHost] = {}
+    top = _Reader(path, table, "remote_hosts")
+    for name, host_table in top.table.items():
+        top.used.add(name)
+        if not isinstance(name, str) or HOST_NAME.fullmatch(name) is None:
+            raise top.fail(str(name)[:40], "a remote host name must match [A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+        reader = _Reader(path, host_table, f"remote_hosts.{name}")
+        address = reader.get("address", str)
+        if ADDRESS.fullmatch(address) is None:
+            raise reader.fail("address", "must be a host name or an IP address")
+        port = reader.number("port", 22, 1, 65535)
+        # Why: the pinned key is required; there is no trust on first use and no known_hosts.
+        try:
+            host_key = parse_host_key(reader.get("host_key", str, problem="must be the host's public key line"))
+        except HostKeyInvalid as exc:
+            raise reader.fail("host_key", str(exc)) from None
+        timeout = reader.number("connect_timeout", 15, 1, 300)
+        sudo_users = reader.get("sudo_users", list, [])
+        try:
+            for user in sudo_users:
+                check_account_name(user, "sudo user")
+        except MapBadAccount as exc:
+            raise reader.fail("sudo_users", exc.message) from None
+        reader.done()
+        hosts[name] = RemoteHost(name, address.strip("[]"), host_key, port, timeout, frozenset(sudo_users))
+    return hosts
+
+
+def _credentials(path: Path, base: Path, key_file: Path, table: Any) -> CredentialsConfig:
+    reader = _Reader(path, table, "credentials")
+    # Why: the store's key lives beside the node key by default, under the same file-mode checks.
+    store_key = _path(base, reader.get("key_file", str)) if "key_file" in table else key_file.parent / "credentials.key"
+    store = _path(base, reader.get("store", str)) if "store" in table else key_file.parent / "credentials.enc"
+    reader.done()
+    return CredentialsConfig(store=store, key_file=store_key)
 
 
 def _trust(path: Path, base: Path, table: Any, realms: frozenset[str]) -> TrustConfig:
@@ -316,6 +406,8 @@ def config_from_mapping(data: Mapping[str, Any], path: Path, environ: Mapping[st
     mapping = _mapping(path, top.get("mapping", dict, {}), trusted)
     trust = _trust(path, base, top.get("trust", dict, {}), trusted)
     limits = _limits(path, top.get("limits", dict, {}))
+    remote_hosts = _remote_hosts(path, top.get("remote_hosts", dict, {}))
+    credentials = _credentials(path, base, key_file, top.get("credentials", dict, {}))
     top.done()
     return AgentConfig(
         path=path,
@@ -336,6 +428,8 @@ def config_from_mapping(data: Mapping[str, Any], path: Path, environ: Mapping[st
         authz_table=authz_table,
         leeway=leeway,
         poll_wait=poll_wait,
+        remote_hosts=remote_hosts,
+        credentials=credentials,
     )
 
 

@@ -27,8 +27,8 @@ from authz_tables.errors import AuthzConfigError, BadFile
 from authz_tables.roles import parse_role
 from authz_tables.store import AuthzTable, Diff
 from authz_tables.transfer import FORMATS, Format, decode, detect_format, export_entries, parse_text
-from realms.identity.access_id import AccessId
 from realms.errors import JobstsError
+from realms.identity.access_id import AccessId
 
 TABLE_ENV = "JOBSTS_AUTHZ_TABLE"
 
@@ -132,7 +132,9 @@ def _report(diff: Diff, unchanged_text: str) -> None:
         click.echo(unchanged_text)
 
 
-_scope_option = click.option("--scope", default="*", show_default=True, help="'*' or authgroup:<name>.")
+_scope_option = click.option(
+    "--scope", default="*", show_default=True, help="'*', authgroup:<name>, remote:<host> or credential:<key>."
+)
 
 
 @authz.command()
@@ -196,7 +198,9 @@ def _print_entries(found: list[AuditedEntry]) -> None:
 @authz.command()
 @click.argument("access_ids", nargs=-1, required=True)
 @click.option("--role", "role", required=True, help="The role required.")
-@click.option("--scope", "scopes", multiple=True, help="authgroup:<name> covering the resource (repeatable).")
+@click.option(
+    "--scope", "scopes", multiple=True, help="authgroup:/remote:/credential:<name> covering the resource (repeatable)."
+)
 @click.pass_context
 def check(ctx: click.Context, access_ids: tuple[str, ...], role: str, scopes: tuple[str, ...]) -> None:
     """Decide for the principal made of ACCESS_IDS (user, groups, specials): exit 0 allowed, 1 denied.

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Set up everything the tests need and run them: the README's test command.
-# 1. Debian packages (slapd, ldap-utils, sudo, systemd, python3-seccomp) when missing; 2. a virtualenv with jobsts[test];
+# 1. Debian packages (slapd, ldap-utils, sudo, systemd, python3-seccomp, openssh-server) when missing; 2. a virtualenv with jobsts[test];
 # 3. ruff and mypy; 4. the whole suite on SQLite; 5. the storage and job tests (-m db) on PostgreSQL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pkg in slapd ldap-utils sudo systemd python3-seccomp; do
+for pkg in slapd ldap-utils sudo systemd python3-seccomp openssh-server; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

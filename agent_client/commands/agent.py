@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from agent_client.api.agent import AgentApi
 from agent_client.api.auth import load_node_key
 from agent_client.config import AgentConfig, load_agent_config
+from agent_client.credentials.cli import credentials
 from agent_client.decision import NodeDecider, NodePolicy
 from agent_client.executors import EXECUTORS
 from agent_client.file_modes import check_paths
@@ -270,5 +271,7 @@ def explain(ctx: click.Context, config_path: Path, job_path: Path, token: str | 
     click.echo(decision.explain())
     ctx.exit(0 if decision.allowed else 1)
 
+
+agent.add_command(credentials)
 
 __all__ = ["agent", "config_problems"]
