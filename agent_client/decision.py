@@ -17,12 +17,12 @@ from agent_client.authorization import Decider, Principals, authorize, principal
 from agent_client.config import AgentConfig, MappingConfig
 from agent_client.credentials.access import check_credential_use, describe_grant
 from agent_client.credentials.errors import CredentialUnsuitable
-from agent_client.credentials.store import CredentialInfo
+from agent_client.credentials.store import CredentialInfo, Secret
 from agent_client.errors import AgentInternalError, TrustUnavailable
 from agent_client.journal import StartedJournal
 from agent_client.mapping import Account, map_account
 from agent_client.remote.hosts import RemoteHost
-from agent_client.remote.job import RemoteJob, remote_host_for, remote_job, remote_scope
+from agent_client.remote.job import RemoteJob, remote_host_for, remote_job, remote_scope, submitted_credential
 from agent_client.validation import check_binding, check_jti, leased_job
 from authz_tables.errors import AuthzDenied
 from authz_tables.roles import Role
@@ -141,11 +141,18 @@ class NodeDecider:
             return False, f"issuer {str(issuer)[:120]!r} is not trusted"
         return True, f"issuer {issuer} is realm {trust.realm}"
 
-    def decide(self, job: JobDocument | MalformedJob | Any, token: str, *, now: float | None = None) -> AgentDecision:
-        """The whole decision (a)-(f); never raises."""
+    def decide(
+        self,
+        job: JobDocument | MalformedJob | Any,
+        token: str,
+        *,
+        now: float | None = None,
+        submitted: Secret | JobstsError | None = None,
+    ) -> AgentDecision:
+        """The whole decision (a)-(f); never raises. ``submitted``: a remote login opened from the lease."""
         decision = AgentDecision()
         try:
-            return self._decide(decision, job, token, now)
+            return self._decide(decision, job, token, now, submitted)
         except Exception as exc:
             # Why: a decision must fail closed; an unexpected error refuses the job, never runs it.
             log.exception("unexpected error while deciding")
@@ -153,7 +160,14 @@ class NodeDecider:
             step = next((s for s in STEPS if s not in {t.step for t in decision.trace}), "f")
             return self._refuse(decision, step, error)
 
-    def _decide(self, decision: AgentDecision, job_data: Any, token: str, now: float | None) -> AgentDecision:
+    def _decide(
+        self,
+        decision: AgentDecision,
+        job_data: Any,
+        token: str,
+        now: float | None,
+        submitted: Secret | JobstsError | None,
+    ) -> AgentDecision:
         policy = self.policy
         # (a) + (b): the shared verifier resolves trust from the issuer before any key is used.
         try:
@@ -216,6 +230,12 @@ class NodeDecider:
                 return self._refuse(decision, "e", exc)
             self._step(decision, "e", "pass", describe_grant(credential, principals, role))
 
+        if submitted is not None:
+            # Why: a login given at submit is for a remote host only, and never mixes with a key.
+            try:
+                credential = submitted_credential(submitted, host, credential)
+            except JobstsError as exc:
+                return self._refuse(decision, "f", exc)
         if host is not None:
             try:
                 decision.remote = remote_job(host, credential, spec.sudo_user)

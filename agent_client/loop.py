@@ -22,16 +22,18 @@ from dataclasses import dataclass
 from agent_client.api.agent import AgentApi
 from agent_client.api.auth import load_node_key
 from agent_client.config import AgentConfig
-from agent_client.credentials.store import CredentialStore
+from agent_client.credentials.store import CredentialStore, Secret
 from agent_client.decision import AgentDecision, NodeDecider, NodePolicy
 from agent_client.errors import ExecUnavailable, LeaseLost, StsUnavailable, TrustUnavailable
 from agent_client.executors import EXECUTORS, ExecResult, executor_for, run_job
 from agent_client.file_modes import require_safe
 from agent_client.journal import StartedJournal
 from agent_client.remote.run import EXECUTOR_NAME, run_decided_remote_job
+from agent_client.remote.submitted import open_submitted_login
 from agent_client.trust_store import TrustStore
 from authz_tables.store import AuthzTable
 from realms.errors import JobstsError
+from realms.sealing import OpeningKey
 from realms.wire.documents import Lease, Result, tail
 from realms.wire.trace import STEP_NAMES, TraceStep
 
@@ -136,6 +138,7 @@ class Agent:
     revocations: RevocationSet
     cancel: threading.Event
     credentials: CredentialStore | None = None
+    node_key: OpeningKey | None = None  # opens a remote login the STS sealed to this node
 
     def close(self) -> None:
         self.client.close()
@@ -160,7 +163,8 @@ class Agent:
         """Decide on and run one leased job; returns the outcome reported (or ``lease_lost``)."""
         job_id = lease.job.id
         self.revocations.refresh()
-        decision = self.decider.decide(lease.job, lease.job_token)
+        submitted = open_submitted_login(self.node_key, lease.sealed_credentials, job_id)
+        decision = self.decider.decide(lease.job, lease.job_token, submitted=submitted)
         if not decision.allowed:
             log.info("job %s refused: %s", job_id, decision.code)
             self._report(job_id, refused_result(decision))
@@ -199,7 +203,11 @@ class Agent:
         spec, limits = decision.job.spec, self.config.limits
         if decision.remote is not None:
             log.info("job %s starting as %s via %s", job_id, decision.remote.account, EXECUTOR_NAME)
-            result = run_decided_remote_job(decision.remote, spec, self.credentials, limits, self.cancel, heartbeat)
+            login = submitted if isinstance(submitted, Secret) else None
+            result = run_decided_remote_job(
+                decision.remote, spec, self.credentials, limits, self.cancel, heartbeat, submitted=login
+            )
+            del login, submitted  # the opened password lives no longer than the job
             executor_name = EXECUTOR_NAME
         else:
             assert decision.account is not None
@@ -274,4 +282,4 @@ def open_agent(config: AgentConfig, *, check_modes: bool = True, cancel: threadi
             credentials=store.infos if store is not None else None,
         )  # fmt: skip
         opened.pop_all()
-    return Agent(config, client, decider, journal, revocations, cancel or threading.Event(), store)
+    return Agent(config, client, decider, journal, revocations, cancel or threading.Event(), store, key)

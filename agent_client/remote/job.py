@@ -2,8 +2,9 @@
 
 The remote host is part of the authorization scope: ``remote:<name>`` covers the job next to
 the node-wide ``*`` (and its authorization group), so a table entry can allow a role on one
-remote host only. A job on a remote host must name a credential key, and may ask to sudo to
-a substitute user only if the host's ``sudo_users`` lists that user.
+remote host only. A job on a remote host must name a credential key (or carry a login given
+at submit), and may ask to sudo to a substitute user only if the host's ``sudo_users`` lists
+that user.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from agent_client.credentials.store import CredentialInfo
+from agent_client.credentials.store import CredentialInfo, Secret
 from agent_client.errors import JobInvalid
 from agent_client.remote.errors import RemoteSudoNotAllowed, RemoteUnknownHost
 from agent_client.remote.hosts import RemoteHost
 from authz_tables.entries import Scope
+from realms.errors import JobstsError
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,3 +73,16 @@ def remote_job(host: RemoteHost, credential: CredentialInfo | None, sudo_user: s
             user=sudo_user,
         )
     return RemoteJob(host, credential, sudo_user)
+
+
+def submitted_credential(
+    submitted: Secret | JobstsError, host: RemoteHost | None, key: CredentialInfo | None
+) -> CredentialInfo:
+    """What the decision may know of a login given at submit (its user), or why it is refused."""
+    if isinstance(submitted, JobstsError):
+        raise submitted
+    if host is None or key is not None:
+        raise JobInvalid(
+            "a login given at submit needs spec.remote_host and no spec.credential", field="remote_credentials"
+        )
+    return CredentialInfo(submitted.key, submitted.user, "password", -1, 0, True, False)

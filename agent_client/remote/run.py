@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 
 from agent_client.config import Limits
-from agent_client.credentials.store import CredentialStore
+from agent_client.credentials.store import CredentialStore, Secret
 from agent_client.executors.base import ExecResult
 from agent_client.remote.job import RemoteJob
 from agent_client.remote.ssh import RemoteTarget, run_remote_job
@@ -28,8 +28,13 @@ def run_decided_remote_job(
     limits: Limits,
     cancel: threading.Event | None = None,
     on_tick: Callable[[], None] | None = None,
+    *,
+    submitted: Secret | None = None,
 ) -> ExecResult:
-    """Open the credential and run ``spec`` on the job's remote host; failures become results."""
+    """Open the credential (or use the login given at submit) and run ``spec`` on the job's
+    remote host; failures become results."""
+    if submitted is not None:
+        return run_remote_job(RemoteTarget(job.host, submitted, job.sudo_user), spec, limits, cancel, on_tick)
     try:
         if store is None:
             raise JobstsError("the agent has no credential store configured")
