@@ -35,17 +35,17 @@ def _everything_stored(world: World) -> str:
         connection = session.connection()
         for table in inspect(connection).get_table_names():
             for row in connection.execute(text(f'SELECT * FROM "{table}"')):
-                chunks.extend(
-                    value.decode("latin-1") if isinstance(value, bytes) else str(value) for value in row
-                )
+                chunks.extend(value.decode("latin-1") if isinstance(value, bytes) else str(value) for value in row)
     return "\n".join(chunks)
 
 
 def _sealed_column(world: World, job_id: str) -> Any:
     with world.services.db.session() as session:
-        return session.connection().execute(
-            text("SELECT sealed_credentials FROM sts_jobs WHERE id = :id"), {"id": job_id}
-        ).scalar_one()
+        return (
+            session.connection()
+            .execute(text("SELECT sealed_credentials FROM sts_jobs WHERE id = :id"), {"id": job_id})
+            .scalar_one()
+        )
 
 
 @pytest.mark.parametrize(

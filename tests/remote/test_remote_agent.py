@@ -23,6 +23,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from agent_client.config import load_agent_config
 from agent_client.loop import open_agent
 from realms.console import cli
+from realms.sealing import seal
+from realms.tokens.keys import public_jwk
 from tests.agent_client.conftest import NODE, OPS_JM, OWN, TRUSTED, make_job, mint
 from tests.agent_client.fake_sts import FakeState, serve
 from tests.ssh_harness import SshAccounts, SshServer, needs_sshd
@@ -177,3 +179,48 @@ sudo_users = ["{target}"]
     for path in (tmp_path / "agent").rglob("*"):  # every file the agent (or the CLI) wrote
         if path.is_file():
             assert needle not in path.read_bytes(), path
+
+
+def test_a_login_given_at_submit_is_opened_only_by_this_node(
+    sshd: SshServer,
+    ssh_accounts: SshAccounts,
+    fake: FakeState,
+    node_key: ec.EllipticCurvePrivateKey,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    canary = f"canary-{secrets.token_hex(12)}"
+    user = ssh_accounts.user(password=canary)
+    extra = f"""
+[remote_hosts.web1]
+address = "{sshd.address}"
+port = {sshd.port}
+host_key = "{sshd.host_key()}"
+"""
+    config_path = agent_dir(tmp_path / "agent", fake.base_url, node_key, extra)
+    table = f"sqlite:///{tmp_path / 'agent' / 'authz.sqlite'}"
+    jobsts("authz", "--table", table, "grant", OPS_JM, "operator", "--scope", "*")
+    caplog.set_level(logging.DEBUG)
+    jwk = public_jwk(node_key.public_key(), "ES256")
+    login = json.dumps({"user": user, "password": canary}).encode()
+    spec = {"argv": ["/usr/bin/id", "-un"], "remote_host": "web1"}
+    good = lease(fake, spec)
+    good["sealed_credentials"] = seal(jwk, login, good["job"]["id"].encode())
+    moved = lease(fake, spec)  # a sealed copy of another job does not open here
+    moved["sealed_credentials"] = good["sealed_credentials"]
+    other_key = lease(fake, spec)  # nor one sealed to another node's key
+    stranger = public_jwk(ec.generate_private_key(ec.SECP256R1()).public_key(), "ES256")
+    other_key["sealed_credentials"] = seal(stranger, login, other_key["job"]["id"].encode())
+    worker = open_agent(load_agent_config(config_path, environ={}))
+    try:
+        fake.leases.extend([good, moved, other_key])
+        assert [worker.run_once() for _ in range(3)] == ["succeeded", "refused", "refused"]
+    finally:
+        worker.close()
+    results = list(fake.results.values())
+    assert (results[0]["account"], results[0]["stdout_tail"]) == (f"{user}@web1", f"{user}\n")
+    assert [r["code"] for r in results[1:]] == ["seal.invalid", "seal.invalid"]
+    assert canary not in json.dumps(results) and canary not in caplog.text
+    for path in (tmp_path / "agent").rglob("*"):
+        if path.is_file():
+            assert canary.encode() not in path.read_bytes(), path
