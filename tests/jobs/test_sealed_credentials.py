@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from sqlalchemy import inspect, text
+from sqlalchemy import MetaData, inspect, select, text
 
 from realms.sealing import OpeningKey, SealedInvalid, open_sealed
 from realms.tokens.keys import public_jwk
@@ -33,8 +33,10 @@ def _everything_stored(world: World) -> str:
     chunks: list[str] = []
     with world.services.db.session() as session:
         connection = session.connection()
-        for table in inspect(connection).get_table_names():
-            for row in connection.execute(text(f'SELECT * FROM "{table}"')):
+        metadata = MetaData()
+        metadata.reflect(connection, only=inspect(connection).get_table_names())
+        for table in metadata.sorted_tables:
+            for row in connection.execute(select(table)):
                 chunks.extend(value.decode("latin-1") if isinstance(value, bytes) else str(value) for value in row)
     return "\n".join(chunks)
 

@@ -275,6 +275,6 @@ def test_a_broken_connection_kills_the_remote_job(sshd: SshServer, ssh_accounts:
     channel = transport.open_session()
     channel.exec_command(remote_command(["/bin/sh", "-c", "sleep 600 & sleep 600; wait"], {}, None))
     _running(ssh_accounts, user, 4)
-    transport.sock.close()  # type: ignore[union-attr]  # no goodbye: as if the agent's host lost power
+    transport.sock.close()  # no goodbye: as if the agent's host lost power
     transport.close()
     assert ssh_accounts.wait_for_no_processes(user) == []
