@@ -1,4 +1,4 @@
-"""The agent's TOML configuration, validated at load (design.md, "Configuration").
+"""The agent's TOML configuration, validated at load (docs/architecture.md, the agent).
 
 Every mistake is one ``agent.config`` line naming the file and the field, never a
 traceback. Relative paths are taken from the configuration file's directory. The
@@ -15,33 +15,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent_client.config_reader import TableReader, check_account_name, config_path
+from agent_client.config_remote import credentials_config, remote_hosts_config
 from agent_client.credentials.store import CredentialsConfig
 from agent_client.errors import AgentConfigInvalid, MapBadAccount
-from agent_client.remote.hosts import ADDRESS, HOST_NAME, HostKeyInvalid, RemoteHost, parse_host_key
+from agent_client.remote.hosts import RemoteHost
 from authz_tables.errors import AuthzError
 from authz_tables.roles import Role, parse_role
 from realms.errors import AccessIdInvalid
 from realms.identity.access_id import REALM_NAME, AccessId, AccessIdKind, is_valid_realm_name
 from realms.tokens.profiles import MAX_LEEWAY_SECONDS, SIGNING_ALGORITHMS
 
-# Why: account and group names reach pwd/grp, sudo's argv and log lines. A strict POSIX-ish
-# pattern (no leading digit, "-" or "#", no whitespace or shell characters) means a name can
-# never be read as a uid ("0"), a sudo "#uid" spec ("#-1"), an option ("-u") or shell syntax.
-ACCOUNT_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 AUTHGROUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 EXECUTORS = ("setuid", "sudo", "self")
 LIMIT_NAMES = ("cpu_seconds", "address_space", "nofile", "nproc", "fsize", "core")
 STS_URL_ENV = "JOBSTS_AGENT_STS_URL"
-
-
-def check_account_name(name: object, what: str = "account") -> str:
-    """Return ``name`` if it matches the strict account pattern, else raise ``map.bad_account``."""
-    if not isinstance(name, str) or ACCOUNT_NAME.fullmatch(name) is None:
-        shown = repr(name)[:40]
-        raise MapBadAccount(
-            f"{what} name {shown} is not a valid local name (expected [a-z_][a-z0-9_-]{{0,31}})", account=shown
-        )
-    return name
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,50 +138,7 @@ class AgentConfig:
         return [p for p in (self.credentials.key_file, self.credentials.store) if os.path.lexists(p)]
 
 
-class _Reader:
-    """Reads one TOML table and names the file and field in every error."""
-
-    def __init__(self, path: Path, table: Any, prefix: str) -> None:
-        if not isinstance(table, dict):
-            raise AgentConfigInvalid(f"{path}: [{prefix}] must be a table", field=prefix)
-        self.path, self.table, self.prefix, self.used = path, table, prefix, set[str]()
-
-    def fail(self, name: str, problem: str) -> AgentConfigInvalid:
-        where = f"{self.prefix}.{name}" if self.prefix else name
-        return AgentConfigInvalid(f"{self.path}: {where}: {problem}", field=where)
-
-    def get(self, name: str, kind: type | tuple[type, ...], default: Any = ..., problem: str = "") -> Any:
-        self.used.add(name)
-        if name not in self.table:
-            if default is ...:
-                raise self.fail(name, "is required")
-            return default
-        value = self.table[name]
-        if isinstance(value, bool) and kind is int:
-            raise self.fail(name, problem or "must be a whole number")
-        if not isinstance(value, kind):
-            raise self.fail(name, problem or f"must be a {getattr(kind, '__name__', 'value')}")
-        return value
-
-    def number(self, name: str, default: int, low: int, high: int) -> int:
-        value: int = self.get(name, int, default, f"must be a whole number from {low} to {high}")
-        if not low <= value <= high:
-            raise self.fail(name, f"must be a whole number from {low} to {high}")
-        return value
-
-    def done(self) -> None:
-        unknown = set(self.table) - self.used
-        if unknown:
-            raise self.fail(sorted(unknown)[0], "unknown setting")
-
-
-def _path(base: Path, text: str) -> Path:
-    # Why: normalised but NOT resolved, so a symlink anywhere in the path stays visible to the
-    # strict file-mode check instead of being silently followed.
-    return Path(os.path.normpath(os.path.join(base, text)))
-
-
-def _realm_list(reader: _Reader, name: str) -> frozenset[str]:
+def _realm_list(reader: TableReader, name: str) -> frozenset[str]:
     values = reader.get(name, list, [])
     for value in values:
         if not isinstance(value, str) or not is_valid_realm_name(value):
@@ -202,7 +147,7 @@ def _realm_list(reader: _Reader, name: str) -> frozenset[str]:
 
 
 def _mapping(path: Path, table: Any, trusted: frozenset[str]) -> MappingConfig:
-    reader = _Reader(path, table, "mapping")
+    reader = TableReader(path, table, "mapping")
     fallback = reader.get("fallback", str, "deny")
     if fallback not in ("deny", "nobody"):
         try:
@@ -223,7 +168,7 @@ def _mapping(path: Path, table: Any, trusted: frozenset[str]) -> MappingConfig:
 
 
 def _privilege_map(path: Path, table: Any) -> PrivilegeMapConfig:
-    reader = _Reader(path, table, "mapping.privilege_map")
+    reader = TableReader(path, table, "mapping.privilege_map")
     account = reader.get("account", str, None)
     allowed = reader.get("allow_groups", list, [])
     try:
@@ -238,7 +183,7 @@ def _privilege_map(path: Path, table: Any) -> PrivilegeMapConfig:
 
 
 def _rule(path: Path, table: Any, prefix: str, privilege: PrivilegeMapConfig) -> MappingRule:
-    reader = _Reader(path, table, prefix)
+    reader = TableReader(path, table, prefix)
     matchers = [name for name in ("access_id", "group", "role", "realm") if name in table]
     if len(matchers) != 1:
         raise reader.fail("", "needs exactly one of access_id, group, role, realm")
@@ -287,46 +232,8 @@ def _rule(path: Path, table: Any, prefix: str, privilege: PrivilegeMapConfig) ->
     return MappingRule(kind, match, account, primary, load_profile, access_id, role)
 
 
-def _remote_hosts(path: Path, table: Any) -> dict[str, RemoteHost]:
-    hosts: dict[str, RemoteHost] = {}
-    top = _Reader(path, table, "remote_hosts")
-    for name, host_table in top.table.items():
-        top.used.add(name)
-        if not isinstance(name, str) or HOST_NAME.fullmatch(name) is None:
-            raise top.fail(str(name)[:40], "a remote host name must match [A-Za-z0-9][A-Za-z0-9._-]{0,62}")
-        reader = _Reader(path, host_table, f"remote_hosts.{name}")
-        address = reader.get("address", str)
-        if ADDRESS.fullmatch(address) is None:
-            raise reader.fail("address", "must be a host name or an IP address")
-        port = reader.number("port", 22, 1, 65535)
-        # Why: the pinned key is required; there is no trust on first use and no known_hosts.
-        try:
-            host_key = parse_host_key(reader.get("host_key", str, problem="must be the host's public key line"))
-        except HostKeyInvalid as exc:
-            raise reader.fail("host_key", str(exc)) from None
-        timeout = reader.number("connect_timeout", 15, 1, 300)
-        sudo_users = reader.get("sudo_users", list, [])
-        try:
-            for user in sudo_users:
-                check_account_name(user, "sudo user")
-        except MapBadAccount as exc:
-            raise reader.fail("sudo_users", exc.message) from None
-        reader.done()
-        hosts[name] = RemoteHost(name, address.strip("[]"), host_key, port, timeout, frozenset(sudo_users))
-    return hosts
-
-
-def _credentials(path: Path, base: Path, key_file: Path, table: Any) -> CredentialsConfig:
-    reader = _Reader(path, table, "credentials")
-    # Why: the store's key lives beside the node key by default, under the same file-mode checks.
-    store_key = _path(base, reader.get("key_file", str)) if "key_file" in table else key_file.parent / "credentials.key"
-    store = _path(base, reader.get("store", str)) if "store" in table else key_file.parent / "credentials.enc"
-    reader.done()
-    return CredentialsConfig(store=store, key_file=store_key)
-
-
 def _trust(path: Path, base: Path, table: Any, realms: frozenset[str]) -> TrustConfig:
-    reader = _Reader(path, table, "trust")
+    reader = TableReader(path, table, "trust")
     max_age = reader.number("max_age", 3600, 60, 30 * 86400)
     refetch = reader.number("refetch_interval", 30, 1, 3600)
     bundles: dict[str, Path] = {}
@@ -335,7 +242,7 @@ def _trust(path: Path, base: Path, table: Any, realms: frozenset[str]) -> TrustC
             raise reader.fail(f"bundles.{realm}", "is not this node's realm or a trusted realm")
         if not isinstance(file, str):
             raise reader.fail(f"bundles.{realm}", "must be a file path")
-        bundles[realm] = _path(base, file)
+        bundles[realm] = config_path(base, file)
     algorithms: dict[str, frozenset[str]] = {}
     for realm, names in reader.get("algorithms", dict, {}).items():
         if realm not in realms:
@@ -348,7 +255,7 @@ def _trust(path: Path, base: Path, table: Any, realms: frozenset[str]) -> TrustC
 
 
 def _limits(path: Path, table: Any) -> Limits:
-    reader = _Reader(path, table, "limits")
+    reader = TableReader(path, table, "limits")
     rlimits = {name: reader.number(name, -1, 0, 2**62) for name in LIMIT_NAMES if name in table}
     output = reader.number("output_bytes", 64 * 1024, 1024, 64 * 1024)
     grace = reader.number("kill_grace", 5, 0, 300)
@@ -361,8 +268,8 @@ def config_from_mapping(data: Mapping[str, Any], path: Path, environ: Mapping[st
     """Validate a parsed agent TOML document (``path`` names it in errors and anchors relative paths)."""
     environ = os.environ if environ is None else environ
     base = path.parent
-    top = _Reader(path, dict(data), "")
-    agent = _Reader(path, top.get("agent", dict), "agent")
+    top = TableReader(path, dict(data), "")
+    agent = TableReader(path, top.get("agent", dict), "agent")
     node_id = agent.get("node_id", str)
     if REALM_NAME.fullmatch(node_id) is None:
         raise agent.fail("node_id", "expected [A-Za-z0-9][A-Za-z0-9._-]{0,62}")
@@ -385,14 +292,14 @@ def config_from_mapping(data: Mapping[str, Any], path: Path, environ: Mapping[st
     if key_algorithm not in SIGNING_ALGORITHMS:
         raise agent.fail("key_algorithm", f"must be one of {', '.join(SIGNING_ALGORITHMS)}")
     verify_tls = agent.get("verify_tls", (bool, str), True)
-    key_file = _path(base, agent.get("key_file", str, "node.key"))
-    state_dir = _path(base, agent.get("state_dir", str, "state"))
-    authz_table = _path(base, agent.get("authz_table", str, "authz.sqlite"))
+    key_file = config_path(base, agent.get("key_file", str, "node.key"))
+    state_dir = config_path(base, agent.get("state_dir", str, "state"))
+    authz_table = config_path(base, agent.get("authz_table", str, "authz.sqlite"))
     leeway = agent.number("leeway", 30, 0, MAX_LEEWAY_SECONDS)
     poll_wait = agent.number("poll_wait", 20, 0, 30)
     agent.done()
 
-    job_types_reader = _Reader(path, top.get("job_types", dict), "job_types")
+    job_types_reader = TableReader(path, top.get("job_types", dict), "job_types")
     job_types: dict[str, Role] = {}
     for job_type, role_name in job_types_reader.table.items():
         job_types_reader.used.add(job_type)
@@ -406,8 +313,8 @@ def config_from_mapping(data: Mapping[str, Any], path: Path, environ: Mapping[st
     mapping = _mapping(path, top.get("mapping", dict, {}), trusted)
     trust = _trust(path, base, top.get("trust", dict, {}), trusted)
     limits = _limits(path, top.get("limits", dict, {}))
-    remote_hosts = _remote_hosts(path, top.get("remote_hosts", dict, {}))
-    credentials = _credentials(path, base, key_file, top.get("credentials", dict, {}))
+    remote_hosts = remote_hosts_config(path, top.get("remote_hosts", dict, {}))
+    credentials = credentials_config(path, base, key_file, top.get("credentials", dict, {}))
     top.done()
     return AgentConfig(
         path=path,

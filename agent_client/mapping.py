@@ -15,7 +15,8 @@ import time
 from dataclasses import dataclass
 
 from agent_client.authorization import Decider, Principals
-from agent_client.config import MappingConfig, MappingRule, check_account_name
+from agent_client.config import MappingConfig, MappingRule
+from agent_client.config_reader import check_account_name
 from agent_client.errors import MapNoAccount, MapRootRefused
 from agent_client.privilege_map import resolve_privilege_map
 from authz_tables.entries import Scope
