@@ -1,6 +1,6 @@
 """The whole agent (fake STS on loopback, real sshd, real accounts): remote jobs end to end.
 
-Covers the docs' worked example as written, and the password canary: the secret is never in
+Covers the README's worked example as written, and the password canary: the secret is never in
 a file the agent writes, a log line, the result sent to the STS, or the remote job's view.
 """
 
@@ -30,7 +30,7 @@ from tests.agent_client.fake_sts import FakeState, serve
 from tests.ssh_harness import SshAccounts, SshServer, needs_sshd
 
 pytestmark = needs_sshd
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "remote-hosts.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 CONFIG = """
 [agent]
@@ -91,7 +91,8 @@ def blocks(text: str, language: str) -> list[str]:
 def test_worked_example_of_the_docs(
     sshd: SshServer, ssh_accounts: SshAccounts, fake: FakeState, node_key: ec.EllipticCurvePrivateKey, tmp_path: Path
 ) -> None:
-    example = DOCS.read_text().split("## Worked example", 1)[1]
+    section = README.read_text().split("\n## Worked example: a job on a remote host with a credential key\n", 1)[1]
+    example = section.split("\n## ", 1)[0]
     password = "deploy password"
     user = ssh_accounts.user(password=password)
     toml = blocks(example, "toml")[0]
