@@ -18,8 +18,9 @@ Public API (stable names; import them from here or from the submodule named):
     ``parse_effect``.
 ``authz_tables.decision``
     ``Snapshot(entries, version).decide(principals, required, scopes=()) -> Decision``:
-    deny wins (a deny of the required role or any role implying it, in any covering scope,
-    for any principal), then an allow of any role implying it grants, else no. The node-wide
+    deny wins (a deny of the required role or of any role it implies, in any covering scope,
+    for any principal: a deny of R refuses R and every role implying R), then an allow of any
+    role implying the required one grants, else no. The node-wide
     scope ``*`` always covers. Matching is exact on canonical access ID strings; callers add
     the special subjects (``special:EVERYONE``, ...) to ``principals`` themselves.
     ``Decision(allowed, reason, granting, denying, nearest, required, subject, scope)``;
@@ -36,6 +37,9 @@ Public API (stable names; import them from here or from the submodule named):
 ``authz_tables.transfer``
     ``export_csv`` / ``export_json`` / ``export_entries(entries, fmt)``, ``read_file(path)``,
     ``parse_text(text, fmt, name)`` -> ``[Located(entry, where)]`` (validates everything first).
+``authz_tables.deny_audit``
+    ``deny_changes(entries) -> [DenyChange]``: the decisions a table's denies decide differently
+    now that a deny refuses the roles implying it instead of the roles it implies.
 ``authz_tables.cli``
     The ``jobsts authz`` click group; ``table_url_from_config(path)`` and
     ``resolve_table_url(value, base_dir)`` read the ``[authz] table`` key the agent shares.

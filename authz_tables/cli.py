@@ -5,12 +5,13 @@ env ``JOBSTS_AUTHZ_TABLE``) or by ``--config FILE`` (TOML, key ``[authz] table``
 paths are resolved from the file's directory: the agent configuration uses the same key).
 The schema is created on first use. Changes are audited as ``local:<os user>``.
 
-Exit codes: 0 success (``check``: allowed), 1 ``check`` denied, 2 an error (one line
-``error: <code>: <message>`` on stderr).
+Exit codes: 0 success (``check``: allowed; ``audit``: no decision changed), 1 ``check`` denied
+(``audit``: some decision changed), 2 an error (one line ``error: <code>: <message>`` on stderr).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import sys
@@ -22,7 +23,8 @@ import click
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from authz_tables.entries import AuditedEntry, parse_scope
+from authz_tables.deny_audit import deny_changes
+from authz_tables.entries import AuditedEntry, Effect, parse_scope
 from authz_tables.errors import AuthzConfigError, BadFile
 from authz_tables.roles import parse_role
 from authz_tables.store import AuthzTable, Diff
@@ -109,7 +111,7 @@ def _open(ctx: click.Context) -> AuthzTable:
 @click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML file with [authz] table = ...")
 @click.pass_context
 def authz(ctx: click.Context, table: str | None, config: str | None) -> None:
-    """Administer an authorization table: grant, deny, revoke, list, check, export, import."""
+    """Administer an authorization table: grant, deny, revoke, list, check, audit, export, import."""
     if table and config:
         raise AuthzConfigError("give --table or --config, not both")
     if config:
@@ -155,7 +157,10 @@ def grant(ctx: click.Context, access_id: str, role: str, scope: str) -> None:
 @_scope_option
 @click.pass_context
 def deny(ctx: click.Context, access_id: str, role: str, scope: str) -> None:
-    """Deny ROLE, and every role it implies, to ACCESS_ID (a deny wins over any grant)."""
+    """Deny ROLE, and every role that implies it, to ACCESS_ID (a deny wins over any grant).
+
+    deny monitor refuses every role; deny administrator refuses administrator only.
+    """
     principal, parsed_role, parsed_scope = _access_id(access_id), parse_role(role), parse_scope(scope)
     diff = _open(ctx).deny(principal, parsed_role, parsed_scope, changed_by=local_actor())
     _report(diff, f"unchanged: deny {parsed_role} {parsed_scope} {principal}")
@@ -213,6 +218,33 @@ def check(ctx: click.Context, access_ids: tuple[str, ...], role: str, scopes: tu
     decision = _open(ctx).snapshot().decide(principals, required, covering)
     click.echo(("allowed: " if decision.allowed else "denied: ") + decision.reason)
     ctx.exit(0 if decision.allowed else 1)
+
+
+@authz.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON document instead of lines.")
+@click.pass_context
+def audit(ctx: click.Context, as_json: bool) -> None:
+    """List the decisions this table's denies answer differently since a deny of ROLE refuses
+    every role that implies ROLE (it used to refuse the roles ROLE implies, and missed the
+    higher ones). Exit 0 when nothing changed, 1 when something did.
+
+    Each change is stated for a caller holding the deny's access ID and a grant's access ID.
+    """
+    entries = _open(ctx).export_entries()
+    changes = deny_changes(entries)
+    denies = sum(1 for e in entries if e.effect is Effect.DENY)
+    if as_json:
+        document = {"entries": len(entries), "denies": denies, "changes": [c.to_json() for c in changes]}
+        click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+    else:
+        for change in changes:
+            click.echo(change.line())
+        refused = sum(1 for c in changes if c.newly_refused)
+        click.echo(
+            f"{len(changes)} decisions changed ({refused} refused now, {len(changes) - refused} allowed now) "
+            f"by {denies} deny entries of {len(entries)} entries"
+        )
+    ctx.exit(1 if changes else 0)
 
 
 @authz.command(name="export")

@@ -1,9 +1,12 @@
 """Explainable decisions against an immutable, indexed, in-memory snapshot of a table.
 
-The rule (issue 3, item 3), in order:
+A principal that holds role Q also holds every role Q implies. So an allow of R grants R and
+every role R implies, and a deny of R refuses R and every role that *implies* R (a deny of
+monitor refuses everything; a deny of administrator refuses only administrator). The rule, in
+order:
 
-1. A **deny** wins: an entry with effect deny, for the required role or any role that
-   implies it, in any covering scope, matching any of the caller's principals.
+1. A **deny** wins: an entry with effect deny, for the required role or any role the required
+   role implies, in any covering scope, matching any of the caller's principals.
 2. Otherwise an **allow** of any role that implies the required one, in a covering scope,
    for any of the principals, grants.
 3. Otherwise the answer is **no** (deny by default), with a reason naming the subject,
@@ -21,7 +24,7 @@ from dataclasses import dataclass
 
 from authz_tables.entries import NODE_SCOPE, Effect, Entry, Scope
 from authz_tables.errors import AuthzDenied
-from authz_tables.roles import Role, implies, roles_implied_by
+from authz_tables.roles import Role, implies, roles_implied_by, roles_implying
 from realms.identity.access_id import AccessId
 
 
@@ -65,10 +68,14 @@ def _subject(keys: list[str]) -> str:
     return keys[0] if keys else "(no principal)"
 
 
-# One bit per role; an entry's mask has the bits of every role it implies, so "does this entry
+# One bit per role; an entry's mask has the bit of every role it decides, so "does this entry
 # speak about the required role" is one AND instead of a set lookup per entry.
 _BIT: dict[Role, int] = {role: 1 << i for i, role in enumerate(Role)}
-_MASK: dict[Role, int] = {role: sum(_BIT[r] for r in roles_implied_by(role)) for role in Role}
+# An allow of R grants every role R implies.
+_ALLOW_MASK: dict[Role, int] = {role: sum(_BIT[r] for r in roles_implied_by(role)) for role in Role}
+# Why: a deny of R refuses every role that implies R. Whoever held such a role would hold R
+# through it, so refusing only R (or only what R implies) would let the higher role through.
+_DENY_MASK: dict[Role, int] = {role: sum(_BIT[r] for r in roles_implying(role)) for role in Role}
 _NODE = str(NODE_SCOPE)
 _ALLOW = Effect.ALLOW
 _DENY = Effect.DENY
@@ -101,7 +108,8 @@ class Snapshot:
         index: dict[str, dict[str, list[_Item]]] = {}
         size = 0
         for principal, scope, entry in items:
-            item = (_MASK[entry.role], entry.effect is _DENY, entry)
+            is_deny = entry.effect is _DENY
+            item = ((_DENY_MASK if is_deny else _ALLOW_MASK)[entry.role], is_deny, entry)
             by_scope = index.get(principal)
             if by_scope is None:
                 by_scope = index[principal] = {}
@@ -177,8 +185,7 @@ class Snapshot:
         where = ", ".join(groups) if groups else NODE_SCOPE.describe()
         if denying:
             return Decision(
-                False,
-                f"{subject} is refused {required} on {where}: {denying[0].describe()}, and a deny wins over any grant",
+                False, _refusal(subject, required, where, denying[0]),
                 tuple(granting), tuple(denying), None, required, subject, where,
             )  # fmt: skip
         if granting:
@@ -196,7 +203,11 @@ class Snapshot:
         )  # fmt: skip
 
     def _nearest(self, keys: list[str], required: Role, covering: set[str]) -> Entry | None:
-        """The allow closest to what was asked: the right role elsewhere, then a lesser role here."""
+        """The allow closest to what was asked: the right role elsewhere, then a lesser role here.
+
+        A grant the caller's own denies void where it applies is never offered: it would point
+        at something the caller cannot use.
+        """
         best: tuple[int, tuple[str, str, str, str]] | None = None
         nearest: Entry | None = None
         for key in keys:
@@ -205,6 +216,9 @@ class Snapshot:
                     if is_deny:
                         continue
                     sufficient = implies(entry.role, required)
+                    # What the hint promises: the required role in that scope, or this role here.
+                    if self._refused(keys, required if sufficient else entry.role, scope):
+                        continue
                     here = scope in covering
                     rank = 0 if sufficient else 1 if here else 2
                     candidate = (rank, entry.sort_key())
@@ -212,11 +226,32 @@ class Snapshot:
                         best, nearest = candidate, entry
         return nearest
 
+    def _refused(self, keys: list[str], role: Role, scope: str) -> bool:
+        """True when a deny of ``keys`` refuses ``role`` on ``scope`` (that scope or the node scope)."""
+        bit = _BIT[role]
+        for key in keys:
+            by_scope = self._index.get(key)
+            if by_scope is None:
+                continue
+            for where in {scope, _NODE}:
+                for mask, is_deny, _ in by_scope.get(where, ()):
+                    if is_deny and mask & bit:
+                        return True
+        return False
+
     def require(self, principals: Iterable[AccessId | str], required: Role, scopes: Iterable[Scope] = ()) -> Decision:
         """``decide`` and raise ``AuthzDenied`` unless allowed; returns the (allowing) decision."""
         decision = self.decide(principals, required, scopes)
         decision.raise_if_denied()
         return decision
+
+
+def _refusal(subject: str, required: Role, where: str, deny: Entry) -> str:
+    """The reason of a refusal by ``deny``; says why when the deny names a role below ``required``."""
+    why = ""
+    if deny.role is not required:
+        why = f" ({required} implies {deny.role}, and a deny of {deny.role} refuses every role that implies it)"
+    return f"{subject} is refused {required} on {where}: {deny.describe()}{why}, and a deny wins over any grant"
 
 
 def decide(

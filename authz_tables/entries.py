@@ -104,7 +104,8 @@ def parse_effect(text: str) -> Effect:
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One rule: ``principal`` is allowed or denied ``role`` (and every role it implies) on ``scope``."""
+    """One rule on ``scope``: an allow grants ``principal`` ``role`` and every role it implies; a deny
+    refuses ``role`` and every role that implies it."""
 
     principal: AccessId
     role: Role

@@ -92,12 +92,14 @@ def implies(a: Role, b: Role) -> bool:
 
 
 def roles_implying(role: Role) -> frozenset[Role]:
-    """The roles whose allow grants ``role``, and whose deny refuses it (``role`` included)."""
+    """The roles that imply ``role`` (itself included): those whose allow grants ``role``, and
+    those a deny of ``role`` refuses (a holder of any of them would hold ``role`` through it)."""
     return LATTICE.implying(role)
 
 
 def roles_implied_by(role: Role) -> frozenset[Role]:
-    """The roles that ``role`` grants, itself included."""
+    """The roles that ``role`` implies (itself included): those an allow of ``role`` grants, and
+    those whose deny refuses ``role``."""
     return LATTICE.implied_by(role)
 
 

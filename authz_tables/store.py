@@ -231,7 +231,7 @@ class AuthzTable:
         return self._put(Entry(principal, role, Effect.ALLOW, scope), changed_by)
 
     def deny(self, principal: AccessId, role: Role, scope: Scope = NODE_SCOPE, *, changed_by: str) -> Diff:
-        """Deny ``role`` and every role it implies (deny operator also refuses monitor) on ``scope``."""
+        """Deny ``role`` and every role that implies it (deny operator also refuses administrator) on ``scope``."""
         return self._put(Entry(principal, role, Effect.DENY, scope), changed_by)
 
     def _put(self, entry: Entry, changed_by: str) -> Diff:
@@ -384,4 +384,4 @@ def _audit(changes: list[Change], changed_by: str, now: datetime) -> None:
             "principal": str(subject.principal), "role": subject.role.value, "scope": str(subject.scope),
             "effect_before": change.before.effect.value if change.before else None,
             "effect_after": change.after.effect.value if change.after else None,
-        }, separators=(",", ":")))
+        }, separators=(",", ":")))  # fmt: skip

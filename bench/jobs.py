@@ -43,15 +43,9 @@ from sts.db import make_engine  # noqa: E402
 from sts.keys.master_key import create_key_file  # noqa: E402
 from sts.nodes.models import Node  # noqa: E402
 from sts.services import build_services  # noqa: E402
+from tests.loopback import listening_socket, port_of, socket_activation  # noqa: E402
 
 JOHN = AccessId.user("jobmgr", "uid=john,ou=people,dc=jobmgr,dc=example")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextmanager
@@ -109,12 +103,14 @@ def prepare(config_path: Path) -> tuple[str, str]:
 
 
 @contextmanager
-def gunicorn(config_path: Path, port: int) -> Iterator[str]:
+def gunicorn(config_path: Path, sock: socket.socket) -> Iterator[str]:
+    """gunicorn serving on ``sock``, a listening socket we hold (systemd socket activation)."""
     env = {**os.environ, "JOBSTS_CONFIG": str(config_path), "PYTHONPATH": str(ROOT),
            "PYTHONWARNINGS": "ignore::DeprecationWarning"}
-    process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", "2", "--threads", "8", "-b",
-                                f"127.0.0.1:{port}", "--log-level", "warning", "sts.wsgi:app"], env=env, cwd=ROOT)
-    url = f"http://127.0.0.1:{port}"
+    argv, fds = socket_activation([sys.executable, "-m", "gunicorn", "-w", "2", "--threads", "8",
+                                      "--log-level", "warning", "sts.wsgi:app"], sock)
+    process = subprocess.Popen(argv, env=env, cwd=ROOT, pass_fds=fds)
+    url = f"http://127.0.0.1:{port_of(sock)}"
     try:
         give_up = time.monotonic() + 30
         while True:
@@ -209,10 +205,10 @@ def bench_backend(name: str, postgres: str | None, jobs: int) -> None:
 
 
 def _run(name: str, folder: Path, url: str, jobs: int, clients: int) -> None:
-    port = free_port()
-    config_path = write_config(folder, url, port)
+    sock = listening_socket()
+    config_path = write_config(folder, url, port_of(sock))
     user, agent = prepare(config_path)
-    with gunicorn(config_path, port) as base:
+    with sock, gunicorn(config_path, sock) as base:
         submits, dispatched = measure_http(base, user, agent, jobs, clients)
     raw = measure_raw(url, jobs, clients)
     print(f"{name:10s} clients={clients}: submit {submits:7.1f}/s  lease+start+result {dispatched:7.1f} jobs/s "

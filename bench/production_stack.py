@@ -31,7 +31,8 @@ from sts.keys.master_key import MasterKey, create_key_file  # noqa: E402
 from sts.keys.material import generate_private_key  # noqa: E402
 from sts.nodes.models import Node  # noqa: E402
 from sts.services import build_services  # noqa: E402
-from tests.ldap_harness import SlapdServer, free_port  # noqa: E402
+from tests.ldap_harness import SlapdServer  # noqa: E402
+from tests.loopback import listening_socket, port_of, socket_activation  # noqa: E402
 
 BASE_URL = "https://sts.bench"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -90,15 +91,17 @@ def prepare(stack: Stack, nodes: list[str]) -> None:
 
 @contextmanager
 def sts_process(stack: Stack) -> Iterator[str]:
-    """``jobsts serve --production`` on a free loopback port (its log goes to a file)."""
-    port = free_port()
+    """``jobsts serve --production`` on a loopback socket we hold (its log goes to a file)."""
+    sock = listening_socket()
+    port = port_of(sock)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JOBSTS_GUNICORN_LOGLEVEL": "warning"}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    # gunicorn takes the socket by systemd socket activation: no window for another to take the port.
+    argv, fds = socket_activation(
+        [sys.executable, "-c", "from realms.console import main; main()", "serve", "--production", "--config",
+         str(stack.config), "--port", str(port), "--workers", str(stack.workers)], sock)
     with (stack.workdir / f"sts-{port}.log").open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-c", "from realms.console import main; main()", "serve", "--production", "--config",
-             str(stack.config), "--port", str(port), "--workers", str(stack.workers)],
-            stdout=log, stderr=log, env=env, cwd=stack.workdir)
+        process = subprocess.Popen(argv, stdout=log, stderr=log, env=env, cwd=stack.workdir, pass_fds=fds)
     url = f"http://127.0.0.1:{port}"
     try:
         give_up = time.monotonic() + 60
@@ -115,6 +118,7 @@ def sts_process(stack: Stack) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(30)
+        sock.close()
 
 
 def bulk_queue(stack: Stack, node: str, count: int) -> None:

@@ -21,6 +21,7 @@ import functools
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -41,7 +42,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding  # no
 from realm_auth import measure, raw_worker  # noqa: E402
 
 from sts.keys.master_key import create_key_file  # noqa: E402
-from tests.ldap_harness import SlapdServer, free_port, ldif_realm_table  # noqa: E402
+from tests.ldap_harness import SlapdServer, ldif_realm_table  # noqa: E402
+from tests.loopback import listening_socket, port_of, socket_activation  # noqa: E402
 
 ALGORITHMS = ("ES256", "EdDSA", "RS256", "PS256")
 SUBJECT = "user:jobmgr/uid=john,ou=people,dc=jobmgr,dc=example"
@@ -99,11 +101,14 @@ def logins(url: str, threads: int, seconds: float) -> tuple[float, list[float]]:
     return len(flat) / elapsed, flat
 
 
-def start_gunicorn(config: Path, port: int, workers: int, threads: int) -> subprocess.Popen[bytes]:
+def start_gunicorn(config: Path, sock: socket.socket, workers: int, threads: int) -> subprocess.Popen[bytes]:
+    """gunicorn serving on ``sock`` (a listening socket we hold: no port race)."""
+    port = port_of(sock)
     env = {**os.environ, "JOBSTS_CONFIG": str(config)}
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-    process = subprocess.Popen([gunicorn, "-w", str(workers), "--threads", str(threads), "-b", f"127.0.0.1:{port}",
-                                "--log-level", "warning", "sts.wsgi:app"], cwd=ROOT, env=env)
+    argv, fds = socket_activation([gunicorn, "-w", str(workers), "--threads", str(threads),
+                                      "--log-level", "warning", "sts.wsgi:app"], sock)
+    process = subprocess.Popen(argv, cwd=ROOT, env=env, pass_fds=fds)
     deadline = time.time() + 60
     while time.time() < deadline:
         try:
@@ -176,10 +181,10 @@ def main() -> None:
     slapd = SlapdServer(workdir / "slapd").start()
     gunicorn = None
     try:
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
+        sock = listening_socket()
+        url = f"http://127.0.0.1:{port_of(sock)}"
         config = write_config(workdir, url, [slapd.realm_table("jobmgr", pool_size=8)])
-        gunicorn = start_gunicorn(config, port, args.workers, 4)
+        gunicorn = start_gunicorn(config, sock, args.workers, 4)
         print(f"STS {url} (gunicorn {args.workers} workers x 4 threads), slapd {slapd.url}, {os.cpu_count()} CPUs")
         logins(url, args.threads, 1.0)  # warm up: pools, keys, caches
         ours, latencies = logins(url, args.threads, args.seconds)

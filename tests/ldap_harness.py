@@ -2,8 +2,8 @@
 
 How other tests use it:
 
-* ``slapd`` (session fixture) starts ``/usr/sbin/slapd`` as the current user on a free
-  127.0.0.1 port, with one mdb database per seed realm (``jobmgr``, ``cellB``, ``cellC``), the
+* ``slapd`` (session fixture) starts ``/usr/sbin/slapd`` as the current user on loopback
+  ports (see "Ports" below), with one mdb database per seed realm (``jobmgr``, ``cellB``, ``cellC``), the
   memberof, refint and ppolicy overlays, and the entries of ``tests/ldap/<realm>.ldif`` (the
   very files the ``ldif`` backend reads). Use ``slapd.url``, ``slapd.base_dn("jobmgr")`` and
   ``slapd.realm_table("jobmgr", group_mode="memberOf")``: a dict ready to be one
@@ -13,11 +13,21 @@ How other tests use it:
   StartTLS on ``slapd.url`` present a certificate for IP 127.0.0.1 signed by ``slapd.ca_file``
   (``realm_table(..., url=slapd.ldaps_url, ca_file=str(slapd.ca_file))``).
 * ``ldap_seed_files``: realm name -> Path of its seed LDIF.
-* ``down_ldap_url``: an ``ldap://`` URL where nothing listens (connection refused).
+* ``down_ldap_url``: an ``ldap://`` URL where nothing listens (connection refused); the port is
+  held for the test, so nothing else can start listening there.
 * ``slow_ldap_url``: an ``ldap://`` URL whose socket accepts and never answers.
 * ``starttls_refusing_server``: a fake directory that refuses StartTLS and records every byte
   it receives (``.url``, ``.received``), to prove no bind follows a failed StartTLS;
   ``busy_directory``: one that answers every bind with "busy".
+
+Ports: slapd cannot inherit a listening socket, so it cannot be handed a port the test holds.
+Instead ``launch()`` asks the kernel for candidate ports and starts slapd on them; if another
+process took one in between, slapd exits with errno 98 (EADDRINUSE) and ``launch()`` tries
+fresh ones. Success is proven, not assumed: slapd prints "slapd starting" only after it has
+bound every listener, so once it does, the ports are slapd's. The referral target is a
+``Listener`` on a held port. ``terminate()`` + ``launch()`` restart the same data, possibly on
+new ports: a test that needs a stable URL across a restart puts a ``tests.loopback.Forwarder``
+(held port) in front.
 
 Tests that need slapd are marked ``@pytest.mark.slapd``. ``python -m tests.ldap_harness``
 starts the same server by hand and prints its URL until interrupted.
@@ -47,6 +57,7 @@ from cryptography.x509.oid import NameOID
 from ldap3 import Connection, Server
 
 from realms.registries.ldif.format import read_ldif
+from tests.loopback import Listener, RefusedPort
 
 LDAP_DIR = Path(__file__).resolve().parent / "ldap"
 SLAPD = os.environ.get("JOBSTS_SLAPD", "/usr/sbin/slapd")
@@ -63,7 +74,16 @@ RELAX_CONTROL = "1.3.6.1.4.1.4203.666.5.12"  # lets the root DN load entryUUID f
 MANAGE_DSA_IT_CONTROL = "2.16.840.1.113730.3.4.2"  # RFC 3296: add a referral object itself
 
 
-def free_port() -> int:
+LAUNCH_ATTEMPTS = 20
+
+
+class PortTaken(RuntimeError):
+    """slapd exited because a candidate port was taken between the pick and its bind."""
+
+
+def _candidate_port() -> int:
+    """A port that was free a moment ago. Only ``SlapdServer.launch`` may use this: it retries
+    when the port is gone by the time slapd binds (every other server gets a held socket)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -178,8 +198,9 @@ class SlapdServer:
     seeds: dict[str, Path] = field(default_factory=seed_files)
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
-    referral_url: str = ""
     tls_port: int = 0
+    referral: Listener | None = None
+    launches: int = 0
 
     @property
     def url(self) -> str:
@@ -194,6 +215,12 @@ class SlapdServer:
     def ldaps_wrong_host_url(self) -> str:
         """The same ldaps listener reached as 127.0.0.2: a name the certificate does not carry."""
         return f"ldaps://127.0.0.2:{self.tls_port}"
+
+    @property
+    def referral_url(self) -> str:
+        """Where cellC's ``ou=partners`` refers to: a held ``Listener`` that records any connection."""
+        assert self.referral is not None, "start() the server first"
+        return f"ldap://127.0.0.1:{self.referral.port}"
 
     @property
     def ca_file(self) -> Path:
@@ -231,22 +258,9 @@ class SlapdServer:
         conf = self.workdir / "slapd.conf"
         write_tls_material(self.workdir)
         conf.write_text(_slapd_conf(self.workdir, suffixes))
-        self.port = free_port()
-        self.tls_port = free_port()
-        self.referral_url = f"ldap://127.0.0.1:{free_port()}"
-        log = (self.workdir / "slapd.log").open("wb")
+        self.referral = Listener()
         try:
-            # -d 0: stay in the foreground (we own the process) without debug output.
-            self.process = subprocess.Popen(
-                [SLAPD, "-f", str(conf), "-h", f"{self.url} {self.ldaps_url} {self.ldaps_wrong_host_url}", "-d", "0"],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        finally:
-            log.close()
-        try:
-            self._wait_ready()
+            self.launch()
             for realm, path in self.seeds.items():
                 self._load(realm, path)
             if "cellC" in self.seeds and "jobmgr" in self.seeds:
@@ -256,19 +270,57 @@ class SlapdServer:
             raise
         return self
 
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + 15
+    def launch(self) -> None:
+        """Run slapd on the configured data, on fresh ports; retried while a port was taken."""
+        for _ in range(LAUNCH_ATTEMPTS):
+            self.port, self.tls_port = _candidate_port(), _candidate_port()
+            try:
+                self._run()
+                return
+            except PortTaken:
+                continue
+        raise RuntimeError(f"slapd found no free loopback port in {LAUNCH_ATTEMPTS} attempts")
+
+    def _run(self) -> None:
+        self.launches += 1
+        log_path = self.workdir / f"slapd-{self.launches}.log"
+        log = log_path.open("wb")
+        try:
+            # -d none: stay in the foreground (we own the process) and print only the messages
+            # of no particular level: "slapd starting" and a listener's bind failure.
+            self.process = subprocess.Popen(
+                [SLAPD, "-f", str(self.workdir / "slapd.conf"), "-h",
+                 f"{self.url} {self.ldaps_url} {self.ldaps_wrong_host_url}", "-d", "none"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+        finally:
+            log.close()
+        try:
+            self._wait_ready(log_path)
+        except BaseException:
+            self.terminate()
+            raise
+
+    def _wait_ready(self, log_path: Path) -> None:
+        deadline = time.monotonic() + 30
         assert self.process is not None
         while time.monotonic() < deadline:
+            output = log_path.read_text(errors="replace")
             if self.process.poll() is not None:
-                output = (self.workdir / "slapd.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"slapd exited with {self.process.returncode}: {output}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("slapd did not start listening within 15 s")
+                if "errno=98" in output:
+                    raise PortTaken(output[-500:])
+                raise RuntimeError(f"slapd exited with {self.process.returncode}: {output[-2000:]}")
+            # Why the log line and not a connection: slapd says "slapd starting" once every
+            # listener is bound, so the ports are its own; a connection alone could reach
+            # whoever held a port that slapd is about to fail to bind.
+            if "slapd starting" in output:
+                try:
+                    with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                        return
+                except OSError:
+                    pass
+            time.sleep(0.02)
+        raise RuntimeError("slapd did not start listening within 30 s")
 
     def _load(self, realm: str, path: Path) -> None:
         """Add the seed entries over LDAP, so the memberof overlay computes memberOf."""
@@ -302,7 +354,8 @@ class SlapdServer:
         finally:
             conn.unbind()
 
-    def stop(self) -> None:
+    def terminate(self) -> None:
+        """Stop the slapd process (the data stays; ``launch()`` runs it again)."""
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
@@ -311,6 +364,13 @@ class SlapdServer:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+
+    def stop(self) -> None:
+        """Stop slapd and release the referral listener."""
+        self.terminate()
+        if self.referral is not None:
+            self.referral.close()
+            self.referral = None
 
 
 @pytest.fixture(scope="session")
@@ -329,9 +389,10 @@ def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlapdServer]:
 
 
 @pytest.fixture
-def down_ldap_url() -> str:
-    """A loopback port with nothing listening: connecting is refused at once."""
-    return f"ldap://127.0.0.1:{free_port()}"
+def down_ldap_url() -> Iterator[str]:
+    """A held loopback port with nothing listening: connecting is refused at once."""
+    with RefusedPort() as port:
+        yield port.url("ldap")
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import socket
 import subprocess
 import time
 from collections.abc import Mapping
@@ -22,7 +23,7 @@ from jwt.algorithms import ECAlgorithm
 from psycopg import sql
 
 from bench.peers.postgres import PgTarget
-from tests.ldap_harness import SERVICE_PASSWORD, SlapdServer, free_port
+from tests.ldap_harness import SERVICE_PASSWORD, SlapdServer
 
 GLEWLWYD = os.environ.get("JOBSTS_GLEWLWYD", "/usr/bin/glewlwyd")
 MODULES = Path("/usr/lib/glewlwyd")
@@ -97,6 +98,14 @@ def load_schema(database: PgTarget, settings: Mapping[str, str] | None = None) -
         conn.execute(script.encode())  # no parameters: psycopg sends it as one simple query
 
 
+def _candidate_port() -> int:
+    """A port that was free a moment ago; ``start`` retries when Glewlwyd cannot bind it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 def start(workdir: Path, database: PgTarget, log_level: str, attempts: int = 3) -> tuple[subprocess.Popen[bytes], int]:
     """Start Glewlwyd and wait until it answers.
 
@@ -106,7 +115,7 @@ def start(workdir: Path, database: PgTarget, log_level: str, attempts: int = 3) 
     once, and we retry on a new port.
     """
     for _ in range(attempts):
-        port = free_port()
+        port = _candidate_port()
         config = workdir / "glewlwyd.conf"
         config.write_text(_config(workdir, port, database, log_level), encoding="utf-8")
         with (workdir / "stdout.log").open("ab") as out:

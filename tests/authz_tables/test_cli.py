@@ -44,7 +44,7 @@ def test_grant_deny_revoke_list_and_audit(database_url: str) -> None:
 
 def test_check_exit_codes_and_reasons(database_url: str) -> None:
     run(database_url, "grant", G, "operator", "--scope", "authgroup:payroll")
-    run(database_url, "deny", J, "configurator")
+    run(database_url, "deny", J, "monitor", "--scope", "authgroup:hr")
     allowed = run(database_url, "check", J, G, "--role", "operator", "--scope", "authgroup:payroll")
     assert allowed.exit_code == 0
     assert allowed.output.startswith(f"allowed: {J} holds operator on authgroup:payroll: allow operator to {G}")
@@ -54,10 +54,12 @@ def test_check_exit_codes_and_reasons(database_url: str) -> None:
         f"denied: {J} has no role implying operator on node scope; "
         f"nearest grant: operator via {G} on authgroup:payroll\n"
     )
-    # A deny of configurator refuses what configurator implies (monitor), whatever the group grants.
-    refused = run(database_url, "check", J, G, "--role", "monitor", "--scope", "authgroup:payroll")
+    # A deny of monitor refuses every role that implies it (operator too), whatever the group grants.
+    run(database_url, "grant", G, "operator", "--scope", "authgroup:hr")
+    refused = run(database_url, "check", J, G, "--role", "operator", "--scope", "authgroup:hr")
     assert refused.exit_code == 1 and "a deny wins" in refused.output
-    assert run(database_url, "check", G, "--role", "monitor", "--scope", "authgroup:payroll").exit_code == 0
+    assert "a deny of monitor refuses every role that implies it" in refused.output
+    assert run(database_url, "check", G, "--role", "operator", "--scope", "authgroup:hr").exit_code == 0
 
 
 @pytest.mark.parametrize(

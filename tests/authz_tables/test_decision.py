@@ -29,12 +29,21 @@ def _covers(entry: Entry, scopes: list[Scope]) -> bool:
     return entry.scope.is_node_wide or entry.scope in scopes
 
 
+def _refuses(deny: Entry, required: Role) -> bool:
+    """A deny of R refuses every role that implies R: whoever held it would hold R through it."""
+    return implies(required, deny.role)
+
+
+def _grants(allow: Entry, required: Role) -> bool:
+    return implies(allow.role, required)
+
+
 def _reference(entries: list[Entry], principals: list[AccessId], required: Role, scopes: list[Scope]) -> bool:
-    """The rule of issue 3, item 3, written as plainly as possible."""
-    matching = [e for e in entries if e.principal in principals and implies(e.role, required) and _covers(e, scopes)]
-    if any(e.effect is DENY for e in matching):
+    """The rule, written as plainly as possible."""
+    matching = [e for e in entries if e.principal in principals and _covers(e, scopes)]
+    if any(e.effect is DENY and _refuses(e, required) for e in matching):
         return False
-    return any(e.effect is ALLOW for e in matching)
+    return any(e.effect is ALLOW and _grants(e, required) for e in matching)
 
 
 @given(entry_lists, principal_sets, roles, scope_sets)
@@ -46,7 +55,7 @@ def test_decide_follows_the_rule(entries: list[Entry], principals: list[AccessId
     for e in decision.granting:
         assert e.effect is ALLOW and e.principal in principals and implies(e.role, required)
     for e in decision.denying:
-        assert e.effect is DENY and e.principal in principals and implies(e.role, required)
+        assert e.effect is DENY and e.principal in principals and implies(required, e.role)
     if decision.allowed:
         assert decision.granting and not decision.denying
 
@@ -54,7 +63,7 @@ def test_decide_follows_the_rule(entries: list[Entry], principals: list[AccessId
 @given(entry_lists, principal_sets, roles, roles, scope_sets)
 def test_a_matching_deny_always_wins(entries: list[Entry], principals: list[AccessId], required: Role,
                                      deny_role: Role, scopes: list[Scope]) -> None:  # fmt: skip
-    if not implies(deny_role, required):
+    if not implies(required, deny_role):
         return
     deny = Entry(principals[-1], deny_role, DENY, NODE_SCOPE)
     allows = [Entry(p, Role.ADMINISTRATOR, ALLOW, s) for p in principals for s in [NODE_SCOPE, *scopes]]
@@ -104,13 +113,62 @@ def test_authgroup_deny_does_not_leak_to_other_scopes() -> None:
     assert not decide(entries, [JOHN], Role.OPERATOR, [HR]).allowed
 
 
-def test_deny_of_a_higher_role_refuses_the_lower_one() -> None:
-    entries = [Entry(JOHN, Role.MONITOR, ALLOW), Entry(OPERATORS, Role.ADMINISTRATOR, DENY)]
-    assert not decide(entries, [JOHN, OPERATORS], Role.MONITOR).allowed
-    # A deny of monitor refuses monitor, but not operator (it does not imply operator).
-    entries = [Entry(JOHN, Role.OPERATOR, ALLOW), Entry(JOHN, Role.MONITOR, DENY)]
-    assert not decide(entries, [JOHN], Role.MONITOR).allowed
-    assert decide(entries, [JOHN], Role.OPERATOR).allowed
+def test_deny_of_monitor_refuses_every_role_even_through_a_group_grant() -> None:
+    """``deny john monitor`` locks John out: his group's operator grant no longer runs jobs."""
+    entries = [Entry(OPERATORS, Role.OPERATOR, ALLOW), Entry(JOHN, Role.MONITOR, DENY)]
+    for role in Role:
+        assert not decide(entries, [JOHN, OPERATORS], role).allowed
+    assert decide(entries, [OPERATORS], Role.OPERATOR).allowed  # the group's other members keep it
+
+
+def test_deny_of_administrator_refuses_only_administrator() -> None:
+    """``deny john administrator`` means "never an admin here", not "strip his other grants"."""
+    entries = [Entry(JOHN, Role.OPERATOR, ALLOW), Entry(OPERATORS, Role.ADMINISTRATOR, ALLOW),
+               Entry(JOHN, Role.ADMINISTRATOR, DENY)]  # fmt: skip
+    assert not decide(entries, [JOHN, OPERATORS], Role.ADMINISTRATOR).allowed
+    for role in (Role.CONFIGURATOR, Role.OPERATOR, Role.MONITOR):
+        assert decide(entries, [JOHN, OPERATORS], role).allowed, role
+
+
+def test_deny_of_operator_refuses_operator_and_administrator_only() -> None:
+    entries = [Entry(OPERATORS, Role.ADMINISTRATOR, ALLOW), Entry(JOHN, Role.OPERATOR, DENY)]
+    refused = {role for role in Role if not decide(entries, [JOHN, OPERATORS], role).allowed}
+    assert refused == {Role.OPERATOR, Role.ADMINISTRATOR}
+
+
+@given(entry_lists, principal_sets, roles, scope_sets, entry_lists)
+def test_adding_a_deny_never_grants(entries: list[Entry], principals: list[AccessId], required: Role,
+                                    scopes: list[Scope], more: list[Entry]) -> None:  # fmt: skip
+    denies = [Entry(e.principal, e.role, DENY, e.scope) for e in more]
+    if not decide(entries, principals, required, scopes).allowed:
+        assert not decide(entries + denies, principals, required, scopes).allowed
+
+
+@given(entry_lists, principal_sets, roles, scope_sets)
+def test_a_deny_refuses_every_role_above_it(entries: list[Entry], principals: list[AccessId], deny_role: Role,
+                                            scopes: list[Scope]) -> None:  # fmt: skip
+    """Whatever else the table says, a deny of R makes every role implying R refused."""
+    deny = Entry(principals[0], deny_role, DENY, NODE_SCOPE)
+    allows = [Entry(p, Role.ADMINISTRATOR, ALLOW, s) for p in principals for s in [NODE_SCOPE, *scopes]]
+    for role in Role:
+        decision = decide([*entries, *allows, deny], principals, role, scopes)
+        if implies(role, deny_role):
+            assert not decision.allowed and deny in decision.denying, role
+
+
+@given(entry_lists, principal_sets, roles, roles, scope_sets)
+def test_a_deny_does_not_refuse_roles_not_implying_it(entries: list[Entry], principals: list[AccessId],
+                                                      deny_role: Role, required: Role,
+                                                      scopes: list[Scope]) -> None:  # fmt: skip
+    """Adding a deny of R changes no decision about a role that does not imply R."""
+    if implies(required, deny_role):
+        return
+    deny = Entry(principals[0], deny_role, DENY, NODE_SCOPE)
+    without = [e for e in entries if e.key != deny.key]
+    before = decide(without, principals, required, scopes)
+    after = decide([*without, deny], principals, required, scopes)
+    assert after.allowed == before.allowed
+    assert deny not in after.denying
 
 
 def test_allow_of_an_implying_role_grants_and_incomparable_roles_do_not() -> None:
@@ -172,14 +230,37 @@ def test_nearest_prefers_the_right_role_in_another_scope() -> None:
 
 
 def test_deny_reason_names_the_deny_and_allow_reason_the_grant() -> None:
-    deny = Entry(OPERATORS, Role.ADMINISTRATOR, DENY, PAYROLL)
+    deny = Entry(OPERATORS, Role.OPERATOR, DENY, PAYROLL)
     decision = decide([deny, Entry(JOHN, Role.OPERATOR, ALLOW)], [JOHN, OPERATORS], Role.OPERATOR, [PAYROLL])
     assert decision.denying == (deny,)
-    assert decision.reason.startswith(
-        f"{JOHN} is refused operator on authgroup:payroll: deny administrator for {OPERATORS}"
+    assert decision.reason == (
+        f"{JOHN} is refused operator on authgroup:payroll: deny operator for {OPERATORS} on authgroup:payroll, "
+        "and a deny wins over any grant"
+    )
+    # A deny of a lower role says why it refuses a higher one.
+    lower = Entry(OPERATORS, Role.MONITOR, DENY, PAYROLL)
+    decision = decide([lower, Entry(JOHN, Role.OPERATOR, ALLOW)], [JOHN, OPERATORS], Role.OPERATOR, [PAYROLL])
+    assert decision.reason == (
+        f"{JOHN} is refused operator on authgroup:payroll: deny monitor for {OPERATORS} on authgroup:payroll "
+        "(operator implies monitor, and a deny of monitor refuses every role that implies it), "
+        "and a deny wins over any grant"
     )
     allowed = decide([Entry(OPERATORS, Role.ADMINISTRATOR, ALLOW)], [JOHN, OPERATORS], Role.MONITOR)
     assert allowed.reason == f"{JOHN} holds monitor on node scope: allow administrator to {OPERATORS} on node scope"
+
+
+def test_nearest_grant_never_points_at_a_grant_a_deny_voids() -> None:
+    # Operator is granted on payroll but refused there: the hint must not send John to payroll.
+    entries = [Entry(JOHN, Role.OPERATOR, ALLOW, PAYROLL), Entry(JOHN, Role.MONITOR, DENY, PAYROLL),
+               Entry(JOHN, Role.MONITOR, ALLOW)]  # fmt: skip
+    decision = decide(entries, [JOHN], Role.OPERATOR, [HR])
+    assert not decision.allowed and decision.nearest == entries[2]
+    assert decision.reason.endswith(f"nearest grant: monitor via {JOHN} on node scope")
+    # A higher grant that a deny of that higher role voids still grants the lower role.
+    entries = [Entry(JOHN, Role.ADMINISTRATOR, ALLOW, PAYROLL), Entry(JOHN, Role.ADMINISTRATOR, DENY, PAYROLL)]
+    assert decide(entries, [JOHN], Role.OPERATOR, [PAYROLL]).allowed
+    assert decide(entries, [JOHN], Role.OPERATOR, [HR]).nearest == entries[0]
+    assert decide(entries, [JOHN], Role.ADMINISTRATOR, [HR]).nearest is None
 
 
 def test_raise_if_denied_carries_the_code_and_names() -> None:

@@ -127,7 +127,7 @@ def test_snapshot_reloads_only_when_the_version_changes(database_url: str) -> No
         with count_statements(reader.engine) as seen:
             assert reader.refresh() is second
         assert len(seen) == 1 and "authz_version" in seen[0]
-        writer.deny(JOHN, Role.ADMINISTRATOR, changed_by=ADMIN_ID)
+        writer.deny(JOHN, Role.MONITOR, changed_by=ADMIN_ID)
         assert not reader.refresh().decide([JOHN], Role.OPERATOR).allowed
 
 

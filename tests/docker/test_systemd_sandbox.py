@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import shutil
 import signal
 import subprocess
@@ -35,7 +36,8 @@ from tests.docker.systemd_units import (
     sts_unit,
 )
 from tests.e2e.harness import Accounts, StsServer, jobsts, toml_table, wait_terminal, write_csv, write_private
-from tests.ldap_harness import free_port, ldif_realm_table
+from tests.ldap_harness import ldif_realm_table
+from tests.loopback import listening_socket, port_of, socket_activation
 
 ADMIN = "user:jobmgr/uid=admin,ou=people,dc=jobmgr,dc=example"
 JOHN = "user:jobmgr/uid=john,ou=people,dc=jobmgr,dc=example"
@@ -46,8 +48,6 @@ JOHN = "user:jobmgr/uid=john,ou=people,dc=jobmgr,dc=example"
 @pytest.mark.parametrize("socket_activated", [False, True], ids=["bound", "socket"])
 def test_the_sts_serves_logins_inside_its_sandbox(tmp_path: Path, socket_activated: bool) -> None:
     unit = sts_unit()
-    if socket_activated and shutil.which("systemd-socket-activate") is None:
-        pytest.skip("systemd-socket-activate is not installed")
     config = tmp_path / "sts.toml"
     lines = toml_table(
         "sts", {"base_url": "http://127.0.0.1", "database_url": "sqlite:///jobsts.db", "master_key_file": "master.key"}
@@ -56,17 +56,21 @@ def test_the_sts_serves_logins_inside_its_sandbox(tmp_path: Path, socket_activat
     lines += toml_table("realms.registry", ldif_realm_table("jobmgr")["registry"])
     write_private(config, "\n".join(lines))
     jobsts("init", "--config", str(config))
-    port = free_port()
     argv = exec_start(unit)
     argv[argv.index("--config") + 1] = str(config)
-    argv[argv.index("--port") + 1] = str(port)
-    command = sandboxed(sandbox_spec(unit), tmp_path, argv)
+    held = listening_socket()
+    port = port_of(held)
+    # Ports are never chosen by bind-and-close: socket activation serves on a socket the test
+    # holds; the "bound" variant lets gunicorn bind port 0 itself and reads the port from its log.
+    pass_fds: tuple[int, ...] = ()
     if socket_activated:
-        # systemd-socket-activate holds the socket as jobsts-sts.socket would, and passes it in
-        # LISTEN_FDS; the sandbox and gunicorn run in the process it starts.
-        listen = f"127.0.0.1:{free_port()}"
-        command = ["systemd-socket-activate", "--listen", listen, *command]
-        port = int(listen.rsplit(":", 1)[1])
+        # As jobsts-sts.socket would: the socket is passed in LISTEN_FDS to the sandboxed server.
+        command, pass_fds = socket_activation(sandboxed(sandbox_spec(unit), tmp_path, argv), held)
+    else:
+        held.close()
+        argv[argv.index("--port") + 1] = "0"
+        command = sandboxed(sandbox_spec(unit), tmp_path, argv)
+        port = 0
     metrics = tmp_path / "metrics"
     metrics.mkdir()
     environment = clean_env(JOBSTS_CONFIG=str(config), PROMETHEUS_MULTIPROC_DIR=str(metrics), HOME=str(tmp_path))
@@ -79,8 +83,11 @@ def test_the_sts_serves_logins_inside_its_sandbox(tmp_path: Path, socket_activat
             env=environment,
             cwd=tmp_path,
             start_new_session=True,
+            pass_fds=pass_fds,
         )
+    held.close()
     try:
+        port = port or _listening_port(process, tmp_path / "sts.log")
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 120
         with httpx.Client(base_url=base, timeout=10) as http:
@@ -102,6 +109,18 @@ def test_the_sts_serves_logins_inside_its_sandbox(tmp_path: Path, socket_activat
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=60)
     assert "EPERM" not in (tmp_path / "sts.log").read_text()
+
+
+def _listening_port(process: subprocess.Popen[bytes], log: Path) -> int:
+    """The port gunicorn reports in its "Listening at: http://127.0.0.1:PORT" line."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()[-3000:]
+        found = re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", log.read_text(errors="replace"))
+        if found:
+            return int(found.group(1))
+        time.sleep(0.2)
+    raise AssertionError(log.read_text()[-3000:])
 
 
 @dataclass

@@ -20,6 +20,7 @@ import os
 import pwd
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -31,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from tests.ldap_harness import free_port
+from tests.loopback import listening_socket, port_of, socket_activation
 
 JOBSTS = Path(sys.executable).parent / "jobsts"
 GUNICORN = Path(sys.executable).parent / "gunicorn"
@@ -95,6 +96,7 @@ class StsServer:
     database: str | None = None  # a SQLAlchemy URL; default: an SQLite file in ``workdir``
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
+    sock: socket.socket | None = None  # the listening socket, held from prepare() to close()
 
     @property
     def base_url(self) -> str:
@@ -121,7 +123,9 @@ class StsServer:
     def prepare(self) -> StsServer:
         """Write the configuration and run ``jobsts init`` (master key, schema, first keys)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        if self.sock is None:
+            self.sock = listening_socket()
+        self.port = port_of(self.sock)
         self.write_config()
         jobsts("init", "--config", str(self.config_path))
         return self
@@ -131,11 +135,15 @@ class StsServer:
         log = (self.workdir / "gunicorn.log").open("wb")
         # HOME: gunicorn >= 23 puts a control socket under $HOME; keep it in the work dir.
         environ = {**os.environ, "JOBSTS_CONFIG": str(self.config_path), "HOME": str(self.workdir)}
+        assert self.sock is not None, "prepare() first"
+        # Why socket activation: gunicorn serves the socket we hold since prepare(), so no other
+        # process can take the port in between (a restart keeps it too).
+        argv, fds = socket_activation(
+            [str(GUNICORN), "--workers", "2", "--threads", "16", "--worker-class", "gthread", "--timeout", "60",
+             "--graceful-timeout", "5", "sts.wsgi:app"], self.sock)
         try:
-            self.process = subprocess.Popen(
-                [str(GUNICORN), "--bind", f"127.0.0.1:{self.port}", "--workers", "2", "--threads", "16",
-                 "--worker-class", "gthread", "--timeout", "60", "--graceful-timeout", "5", "sts.wsgi:app"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=environ, cwd=self.workdir)
+            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            env=environ, cwd=self.workdir, pass_fds=fds)
         finally:
             log.close()
         try:
@@ -165,6 +173,7 @@ class StsServer:
         return path.read_text(errors="replace")[-3000:] if path.exists() else ""
 
     def stop(self) -> None:
+        """Stop gunicorn and release the port (``prepare()`` again to serve anew)."""
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -173,6 +182,9 @@ class StsServer:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
 
     # --- HTTP helpers ------------------------------------------------------------------
     def http(self) -> httpx.Client:

@@ -20,7 +20,7 @@ import pytest
 
 from realms.console import cli
 from tests.e2e.harness import IS_ROOT, JOBSTS, jobsts
-from tests.ldap_harness import free_port
+from tests.loopback import listening_socket, port_of, werkzeug_fd_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -111,7 +111,10 @@ def test_the_cli_reference_check_catches_a_wrong_option() -> None:
 def test_the_by_hand_walkthrough_runs_as_written(tmp_path: Path) -> None:
     readme = README.read_text(encoding="utf-8")
     [block] = code_blocks(section(readme, "### By hand: two realms and an agent"), "sh")
-    port = str(free_port())
+    # The walkthrough's `jobsts serve --port` gets the listening socket this test holds (werkzeug
+    # takes it from WERKZEUG_SERVER_FD), so the port cannot be taken by anyone else meanwhile.
+    sock = listening_socket()
+    port = str(port_of(sock))
     script = block.replace("8080", port)
     if IS_ROOT:  # the documented variant for an agent that runs as root
         script = script.replace('executor = "self"', 'executor = "setuid"').replace('"$(id -un)"', '"nobody"')
@@ -122,17 +125,18 @@ def test_the_by_hand_walkthrough_runs_as_written(tmp_path: Path) -> None:
         (ROOT / "examples" / "sts.toml").read_text(encoding="utf-8").replace("8080", port), encoding="utf-8")
     environ = {key: value for key, value in os.environ.items() if not key.startswith("JOBSTS_")}
     environ.update(PATH=f"{JOBSTS.parent}{os.pathsep}{environ.get('PATH', '')}",
-                   XDG_CONFIG_HOME=str(tmp_path / "config"), HOME=str(tmp_path))
+                   XDG_CONFIG_HOME=str(tmp_path / "config"), HOME=str(tmp_path), **werkzeug_fd_environment(sock))
     # set -e: any failing step fails the test; the trap stops the background STS and agent.
     wrapped = f"set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n{script}"
     process = subprocess.Popen(["bash", "-c", wrapped], cwd=work, env=environ, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+                               stderr=subprocess.PIPE, text=True, start_new_session=True, pass_fds=(sock.fileno(),))
     try:
         out, err = process.communicate(timeout=240)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.communicate()
+        sock.close()
     assert process.returncode == 0, out[-3000:] + err[-3000:]
     expected = "nobody" if IS_ROOT else subprocess.run(["id", "-un"], capture_output=True, text=True,
                                                         check=True).stdout.strip()

@@ -203,7 +203,7 @@ def proxied_world(tmp_path: Path, database_url: str, on_postgres: bool) -> Itera
         yield world, proxy
     finally:
         world.services.close()
-        proxy.stop()
+        proxy.close()
 
 
 def test_postgres_restart_under_load_gives_503_then_recovers(proxied_world: tuple[World, TcpProxy]) -> None:

@@ -19,7 +19,7 @@ import httpx
 import jwt
 
 from sts.keys.master_key import create_key_file
-from tests.ldap_harness import free_port
+from tests.loopback import listening_socket, port_of, socket_activation
 from tests.sts.conftest import ADMIN, BASE_URL, _toml, node_keypair
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -150,19 +150,23 @@ class StsProcess(Actor):
 
     def __init__(self, config: Path, workdir: Path, workers: int = 1, env: dict[str, str] | None = None,
                  metrics_dir: Path | None = None) -> None:
-        self.port = free_port()
+        # Why socket activation: gunicorn serves the socket we hold, so no other process can
+        # take the port between its choice and the bind.
+        self.sock = listening_socket()
+        self.port = port_of(self.sock)
         self.url = f"http://127.0.0.1:{self.port}"
         self.stderr_path = workdir / f"sts-{self.port}.stderr"
         environment = {**os.environ, "JOBSTS_GUNICORN_THREADS": "4", **(env or {})}
         environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
         if metrics_dir is not None:
             environment["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+        argv, fds = socket_activation(
+            [sys.executable, "-c", "from realms.console import main; main()", "serve", "--production",
+             "--config", str(config), "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers)],
+            self.sock)
         with self.stderr_path.open("wb") as stderr:
-            self.process = subprocess.Popen(
-                [sys.executable, "-c", "from realms.console import main; main()", "serve", "--production",
-                 "--config", str(config), "--host", "127.0.0.1", "--port", str(self.port),
-                 "--workers", str(workers)],
-                stdout=subprocess.DEVNULL, stderr=stderr, env=environment, cwd=workdir)
+            self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=stderr, env=environment,
+                                            cwd=workdir, pass_fds=fds)
         self.client = httpx.Client(base_url=self.url, timeout=30)
 
     def wait_ready(self, timeout: float = 60) -> None:
@@ -194,6 +198,7 @@ class StsProcess(Actor):
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self.sock.close()
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}

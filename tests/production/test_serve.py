@@ -107,20 +107,23 @@ def test_plain_gunicorn_with_the_config_module(tmp_path: Path) -> None:
     import signal
     import time
 
-    from tests.ldap_harness import free_port
+    from tests.loopback import listening_socket, port_of
 
     config = write_sts_config(tmp_path, f"sqlite:///{tmp_path / 'g.db'}", [ldif_realm_table("jobmgr")])
     subprocess.run([sys.executable, "-c", "from realms.console import main; main()", "init", "--config",
                     str(config)], check=True, capture_output=True, timeout=60)
-    port = free_port()
+    # gunicorn binds fd://N: the listening socket this test holds, so the port cannot be taken.
+    sock = listening_socket()
+    port = port_of(sock)
     metrics = tmp_path / "metrics"
     metrics.mkdir()
-    env = {**os.environ, "JOBSTS_CONFIG": str(config), "JOBSTS_GUNICORN_BIND": f"127.0.0.1:{port}",
+    env = {**os.environ, "JOBSTS_CONFIG": str(config), "JOBSTS_GUNICORN_BIND": f"fd://{sock.fileno()}",
            "JOBSTS_GUNICORN_WORKERS": "2", "PROMETHEUS_MULTIPROC_DIR": str(metrics), "HOME": str(tmp_path)}
     stderr_path = tmp_path / "gunicorn.stderr"
     with stderr_path.open("wb") as stderr:
         process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "python:sts.gunicorn_conf", "sts.wsgi:app"],
-                                   env=env, stdout=subprocess.DEVNULL, stderr=stderr, cwd=tmp_path)
+                                   env=env, stdout=subprocess.DEVNULL, stderr=stderr, cwd=tmp_path,
+                                   pass_fds=(sock.fileno(),))
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             give_up = time.monotonic() + 60
@@ -139,6 +142,7 @@ def test_plain_gunicorn_with_the_config_module(tmp_path: Path) -> None:
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(30)
+        sock.close()
     lines = [json.loads(line) for line in stderr_path.read_text().splitlines() if line.startswith('{"time"')]
     assert any(entry["event"] == "login" and entry["outcome"] == "ok" for entry in lines), lines
     assert login.json()["access_token"] not in stderr_path.read_text()

@@ -16,9 +16,7 @@ import hmac
 import json
 import os
 import shutil
-import socket
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -36,7 +34,7 @@ from realms.tokens.keys import jwk_thumbprint, public_jwk
 from sts import create_app
 from sts.config import JobSettings, ThrottlePolicy
 from tests.jobs.conftest import World, build_world, migrate_database
-from tests.ldap_harness import free_port
+from tests.loopback import Listener, listening_socket, port_of
 from tests.security.served import Served, make_world, register_node, serve
 from tests.sts.conftest import make_config
 
@@ -64,42 +62,6 @@ def sign_raw(header: bytes | dict[str, Any], payload: bytes | dict[str, Any], pr
     signing_input = f"{b64(h)}.{b64(p)}".encode()
     signature = jwt.get_algorithm_by_name(alg).sign(signing_input, private_key)
     return f"{signing_input.decode()}.{b64(signature)}"
-
-
-class Listener:
-    """A loopback TCP listener (on ``port``, or a free one) that records every connection;
-    a defence holds if it stays empty."""
-
-    def __init__(self, port: int = 0) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", port))
-        self.sock.listen(16)
-        self.sock.settimeout(0.1)
-        self.port = int(self.sock.getsockname()[1])
-        self.url = f"http://127.0.0.1:{self.port}/keys.json"
-        self.connections: list[bytes] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            with conn:
-                conn.settimeout(0.5)
-                try:
-                    self.connections.append(conn.recv(65536))
-                except OSError:
-                    self.connections.append(b"")
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self.sock.close()
 
 
 @pytest.fixture
@@ -333,14 +295,14 @@ def shared_dir() -> Iterator[Path]:
 @pytest.fixture
 def served(tmp_path: Path, database_url: str, shared_dir: Path) -> Iterator[Served]:
     """A World's STS over HTTP on loopback (2 s leases), with node ``fnode`` and its key file."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    world = make_world(tmp_path, database_url, url, lease_seconds=2)
-    server, thread = serve(world.app, port)
-    try:
-        yield Served(world, url, register_node(world, tmp_path), shared_dir / "runs", tmp_path)
-    finally:
-        server.shutdown()
-        thread.join(10)
-        server.server_close()
-        world.services.close()
+    with listening_socket() as sock:
+        url = f"http://127.0.0.1:{port_of(sock)}"
+        world = make_world(tmp_path, database_url, url, lease_seconds=2)
+        server, thread = serve(world.app, sock)
+        try:
+            yield Served(world, url, register_node(world, tmp_path), shared_dir / "runs", tmp_path)
+        finally:
+            server.shutdown()
+            thread.join(10)
+            server.server_close()
+            world.services.close()

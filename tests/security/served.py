@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,8 +77,9 @@ def register_node(world: World, tmp_path: Path) -> Path:
     return key_file
 
 
-def serve(app: Flask, port: int) -> tuple[BaseWSGIServer, threading.Thread]:
-    server = make_server("127.0.0.1", port, app, threaded=True)
+def serve(app: Flask, sock: socket.socket) -> tuple[BaseWSGIServer, threading.Thread]:
+    """Serve ``app`` on ``sock``, a listening socket the caller holds (tests/loopback.py)."""
+    server = make_server("127.0.0.1", 0, app, threaded=True, fd=sock.fileno())
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     return server, thread

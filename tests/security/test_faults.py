@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,8 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy.engine import make_url
 
 from tests.jobs.tcp_proxy import TcpProxy
-from tests.ldap_harness import SLAPD, SlapdServer, free_port, seed_files
+from tests.ldap_harness import SlapdServer, seed_files
+from tests.loopback import Forwarder, listening_socket, port_of
 from tests.processes import read_until, spawn
 from tests.security.agent_process import build_agent
 from tests.security.conftest import ldap_app, wait_for
@@ -69,39 +72,53 @@ def test_agent_killed_at_each_step(served: Served, step: str) -> None:
         assert shown["code"] == "token.replayed"
 
 
-def _sts_process(served: Served, port: int) -> subprocess.Popen[str]:
-    process = spawn("tests.security.sts_process", str(served.tmp_path / "sts.toml"), str(port),
-                    env={"JOBSTS_BASE_URL": served.url, "JOBSTS_TEST_LEASE_SECONDS": "30"})
-    read_until(process, "READY")
-    return process
+@dataclass
+class StsProcesses:
+    """The STS processes of one test, all serving the listening socket the test holds."""
+
+    served: Served
+    sock: socket.socket
+    processes: list[subprocess.Popen[str]] = field(default_factory=list)
+
+    def start(self) -> None:
+        fd = self.sock.fileno()
+        process = spawn("tests.security.sts_process", str(self.served.tmp_path / "sts.toml"), f"fd:{fd}",
+                        env={"JOBSTS_BASE_URL": self.served.url, "JOBSTS_TEST_LEASE_SECONDS": "30"}, pass_fds=(fd,))
+        read_until(process, "READY")
+        self.processes.append(process)
 
 
 @pytest.fixture
-def sts_proc(served: Served) -> Iterator[tuple[Served, list[subprocess.Popen[str]]]]:
+def sts_proc(served: Served) -> Iterator[tuple[Served, StsProcesses]]:
     """The same STS (same database and key file) in its own process, on its own port, so the
-    test can SIGKILL and restart it while the agent keeps talking to that port."""
-    port = free_port()
-    served = Served(served.world, f"http://127.0.0.1:{port}", served.key_file, served.marker, served.tmp_path)
+    test can SIGKILL and restart it while the agent keeps talking to that port. The test holds
+    the listening socket, so the port is never free between a kill and the restart: requests
+    in between wait in its backlog for the next process."""
+    sock = listening_socket()
+    served = Served(served.world, f"http://127.0.0.1:{port_of(sock)}", served.key_file, served.marker,
+                    served.tmp_path)
     # The in-process app minted with the old base URL; this process serves under its own.
-    processes = [_sts_process(served, port)]
+    processes = StsProcesses(served, sock)
     try:
+        processes.start()
         yield served, processes
     finally:
-        for process in processes:
+        for process in processes.processes:
             process.kill()
             process.communicate(timeout=30)
+        sock.close()
 
 
-def _kill(processes: list[subprocess.Popen[str]]) -> None:
-    os.kill(processes[-1].pid, signal.SIGKILL)
-    processes[-1].communicate(timeout=30)
+def _kill(processes: StsProcesses) -> None:
+    os.kill(processes.processes[-1].pid, signal.SIGKILL)
+    processes.processes[-1].communicate(timeout=30)
 
 
-def _start(served: Served, processes: list[subprocess.Popen[str]]) -> None:
-    processes.append(_sts_process(served, int(served.url.rsplit(":", 1)[1])))
+def _start(served: Served, processes: StsProcesses) -> None:
+    processes.start()
 
 
-def _restart(served: Served, processes: list[subprocess.Popen[str]]) -> None:
+def _restart(served: Served, processes: StsProcesses) -> None:
     _kill(processes)
     _start(served, processes)
 
@@ -134,7 +151,7 @@ def _state_http(served: Served, job_id: str) -> str:
 
 
 @pytest.mark.parametrize("step", ["queued", "leased", "running"])
-def test_sts_killed_at_each_step(sts_proc: tuple[Served, list[subprocess.Popen[str]]], step: str) -> None:
+def test_sts_killed_at_each_step(sts_proc: tuple[Served, StsProcesses], step: str) -> None:
     """SIGKILL of the STS with a job queued, leased (before start) or running: after a restart on
     the same database the job finishes exactly once, as the mapped account."""
     served, processes = sts_proc
@@ -175,10 +192,11 @@ def test_database_restart_under_load_runs_each_job_once(tmp_path: Path, database
     proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
     proxy.start()
     proxied = url.set(port=proxy.port).render_as_string(hide_password=False)
-    port = free_port()
-    world = make_world(tmp_path, proxied, f"http://127.0.0.1:{port}", lease_seconds=30)
-    server, thread = serve(world.app, port)
-    served = Served(world, f"http://127.0.0.1:{port}", register_node(world, tmp_path), shared_dir / "runs", tmp_path)
+    sock = listening_socket()
+    base_url = f"http://127.0.0.1:{port_of(sock)}"
+    world = make_world(tmp_path, proxied, base_url, lease_seconds=30)
+    server, thread = serve(world.app, sock)
+    served = Served(world, base_url, register_node(world, tmp_path), shared_dir / "runs", tmp_path)
     agent = build_agent(served.url, "fnode", served.key_file, tmp_path / "agent", ACCOUNT)
     outcomes: Counter[str] = Counter()
     try:
@@ -213,26 +231,13 @@ def test_database_restart_under_load_runs_each_job_once(tmp_path: Path, database
         server.shutdown()
         thread.join(10)
         server.server_close()
+        sock.close()
         world.services.close()
-        proxy.stop()
+        proxy.close()
     runs = served.runs()
     assert set(runs) <= {ACCOUNT}
     assert len(runs) == states["succeeded"] <= len(ids)  # never twice
     assert set(states) <= TERMINAL | {"queued"}, states
-
-
-def _restart_slapd(server: SlapdServer) -> None:
-    """Stop and start the same slapd on the same ports and data (not the harness's shared one)."""
-    server.stop()
-    log = (server.workdir / "slapd.log").open("ab")
-    try:
-        server.process = subprocess.Popen(
-            [SLAPD, "-f", str(server.workdir / "slapd.conf"), "-h",
-             f"{server.url} {server.ldaps_url} {server.ldaps_wrong_host_url}", "-d", "0"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    finally:
-        log.close()
-    server._wait_ready()
 
 
 @pytest.mark.slapd
@@ -242,7 +247,11 @@ def test_directory_restart_under_load(tmp_path: Path, database_url: str,
     never a refusal of a correct password, and logins work again without restarting the STS."""
     directory = SlapdServer(tmp_path_factory.mktemp("restart-slapd"), seeds={"jobmgr": seed_files()["jobmgr"]})
     directory.start()
-    app = ldap_app(tmp_path, database_url, [directory.realm_table("jobmgr", connect_timeout=1, receive_timeout=2)])
+    # The STS knows the directory by a held port in front of it: slapd cannot keep its port
+    # across a restart race-free (it binds its own), so the restart may move it behind this.
+    front = Forwarder(("127.0.0.1", directory.port))
+    table = directory.realm_table("jobmgr", url=front.url("ldap"), connect_timeout=1, receive_timeout=2)
+    app = ldap_app(tmp_path, database_url, [table])
     statuses: Counter[int] = Counter()
     stop = threading.Event()
 
@@ -258,10 +267,11 @@ def test_directory_restart_under_load(tmp_path: Path, database_url: str,
         for worker in threads:
             worker.start()
         time.sleep(0.5)
-        directory.stop()
+        directory.terminate()
         time.sleep(1.5)
         down = Counter(statuses)
-        _restart_slapd(directory)
+        directory.launch()
+        front.target = ("127.0.0.1", directory.port)
         before = statuses[200]
         assert wait_for(lambda: statuses[200] > before + 3, 30), statuses
     finally:
@@ -270,6 +280,7 @@ def test_directory_restart_under_load(tmp_path: Path, database_url: str,
             worker.join(60)
         app.extensions["jobsts"].close()
         directory.stop()
+        front.close()
     assert down[503] > 0, down
     assert set(statuses) <= {200, 503}, statuses
 

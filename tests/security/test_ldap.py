@@ -3,17 +3,16 @@
 The STS here is the real app with its realms on the harness slapd (``tests/ldap_harness.py``);
 logins go through ``POST /realms/<realm>/token``. Registry-level unit tests are in
 tests/realms/test_bad_input.py and test_conformance.py; this module attacks the HTTP boundary
-and adds what only a live directory shows: timing, referrals and StartTLS on the wire.
+and adds what only a live directory shows: the operations a login costs, referrals and StartTLS
+on the wire. (The wall-clock view of the same property is bench/login_timing.py.)
 """
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import pytest
 from flask import Flask
@@ -24,7 +23,8 @@ from realms.config import load_realms
 from realms.errors import JobstsError
 from realms.registries.base import Registry
 from tests.ldap_harness import ROOT_PASSWORD, FakeDirectory, SlapdServer, _parse_request, seed_files
-from tests.security.conftest import Listener, ldap_app
+from tests.ldap_proxy import LdapOpProxy
+from tests.security.conftest import ldap_app
 
 pytestmark = [pytest.mark.slapd, pytest.mark.db]
 BIND_REQUEST = 0x60
@@ -99,37 +99,60 @@ def test_unknown_wrong_locked_and_ambiguous_get_one_answer(client: FlaskClient) 
     assert len({repr(answer) for answer in answers.values()}) == 1, answers
 
 
-def _timed(registry: Registry, username: str, password: str) -> float:
-    started = time.perf_counter()
-    assert registry.authenticate(username, password) is None
-    return time.perf_counter() - started
-
-
-def test_unknown_wrong_and_locked_take_the_same_time(slapd: SlapdServer, tmp_path: Path) -> None:
-    """No user enumeration by timing (CWE-208; OWASP ASVS V2.2): on loopback, the median cost of
-    an unknown user, a wrong password and a locked account must agree within a factor. Samples
-    are interleaved, so load on a busy machine hits every class alike; every sample is taken."""
-    registry = load_realms([slapd.realm_table("jobmgr")], tmp_path)["jobmgr"].open_registry()
-    cases = {"unknown": ("nosuchuser", "some-password"), "wrong": ("john", "wrong-password"),
-             "locked": ("alice", "alice-password")}
-    samples: dict[str, list[float]] = {name: [] for name in cases}
+@pytest.fixture
+def counted(slapd: SlapdServer) -> Iterator[LdapOpProxy]:
+    """The harness slapd behind a loopback proxy that counts the requests clients send."""
+    proxy = LdapOpProxy(slapd.port)
     try:
-        for _ in range(5):  # warm the pool and caches
-            for username, password in cases.values():
-                _timed(registry, username, password)
-        for _ in range(60):
-            for name, (username, password) in cases.items():
-                samples[name].append(_timed(registry, username, password))
+        yield proxy
     finally:
-        registry.close()
-    medians = {name: statistics.median(values) for name, values in samples.items()}
-    assert max(medians.values()) / min(medians.values()) < 1.5, {k: f"{v * 1000:.2f} ms" for k, v in medians.items()}
+        proxy.close()
+
+
+def _directory_work(proxy: LdapOpProxy, registry: Registry, username: str, password: str) -> list[tuple[str, str]]:
+    """The requests one refused login sends, each as (pooled or new connection, operation)."""
+    ops_before, connections_before = len(proxy.ops), proxy.connections
+    assert registry.authenticate(username, password) is None
+    opened = range(connections_before + 1, proxy.connections + 1)
+    proxy.wait_ended(opened)  # a per-login connection's unbind is counted once it has closed
+    return [("new" if op.connection in opened else "pooled", op.name) for op in proxy.ops[ops_before:]]
+
+
+def test_unknown_wrong_locked_and_ambiguous_cost_the_same_directory_work(
+    slapd: SlapdServer, counted: LdapOpProxy, tmp_path: Path
+) -> None:
+    """No user enumeration by timing (CWE-208; OWASP ASVS V2.2), proven by counting instead of
+    timing: an unknown user, a wrong password, a locked account and an ambiguous name each send
+    exactly one search (on the pooled service connection) and one bind (on a fresh connection,
+    then unbound). Without the decoy bind, unknown, locked and ambiguous logins would skip the
+    bind and answer one round trip sooner than a wrong password."""
+    tables = [slapd.realm_table(realm, url=counted.url) for realm in ("jobmgr", "cellC")]
+    realms = load_realms(tables, tmp_path)
+    registries = {name: realms[name].open_registry() for name in ("jobmgr", "cellC")}
+    cases = {
+        "unknown user": ("jobmgr", "nosuchuser", "some-password"),
+        "wrong password": ("jobmgr", "john", "wrong-password"),
+        "locked account, right password": ("jobmgr", "alice", "alice-password"),
+        "ambiguous name": ("cellC", "dup", "dup-password"),
+    }
+    try:
+        for registry in registries.values():  # open the pooled service connection first
+            assert registry.authenticate("nosuchuser", "some-password") is None
+        work = {name: _directory_work(counted, registries[realm], username, password)
+                for name, (realm, username, password) in cases.items()}
+    finally:
+        for registry in registries.values():
+            registry.close()
+    assert counted.errors == []
+    expected = [("pooled", "searchRequest"), ("new", "bindRequest"), ("new", "unbindRequest")]
+    assert work == dict.fromkeys(cases, expected), work
 
 
 def test_referrals_are_never_followed(slapd: SlapdServer, tmp_path: Path, database_url: str) -> None:
-    """cellC's ``ou=partners`` is a referral to ``slapd.referral_url``; a listener there must see
-    no connection, so no search and no bind (no password) ever leaves for it."""
-    listener = Listener(urlparse(slapd.referral_url).port or 0)
+    """cellC's ``ou=partners`` is a referral to ``slapd.referral_url``, where the harness holds a
+    listener: it must see no connection, so no search and no bind (no password) ever leaves for it."""
+    assert slapd.referral is not None
+    seen_before = len(slapd.referral.connections)
     partners = f"ou=partners,ou=people,{slapd.base_dn('cellC')}"
     tables = [slapd.realm_table("cellC", user_base=partners)]
     application = ldap_app(tmp_path, database_url, tables)
@@ -145,8 +168,7 @@ def test_referrals_are_never_followed(slapd: SlapdServer, tmp_path: Path, databa
             registry.close()
     finally:
         application.extensions["jobsts"].close()
-        listener.close()
-    assert listener.connections == []
+    assert slapd.referral.connections[seen_before:] == []
 
 
 def _operations(received: list[bytes]) -> list[int]:

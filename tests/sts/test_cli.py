@@ -182,10 +182,11 @@ def test_wsgi_entry_point_reads_jobsts_config(config_file: Path, monkeypatch: py
 
 
 def test_unreachable_sts_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.ldap_harness import free_port
+    from tests.loopback import RefusedPort
 
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    result = _login(f"http://127.0.0.1:{free_port()}")
+    with RefusedPort() as nothing_listens:
+        result = _login(nothing_listens.url("http"))
     assert result.exit_code == 1 and "sts.unreachable" in result.output and "Traceback" not in result.output
 
 
