@@ -1,4 +1,4 @@
-"""The agent's TOML configuration, validated at load (design.md, "Configuration").
+"""The agent's TOML configuration, validated at load (docs/architecture.md, the agent).
 
 Every mistake is one ``agent.config`` line naming the file and the field, never a
 traceback. Relative paths are taken from the configuration file's directory. The
@@ -15,7 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent_client.config_reader import TableReader, check_account_name, config_path
+from agent_client.config_remote import credentials_config, remote_hosts_config
+from agent_client.credentials.store import CredentialsConfig
 from agent_client.errors import AgentConfigInvalid, MapBadAccount, NodeKeyMissing
+from agent_client.remote.hosts import RemoteHost
 from authz_tables.errors import AuthzError
 from authz_tables.roles import Role, parse_role
 from realms.env_secrets import read_env
@@ -23,29 +27,16 @@ from realms.errors import AccessIdInvalid
 from realms.identity.access_id import REALM_NAME, AccessId, AccessIdKind, is_valid_realm_name
 from realms.tokens.profiles import MAX_LEEWAY_SECONDS, SIGNING_ALGORITHMS
 
-# Why: account and group names reach pwd/grp, sudo's argv and log lines. A strict POSIX-ish
-# pattern (no leading digit, "-" or "#", no whitespace or shell characters) means a name can
-# never be read as a uid ("0"), a sudo "#uid" spec ("#-1"), an option ("-u") or shell syntax.
-ACCOUNT_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 AUTHGROUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 EXECUTORS = ("setuid", "sudo", "self")
 LIMIT_NAMES = ("cpu_seconds", "address_space", "nofile", "nproc", "fsize", "core")
 STS_URL_ENV = "JOBSTS_AGENT_STS_URL"
 
 
-def check_account_name(name: object, what: str = "account") -> str:
-    """Return ``name`` if it matches the strict account pattern, else raise ``map.bad_account``."""
-    if not isinstance(name, str) or ACCOUNT_NAME.fullmatch(name) is None:
-        shown = repr(name)[:40]
-        raise MapBadAccount(
-            f"{what} name {shown} is not a valid local name (expected [a-z_][a-z0-9_-]{{0,31}})", account=shown
-        )
-    return name
-
-
 @dataclass(frozen=True, slots=True)
 class MappingRule:
-    """One ordered rule: exactly one matcher (access_id, group, role or realm) and an account."""
+    """One ordered rule: exactly one matcher (access_id, group, role or realm) and an account,
+    or a ``privilege_map`` (the local user whose groups are lent to the privilege-map account)."""
 
     kind: str  # "access_id" | "group" | "role" | "realm"
     match: str
@@ -54,6 +45,16 @@ class MappingRule:
     load_profile: bool = False
     access_id: AccessId | None = None
     role: Role | None = None
+    privilege_map: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PrivilegeMapConfig:
+    """``[mapping.privilege_map]``: the dedicated unprivileged account, and the root-equivalent
+    groups that may still be lent (each named explicitly)."""
+
+    account: str | None = None
+    allow_groups: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,7 @@ class MappingConfig:
     equivalency_min_uid: int = 1000
     # Root-equivalent groups (agent_client.privileged_groups) a mapped account may be in.
     allow_privileged_groups: frozenset[str] = frozenset()
+    privilege_map: PrivilegeMapConfig = PrivilegeMapConfig()
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +109,8 @@ class AgentConfig:
     leeway: int = 30
     poll_wait: int = 20
     verify_tls: bool | str = True
+    remote_hosts: Mapping[str, RemoteHost] = field(default_factory=dict)
+    credentials: CredentialsConfig | None = None
 
     def issuer(self, realm: str) -> str:
         """The issuer of ``realm`` as the STS names it (``StsConfig.issuer``)."""
@@ -139,53 +143,16 @@ class AgentConfig:
     def protected_files(self) -> list[Path]:
         """The files whose modes are checked at start (``file_modes.check_paths``)."""
         files = [self.path, self.key_file, self.authz_table, *self.trust.bundles.values()]
-        return files
+        return files + self.credential_files()
+
+    def credential_files(self) -> list[Path]:
+        """The credential store's key and data files that exist (both private, like the node key)."""
+        if self.credentials is None:
+            return []
+        return [p for p in (self.credentials.key_file, self.credentials.store) if os.path.lexists(p)]
 
 
-class _Reader:
-    """Reads one TOML table and names the file and field in every error."""
-
-    def __init__(self, path: Path, table: Any, prefix: str) -> None:
-        if not isinstance(table, dict):
-            raise AgentConfigInvalid(f"{path}: [{prefix}] must be a table", field=prefix)
-        self.path, self.table, self.prefix, self.used = path, table, prefix, set[str]()
-
-    def fail(self, name: str, problem: str) -> AgentConfigInvalid:
-        where = f"{self.prefix}.{name}" if self.prefix else name
-        return AgentConfigInvalid(f"{self.path}: {where}: {problem}", field=where)
-
-    def get(self, name: str, kind: type | tuple[type, ...], default: Any = ..., problem: str = "") -> Any:
-        self.used.add(name)
-        if name not in self.table:
-            if default is ...:
-                raise self.fail(name, "is required")
-            return default
-        value = self.table[name]
-        if isinstance(value, bool) and kind is int:
-            raise self.fail(name, problem or "must be a whole number")
-        if not isinstance(value, kind):
-            raise self.fail(name, problem or f"must be a {getattr(kind, '__name__', 'value')}")
-        return value
-
-    def number(self, name: str, default: int, low: int, high: int) -> int:
-        value: int = self.get(name, int, default, f"must be a whole number from {low} to {high}")
-        if not low <= value <= high:
-            raise self.fail(name, f"must be a whole number from {low} to {high}")
-        return value
-
-    def done(self) -> None:
-        unknown = set(self.table) - self.used
-        if unknown:
-            raise self.fail(sorted(unknown)[0], "unknown setting")
-
-
-def _path(base: Path, text: str) -> Path:
-    # Why: normalised but NOT resolved, so a symlink anywhere in the path stays visible to the
-    # strict file-mode check instead of being silently followed.
-    return Path(os.path.normpath(os.path.join(base, text)))
-
-
-def _realm_list(reader: _Reader, name: str) -> frozenset[str]:
+def _realm_list(reader: TableReader, name: str) -> frozenset[str]:
     values = reader.get(name, list, [])
     for value in values:
         if not isinstance(value, str) or not is_valid_realm_name(value):
@@ -194,7 +161,7 @@ def _realm_list(reader: _Reader, name: str) -> frozenset[str]:
 
 
 def _mapping(path: Path, table: Any, trusted: frozenset[str]) -> MappingConfig:
-    reader = _Reader(path, table, "mapping")
+    reader = TableReader(path, table, "mapping")
     fallback = reader.get("fallback", str, "deny")
     if fallback not in ("deny", "nobody"):
         try:
@@ -209,15 +176,31 @@ def _mapping(path: Path, table: Any, trusted: frozenset[str]) -> MappingConfig:
     allowed_groups = reader.get("allow_privileged_groups", list, [])
     if not all(isinstance(g, str) for g in allowed_groups):
         raise reader.fail("allow_privileged_groups", "must be a list of group names")
+    privilege = _privilege_map(path, reader.get("privilege_map", dict, {}))
     rules: list[MappingRule] = []
     for index, rule_table in enumerate(reader.get("rules", list, [])):
-        rules.append(_rule(path, rule_table, f"mapping.rules[{index}]"))
+        rules.append(_rule(path, rule_table, f"mapping.rules[{index}]", privilege))
     reader.done()
-    return MappingConfig(tuple(rules), equivalency, fallback, allow_root, min_uid, frozenset(allowed_groups))
+    return MappingConfig(tuple(rules), equivalency, fallback, allow_root, min_uid, frozenset(allowed_groups), privilege)
 
 
-def _rule(path: Path, table: Any, prefix: str) -> MappingRule:
-    reader = _Reader(path, table, prefix)
+def _privilege_map(path: Path, table: Any) -> PrivilegeMapConfig:
+    reader = TableReader(path, table, "mapping.privilege_map")
+    account = reader.get("account", str, None)
+    allowed = reader.get("allow_groups", list, [])
+    try:
+        if account is not None:
+            check_account_name(account)
+        for name in allowed:
+            check_account_name(name, "group")
+    except MapBadAccount as exc:
+        raise reader.fail("account" if account is not None else "allow_groups", exc.message) from None
+    reader.done()
+    return PrivilegeMapConfig(account, frozenset(allowed))
+
+
+def _rule(path: Path, table: Any, prefix: str, privilege: PrivilegeMapConfig) -> MappingRule:
+    reader = TableReader(path, table, prefix)
     matchers = [name for name in ("access_id", "group", "role", "realm") if name in table]
     if len(matchers) != 1:
         raise reader.fail("", "needs exactly one of access_id, group, role, realm")
@@ -240,6 +223,20 @@ def _rule(path: Path, table: Any, prefix: str) -> MappingRule:
             raise reader.fail(kind, exc.message) from None
     elif not is_valid_realm_name(match):
         raise reader.fail(kind, "is not a realm name")
+    lent: str | None = None
+    if "privilege_map" in table:
+        # Why: a privilege-map rule runs as the one dedicated account; naming another account
+        # (or a primary group) in the same rule would make it unclear whose identity the job has.
+        if "account" in table or "primary_group" in table or "load_profile" in table:
+            raise reader.fail("privilege_map", "cannot be combined with account, primary_group or load_profile")
+        if privilege.account is None:
+            raise reader.fail("privilege_map", "needs [mapping.privilege_map] account (the dedicated account)")
+        try:
+            lent = check_account_name(reader.get("privilege_map", str), "privilege_map user")
+        except MapBadAccount as exc:
+            raise reader.fail("privilege_map", exc.message) from None
+        reader.done()
+        return MappingRule(kind, match, privilege.account, None, False, access_id, role, lent)
     try:
         account = check_account_name(reader.get("account", str))
         primary = reader.get("primary_group", str, None)
@@ -253,7 +250,7 @@ def _rule(path: Path, table: Any, prefix: str) -> MappingRule:
 
 
 def _trust(path: Path, base: Path, table: Any, realms: frozenset[str]) -> TrustConfig:
-    reader = _Reader(path, table, "trust")
+    reader = TableReader(path, table, "trust")
     max_age = reader.number("max_age", 3600, 60, 30 * 86400)
     refetch = reader.number("refetch_interval", 30, 1, 3600)
     bundles: dict[str, Path] = {}
@@ -262,7 +259,7 @@ def _trust(path: Path, base: Path, table: Any, realms: frozenset[str]) -> TrustC
             raise reader.fail(f"bundles.{realm}", "is not this node's realm or a trusted realm")
         if not isinstance(file, str):
             raise reader.fail(f"bundles.{realm}", "must be a file path")
-        bundles[realm] = _path(base, file)
+        bundles[realm] = config_path(base, file)
     algorithms: dict[str, frozenset[str]] = {}
     for realm, names in reader.get("algorithms", dict, {}).items():
         if realm not in realms:
@@ -275,7 +272,7 @@ def _trust(path: Path, base: Path, table: Any, realms: frozenset[str]) -> TrustC
 
 
 def _limits(path: Path, table: Any) -> Limits:
-    reader = _Reader(path, table, "limits")
+    reader = TableReader(path, table, "limits")
     rlimits = {name: reader.number(name, -1, 0, 2**62) for name in LIMIT_NAMES if name in table}
     output = reader.number("output_bytes", 64 * 1024, 1024, 64 * 1024)
     grace = reader.number("kill_grace", 5, 0, 300)
@@ -288,8 +285,8 @@ def config_from_mapping(data: Mapping[str, Any], path: Path, environ: Mapping[st
     """Validate a parsed agent TOML document (``path`` names it in errors and anchors relative paths)."""
     environ = os.environ if environ is None else environ
     base = path.parent
-    top = _Reader(path, dict(data), "")
-    agent = _Reader(path, top.get("agent", dict), "agent")
+    top = TableReader(path, dict(data), "")
+    agent = TableReader(path, top.get("agent", dict), "agent")
     node_id = agent.get("node_id", str)
     if REALM_NAME.fullmatch(node_id) is None:
         raise agent.fail("node_id", "expected [A-Za-z0-9][A-Za-z0-9._-]{0,62}")
@@ -312,14 +309,14 @@ def config_from_mapping(data: Mapping[str, Any], path: Path, environ: Mapping[st
     if key_algorithm not in SIGNING_ALGORITHMS:
         raise agent.fail("key_algorithm", f"must be one of {', '.join(SIGNING_ALGORITHMS)}")
     verify_tls = agent.get("verify_tls", (bool, str), True)
-    key_file = _path(base, agent.get("key_file", str, "node.key"))
-    state_dir = _path(base, agent.get("state_dir", str, "state"))
-    authz_table = _path(base, agent.get("authz_table", str, "authz.sqlite"))
+    key_file = config_path(base, agent.get("key_file", str, "node.key"))
+    state_dir = config_path(base, agent.get("state_dir", str, "state"))
+    authz_table = config_path(base, agent.get("authz_table", str, "authz.sqlite"))
     leeway = agent.number("leeway", 30, 0, MAX_LEEWAY_SECONDS)
     poll_wait = agent.number("poll_wait", 20, 0, 30)
     agent.done()
 
-    job_types_reader = _Reader(path, top.get("job_types", dict), "job_types")
+    job_types_reader = TableReader(path, top.get("job_types", dict), "job_types")
     job_types: dict[str, Role] = {}
     for job_type, role_name in job_types_reader.table.items():
         job_types_reader.used.add(job_type)
@@ -333,6 +330,8 @@ def config_from_mapping(data: Mapping[str, Any], path: Path, environ: Mapping[st
     mapping = _mapping(path, top.get("mapping", dict, {}), trusted)
     trust = _trust(path, base, top.get("trust", dict, {}), trusted)
     limits = _limits(path, top.get("limits", dict, {}))
+    remote_hosts = remote_hosts_config(path, top.get("remote_hosts", dict, {}))
+    credentials = credentials_config(path, base, key_file, top.get("credentials", dict, {}))
     top.done()
     return AgentConfig(
         path=path,
@@ -353,6 +352,8 @@ def config_from_mapping(data: Mapping[str, Any], path: Path, environ: Mapping[st
         authz_table=authz_table,
         leeway=leeway,
         poll_wait=poll_wait,
+        remote_hosts=remote_hosts,
+        credentials=credentials,
     )
 
 

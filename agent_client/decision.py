@@ -9,15 +9,20 @@ the agent reports to the STS.
 from __future__ import annotations
 
 import logging
-from collections.abc import Container, Mapping
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from agent_client.authorization import Decider, Principals, authorize, principals_of, required_role, scopes_for
 from agent_client.config import AgentConfig, MappingConfig
+from agent_client.credentials.access import check_credential_use, describe_grant
+from agent_client.credentials.errors import CredentialUnsuitable
+from agent_client.credentials.store import CredentialInfo, Secret
 from agent_client.errors import AgentInternalError, TrustUnavailable
 from agent_client.journal import StartedJournal
 from agent_client.mapping import Account, map_account
+from agent_client.remote.hosts import RemoteHost
+from agent_client.remote.job import RemoteJob, remote_host_for, remote_job, remote_scope, submitted_credential
 from agent_client.validation import check_binding, check_jti, leased_job
 from authz_tables.errors import AuthzDenied
 from authz_tables.roles import Role
@@ -47,6 +52,7 @@ class AgentDecision:
     verified: VerifiedToken | None = None
     principals: Principals | None = None
     account: Account | None = None
+    remote: RemoteJob | None = None  # set instead of ``account`` for a job on a remote host
 
     @property
     def jti(self) -> str | None:
@@ -59,7 +65,9 @@ class AgentDecision:
     def explain(self) -> str:
         """One line per step, then the verdict (``jobsts agent explain``)."""
         lines = [f"({s.step}) {s.name:<22} {s.verdict:<4}  {s.detail}" for s in self.trace]
-        if self.allowed:
+        if self.allowed and self.remote is not None:
+            lines.append(f"verdict: run on remote host {self.remote.host.name} as {self.remote.account} over SSH")
+        elif self.allowed:
             assert self.account is not None
             lines.append(f"verdict: run as {self.account.name} (uid {self.account.uid}) via {self.account.via}")
         else:
@@ -78,12 +86,13 @@ class NodePolicy:
     job_types: Mapping[str, Role]
     mapping: MappingConfig
     leeway: int
+    remote_hosts: Mapping[str, RemoteHost] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: AgentConfig) -> NodePolicy:
         return cls(
             config.node_id, config.realm, config.trusted_realms, config.authgroups, config.job_types,
-            config.mapping, config.leeway,
+            config.mapping, config.leeway, config.remote_hosts,
         )  # fmt: skip
 
 
@@ -98,12 +107,16 @@ class NodeDecider:
         *,
         revoked: Container[str] = frozenset(),
         journal: StartedJournal | None = None,
+        credentials: Callable[[], Mapping[str, CredentialInfo]] | None = None,
     ) -> None:
         self.policy = policy
         self.resolver = resolver
         self.table = table
         self.revoked = revoked
         self.journal = journal
+        # The credential store's keys, users and owners (never secrets), read at each decision
+        # so a key added or removed while the agent runs counts at once.
+        self.credentials = credentials or dict
 
     def _step(self, decision: AgentDecision, step: str, verdict: str, detail: str) -> None:
         decision.trace.append(TraceStep(step, STEPS[step], verdict, detail))
@@ -128,11 +141,18 @@ class NodeDecider:
             return False, f"issuer {str(issuer)[:120]!r} is not trusted"
         return True, f"issuer {issuer} is realm {trust.realm}"
 
-    def decide(self, job: JobDocument | MalformedJob | Any, token: str, *, now: float | None = None) -> AgentDecision:
-        """The whole decision (a)-(f); never raises."""
+    def decide(
+        self,
+        job: JobDocument | MalformedJob | Any,
+        token: str,
+        *,
+        now: float | None = None,
+        submitted: Secret | JobstsError | None = None,
+    ) -> AgentDecision:
+        """The whole decision (a)-(f); never raises. ``submitted``: a remote login opened from the lease."""
         decision = AgentDecision()
         try:
-            return self._decide(decision, job, token, now)
+            return self._decide(decision, job, token, now, submitted)
         except Exception as exc:
             # Why: a decision must fail closed; an unexpected error refuses the job, never runs it.
             log.exception("unexpected error while deciding")
@@ -140,7 +160,14 @@ class NodeDecider:
             step = next((s for s in STEPS if s not in {t.step for t in decision.trace}), "f")
             return self._refuse(decision, step, error)
 
-    def _decide(self, decision: AgentDecision, job_data: Any, token: str, now: float | None) -> AgentDecision:
+    def _decide(
+        self,
+        decision: AgentDecision,
+        job_data: Any,
+        token: str,
+        now: float | None,
+        submitted: Secret | JobstsError | None,
+    ) -> AgentDecision:
         policy = self.policy
         # (a) + (b): the shared verifier resolves trust from the issuer before any key is used.
         try:
@@ -176,8 +203,15 @@ class NodeDecider:
             return self._refuse(decision, "d", exc)
         self._step(decision, "d", "pass", f"job type {leased.type} requires {role}")
 
+        spec = leased.spec
+        host: RemoteHost | None = None
         try:
-            scopes = scopes_for(leased.spec.authgroup, policy.authgroups, policy.node_id)
+            scopes = scopes_for(spec.authgroup, policy.authgroups, policy.node_id)
+            if spec.remote_host is not None:
+                # Why: the remote host is a scope of its own, so a table entry can allow a role
+                # on one remote host only; an unknown host is refused before any table lookup.
+                host = remote_host_for(spec.remote_host, policy.remote_hosts, policy.node_id)
+                scopes = (*scopes, remote_scope(host))
             verdict = authorize(self.table, principals, role, scopes)
         except JobstsError as exc:
             return self._refuse(decision, "e", exc)
@@ -186,6 +220,36 @@ class NodeDecider:
             denied = AuthzDenied(message, principal=verdict.subject, role=role.value, scope=verdict.scope)
             return self._refuse(decision, "e", denied)
         self._step(decision, "e", "pass", verdict.reason)
+        credential: CredentialInfo | None = None
+        if spec.credential is not None:
+            # Why: a stored secret is usable only by those the table grants it to, by name;
+            # otherwise every authorized submitter could use every secret the agent holds.
+            try:
+                credential = check_credential_use(self.table, principals, role, spec.credential, self.credentials())
+            except JobstsError as exc:
+                return self._refuse(decision, "e", exc)
+            self._step(decision, "e", "pass", describe_grant(credential, principals, role))
+
+        if submitted is not None:
+            # Why: a login given at submit is for a remote host only, and never mixes with a key.
+            try:
+                credential = submitted_credential(submitted, host, credential)
+            except JobstsError as exc:
+                return self._refuse(decision, "f", exc)
+        if host is not None:
+            try:
+                decision.remote = remote_job(host, credential, spec.sudo_user)
+            except JobstsError as exc:
+                return self._refuse(decision, "f", exc)
+            self._step(decision, "f", "pass", decision.remote.describe())
+            decision.allowed = True
+            return decision
+        if credential is not None:
+            unsuitable = CredentialUnsuitable(
+                f"credential {credential.key!r} is used by jobs on remote hosts; a local job cannot use it",
+                key=credential.key,
+            )
+            return self._refuse(decision, "f", unsuitable)
 
         try:
             account = map_account(principals, policy.mapping, self.table, scopes)

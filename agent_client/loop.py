@@ -22,14 +22,18 @@ from dataclasses import dataclass
 from agent_client.api.agent import AgentApi
 from agent_client.api.auth import load_node_key
 from agent_client.config import AgentConfig
+from agent_client.credentials.store import CredentialStore, Secret
 from agent_client.decision import AgentDecision, NodeDecider, NodePolicy
 from agent_client.errors import ExecUnavailable, LeaseLost, StsUnavailable, TrustUnavailable
 from agent_client.executors import EXECUTORS, ExecResult, executor_for, run_job
 from agent_client.file_modes import require_safe
 from agent_client.journal import StartedJournal
+from agent_client.remote.run import EXECUTOR_NAME, run_decided_remote_job
+from agent_client.remote.submitted import open_submitted_login
 from agent_client.trust_store import TrustStore
 from authz_tables.store import AuthzTable
 from realms.errors import JobstsError
+from realms.sealing import OpeningKey
 from realms.wire.documents import Lease, Result, tail
 from realms.wire.trace import STEP_NAMES, TraceStep
 
@@ -98,12 +102,15 @@ def refused_result(decision: AgentDecision) -> Result:
 
 def executed_result(decision: AgentDecision, result: ExecResult, executor: str) -> Result:
     """The result of a job that was started; step (g) is the execution itself."""
-    assert decision.account is not None
-    account = decision.account
+    if decision.remote is not None:
+        name, via = decision.remote.account, decision.remote.describe()
+    else:
+        assert decision.account is not None
+        name, via = decision.account.name, decision.account.via
     if result.code is not None:
         detail, verdict = f"{result.code}: {result.reason}", "fail"
     else:
-        detail, verdict = f"ran as {account.name} via {executor}: exit {result.exit_code}", "pass"
+        detail, verdict = f"ran as {name} via {executor}: exit {result.exit_code}", "pass"
     if result.dropped_env:
         detail += f"; dropped environment: {', '.join(result.dropped_env)}"
     return Result(
@@ -114,8 +121,8 @@ def executed_result(decision: AgentDecision, result: ExecResult, executor: str) 
         code=result.code,
         # Why: the account and how it was chosen (rule, equivalency or fallback) are always
         # reported, so a fallback account is never silent.
-        reason=result.reason or f"ran as {account.name} ({account.via})",
-        account=account.name,
+        reason=result.reason or f"ran as {name} ({via})",
+        account=name,
         trace=(*decision.trace, TraceStep("g", STEP_NAMES["g"], verdict, detail)),
     )
 
@@ -130,6 +137,8 @@ class Agent:
     journal: StartedJournal
     revocations: RevocationSet
     cancel: threading.Event
+    credentials: CredentialStore | None = None
+    node_key: OpeningKey | None = None  # opens a remote login the STS sealed to this node
 
     def close(self) -> None:
         self.client.close()
@@ -154,12 +163,13 @@ class Agent:
         """Decide on and run one leased job; returns the outcome reported (or ``lease_lost``)."""
         job_id = lease.job.id
         self.revocations.refresh()
-        decision = self.decider.decide(lease.job, lease.job_token)
+        submitted = open_submitted_login(self.node_key, lease.sealed_credentials, job_id)
+        decision = self.decider.decide(lease.job, lease.job_token, submitted=submitted)
         if not decision.allowed:
             log.info("job %s refused: %s", job_id, decision.code)
             self._report(job_id, refused_result(decision))
             return "refused"
-        assert decision.job is not None and decision.account is not None
+        assert decision.job is not None and (decision.account is not None or decision.remote is not None)
         jti, exp = decision.jti, decision.exp
         assert jti is not None and exp is not None
         # Why: durable BEFORE /start and before running, so a crash or a second lease of the
@@ -174,8 +184,6 @@ class Agent:
         except LeaseLost as exc:
             log.warning("job %s not started: %s", job_id, exc.message)
             return "lease_lost"
-        executor = executor_for(self.config.executor, decision.account)
-        log.info("job %s starting as %s via %s", job_id, decision.account.name, executor.name)
         last_beat = time.monotonic()
         expires = lease.lease_expires_at
         interval = HEARTBEAT_SECONDS
@@ -192,8 +200,22 @@ class Agent:
                 except JobstsError as exc:
                     log.warning("heartbeat for job %s failed: %s", job_id, exc.code)
 
-        result = run_job(executor, decision.account, decision.job.spec, self.config.limits, self.cancel, heartbeat)
-        report = executed_result(decision, result, executor.name)
+        spec, limits = decision.job.spec, self.config.limits
+        if decision.remote is not None:
+            log.info("job %s starting as %s via %s", job_id, decision.remote.account, EXECUTOR_NAME)
+            login = submitted if isinstance(submitted, Secret) else None
+            result = run_decided_remote_job(
+                decision.remote, spec, self.credentials, limits, self.cancel, heartbeat, submitted=login
+            )
+            del login, submitted  # the opened password lives no longer than the job
+            executor_name = EXECUTOR_NAME
+        else:
+            assert decision.account is not None
+            executor = executor_for(self.config.executor, decision.account)
+            log.info("job %s starting as %s via %s", job_id, decision.account.name, executor.name)
+            result = run_job(executor, decision.account, spec, limits, self.cancel, heartbeat)
+            executor_name = executor.name
+        report = executed_result(decision, result, executor_name)
         self._report(job_id, report)
         return report.outcome
 
@@ -227,7 +249,7 @@ def open_agent(config: AgentConfig, *, check_modes: bool = True, cancel: threadi
     """Build the agent from its configuration; refuses to start on unsafe file modes."""
     config.require_key()
     if check_modes:
-        require_safe(config.protected_files(), private=[config.key_file])
+        require_safe(config.protected_files(), private=[config.key_file, *config.credential_files()])
     problems = EXECUTORS[config.executor]().problems()
     if problems:
         # Why: fail at start, not after a job was leased and marked started.
@@ -255,6 +277,10 @@ def open_agent(config: AgentConfig, *, check_modes: bool = True, cancel: threadi
             # Why: whoever can delete rows of the record can make a used token look new.
             require_safe([config.journal_file])
         revocations = RevocationSet(client.revocations)
-        decider = NodeDecider(NodePolicy.from_config(config), trust, table, revoked=revocations, journal=journal)
+        store = CredentialStore(config.credentials) if config.credentials is not None else None
+        decider = NodeDecider(
+            NodePolicy.from_config(config), trust, table, revoked=revocations, journal=journal,
+            credentials=store.infos if store is not None else None,
+        )  # fmt: skip
         opened.pop_all()
-    return Agent(config, client, decider, journal, revocations, cancel or threading.Event())
+    return Agent(config, client, decider, journal, revocations, cancel or threading.Event(), store, key)

@@ -15,8 +15,10 @@ import time
 from dataclasses import dataclass
 
 from agent_client.authorization import Decider, Principals
-from agent_client.config import MappingConfig, MappingRule, check_account_name
+from agent_client.config import MappingConfig, MappingRule
+from agent_client.config_reader import check_account_name
 from agent_client.errors import MapNoAccount, MapRootRefused
+from agent_client.privilege_map import resolve_privilege_map
 from agent_client.privileged_groups import MapPrivilegedGroup, privileged_groups
 from authz_tables.entries import Scope
 from realms.identity.access_id import AccessId
@@ -65,6 +67,7 @@ class Account:
     load_profile: bool
     via: str
     primary_group: str | None = None
+    lent_from: str | None = None  # a privilege map: whose groups the job got (``privilege_map``)
 
 
 def resolve_account(
@@ -103,6 +106,15 @@ def resolve_account(
     return Account(name, entry.pw_uid, gid, groups, entry.pw_dir, entry.pw_shell, load_profile, via, primary_group)
 
 
+def privilege_mapped_account(account: str, lent_from: str, config: MappingConfig, via: str) -> Account:
+    """The dedicated account with ``lent_from``'s supplementary groups (``privilege_map``)."""
+    lent = resolve_privilege_map(account, lent_from, config.privilege_map.allow_groups, via)
+    return Account(
+        lent.account, lent.uid, lent.gid, lent.groups, lent.home, lent.shell, False,
+        f"privilege map: {lent.describe()}, via {via}", None, lent.lent_from,
+    )  # fmt: skip
+
+
 def _equivalent_name(subject: AccessId) -> str | None:
     """``uid=<name>,...`` → ``<name>`` (the first RDN only); ``None`` for any other unique id."""
     first, _, _ = subject.name.partition(",")
@@ -130,11 +142,14 @@ def map_account(
     for kind in RULE_ORDER:
         for index, rule in enumerate(config.rules):
             if rule.kind == kind and _matches(rule, principals, table, scopes):
+                via = f"mapping rule {index} ({kind} {rule.match})"
+                if rule.privilege_map is not None:
+                    return privilege_mapped_account(rule.account, rule.privilege_map, config, via)
                 return resolve_account(
                     rule.account,
                     primary_group=rule.primary_group,
                     load_profile=rule.load_profile,
-                    via=f"mapping rule {index} ({kind} {rule.match})",
+                    via=via,
                     allow_root=config.allow_root,
                     allow_groups=config.allow_privileged_groups,
                 )

@@ -15,9 +15,16 @@ from typing import ClassVar
 
 from realms.errors import InputError
 
+# Why: membership in any of these gives root or its equivalent: sudo rights (root, wheel, sudo,
+# admin, sudoers), raw devices or kernel memory (disk, kmem, sys), password hashes (shadow),
+# every log (adm, systemd-journal), a root-owned daemon's socket (docker, lxd, incus-admin,
+# libvirt, kvm's /dev/kvm with a VM manager), writes in root's PATH (staff on Debian, src).
 ROOT_EQUIVALENT_GROUPS = frozenset(
-    {"sudo", "wheel", "admin", "root", "shadow", "disk", "adm", "docker", "lxd", "kvm", "libvirt"}
-)
+    {
+        "root", "wheel", "sudo", "admin", "sudoers", "adm", "disk", "shadow", "kmem", "sys", "docker", "lxd",
+        "incus", "incus-admin", "libvirt", "libvirt-qemu", "kvm", "staff", "src", "systemd-journal", "lpadmin",
+    }
+)  # fmt: skip
 
 
 class MapPrivilegedGroup(InputError):

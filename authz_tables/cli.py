@@ -161,7 +161,9 @@ def _report(diff: Diff, unchanged_text: str) -> None:
 
 
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
-_scope_option = click.option("--scope", default="*", show_default=True, help="'*' or authgroup:<name>.")
+_scope_option = click.option(
+    "--scope", default="*", show_default=True, help="'*', authgroup:<name>, remote:<host> or credential:<key>."
+)
 
 
 @authz.command()
@@ -232,7 +234,9 @@ def _print_entries(found: list[AuditedEntry]) -> None:
 @authz.command()
 @click.argument("access_ids", nargs=-1, required=True)
 @click.option("--role", "role", required=True, help="The role required.")
-@click.option("--scope", "scopes", multiple=True, help="authgroup:<name> covering the resource (repeatable).")
+@click.option(
+    "--scope", "scopes", multiple=True, help="authgroup:/remote:/credential:<name> covering the resource (repeatable)."
+)
 @_json_option
 @click.pass_context
 def check(ctx: click.Context, access_ids: tuple[str, ...], role: str, scopes: tuple[str, ...], as_json: bool) -> None:

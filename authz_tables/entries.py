@@ -2,8 +2,10 @@
 
 A table holds at most one entry per key ``(principal, role, scope)``: granting what was
 denied replaces the deny (and is reported as a change). Principals are matched exactly on
-their canonical access ID string; scopes are ``*`` (the whole node or cell) or
-``authgroup:<name>`` (a fine-grained authorization group, as in the WebSphere seed).
+their canonical access ID string; scopes are ``*`` (the whole node or cell),
+``authgroup:<name>`` (a fine-grained authorization group, as in the WebSphere seed),
+``remote:<name>`` (one remote host an agent reaches over SSH) or ``credential:<key>`` (one
+secret of the agent's credential store).
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ from datetime import datetime
 
 from authz_tables.errors import AuthzError, BadEntry, BadScope
 from authz_tables.roles import Role, parse_role
-from realms.identity.access_id import AccessId
 from realms.errors import AccessIdInvalid
+from realms.identity.access_id import AccessId
 
 AUTHGROUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+# The kinds of named scope; "authgroup" is the default so ``Scope("payroll")`` keeps its meaning.
+SCOPE_KINDS = ("authgroup", "remote", "credential")
+_KIND_WORDS = {"authgroup": "authorization group", "remote": "remote host", "credential": "credential key"}
 MAX_CHANGED_BY_LENGTH = 1200
 
 
@@ -33,18 +38,24 @@ class Effect(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Scope:
-    """``Scope()`` is node/cell-wide (``*``); ``Scope("payroll")`` is ``authgroup:payroll``.
+    """``Scope()`` is node/cell-wide (``*``); ``Scope("payroll")`` is ``authgroup:payroll``;
+    ``Scope("web1", "remote")`` is ``remote:web1``; ``Scope("deploy", "credential")`` is
+    ``credential:deploy``.
 
     The node-wide scope covers every resource of the node, so ``decide`` always counts it
-    as covering; an authorization group covers only the resources placed in that group.
+    as covering; a named scope covers only the resources placed in it.
     """
 
     authgroup: str | None = None
+    kind: str = "authgroup"
 
     def __post_init__(self) -> None:
+        if self.kind not in SCOPE_KINDS:
+            raise BadScope(f"bad scope kind {self.kind[:20]!r}: expected one of {', '.join(SCOPE_KINDS)}")
         if self.authgroup is not None and AUTHGROUP_NAME.fullmatch(self.authgroup) is None:
             raise BadScope(
-                f"bad authorization group name {self.authgroup[:70]!r}: expected [A-Za-z0-9][A-Za-z0-9._-]{{0,62}}",
+                f"bad {_KIND_WORDS[self.kind]} name {self.authgroup[:70]!r}: "
+                "expected [A-Za-z0-9][A-Za-z0-9._-]{0,62}",
                 scope=self.authgroup[:70],
             )
 
@@ -57,7 +68,7 @@ class Scope:
         return self.authgroup is None
 
     def __str__(self) -> str:
-        return "*" if self.authgroup is None else f"authgroup:{self.authgroup}"
+        return "*" if self.authgroup is None else f"{self.kind}:{self.authgroup}"
 
     def describe(self) -> str:
         """Words for reasons: ``node scope`` or ``authgroup:payroll``."""
@@ -68,13 +79,18 @@ NODE_SCOPE = Scope()
 
 
 def parse_scope(text: str) -> Scope:
-    """Parse ``*`` or ``authgroup:<name>`` exactly; anything else raises ``authz.bad_scope``."""
+    """Parse ``*`` or ``<kind>:<name>`` exactly (kind authgroup, remote or credential); anything
+    else raises ``authz.bad_scope``."""
     if text == "*":
         return NODE_SCOPE
-    if isinstance(text, str) and text.startswith("authgroup:"):
-        return Scope(text.removeprefix("authgroup:"))
+    if isinstance(text, str):
+        kind, colon, name = text.partition(":")
+        if colon and kind in SCOPE_KINDS:
+            return Scope(name, kind)
     shown = text[:70] if isinstance(text, str) else type(text).__name__
-    raise BadScope(f"bad scope {shown!r}: expected '*' or 'authgroup:<name>'", scope=shown)
+    raise BadScope(
+        f"bad scope {shown!r}: expected '*', 'authgroup:<name>', 'remote:<host>' or 'credential:<key>'", scope=shown
+    )
 
 
 def parse_effect(text: str) -> Effect:

@@ -24,7 +24,7 @@ class BadRole(AuthzError):
 
 
 class BadScope(AuthzError):
-    """A scope is neither ``*`` nor ``authgroup:<name>``."""
+    """A scope is neither ``*`` nor ``authgroup:``, ``remote:`` or ``credential:<name>``."""
 
     code: ClassVar[str] = "authz.bad_scope"
 

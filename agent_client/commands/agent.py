@@ -16,6 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from agent_client.api.agent import AgentApi
 from agent_client.api.auth import load_node_key
 from agent_client.config import AgentConfig, load_agent_config
+from agent_client.credentials.cli import credentials
+from agent_client.credentials.store import CredentialStore
 from agent_client.decision import NodeDecider, NodePolicy
 from agent_client.executors import EXECUTORS
 from agent_client.file_modes import check_paths
@@ -155,7 +157,7 @@ def config_problems(config: AgentConfig) -> list[str]:
         config.require_key()
     except JobstsError as exc:
         return [f"{exc.code}: {exc.message}"]
-    problems = check_paths(config.protected_files(), private=[config.key_file])
+    problems = check_paths(config.protected_files(), private=[config.key_file, *config.credential_files()])
     client: AgentApi | None = None
     try:
         key = load_node_key(config.key_file, config.key_algorithm)
@@ -250,7 +252,12 @@ def explain(ctx: click.Context, config_path: Path, job_path: Path, token: str | 
     revoked.refresh(force=True)
     journal = StartedJournal(config.journal_file, read_only=True) if config.journal_file.exists() else None
     with AuthzTable(f"sqlite:///{config.authz_table}") as table:
-        decider = NodeDecider(NodePolicy.from_config(config), trust, table, revoked=revoked, journal=journal)
+        # Why: the same credential grants as the running agent, so explain never disagrees with it.
+        store = CredentialStore(config.credentials) if config.credentials is not None else None
+        decider = NodeDecider(
+            NodePolicy.from_config(config), trust, table, revoked=revoked, journal=journal,
+            credentials=store.infos if store is not None else None,
+        )  # fmt: skip
         decision = decider.decide(job, token)
     if journal is not None:
         journal.close()
@@ -259,5 +266,7 @@ def explain(ctx: click.Context, config_path: Path, job_path: Path, token: str | 
     click.echo(decision.explain())
     ctx.exit(0 if decision.allowed else 1)
 
+
+agent.add_command(credentials)
 
 __all__ = ["agent", "config_problems"]

@@ -51,6 +51,10 @@ def executor_for(name: str, account: Account | None = None) -> Executor:
     """The configured executor; a mapping to the agent's own account always uses ``self`` (no drop needed)."""
     if name not in EXECUTORS:
         raise AgentConfigInvalid(f"unknown executor {name!r}", field="agent.executor")
+    if account is not None and account.lent_from is not None:
+        # Why: only setgroups(2) as root can lend groups; "self" or sudo would run the job with
+        # the agent's or the account's own groups instead of the lent ones.
+        return SetuidExecutor()
     if account is not None and account.uid == os.geteuid() == os.getuid():
         return SelfExecutor()
     return EXECUTORS[name]()

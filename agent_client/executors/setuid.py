@@ -15,6 +15,7 @@ from agent_client.errors import ExecUnavailable
 from agent_client.executors.base import ChildSetup, child_fail
 from agent_client.executors.limits import apply_limits
 from agent_client.mapping import Account
+from agent_client.privilege_map import verify_in_child
 
 
 def drop_privileges(account: Account, status_fd: int) -> None:
@@ -90,6 +91,12 @@ class SetuidExecutor:
 
         def child(status_fd: int) -> None:
             drop_privileges(account, status_fd)
+            if account.lent_from is not None:
+                # Why: a privilege map promises the dedicated uid (never 0) with exactly the lent
+                # groups; the child proves what it really got before the job's first instruction.
+                problem = verify_in_child(account.uid, account.gid, account.groups)
+                if problem is not None:
+                    child_fail(status_fd, "exec.drop_failed", f"privilege map of {account.lent_from}: {problem}")
             limit_and_enter(account, directory, limits, status_fd)
 
         return child, None

@@ -12,7 +12,7 @@ import os
 import shutil
 from collections.abc import Mapping, Sequence
 
-from agent_client.config import check_account_name
+from agent_client.config_reader import check_account_name
 from agent_client.errors import ExecUnavailable
 from agent_client.executors.base import ChildSetup, child_fail
 from agent_client.executors.limits import apply_limits

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from realms.identity.access_id import NODE_ID, REALM_NAME
+from realms.sealing import MAX_SEALED_CHARS
 from realms.wire import spec as schema
 from realms.wire.digest import canonical_json, job_digest
 from realms.wire.errors import JobInvalidSpec
@@ -72,6 +73,7 @@ class Lease:
     job: JobDocument | MalformedJob
     job_token: str
     lease_expires_at: int | None
+    sealed_credentials: str | None = None  # remote-host login given at submit, sealed to the node key
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +158,10 @@ def parse_lease(raw: Any) -> Lease:
         job = parse_job(raw["job"])
     except JobInvalidSpec as exc:
         job = MalformedJob(job_id, exc)
-    return Lease(job, token, expires)
+    sealed = raw.get("sealed_credentials")
+    if sealed is not None and (not isinstance(sealed, str) or len(sealed) > MAX_SEALED_CHARS):
+        raise invalid("lease.sealed_credentials: must be a sealed string", "lease.sealed_credentials")
+    return Lease(job, token, expires, sealed)
 
 
 def _clip(value: Any, field: str, max_chars: int) -> str:

@@ -47,7 +47,12 @@ LIMITS = SpecLimits()
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 JOB_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 AUTHGROUP = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
-SPEC_FIELDS = frozenset({"argv", "env", "cwd", "timeout", "authgroup"})
+# The remote-job fields: a [remote_hosts.<name>] of the agent, a key of its credential store
+# (never the secret) and, on a remote host only, a user to sudo to after login.
+REMOTE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+SUDO_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+REMOTE_FIELDS = ("remote_host", "credential", "sudo_user")
+SPEC_FIELDS = frozenset({"argv", "env", "cwd", "timeout", "authgroup", *REMOTE_FIELDS})
 
 # Why: identity comes only from the caller's verified token (or credentials checked against a
 # registry). A document that tries to name an owner, groups, lifetimes, a run-as account or a
@@ -84,16 +89,28 @@ class JobSpec:
     cwd: str | None
     timeout: int
     authgroup: str | None
+    remote_host: str | None = None
+    credential: str | None = None
+    sudo_user: str | None = None
 
     def as_document(self) -> dict[str, Any]:
-        """The normalized spec: every member present, ``env`` sorted. What the job digest covers."""
-        return {
+        """The normalized spec, ``env`` sorted: what the job digest covers.
+
+        The five base members are always present; a remote-job field only when set, so the
+        digest of a local job is the same as before these fields existed.
+        """
+        document: dict[str, Any] = {
             "argv": list(self.argv),
             "env": dict(sorted(self.env.items())),
             "cwd": self.cwd,
             "timeout": self.timeout,
             "authgroup": self.authgroup,
         }
+        for name in REMOTE_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                document[name] = value
+        return document
 
 
 def invalid(message: str, field: str) -> JobInvalidSpec:
@@ -159,6 +176,16 @@ def _env(raw: Any) -> dict[str, str]:
     return dict(sorted(raw.items()))
 
 
+def _remote_name(value: Any, name: str) -> str | None:
+    """An optional host, credential key or user name: never an option (no leading '-')."""
+    if value is None:
+        return None
+    pattern = SUDO_USER if name == "sudo_user" else REMOTE_NAME
+    if not isinstance(value, str) or pattern.fullmatch(value) is None:
+        raise invalid(f"spec.{name}: must match {pattern.pattern}", f"spec.{name}")
+    return value
+
+
 def parse_spec(raw: Any) -> JobSpec:
     """Validate a job spec and fill in its defaults (``env`` {}, ``cwd``/``authgroup`` null, ``timeout``)."""
     limits = LIMITS
@@ -181,7 +208,10 @@ def parse_spec(raw: Any) -> JobSpec:
     authgroup = raw.get("authgroup")
     if authgroup is not None and (not isinstance(authgroup, str) or not AUTHGROUP.fullmatch(authgroup)):
         raise invalid("spec.authgroup: must be an authorization group name", "spec.authgroup")
-    spec = JobSpec(argv, env, cwd, timeout, authgroup)
+    remote = {name: _remote_name(raw.get(name), name) for name in REMOTE_FIELDS}
+    if remote["sudo_user"] is not None and remote["remote_host"] is None:
+        raise invalid("spec.sudo_user: needs spec.remote_host (sudo after an SSH login)", "spec.sudo_user")
+    spec = JobSpec(argv, env, cwd, timeout, authgroup, **remote)
     if len(canonical_json(spec.as_document())) > limits.max_spec_bytes:
         raise invalid(f"spec: larger than {limits.max_spec_bytes} bytes", "spec")
     return spec

@@ -5,7 +5,8 @@ registry), an STS configuration on SQLite and two agent configurations into a te
 directory; serves the STS on a loopback port (Werkzeug, in a thread); starts the two agents
 as separate ``jobsts agent run`` processes; then submits jobs over HTTP that walk through the
 seed's topologies (same registry, different registries, trusted realms and imported access
-IDs, credentials for the node's realm, cancel before dispatch) and prints what happened.
+IDs, credentials for the node's realm, cancel before dispatch, and, when this machine can run
+sshd as root, a job on a remote host over SSH with a credential key) and prints what happened.
 Jobs run through the ``self`` executor, or as ``nobody`` through ``setuid`` when run as root.
 """
 
@@ -30,8 +31,10 @@ import click
 import httpx
 
 from sts.commands.demo_files import SUFFIXES, agent_toml, local_account, realm_ldif, sts_toml
+from sts.commands.demo_ssh import DemoSshHost, unavailable_reason
 
 ID_COMMAND = shutil.which("id") or "/usr/bin/id"
+JOHN = "user:jobmgr/uid=john,ou=people,dc=jobmgr,dc=example"
 TERMINAL = {"succeeded", "failed", "refused", "lost", "expired", "cancelled"}
 Say = Callable[[str], None]
 
@@ -61,6 +64,7 @@ class Demo:
         self.account, self.executor = local_account()
         self.admin = ""  # the administrator's access token, once logged in
         self.surprises = 0
+        self.remote_hosts: list[DemoSshHost] = []
 
     # --- setup ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -87,7 +91,7 @@ class Demo:
         self.thread = threading.Thread(target=self.server.serve_forever, name="jobsts-demo-sts", daemon=True)
         self.thread.start()
         self.admin = self.login("admin")
-        self.add_node("node1", "jobmgr", [("user:jobmgr/uid=john,ou=people,dc=jobmgr,dc=example", "operator")])
+        self.add_node("node1", "jobmgr", [(JOHN, "operator")])
         self.add_node("dmgr", "cellB", [("user:cellB/uid=john,ou=people,dc=cellb,dc=example", "operator")])
 
     @staticmethod
@@ -135,7 +139,8 @@ class Demo:
         )
         path.chmod(0o600)
 
-    def grant(self, node_id: str, grants: list[tuple[str, str]]) -> None:
+    def grant(self, node_id: str, grants: list[tuple[str, str]], scope: str = "*") -> None:
+        from authz_tables.entries import parse_scope
         from authz_tables.roles import parse_role
         from authz_tables.store import AuthzTable
         from realms.identity.access_id import AccessId
@@ -143,8 +148,44 @@ class Demo:
         url = f"sqlite:///{self.workdir / 'agents' / node_id / 'authz.sqlite'}"
         with AuthzTable(url, upgrade=True) as table:
             for access_id, role in grants:
-                table.grant(AccessId.parse(access_id), parse_role(role), changed_by="jobsts demo")
+                table.grant(AccessId.parse(access_id), parse_role(role), parse_scope(scope), changed_by="jobsts demo")
         (self.workdir / "agents" / node_id / "authz.sqlite").chmod(0o600)
+
+    def jobsts(self, *args: str, stdin: str = "") -> None:
+        """Run a ``jobsts`` command as a separate process (the demo never imports the agent)."""
+        command = [sys.executable, "-c", "from realms.console import main; main()", *args]
+        done = subprocess.run(command, input=stdin, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise click.ClickException(f"demo: jobsts {' '.join(args[:3])} failed: {done.stdout}{done.stderr}"[:500])
+
+    def add_remote_host(self, host: DemoSshHost) -> None:
+        """The admin's steps for a remote host: pin its key, store the login, grant the key to John."""
+        directory = self.workdir / "agents" / "node1"
+        self.say(f"   admin: node1 pins web1's host key; `jobsts agent credentials add web1-demo --user {host.user}`")
+        self.say("   stores the login (password on stdin); John is granted operator on scope credential:web1-demo")
+        self.stop_agent("node1")
+        with (directory / "agent.toml").open("a", encoding="utf-8") as config:
+            config.write(host.agent_toml("web1"))
+        self.jobsts(
+            "agent", "credentials", "add", "web1-demo", "--config", str(directory / "agent.toml"),
+            "--user", host.user, "--password-stdin", stdin=f"{host.password}\n",
+        )  # fmt: skip
+        self.grant("node1", [(JOHN, "operator")], scope="credential:web1-demo")
+        self.start_agent("node1")
+
+    def remote_story(self, number: int) -> None:
+        """A job on a remote host over SSH with a credential key, when this machine can run sshd."""
+        title = "John's job runs on remote host web1 over SSH, logging in with credential key web1-demo."
+        reason = unavailable_reason()
+        if reason is not None:
+            self.say(f"{number}. {title}")
+            self.say(f"   -> skipped: {reason}")
+            return
+        host = DemoSshHost(self.workdir / "sshd")
+        self.remote_hosts.append(host)
+        self.add_remote_host(host)
+        spec = {"argv": [ID_COMMAND, "-un"], "remote_host": "web1", "credential": "web1-demo"}
+        self.play(number, Step(title, "john", "node1", "succeeded", body={"spec": spec}))
 
     def start_agent(self, node_id: str) -> None:
         directory = self.workdir / "agents" / node_id
@@ -179,6 +220,8 @@ class Demo:
         for node_id in list(self.agents):
             self.stop_agent(node_id)
         self.http.close()
+        for host in self.remote_hosts:
+            host.close()
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
@@ -304,6 +347,9 @@ class Demo:
         self.play(
             7, Step("A job for later, cancelled while queued, never runs.", "john", "node1", "cancelled", body=later)
         )
+        self.say("")
+        self.say("Remote hosts: node1's agent is the gateway to web1, which runs no agent.")
+        self.remote_story(8)
 
 
 def _free_port() -> int:

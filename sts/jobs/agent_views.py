@@ -81,9 +81,10 @@ def lease_job() -> Response | tuple[str, int]:
         attempt=found.job.attempts,
         jti=found.job.token_jti,
     )
-    response = jsonify(
-        {"job": job_document(found.job), "job_token": found.job_token, "lease_expires_at": found.lease_expires_at}
-    )
+    body = {"job": job_document(found.job), "job_token": found.job_token, "lease_expires_at": found.lease_expires_at}
+    if found.job.sealed_credentials is not None:
+        body["sealed_credentials"] = found.job.sealed_credentials  # opens only with this node's key
+    response = jsonify(body)
     response.headers["Cache-Control"] = "no-store"
     return response
 

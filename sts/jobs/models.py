@@ -2,7 +2,7 @@
 
 Times are epoch seconds: integers where the HTTP contract speaks in whole seconds
 (``not_before``, ``deadline``, ``lease_expires_at``, token ``exp``), floats for audit stamps.
-The schema is created by the Alembic revision ``0002_jobs``; keep both in step.
+The schema is created by the Alembic revisions ``0002_jobs`` and ``0003_sealed_credentials``; keep them in step.
 """
 
 from __future__ import annotations
@@ -56,6 +56,9 @@ class Job(Base):
     token_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
     token_jti: Mapped[str] = mapped_column(String(36), unique=True)
     token_exp: Mapped[int] = mapped_column(BigInteger)
+    # Why: a password given at submit for a remote host is kept only sealed to the target
+    # node's key (realms.sealing), and set to NULL when the job reaches a final state.
+    sealed_credentials: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     __table_args__ = (
         # Leasing: equality on node and state, range on not_before: one index seek, no scan.

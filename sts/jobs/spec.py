@@ -15,8 +15,9 @@ from typing import Any
 from realms.identity.access_id import NODE_ID
 from realms.wire.digest import canonical_json
 from realms.wire.spec import JOB_TYPE, invalid, is_int, parse_spec, refuse_identity_fields, text
+from realms.wire.spec import SUDO_USER as REMOTE_USER
 
-SUBMIT_FIELDS = frozenset({"node", "type", "spec", "not_before", "deadline", "credentials"})
+SUBMIT_FIELDS = frozenset({"node", "type", "spec", "not_before", "deadline", "credentials", "remote_credentials"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,19 @@ class Credentials:
 
 
 @dataclass(frozen=True, slots=True)
+class RemoteCredentials:
+    """An operating-system user and password for the job's remote host. Sealed to the node's key
+    at once; never stored in the clear and never logged."""
+
+    user: str
+    password: str
+
+    def __repr__(self) -> str:
+        # Why: keep the password out of any repr that reaches a log or a traceback.
+        return f"RemoteCredentials(user={self.user!r}, password=<hidden>)"
+
+
+@dataclass(frozen=True, slots=True)
 class Submission:
     node: str
     type: str
@@ -40,6 +54,7 @@ class Submission:
     deadline: int | None
     credentials: Credentials | None
     request_digest: str  # for Idempotency-Key comparison; excludes the password
+    remote_credentials: RemoteCredentials | None = None
 
 
 def epoch_seconds(value: Any, field: str) -> int:
@@ -84,6 +99,7 @@ def parse_submission(body: Any) -> Submission:
             text(raw_credentials["username"], "credentials.username", 256, allow_empty=False),
             text(raw_credentials["password"], "credentials.password", 1024, allow_empty=False),
         )
+    remote_credentials = _remote_credentials(body.get("remote_credentials"), spec)
     # Why: the idempotency digest is stored; hashing the password into it would keep an
     # unsalted, guessable hash of the password in the database. Only the username counts.
     digest_source = {
@@ -93,6 +109,7 @@ def parse_submission(body: Any) -> Submission:
         "not_before": not_before,
         "deadline": deadline,
         "credentials_username": credentials.username if credentials else None,
+        "remote_user": remote_credentials.user if remote_credentials else None,
     }
     return Submission(
         node,
@@ -102,4 +119,21 @@ def parse_submission(body: Any) -> Submission:
         deadline,
         credentials,
         hashlib.sha256(canonical_json(digest_source)).hexdigest(),
+        remote_credentials,
     )
+
+
+def _remote_credentials(raw: Any, spec: dict[str, Any]) -> RemoteCredentials | None:
+    """``remote_credentials``: {user, password} for the spec's remote host, instead of a credential key."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or set(raw) != {"user", "password"}:
+        raise invalid("remote_credentials: must be {user, password}", "remote_credentials")
+    if spec.get("remote_host") is None:
+        raise invalid("remote_credentials: need spec.remote_host (they are for an SSH login)", "remote_credentials")
+    if spec.get("credential") is not None:
+        raise invalid("remote_credentials: give either these or spec.credential, not both", "remote_credentials")
+    user = raw["user"]
+    if not isinstance(user, str) or REMOTE_USER.fullmatch(user) is None:
+        raise invalid(f"remote_credentials.user: must match {REMOTE_USER.pattern}", "remote_credentials.user")
+    return RemoteCredentials(user, text(raw["password"], "remote_credentials.password", 1024, allow_empty=False))

@@ -11,6 +11,7 @@ import logging
 import re
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
@@ -25,6 +26,7 @@ from sts.jobs.errors import (
     SubmitRealmUntrusted,
 )
 from sts.jobs.models import Job, JobIdempotency
+from sts.jobs.sealed_credentials import seal_remote_credentials
 from sts.jobs.spec import Credentials, Submission
 from sts.jobs.states import JobState
 from sts.nodes.errors import NodeUnknown
@@ -51,6 +53,7 @@ class NodeSnapshot:
     realm: str
     authgroups: tuple[str, ...]
     trusted_realms: tuple[str, ...]
+    public_jwk: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +158,9 @@ def submit(
         found = get_node(session, submission.node)
         if found is None:
             raise NodeUnknown(f"node {submission.node} is not registered", node=submission.node)
-        node = NodeSnapshot(found.id, found.realm, tuple(found.authgroups), tuple(found.trusted_realms))
+        node = NodeSnapshot(
+            found.id, found.realm, tuple(found.authgroups), tuple(found.trusted_realms), dict(found.public_jwk)
+        )
     authgroup = submission.spec.get("authgroup")
     if authgroup is not None and authgroup not in node.authgroups:
         raise JobInvalidSpec(
@@ -185,6 +190,7 @@ def submit(
         jti=jti,
         username=identity.username,
     )
+    sealed = seal_remote_credentials(submission.remote_credentials, node.public_jwk, node.id, job_id)
     stamp = env.clock()
     job = Job(
         id=job_id,
@@ -204,6 +210,7 @@ def submit(
         updated_at=stamp,
         token_jti=jti,
         token_exp=deadline,
+        sealed_credentials=sealed,
     )
     try:
         # One transaction: the job, its encrypted token and its idempotency record, or nothing.
