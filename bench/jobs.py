@@ -66,7 +66,8 @@ def write_config(folder: Path, database_url: str, port: int) -> Path:
     create_key_file(folder / "master.key")
     ldif = ROOT / "examples" / "realms" / "jobmgr.ldif"
     path = folder / "sts.toml"
-    path.write_text(f"""[sts]
+    path.write_text(
+        f"""[sts]
 base_url = "http://127.0.0.1:{port}"
 database_url = {json.dumps(database_url)}
 master_key_file = "master.key"
@@ -79,7 +80,9 @@ type = "ldif"
 path = {json.dumps(str(ldif))}
 user_base = "ou=people,dc=jobmgr,dc=example"
 group_base = "ou=groups,dc=jobmgr,dc=example"
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
     return path
 
 
@@ -90,12 +93,33 @@ def prepare(config_path: Path) -> tuple[str, str]:
     try:
         services.authz.grant(JOHN, Role.OPERATOR, changed_by="bench")
         with services.db.session() as session:
-            session.add(Node(id="node1", realm="jobmgr", authgroups=[], public_jwk={}, trusted_realms=[],
-                             created_at=0, created_by="bench", updated_at=0, updated_by="bench"))
+            session.add(
+                Node(
+                    id="node1",
+                    realm="jobmgr",
+                    authgroups=[],
+                    public_jwk={},
+                    trusted_realms=[],
+                    created_at=0,
+                    created_by="bench",
+                    updated_at=0,
+                    updated_by="bench",
+                )
+            )
         now = int(time.time())
         common = {"iss": config.issuer("jobmgr"), "aud": config.audience, "iat": now, "nbf": now, "exp": now + 3000}
-        user = services.keys.sign("jobmgr", {**common, "sub": str(JOHN), "jti": str(uuid.uuid4()), "realm": "jobmgr",
-                                             "groups": [], "preferred_username": "john"}, "at+jwt")
+        user = services.keys.sign(
+            "jobmgr",
+            {
+                **common,
+                "sub": str(JOHN),
+                "jti": str(uuid.uuid4()),
+                "realm": "jobmgr",
+                "groups": [],
+                "preferred_username": "john",
+            },
+            "at+jwt",
+        )
         agent = services.keys.sign("jobmgr", {**common, "sub": "node:node1", "jti": str(uuid.uuid4())}, "agent+jwt")
         return user, agent
     finally:
@@ -105,10 +129,15 @@ def prepare(config_path: Path) -> tuple[str, str]:
 @contextmanager
 def gunicorn(config_path: Path, sock: socket.socket) -> Iterator[str]:
     """gunicorn serving on ``sock``, a listening socket we hold (systemd socket activation)."""
-    env = {**os.environ, "JOBSTS_CONFIG": str(config_path), "PYTHONPATH": str(ROOT),
-           "PYTHONWARNINGS": "ignore::DeprecationWarning"}
-    argv, fds = socket_activation([sys.executable, "-m", "gunicorn", "-w", "2", "--threads", "8",
-                                      "--log-level", "warning", "sts.wsgi:app"], sock)
+    env = {
+        **os.environ,
+        "JOBSTS_CONFIG": str(config_path),
+        "PYTHONPATH": str(ROOT),
+        "PYTHONWARNINGS": "ignore::DeprecationWarning",
+    }
+    argv, fds = socket_activation(
+        [sys.executable, "-m", "gunicorn", "-w", "2", "--threads", "8", "--log-level", "warning", "sts.wsgi:app"], sock
+    )
     process = subprocess.Popen(argv, env=env, cwd=ROOT, pass_fds=fds)
     url = f"http://127.0.0.1:{port_of(sock)}"
     try:
@@ -142,8 +171,9 @@ def measure_http(url: str, user: str, agent: str, jobs: int, clients: int) -> tu
     def submitter(index: int) -> None:
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {user}"}, timeout=60) as http:
             for _ in range(index, jobs, clients):
-                response = http.post("/api/v1/jobs", json={"node": "node1", "type": "shell",
-                                                           "spec": {"argv": ["/bin/echo", "bench"]}})
+                response = http.post(
+                    "/api/v1/jobs", json={"node": "node1", "type": "shell", "spec": {"argv": ["/bin/echo", "bench"]}}
+                )
                 assert response.status_code == 201, response.text
 
     submit_seconds = run_threads(clients, submitter)
@@ -158,9 +188,13 @@ def measure_http(url: str, user: str, agent: str, jobs: int, clients: int) -> tu
                 assert response.status_code == 200, response.text
                 job_id = response.json()["job"]["id"]
                 assert http.post(f"/api/v1/agent/jobs/{job_id}/start", json={}).status_code == 200
-                assert http.post(f"/api/v1/agent/jobs/{job_id}/result", json={
-                    "outcome": "succeeded", "exit_code": 0, "stdout_tail": "bench\n", "stderr_tail": ""}
-                ).status_code == 200
+                assert (
+                    http.post(
+                        f"/api/v1/agent/jobs/{job_id}/result",
+                        json={"outcome": "succeeded", "exit_code": 0, "stdout_tail": "bench\n", "stderr_tail": ""},
+                    ).status_code
+                    == 200
+                )
                 done.append(job_id)
 
     dispatch_seconds = run_threads(clients, dispatcher)
@@ -171,8 +205,13 @@ def measure_http(url: str, user: str, agent: str, jobs: int, clients: int) -> tu
 def measure_raw(database_url: str, rows: int, clients: int) -> float:
     engine = make_engine(database_url)
     metadata = MetaData()
-    table = Table(f"bench_raw_{uuid.uuid4().hex[:8]}", metadata, Column("id", String(36), primary_key=True),
-                  Column("state", String(16)), Column("body", Text))
+    table = Table(
+        f"bench_raw_{uuid.uuid4().hex[:8]}",
+        metadata,
+        Column("id", String(36), primary_key=True),
+        Column("state", String(16)),
+        Column("body", Text),
+    )
     metadata.create_all(engine)
     body = json.dumps({"argv": ["/bin/echo", "bench"], "pad": "x" * 600})
 
@@ -211,16 +250,22 @@ def _run(name: str, folder: Path, url: str, jobs: int, clients: int) -> None:
     with sock, gunicorn(config_path, sock) as base:
         submits, dispatched = measure_http(base, user, agent, jobs, clients)
     raw = measure_raw(url, jobs, clients)
-    print(f"{name:10s} clients={clients}: submit {submits:7.1f}/s  lease+start+result {dispatched:7.1f} jobs/s "
-          f"({3 * dispatched:7.1f} calls/s)  raw insert+update {raw:7.1f}/s  "
-          f"ratios submit/raw {submits / raw:.2f}  jobs/raw {dispatched / raw:.2f}", flush=True)
+    print(
+        f"{name:10s} clients={clients}: submit {submits:7.1f}/s  lease+start+result {dispatched:7.1f} jobs/s "
+        f"({3 * dispatched:7.1f} calls/s)  raw insert+update {raw:7.1f}/s  "
+        f"ratios submit/raw {submits / raw:.2f}  jobs/raw {dispatched / raw:.2f}",
+        flush=True,
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=300)
-    parser.add_argument("--postgres", default=os.environ.get("JOBSTS_TEST_DATABASE_URL"),
-                        help="PostgreSQL URL (a scratch schema is created and dropped); omit to skip")
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("JOBSTS_TEST_DATABASE_URL"),
+        help="PostgreSQL URL (a scratch schema is created and dropped); omit to skip",
+    )
     args = parser.parse_args()
     bench_backend("sqlite", None, args.jobs)
     if args.postgres:

@@ -55,9 +55,17 @@ class Stack:
 def write_config(workdir: Path, database_url: str, slapd: SlapdServer) -> Path:
     create_key_file(workdir / "master.key")
     registry = slapd.realm_table("jobmgr", pool_size=8)["registry"]
-    lines = ["[sts]", f'base_url = "{BASE_URL}"', f"database_url = {json.dumps(database_url)}",
-             'master_key_file = "master.key"', f'audience = "{BASE_URL}/api"', "", "[[realms]]",
-             'name = "jobmgr"', "[realms.registry]"]
+    lines = [
+        "[sts]",
+        f'base_url = "{BASE_URL}"',
+        f"database_url = {json.dumps(database_url)}",
+        'master_key_file = "master.key"',
+        f'audience = "{BASE_URL}/api"',
+        "",
+        "[[realms]]",
+        'name = "jobmgr"',
+        "[realms.registry]",
+    ]
     lines += [f"{key} = {json.dumps(value)}" for key, value in registry.items()]
     lines += ["[realms.token]", "access_token_ttl = 3600", "agent_token_ttl = 3600"]
     path = workdir / "sts.toml"
@@ -75,16 +83,37 @@ def prepare(stack: Stack, nodes: list[str]) -> None:
         with services.db.session() as session:
             for node_id in [*nodes, "grant-node"]:
                 jwk = public_jwk(stack.grant_key.public_key(), "ES256") if node_id == "grant-node" else {}
-                session.add(Node(id=node_id, realm="jobmgr", authgroups=[], public_jwk=jwk, trusted_realms=[],
-                                 created_at=0, created_by="bench", updated_at=0, updated_by="bench"))
+                session.add(
+                    Node(
+                        id=node_id,
+                        realm="jobmgr",
+                        authgroups=[],
+                        public_jwk=jwk,
+                        trusted_realms=[],
+                        created_at=0,
+                        created_by="bench",
+                        updated_at=0,
+                        updated_by="bench",
+                    )
+                )
         now = int(time.time())
         common = {"iss": config.issuer("jobmgr"), "aud": config.audience, "iat": now, "nbf": now, "exp": now + 3000}
-        stack.user_token = services.keys.sign("jobmgr", {
-            **common, "sub": str(JOHN), "jti": str(uuid.uuid4()), "realm": "jobmgr", "groups": [],
-            "preferred_username": "john"}, "at+jwt")
+        stack.user_token = services.keys.sign(
+            "jobmgr",
+            {
+                **common,
+                "sub": str(JOHN),
+                "jti": str(uuid.uuid4()),
+                "realm": "jobmgr",
+                "groups": [],
+                "preferred_username": "john",
+            },
+            "at+jwt",
+        )
         for node_id in nodes:
             stack.agent_tokens[node_id] = services.keys.sign(
-                "jobmgr", {**common, "sub": f"node:{node_id}", "jti": str(uuid.uuid4())}, "agent+jwt")
+                "jobmgr", {**common, "sub": f"node:{node_id}", "jti": str(uuid.uuid4())}, "agent+jwt"
+            )
     finally:
         services.close()
 
@@ -98,8 +127,21 @@ def sts_process(stack: Stack) -> Iterator[str]:
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     # gunicorn takes the socket by systemd socket activation: no window for another to take the port.
     argv, fds = socket_activation(
-        [sys.executable, "-c", "from realms.console import main; main()", "serve", "--production", "--config",
-         str(stack.config), "--port", str(port), "--workers", str(stack.workers)], sock)
+        [
+            sys.executable,
+            "-c",
+            "from realms.console import main; main()",
+            "serve",
+            "--production",
+            "--config",
+            str(stack.config),
+            "--port",
+            str(port),
+            "--workers",
+            str(stack.workers),
+        ],
+        sock,
+    )
     with (stack.workdir / f"sts-{port}.log").open("wb") as log:
         process = subprocess.Popen(argv, stdout=log, stderr=log, env=env, cwd=stack.workdir, pass_fds=fds)
     url = f"http://127.0.0.1:{port}"
@@ -132,13 +174,28 @@ def bulk_queue(stack: Stack, node: str, count: int) -> None:
         rows = []
         for index in range(count):
             job_id = str(uuid.uuid4())
-            rows.append({
-                "id": job_id, "submitter": str(JOHN), "submitter_realm": "jobmgr", "subject": str(JOHN),
-                "realm": "jobmgr", "node_id": node, "type": "shell", "spec": canonical_json(SPEC).decode(),
-                "job_digest": job_digest(job_id, node, "shell", SPEC), "not_before": now - 10 - index % 1000,
-                "deadline": now + 86400, "state": "queued", "attempts": 0, "created_at": now - 10.0,
-                "updated_at": now - 10.0, "token_ciphertext": cipher.encrypt(b"bench.job.token", job_id.encode()),
-                "token_jti": str(uuid.uuid4()), "token_exp": now + 86400})
+            rows.append(
+                {
+                    "id": job_id,
+                    "submitter": str(JOHN),
+                    "submitter_realm": "jobmgr",
+                    "subject": str(JOHN),
+                    "realm": "jobmgr",
+                    "node_id": node,
+                    "type": "shell",
+                    "spec": canonical_json(SPEC).decode(),
+                    "job_digest": job_digest(job_id, node, "shell", SPEC),
+                    "not_before": now - 10 - index % 1000,
+                    "deadline": now + 86400,
+                    "state": "queued",
+                    "attempts": 0,
+                    "created_at": now - 10.0,
+                    "updated_at": now - 10.0,
+                    "token_ciphertext": cipher.encrypt(b"bench.job.token", job_id.encode()),
+                    "token_jti": str(uuid.uuid4()),
+                    "token_exp": now + 86400,
+                }
+            )
             if len(rows) == 5000 or index == count - 1:
                 with services.db.session() as session:
                     session.execute(insert(Job), rows)
@@ -159,9 +216,13 @@ def lease_plan(stack: Stack, node: str) -> str:
     engine = make_engine(stack.database_url)
     try:
         now = int(time.time())
-        query = (select(Job).where(Job.node_id == node, Job.state == "queued", Job.not_before <= now,
-                                   Job.deadline > now).order_by(Job.not_before, Job.created_at).limit(1)
-                 .with_for_update(skip_locked=True))
+        query = (
+            select(Job)
+            .where(Job.node_id == node, Job.state == "queued", Job.not_before <= now, Job.deadline > now)
+            .order_by(Job.not_before, Job.created_at)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
         compiled = query.compile(engine, compile_kwargs={"literal_binds": True})
         with engine.connect() as conn:
             plan = [row[0] for row in conn.execute(text(f"EXPLAIN {compiled}"))]

@@ -41,13 +41,26 @@ def raw_worker(server: SlapdServer, realm: str, username: str) -> Callable[[], N
     """One thread's raw ldap3 loop body (its own service connection)."""
     base = server.base_dn(realm)
     ldap_server = Server("127.0.0.1", port=server.port, get_info=NONE, connect_timeout=5)
-    service = Connection(ldap_server, server.service_dn(realm), SERVICE_PASSWORD, client_strategy=SYNC,
-                         auto_bind=True, auto_referrals=False, receive_timeout=10, read_only=True)
+    service = Connection(
+        ldap_server,
+        server.service_dn(realm),
+        SERVICE_PASSWORD,
+        client_strategy=SYNC,
+        auto_bind=True,
+        auto_referrals=False,
+        receive_timeout=10,
+        read_only=True,
+    )
     password = f"{username}-password"
 
     def once() -> None:
-        service.search(f"ou=people,{base}", f"(&(objectClass=inetOrgPerson)(uid={escape_filter_chars(username)}))",
-                       SUBTREE, attributes=["uid", "displayName", "pwdAccountLockedTime"], size_limit=2)
+        service.search(
+            f"ou=people,{base}",
+            f"(&(objectClass=inetOrgPerson)(uid={escape_filter_chars(username)}))",
+            SUBTREE,
+            attributes=["uid", "displayName", "pwdAccountLockedTime"],
+            size_limit=2,
+        )
         dn = (service.response or [])[0]["dn"]
         seen: set[str] = set()
         level = [dn]
@@ -113,6 +126,7 @@ def main() -> None:
             def once() -> None:
                 if registry.authenticate(username, f"{username}-password") is None:
                     raise RuntimeError("authenticate failed")
+
             return once
 
         results = {}
@@ -125,11 +139,15 @@ def main() -> None:
                 ours.append(measure(jobsts_worker, threads, args.seconds))
             raw, mine = statistics.median(raws), statistics.median(ours)
             results[threads] = (raw, mine)
-            print(f"threads={threads}: raw ldap3 {raw:8.1f} calls/s   jobsts authenticate {mine:8.1f} calls/s"
-                  f"   ratio {mine / raw:.2f}   (medians of {args.rounds} rounds)")
+            print(
+                f"threads={threads}: raw ldap3 {raw:8.1f} calls/s   jobsts authenticate {mine:8.1f} calls/s"
+                f"   ratio {mine / raw:.2f}   (medians of {args.rounds} rounds)"
+            )
         single = results[1][1]
-        print(f"jobsts scaling: {results[args.threads][1] / single:.2f}x one thread's calls/s "
-              f"on {args.threads} threads (raw: {results[args.threads][0] / results[1][0]:.2f}x)")
+        print(
+            f"jobsts scaling: {results[args.threads][1] / single:.2f}x one thread's calls/s "
+            f"on {args.threads} threads (raw: {results[args.threads][0] / results[1][0]:.2f}x)"
+        )
         registry.close()
     finally:
         server.stop()

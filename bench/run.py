@@ -119,9 +119,21 @@ def login_figures(urls: list[str], threads: int, seconds: float) -> tuple[float,
 
 def assertions(private: Any, count: int) -> list[str]:
     now = int(time.time())
-    return [jwt.encode({"iss": "grant-node", "sub": "grant-node", "aud": f"{BASE_URL}/realms/jobmgr/token",
-                        "jti": uuid.uuid4().hex, "iat": now, "exp": now + 280}, private, algorithm="ES256")
-            for _ in range(count)]
+    return [
+        jwt.encode(
+            {
+                "iss": "grant-node",
+                "sub": "grant-node",
+                "aud": f"{BASE_URL}/realms/jobmgr/token",
+                "jti": uuid.uuid4().hex,
+                "iat": now,
+                "exp": now + 280,
+            },
+            private,
+            algorithm="ES256",
+        )
+        for _ in range(count)
+    ]
 
 
 def grant_rate(urls: list[str], private: Any, count: int, threads: int = 8) -> float:
@@ -131,9 +143,15 @@ def grant_rate(urls: list[str], private: Any, count: int, threads: int = 8) -> f
     def work(index: int) -> None:
         with httpx.Client(base_url=urls[index % len(urls)], timeout=60) as http:
             for assertion in signed[index::threads]:
-                response = http.post("/realms/jobmgr/token", data={
-                    "grant_type": "client_credentials", "client_id": "grant-node",
-                    "client_assertion_type": ASSERTION_TYPE, "client_assertion": assertion})
+                response = http.post(
+                    "/realms/jobmgr/token",
+                    data={
+                        "grant_type": "client_credentials",
+                        "client_id": "grant-node",
+                        "client_assertion_type": ASSERTION_TYPE,
+                        "client_assertion": assertion,
+                    },
+                )
                 assert response.status_code == 200, response.text
 
     return count / run_threads(threads, work)
@@ -141,8 +159,9 @@ def grant_rate(urls: list[str], private: Any, count: int, threads: int = 8) -> f
 
 def submit_rate(urls: list[str], user: str, node: str, jobs: int, clients: int) -> float:
     def work(index: int) -> None:
-        with httpx.Client(base_url=urls[index % len(urls)], headers={"Authorization": f"Bearer {user}"},
-                          timeout=60) as http:
+        with httpx.Client(
+            base_url=urls[index % len(urls)], headers={"Authorization": f"Bearer {user}"}, timeout=60
+        ) as http:
             for _ in range(index, jobs, clients):
                 response = http.post("/api/v1/jobs", json={"node": node, "type": "shell", "spec": SPEC})
                 assert response.status_code == 201, response.text
@@ -156,8 +175,9 @@ def dispatch_rate(urls: list[str], agent: str, jobs: int, clients: int) -> float
     lock = threading.Lock()
 
     def work(index: int) -> None:
-        with httpx.Client(base_url=urls[index % len(urls)], headers={"Authorization": f"Bearer {agent}"},
-                          timeout=60) as http:
+        with httpx.Client(
+            base_url=urls[index % len(urls)], headers={"Authorization": f"Bearer {agent}"}, timeout=60
+        ) as http:
             while True:
                 response = http.post("/api/v1/agent/lease", json={"wait": 0})
                 if response.status_code == 204:
@@ -166,8 +186,10 @@ def dispatch_rate(urls: list[str], agent: str, jobs: int, clients: int) -> float
                 job = response.json()["job"]
                 started = http.post(f"/api/v1/agent/jobs/{job['id']}/start", json={"attempt": job["attempt"]})
                 assert started.status_code == 200, started.text
-                reported = http.post(f"/api/v1/agent/jobs/{job['id']}/result", json={
-                    "outcome": "succeeded", "exit_code": 0, "stdout_tail": "bench\n", "stderr_tail": ""})
+                reported = http.post(
+                    f"/api/v1/agent/jobs/{job['id']}/result",
+                    json={"outcome": "succeeded", "exit_code": 0, "stdout_tail": "bench\n", "stderr_tail": ""},
+                )
                 assert reported.status_code == 200, reported.text
                 with lock:
                     done.append(job["id"])
@@ -202,8 +224,10 @@ def raw_sign_rate(private: Any, seconds: float) -> float:
 def machine() -> list[str]:
     def version(command: list[str]) -> str:
         try:
-            return subprocess.run(command, capture_output=True, text=True, timeout=10, check=False).stdout.strip() \
+            return (
+                subprocess.run(command, capture_output=True, text=True, timeout=10, check=False).stdout.strip()
                 or "unknown"
+            )
         except OSError:
             return "unknown"
 
@@ -215,12 +239,23 @@ def machine() -> list[str]:
     cpu = "unknown"
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
-        cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                    if line.startswith("model name")), "unknown")
+        cpu = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in cpuinfo.read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            "unknown",
+        )
     slapd = version(["bash", "-c", "/usr/sbin/slapd -VV 2>&1 | head -1"])
-    return [f"- CPUs: {os.cpu_count()} (`nproc`), {cpu}", f"- memory: {memory}",
-            f"- OS: {platform.platform()}", f"- Python: {platform.python_version()}",
-            f"- PostgreSQL: {version(['psql', '--version'])}", f"- slapd: {slapd}"]
+    return [
+        f"- CPUs: {os.cpu_count()} (`nproc`), {cpu}",
+        f"- memory: {memory}",
+        f"- OS: {platform.platform()}",
+        f"- Python: {platform.python_version()}",
+        f"- PostgreSQL: {version(['psql', '--version'])}",
+        f"- slapd: {slapd}",
+    ]
 
 
 def ratio(value: float, limit: float) -> str:
@@ -258,8 +293,11 @@ def main() -> None:
     parser.add_argument("--postgres", default=os.environ.get("JOBSTS_TEST_DATABASE_URL") or DEFAULT_POSTGRES)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.md")
     args = parser.parse_args()
-    budget = Budget(seconds=2.0, jobs=150, deep=(1_000, 20_000), lease_samples=100, rounds=1) \
-        if args.quick else Budget(seconds=10.0, jobs=600)
+    budget = (
+        Budget(seconds=2.0, jobs=150, deep=(1_000, 20_000), lease_samples=100, rounds=1)
+        if args.quick
+        else Budget(seconds=10.0, jobs=600)
+    )
     began = time.monotonic()
     rows: list[tuple[str, str, str, str, str]] = []  # figure, value, limit, ratio, note
     scale: list[tuple[str, str, str, str]] = []  # figure, 1 process, 2 processes, change
@@ -285,14 +323,28 @@ def main() -> None:
         login_rate, p50, p99 = login_figures(urls1, budget.login_threads, budget.seconds)
         measure(lambda: raw_worker(slapd, "jobmgr", "john"), budget.login_threads, 0.5)
         raw_ldap = measure(lambda: raw_worker(slapd, "jobmgr", "john"), budget.login_threads, budget.seconds)
-        rows.append(("password logins/s", f"{login_rate:.0f} (p50 {p50:.1f} ms, p99 {p99:.1f} ms)",
-                     f"raw ldap3 loop {raw_ldap:.0f}/s", ratio(login_rate, raw_ldap), "goal >= 0.5"))
+        rows.append(
+            (
+                "password logins/s",
+                f"{login_rate:.0f} (p50 {p50:.1f} ms, p99 {p99:.1f} ms)",
+                f"raw ldap3 loop {raw_ldap:.0f}/s",
+                ratio(login_rate, raw_ldap),
+                "goal >= 0.5",
+            )
+        )
         log(f"logins {login_rate:.0f}/s vs raw {raw_ldap:.0f}/s")
 
         grants = grant_rate(urls1, stack.grant_key, budget.jobs * 2)
         raw_sign = raw_sign_rate(stack.grant_key, budget.seconds / 2)
-        rows.append(("agent-token grants/s (client_credentials)", f"{grants:.0f}", f"raw ES256 sign {raw_sign:.0f}/s",
-                     ratio(grants, raw_sign), "a grant = assertion verify + sign + 3 DB statements"))
+        rows.append(
+            (
+                "agent-token grants/s (client_credentials)",
+                f"{grants:.0f}",
+                f"raw ES256 sign {raw_sign:.0f}/s",
+                ratio(grants, raw_sign),
+                "a grant = assertion verify + sign + 3 DB statements",
+            )
+        )
         log(f"grants {grants:.0f}/s vs raw sign {raw_sign:.0f}/s")
 
         raw_by_clients: dict[int, float] = {}
@@ -301,16 +353,36 @@ def main() -> None:
             dispatched = dispatch_rate(urls1, stack.agent_tokens["node1"], budget.jobs, agents)
             raw_by_clients[agents] = measure_raw(database_url, budget.jobs, agents)
             raw = raw_by_clients[agents]
-            rows.append((f"submits/s, {agents} client(s)", f"{submits:.0f}", f"raw insert+update {raw:.0f}/s",
-                         ratio(submits, raw), ""))
-            rows.append((f"lease+start+result jobs/s, {agents} agent(s)", f"{dispatched:.0f} ({3 * dispatched:.0f} "
-                         "calls/s)", f"raw insert+update {raw:.0f}/s", ratio(dispatched, raw), "3 calls per job"))
+            rows.append(
+                (
+                    f"submits/s, {agents} client(s)",
+                    f"{submits:.0f}",
+                    f"raw insert+update {raw:.0f}/s",
+                    ratio(submits, raw),
+                    "",
+                )
+            )
+            rows.append(
+                (
+                    f"lease+start+result jobs/s, {agents} agent(s)",
+                    f"{dispatched:.0f} ({3 * dispatched:.0f} calls/s)",
+                    f"raw insert+update {raw:.0f}/s",
+                    ratio(dispatched, raw),
+                    "3 calls per job",
+                )
+            )
             log(f"{agents} agents: submit {submits:.0f}/s, jobs {dispatched:.0f}/s, raw {raw:.0f}/s")
 
         _size, raw_verify, verify_rate, decide_rate = measure_decisions(budget.seconds / 2, 10_000)
-        rows.append(("agent decisions/s (10,000-entry table)", f"{decide_rate:.0f}",
-                     f"raw ES256 verify {raw_verify:.0f}/s", ratio(decide_rate, raw_verify),
-                     f"goal >= 0.7; shared verify() alone {verify_rate / raw_verify:.2f}"))
+        rows.append(
+            (
+                "agent decisions/s (10,000-entry table)",
+                f"{decide_rate:.0f}",
+                f"raw ES256 verify {raw_verify:.0f}/s",
+                ratio(decide_rate, raw_verify),
+                f"goal >= 0.7; shared verify() alone {verify_rate / raw_verify:.2f}",
+            )
+        )
         log(f"decisions {decide_rate:.0f}/s vs raw verify {raw_verify:.0f}/s")
 
         remaining = 0
@@ -319,8 +391,15 @@ def main() -> None:
             bulk_queue(stack, "deep-node", queued + budget.lease_samples + 20 - remaining)
             remaining = queued
             p50_lease, p99_lease = lease_latency(first, stack.agent_tokens["deep-node"], budget.lease_samples)
-            rows.append((f"lease latency, {queued:,} jobs queued for the node", f"p50 {p50_lease:.1f} ms, "
-                         f"p99 {p99_lease:.1f} ms", "-", "-", lease_plan(stack, "deep-node")))
+            rows.append(
+                (
+                    f"lease latency, {queued:,} jobs queued for the node",
+                    f"p50 {p50_lease:.1f} ms, p99 {p99_lease:.1f} ms",
+                    "-",
+                    "-",
+                    lease_plan(stack, "deep-node"),
+                )
+            )
             log(f"{queued} queued: lease p50 {p50_lease:.1f} ms")
 
         second = stack_exit.enter_context(sts_process(stack))
@@ -342,27 +421,50 @@ def main() -> None:
                     p50s.append(found[1])
                 sample("agent-token grants/s", n, grant_rate(urls, stack.grant_key, budget.jobs))
                 sample("submits/s (8 clients)", n, submit_rate(urls, stack.user_token, "node1", budget.jobs // 2, 8))
-                sample(f"lease+start+result jobs/s ({many} agents)", n,
-                       dispatch_rate(urls, stack.agent_tokens["node1"], budget.jobs // 2, many))
+                sample(
+                    f"lease+start+result jobs/s ({many} agents)",
+                    n,
+                    dispatch_rate(urls, stack.agent_tokens["node1"], budget.jobs // 2, many),
+                )
         for name, by_count in samples.items():
             one, two = statistics.median(by_count[1]), statistics.median(by_count[2])
             scale.append((name, f"{one:.0f}", f"{two:.0f}", f"{two / one:.2f}x"))
         p50_2 = statistics.median(p50s)
         log("2 processes: " + ", ".join(f"{a} {c}" for a, _, c, _ in scale))
 
-    lines = ["# Benchmark results", "",
-             f"`bench/run.py{' --quick' if args.quick else ''}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
-             f"total {time.monotonic() - began:.0f} s.", "", "## Machine", *machine(), "",
-             f"STS: `jobsts serve --production` (gunicorn, {args.workers} worker(s) x 8 threads), PostgreSQL "
-             "(fresh schema), realm `jobmgr` on the harness slapd; all clients on the same machine (their CPU "
-             "is part of every figure).", "", "## Figures and their limits (measured in the same run)", "",
-             "| figure | measured | limit | ratio | note |", "|---|---|---|---|---|"]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"`bench/run.py{' --quick' if args.quick else ''}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+        f"total {time.monotonic() - began:.0f} s.",
+        "",
+        "## Machine",
+        *machine(),
+        "",
+        f"STS: `jobsts serve --production` (gunicorn, {args.workers} worker(s) x 8 threads), PostgreSQL "
+        "(fresh schema), realm `jobmgr` on the harness slapd; all clients on the same machine (their CPU "
+        "is part of every figure).",
+        "",
+        "## Figures and their limits (measured in the same run)",
+        "",
+        "| figure | measured | limit | ratio | note |",
+        "|---|---|---|---|---|",
+    ]
     lines += [f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows]
-    lines += ["", f"## One STS process vs two (same database, clients split between them; {args.workers} "
-              "worker(s) each)", "", "| figure | 1 process | 2 processes | change |", "|---|---|---|---|"]
+    lines += [
+        "",
+        f"## One STS process vs two (same database, clients split between them; {args.workers} worker(s) each)",
+        "",
+        "| figure | 1 process | 2 processes | change |",
+        "|---|---|---|---|",
+    ]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in scale]
-    lines += ["", f"Medians of {budget.rounds} alternating round(s); login p50 with two processes: {p50_2:.1f} ms.",
-              "", NOTES]
+    lines += [
+        "",
+        f"Medians of {budget.rounds} alternating round(s); login p50 with two processes: {p50_2:.1f} ms.",
+        "",
+        NOTES,
+    ]
     args.out.write_text("\n".join(lines), encoding="utf-8")
     print("\n".join(lines))
 

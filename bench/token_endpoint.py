@@ -106,8 +106,9 @@ def start_gunicorn(config: Path, sock: socket.socket, workers: int, threads: int
     port = port_of(sock)
     env = {**os.environ, "JOBSTS_CONFIG": str(config)}
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-    argv, fds = socket_activation([gunicorn, "-w", str(workers), "--threads", str(threads),
-                                      "--log-level", "warning", "sts.wsgi:app"], sock)
+    argv, fds = socket_activation(
+        [gunicorn, "-w", str(workers), "--threads", str(threads), "--log-level", "warning", "sts.wsgi:app"], sock
+    )
     process = subprocess.Popen(argv, cwd=ROOT, env=env, pass_fds=fds)
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -156,16 +157,27 @@ def signing(workdir: Path, seconds: float) -> None:
         now = int(time.time())
         for alg in ALGORITHMS:
             realm = f"r{alg}"
-            claims = {"iss": services.config.issuer(realm), "sub": SUBJECT,
-                      "aud": "https://sts.bench", "iat": now, "nbf": now, "exp": now + 300, "jti": str(uuid.uuid4()),
-                      "realm": realm, "groups": ["group:jobmgr/cn=operators,ou=groups,dc=jobmgr,dc=example"],
-                      "preferred_username": "john", "client_id": "jobsts"}
+            claims = {
+                "iss": services.config.issuer(realm),
+                "sub": SUBJECT,
+                "aud": "https://sts.bench",
+                "iat": now,
+                "nbf": now,
+                "exp": now + 300,
+                "jti": str(uuid.uuid4()),
+                "realm": realm,
+                "groups": ["group:jobmgr/cn=operators,ou=groups,dc=jobmgr,dc=example"],
+                "preferred_username": "john",
+                "client_id": "jobsts",
+            }
             signing_input = services.keys.sign(realm, claims, "at+jwt").rsplit(".", 1)[0].encode()
             raw = raw_signer(services.keys.realm_keys(realm).private, alg)
             ours = rate(functools.partial(services.keys.sign, realm, claims, "at+jwt"), seconds)
             physical = rate(functools.partial(raw, signing_input), seconds)
-            print(f"signing {alg:6}: KeyStore.sign {ours:9.0f}/s   raw cryptography {physical:9.0f}/s   "
-                  f"ratio {ours / physical:.2f}")
+            print(
+                f"signing {alg:6}: KeyStore.sign {ours:9.0f}/s   raw cryptography {physical:9.0f}/s   "
+                f"ratio {ours / physical:.2f}"
+            )
     finally:
         services.close()
 
@@ -190,8 +202,10 @@ def main() -> None:
         ours, latencies = logins(url, args.threads, args.seconds)
         measure(lambda: raw_worker(slapd, "jobmgr", "john"), args.threads, 0.5)
         raw = measure(lambda: raw_worker(slapd, "jobmgr", "john"), args.threads, args.seconds)
-        print(f"password grant: {ours:8.1f} logins/s  p50 {percentile(latencies, 0.5) * 1000:6.1f} ms  "
-              f"p99 {percentile(latencies, 0.99) * 1000:6.1f} ms  ({len(latencies)} logins, {args.threads} clients)")
+        print(
+            f"password grant: {ours:8.1f} logins/s  p50 {percentile(latencies, 0.5) * 1000:6.1f} ms  "
+            f"p99 {percentile(latencies, 0.99) * 1000:6.1f} ms  ({len(latencies)} logins, {args.threads} clients)"
+        )
         print(f"raw ldap3 loop: {raw:8.1f} calls/s on {args.threads} threads")
         print(f"ratio logins/raw: {ours / raw:.2f} (goal >= 0.5)")
         signing(workdir, max(1.0, args.seconds / 2))

@@ -13,13 +13,21 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def spawn(module: str, *args: str, env: dict[str, str] | None = None,
-          pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[str]:
+def spawn(
+    module: str, *args: str, env: dict[str, str] | None = None, pass_fds: tuple[int, ...] = ()
+) -> subprocess.Popen[str]:
     """``python -m module args`` from the repository root, with pipes for stdout and stderr;
     ``pass_fds`` are inherited (a listening socket the test holds, tests/loopback.py)."""
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore", **(env or {})}
-    return subprocess.Popen([sys.executable, "-m", module, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, cwd=ROOT, env=full_env, pass_fds=pass_fds)
+    return subprocess.Popen(
+        [sys.executable, "-m", module, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=full_env,
+        pass_fds=pass_fds,
+    )
 
 
 def read_until(process: subprocess.Popen[str], prefix: str, timeout: float = 60) -> str:

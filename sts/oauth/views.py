@@ -15,9 +15,9 @@ from sts.http.context import request_context
 from sts.http.errors import oauth_endpoint
 from sts.keys.store import ID_TOKEN_ALGORITHM
 from sts.oauth.authorization_request import SUPPORTED_SCOPES
-from sts.oauth.clients import refuse_basic_authentication
 from sts.oauth.errors import GrantInvalid, GrantTypeUnsupported
 from sts.oauth.grants import GRANTS
+from sts.oauth.public_clients import refuse_basic_authentication
 from sts.services import current_services
 
 bp = Blueprint("oauth", __name__)

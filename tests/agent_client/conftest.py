@@ -150,9 +150,7 @@ def bundles(tmp_path: Path) -> dict[str, Path]:
 
 @pytest.fixture
 def trust(bundles: dict[str, Path]) -> TrustStore:
-    return TrustStore(
-        realms=frozenset({OWN, TRUSTED}), issuer_of=issuer, cache_dir=None, fetch=None, bundles=bundles
-    )
+    return TrustStore(realms=frozenset({OWN, TRUSTED}), issuer_of=issuer, cache_dir=None, fetch=None, bundles=bundles)
 
 
 @pytest.fixture

@@ -119,11 +119,14 @@ def test_a_lease_with_a_malformed_job_is_kept_for_refusal() -> None:
     assert leased.job.id == "job-1" and leased.job.error.code == "job.invalid_spec"
 
 
-@pytest.mark.parametrize("lease", [
-    {"job": {"id": "../x"}, "job_token": "t"},
-    {"job": {"id": "job-1"}, "job_token": 5},
-    {"job": {"id": "job-1"}, "job_token": "t", "lease_expires_at": "soon"},
-])
+@pytest.mark.parametrize(
+    "lease",
+    [
+        {"job": {"id": "../x"}, "job_token": "t"},
+        {"job": {"id": "job-1"}, "job_token": 5},
+        {"job": {"id": "job-1"}, "job_token": "t", "lease_expires_at": "soon"},
+    ],
+)
 def test_a_lease_whose_envelope_is_broken_is_refused(lease: dict[str, object]) -> None:
     with _client(lambda r: httpx.Response(200, json=lease)) as client, pytest.raises(StsRefused) as caught:
         client.lease(0)
@@ -156,20 +159,27 @@ def _sts(seen: list[str], refresh: httpx.Response) -> httpx.MockTransport:
 
 def test_a_401_refreshes_the_login_once_and_stores_the_rotated_tokens(logged_in: str) -> None:
     seen: list[str] = []
-    rotated = httpx.Response(200, json={"access_token": "new-access", "token_type": "Bearer", "expires_in": 300,
-                                        "refresh_token": "new-refresh"})
+    rotated = httpx.Response(
+        200,
+        json={"access_token": "new-access", "token_type": "Bearer", "expires_in": 300, "refresh_token": "new-refresh"},
+    )
     with StsApi(logged_in, UserAuth(logged_in), transport=_sts(seen, rotated)) as api:
         assert api.call_json("GET", "/api/v1/nodes", "the node list") == {"nodes": []}
-    assert seen == ["Bearer old-access", "refresh grant_type=refresh_token&refresh_token=old-refresh",
-                    "Bearer new-access"]
+    assert seen == [
+        "Bearer old-access",
+        "refresh grant_type=refresh_token&refresh_token=old-refresh",
+        "Bearer new-access",
+    ]
     assert current_login(logged_in).refresh_token == "new-refresh"
     assert stat.S_IMODE(tokens_path().stat().st_mode) == 0o600
 
 
 def test_an_expiring_login_is_refreshed_before_the_request(logged_in: str) -> None:
     seen: list[str] = []
-    rotated = httpx.Response(200, json={"access_token": "new-access", "token_type": "Bearer", "expires_in": 300,
-                                        "refresh_token": "new-refresh"})
+    rotated = httpx.Response(
+        200,
+        json={"access_token": "new-access", "token_type": "Bearer", "expires_in": 300, "refresh_token": "new-refresh"},
+    )
     later = UserAuth(logged_in, clock=lambda: time.time() + 290)
     with StsApi(logged_in, later, transport=_sts(seen, rotated)) as api:
         api.call("GET", "/api/v1/nodes", "the node list")
@@ -178,8 +188,10 @@ def test_an_expiring_login_is_refreshed_before_the_request(logged_in: str) -> No
 
 def test_a_refused_refresh_forgets_the_login(logged_in: str) -> None:
     refused = httpx.Response(400, json={"error": "invalid_grant", "code": "refresh.reused"})
-    with StsApi(logged_in, UserAuth(logged_in), transport=_sts([], refused)) as api, \
-            pytest.raises(SessionMissing, match="can no longer be refreshed"):
+    with (
+        StsApi(logged_in, UserAuth(logged_in), transport=_sts([], refused)) as api,
+        pytest.raises(SessionMissing, match="can no longer be refreshed"),
+    ):
         api.call("GET", "/api/v1/nodes", "the node list")
     with pytest.raises(SessionMissing, match="not logged in"):
         current_login(logged_in)

@@ -76,17 +76,17 @@ def test_sts_url_environment_override(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("edit", "field"),
     [
-        (("executor = \"sudo\"", "executor = \"su\""), "agent.executor"),
-        (("run = \"operator\"", "run = \"superuser\""), "job_types.run"),
-        (("account = \"batch\"", "account = \"0\""), "mapping.rules[0].account"),
-        (("account = \"batch\"", "account = \"#-1\""), "mapping.rules[0].account"),
-        (("fallback = \"nobody\"", "fallback = \"-rf\""), "mapping.fallback"),
-        (("equivalency = [\"cellB\"]", "equivalency = [\"cellC\"]"), "mapping.equivalency"),
+        (('executor = "sudo"', 'executor = "su"'), "agent.executor"),
+        (('run = "operator"', 'run = "superuser"'), "job_types.run"),
+        (('account = "batch"', 'account = "0"'), "mapping.rules[0].account"),
+        (('account = "batch"', 'account = "#-1"'), "mapping.rules[0].account"),
+        (('fallback = "nobody"', 'fallback = "-rf"'), "mapping.fallback"),
+        (('equivalency = ["cellB"]', 'equivalency = ["cellC"]'), "mapping.equivalency"),
         (("max_age = 600", "max_age = 5"), "trust.max_age"),
         (("nproc = 64", "nproc = -1"), "limits.nproc"),
         (("[trust]", "[trust]\nbogus = 1"), "trust.bogus"),
-        (("node_id = \"node1\"", "node_id = \"../x\""), "agent.node_id"),
-        (("sts_url = \"https://sts.test/\"", "sts_url = \"file:///etc/passwd\""), "agent.sts_url"),
+        (('node_id = "node1"', 'node_id = "../x"'), "agent.node_id"),
+        (('sts_url = "https://sts.test/"', 'sts_url = "file:///etc/passwd"'), "agent.sts_url"),
     ],
 )
 def test_config_mistakes_are_one_line_naming_the_field(tmp_path: Path, edit: tuple[str, str], field: str) -> None:

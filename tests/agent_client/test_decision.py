@@ -227,9 +227,7 @@ def test_root_is_refused_unless_allowed(trust: TrustStore) -> None:
     job = make_job()
     refused = NodeDecider(policy(mapping=MappingConfig(rules=rules)), trust, table(*DEFAULT_TABLE))
     assert refused.decide(job, mint(job)).code == "map.root_refused"
-    allowed = NodeDecider(
-        policy(mapping=MappingConfig(rules=rules, allow_root=True)), trust, table(*DEFAULT_TABLE)
-    )
+    allowed = NodeDecider(policy(mapping=MappingConfig(rules=rules, allow_root=True)), trust, table(*DEFAULT_TABLE))
     decision = allowed.decide(job, mint(job))
     assert decision.allowed and decision.account is not None and decision.account.uid == 0
 

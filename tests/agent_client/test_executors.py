@@ -245,10 +245,7 @@ def sudoers(accounts: Accounts) -> Iterator[Callable[[str], tuple[str, str]]]:
     def make(job_account: str) -> tuple[str, str]:
         service = accounts.user()
         path = Path(f"/etc/sudoers.d/jobsts-test-{secrets.token_hex(4)}")
-        text = (
-            f"Defaults:{service} !use_pty\n"
-            f"{service} ALL=({job_account}) NOPASSWD: /usr/bin/env\n"
-        )
+        text = f"Defaults:{service} !use_pty\n{service} ALL=({job_account}) NOPASSWD: /usr/bin/env\n"
         staged = Path(f"/tmp/{path.name}")
         staged.write_text(text)
         subprocess.run([VISUDO, "-cf", str(staged)], check=True, capture_output=True)
@@ -310,5 +307,3 @@ def test_sudo_cwd_is_checked_as_the_account(accounts: Accounts) -> None:
     private = accounts.directory(None, 0o700)
     result = run_job(SudoExecutor(), _account(name), _spec(["/bin/true"], cwd=str(private)), Limits())
     assert result.code == "exec.cwd"
-
-

@@ -68,8 +68,13 @@ def write_agent_dir(directory: Path, sts: str, key: ec.EllipticCurvePrivateKey) 
     config = directory / "agent.toml"
     config.write_text(
         CONFIG.format(
-            node=NODE, own=OWN, trusted=TRUSTED, sts=sts, account=OWN_ACCOUNT,
-            executor="setuid" if os.geteuid() == 0 else "self", allow_root=str(os.geteuid() == 0).lower(),
+            node=NODE,
+            own=OWN,
+            trusted=TRUSTED,
+            sts=sts,
+            account=OWN_ACCOUNT,
+            executor="setuid" if os.geteuid() == 0 else "self",
+            allow_root=str(os.geteuid() == 0).lower(),
         )
     )
     config.chmod(0o600)
@@ -266,9 +271,7 @@ def test_cli_explain_prints_each_step(tmp_path: Path, fake: FakeState, node_key:
     assert fake.started == [] and fake.results == {}
 
 
-def test_heartbeats_are_sent_while_the_job_runs(
-    agent: Agent, fake: FakeState, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_heartbeats_are_sent_while_the_job_runs(agent: Agent, fake: FakeState, monkeypatch: pytest.MonkeyPatch) -> None:
     import agent_client.loop
 
     monkeypatch.setattr(agent_client.loop, "HEARTBEAT_SECONDS", 0.1)

@@ -33,8 +33,11 @@ def _existing_group() -> str:
 def member() -> Iterator[str]:
     group = _existing_group()
     subprocess.run(["userdel", ACCOUNT], capture_output=True, check=False)
-    subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", "-G", group, ACCOUNT],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", "-G", group, ACCOUNT],
+        check=True,
+        capture_output=True,
+    )
     try:
         yield group
     finally:

@@ -53,11 +53,13 @@ def sts_database() -> Iterator[str | None]:
 
 
 @pytest.fixture(scope="package")
-def sts(slapd: SlapdServer, sts_database: str | None,
-        tmp_path_factory: pytest.TempPathFactory) -> Iterator[StsServer]:
-    server = StsServer(tmp_path_factory.mktemp("sts"),
-                       [slapd.realm_table(realm) for realm in ("jobmgr", "cellB", "cellC")],
-                       bootstrap_admins=[ADMIN], database=sts_database).prepare()
+def sts(slapd: SlapdServer, sts_database: str | None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StsServer]:
+    server = StsServer(
+        tmp_path_factory.mktemp("sts"),
+        [slapd.realm_table(realm) for realm in ("jobmgr", "cellB", "cellC")],
+        bootstrap_admins=[ADMIN],
+        database=sts_database,
+    ).prepare()
     # The job manager's table lives in the STS database; an admin fills it with the CLI.
     rows = [(OPERATORS, "operator", "allow", "*"), (MONITORS, "monitor", "allow", "*"), (EVE, "operator", "allow", "*")]
     csv = write_csv(server.workdir / "jobmgr-table.csv", rows)
@@ -73,9 +75,14 @@ def sts(slapd: SlapdServer, sts_database: str | None,
 def exported(sts: StsServer) -> dict[str, dict[str, Any]]:
     """``jobsts access-id REALM USER --json`` for each submitter (what an admin exports)."""
     found: dict[str, dict[str, Any]] = {}
-    for key, realm, username in (("john", "jobmgr", "john"), ("user1", "jobmgr", "user1"),
-                                 ("user2", "jobmgr", "user2"), ("admin", "jobmgr", "admin"),
-                                 ("bjohn", "cellB", "john"), ("eve", "cellC", "eve")):
+    for key, realm, username in (
+        ("john", "jobmgr", "john"),
+        ("user1", "jobmgr", "user1"),
+        ("user2", "jobmgr", "user2"),
+        ("admin", "jobmgr", "admin"),
+        ("bjohn", "cellB", "john"),
+        ("eve", "cellC", "eve"),
+    ):
         done = jobsts("access-id", "--config", str(sts.config_path), realm, username, "--json")
         found[key] = json.loads(done.stdout)
     return found
@@ -91,20 +98,34 @@ NodeFactory = Callable[..., AgentNode]
 
 
 @pytest.fixture(scope="module")
-def make_node(sts: StsServer, admin_token: Callable[[], str],
-              tmp_path_factory: pytest.TempPathFactory) -> NodeFactory:
+def make_node(sts: StsServer, admin_token: Callable[[], str], tmp_path_factory: pytest.TempPathFactory) -> NodeFactory:
     """Build a registered node: ``make_node(node_id, realm, rows=[(access_id, role, effect, scope)],
     rules=[...], sts_trusts=[...], agent_trusts=[...], authgroups=[...])``."""
 
-    def build(node_id: str, realm: str = "jobmgr", *, rows: Sequence[tuple[str, str, str, str]] = (),
-              rules: Sequence[dict[str, Any]] = (), sts_trusts: Sequence[str] = (),
-              agent_trusts: Sequence[str] | None = None, authgroups: Sequence[str] = ()) -> AgentNode:
+    def build(
+        node_id: str,
+        realm: str = "jobmgr",
+        *,
+        rows: Sequence[tuple[str, str, str, str]] = (),
+        rules: Sequence[dict[str, Any]] = (),
+        sts_trusts: Sequence[str] = (),
+        agent_trusts: Sequence[str] | None = None,
+        authgroups: Sequence[str] = (),
+    ) -> AgentNode:
         directory = tmp_path_factory.mktemp(node_id) / "agent"
-        node = AgentNode(node_id, realm, directory, sts, trusted=list(sts_trusts if agent_trusts is None
-                                                                       else agent_trusts),
-                         authgroups=list(authgroups), job_types=dict(JOB_TYPES), rules=list(rules)).init()
-        sts.register_node(admin_token(), node_id, realm, directory / "node.pub.pem", trusted=sts_trusts,
-                          authgroups=authgroups)
+        node = AgentNode(
+            node_id,
+            realm,
+            directory,
+            sts,
+            trusted=list(sts_trusts if agent_trusts is None else agent_trusts),
+            authgroups=list(authgroups),
+            job_types=dict(JOB_TYPES),
+            rules=list(rules),
+        ).init()
+        sts.register_node(
+            admin_token(), node_id, realm, directory / "node.pub.pem", trusted=sts_trusts, authgroups=authgroups
+        )
         node.import_table(rows)  # also creates the (possibly empty) table the agent insists on
         return node
 

@@ -46,19 +46,35 @@ class CliError(AssertionError):
     """A ``jobsts`` command exited with an unexpected status (stdout and stderr attached)."""
 
 
-def jobsts(*args: str, home: Path | None = None, stdin: str | None = None, expect: int | None = 0,
-           env: Mapping[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def jobsts(
+    *args: str,
+    home: Path | None = None,
+    stdin: str | None = None,
+    expect: int | None = 0,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run ``jobsts ARGS`` as a subprocess; ``expect=None`` accepts any exit status."""
     environ = {key: value for key, value in os.environ.items() if not key.startswith("JOBSTS_")}
     if home is not None:
         environ["XDG_CONFIG_HOME"] = str(home)
     environ.update(env or {})
     command = [str(JOBSTS), *args]
-    done = subprocess.run(command, input=stdin if stdin is not None else "", capture_output=True, text=True,
-                          env=environ, cwd=cwd, timeout=CLI_TIMEOUT, check=False)
+    done = subprocess.run(
+        command,
+        input=stdin if stdin is not None else "",
+        capture_output=True,
+        text=True,
+        env=environ,
+        cwd=cwd,
+        timeout=CLI_TIMEOUT,
+        check=False,
+    )
     if expect is not None and done.returncode != expect:
-        raise CliError(f"jobsts {' '.join(args)} exited {done.returncode} (expected {expect})\n"
-                       f"stdout: {done.stdout[-3000:]}\nstderr: {done.stderr[-3000:]}")
+        raise CliError(
+            f"jobsts {' '.join(args)} exited {done.returncode} (expected {expect})\n"
+            f"stdout: {done.stdout[-3000:]}\nstderr: {done.stderr[-3000:]}"
+        )
     return done
 
 
@@ -111,10 +127,15 @@ class StsServer:
         return self.database or f"sqlite:///{self.workdir / 'jobsts.db'}"
 
     def write_config(self) -> None:
-        lines = toml_table("sts", {
-            "base_url": self.base_url, "database_url": self.database_url, "master_key_file": "master.key",
-            "bootstrap_admins": list(self.bootstrap_admins),
-        })
+        lines = toml_table(
+            "sts",
+            {
+                "base_url": self.base_url,
+                "database_url": self.database_url,
+                "master_key_file": "master.key",
+                "bootstrap_admins": list(self.bootstrap_admins),
+            },
+        )
         for table in self.realm_tables:
             lines += toml_table("realms", {"name": table["name"]}, array=True)
             lines += toml_table("realms.registry", table["registry"])
@@ -139,11 +160,32 @@ class StsServer:
         # Why socket activation: gunicorn serves the socket we hold since prepare(), so no other
         # process can take the port in between (a restart keeps it too).
         argv, fds = socket_activation(
-            [str(GUNICORN), "--workers", "2", "--threads", "16", "--worker-class", "gthread", "--timeout", "60",
-             "--graceful-timeout", "5", "sts.wsgi:app"], self.sock)
+            [
+                str(GUNICORN),
+                "--workers",
+                "2",
+                "--threads",
+                "16",
+                "--worker-class",
+                "gthread",
+                "--timeout",
+                "60",
+                "--graceful-timeout",
+                "5",
+                "sts.wsgi:app",
+            ],
+            self.sock,
+        )
         try:
-            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            env=environ, cwd=self.workdir, pass_fds=fds)
+            self.process = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=environ,
+                cwd=self.workdir,
+                pass_fds=fds,
+            )
         finally:
             log.close()
         try:
@@ -193,14 +235,27 @@ class StsServer:
     def token(self, username: str, realm: str = "jobmgr", password: str | None = None) -> str:
         """A password login (RFC 6749 §4.3); returns the access token."""
         with self.http() as http:
-            response = http.post(f"/realms/{realm}/token", data={
-                "grant_type": "password", "username": username,
-                "password": f"{username}-password" if password is None else password})
+            response = http.post(
+                f"/realms/{realm}/token",
+                data={
+                    "grant_type": "password",
+                    "username": username,
+                    "password": f"{username}-password" if password is None else password,
+                },
+            )
         assert response.status_code == 200, response.text
         return str(response.json()["access_token"])
 
-    def submit(self, token: str, node: str, job_type: str, argv: Sequence[str] = (ID_COMMAND, "-un"), *,
-               expect: int = 201, **extra: Any) -> dict[str, Any]:
+    def submit(
+        self,
+        token: str,
+        node: str,
+        job_type: str,
+        argv: Sequence[str] = (ID_COMMAND, "-un"),
+        *,
+        expect: int = 201,
+        **extra: Any,
+    ) -> dict[str, Any]:
         spec: dict[str, Any] = {"argv": list(argv)}
         for name in ("authgroup", "env", "cwd", "timeout"):
             if name in extra:
@@ -226,24 +281,37 @@ class StsServer:
         document: dict[str, Any] = response.json()
         return document
 
-    def register_node(self, admin_token: str, node_id: str, realm: str, public_pem: Path,
-                      trusted: Sequence[str] = (), authgroups: Sequence[str] = ()) -> None:
+    def register_node(
+        self,
+        admin_token: str,
+        node_id: str,
+        realm: str,
+        public_pem: Path,
+        trusted: Sequence[str] = (),
+        authgroups: Sequence[str] = (),
+    ) -> None:
         """``POST /api/v1/nodes`` as a job-manager administrator (what ``jobsts node register`` sends)."""
         from cryptography.hazmat.primitives import serialization
 
         from realms.tokens.keys import public_jwk
 
         key = serialization.load_pem_public_key(public_pem.read_bytes())
-        body = {"id": node_id, "realm": realm, "public_jwk": public_jwk(key, "ES256"),  # type: ignore[arg-type]
-                "trusted_realms": list(trusted), "authgroups": list(authgroups)}
+        body = {
+            "id": node_id,
+            "realm": realm,
+            "public_jwk": public_jwk(key, "ES256"),  # type: ignore[arg-type]
+            "trusted_realms": list(trusted),
+            "authgroups": list(authgroups),
+        }
         with self.http() as http:
             response = http.post("/api/v1/nodes", json=body, headers={"Authorization": f"Bearer {admin_token}"})
         assert response.status_code == 201, response.text
 
     def update_node(self, admin_token: str, node_id: str, **changes: Any) -> None:
         with self.http() as http:
-            response = http.patch(f"/api/v1/nodes/{node_id}", json=changes,
-                                  headers={"Authorization": f"Bearer {admin_token}"})
+            response = http.patch(
+                f"/api/v1/nodes/{node_id}", json=changes, headers={"Authorization": f"Bearer {admin_token}"}
+            )
         assert response.status_code == 200, response.text
 
 
@@ -271,16 +339,33 @@ class AgentNode:
 
     def init(self) -> AgentNode:
         """``jobsts agent init``: key pair (0600) and template; the template is then replaced."""
-        jobsts("agent", "init", "--node", self.node_id, "--realm", self.realm, "--sts", self.sts.base_url,
-               "--dir", str(self.directory))
+        jobsts(
+            "agent",
+            "init",
+            "--node",
+            self.node_id,
+            "--realm",
+            self.realm,
+            "--sts",
+            self.sts.base_url,
+            "--dir",
+            str(self.directory),
+        )
         self.write_config()
         return self
 
     def write_config(self) -> None:
         agent = {
-            "node_id": self.node_id, "realm": self.realm, "sts_url": self.sts.base_url, "key_file": "node.key",
-            "state_dir": "state", "authz_table": "authz.sqlite", "executor": "setuid" if IS_ROOT else "self",
-            "trusted_realms": self.trusted, "authgroups": self.authgroups, "poll_wait": 0,
+            "node_id": self.node_id,
+            "realm": self.realm,
+            "sts_url": self.sts.base_url,
+            "key_file": "node.key",
+            "state_dir": "state",
+            "authz_table": "authz.sqlite",
+            "executor": "setuid" if IS_ROOT else "self",
+            "trusted_realms": self.trusted,
+            "authgroups": self.authgroups,
+            "poll_wait": 0,
         }
         lines = toml_table("agent", agent) + toml_table("job_types", self.job_types)
         lines += toml_table("mapping", {"fallback": self.fallback})
@@ -315,9 +400,17 @@ def run_agents(nodes: Sequence[AgentNode], rounds: int = 1) -> None:
     """Each node's agent handles up to ``rounds`` jobs; different nodes run in parallel."""
     for _ in range(rounds):
         environ = {key: value for key, value in os.environ.items() if not key.startswith("JOBSTS_")}
-        running = [subprocess.Popen([str(JOBSTS), "agent", "run", "--config", str(node.config_path), "--once"],
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                                    text=True, env=environ) for node in nodes]
+        running = [
+            subprocess.Popen(
+                [str(JOBSTS), "agent", "run", "--config", str(node.config_path), "--once"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                stdin=subprocess.DEVNULL,
+                text=True,
+                env=environ,
+            )
+            for node in nodes
+        ]
         failures = []
         for node, process in zip(nodes, running, strict=True):
             _, err = process.communicate(timeout=CLI_TIMEOUT)
@@ -344,8 +437,12 @@ class Accounts:
         try:
             for key in keys:
                 name = f"e2e{tag}{key}"[:32]
-                subprocess.run(["useradd", "--no-create-home", "--user-group", "--shell", "/bin/sh", name],
-                               check=True, capture_output=True, timeout=60)
+                subprocess.run(
+                    ["useradd", "--no-create-home", "--user-group", "--shell", "/bin/sh", name],
+                    check=True,
+                    capture_output=True,
+                    timeout=60,
+                )
                 accounts.created.append(name)
                 accounts.names[key] = name
         except BaseException:

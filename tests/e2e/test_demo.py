@@ -45,8 +45,15 @@ def _environ(tmp_path: Path) -> dict[str, str]:
 def test_demo_tells_the_story_and_cleans_up(tmp_path: Path) -> None:
     # A permissive umask (002, as on distributions with user private groups) must not stop the
     # agents' strict file-mode checks: the demo sets its own modes.
-    done = subprocess.run([str(JOBSTS), *readme_demo_args()], capture_output=True, text=True, env=_environ(tmp_path),
-                          timeout=300, check=False, preexec_fn=lambda: os.umask(0o002))
+    done = subprocess.run(
+        [str(JOBSTS), *readme_demo_args()],
+        capture_output=True,
+        text=True,
+        env=_environ(tmp_path),
+        timeout=300,
+        check=False,
+        preexec_fn=lambda: os.umask(0o002),
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     for pattern in STORY_LINES:
         assert re.search(pattern, done.stdout), (pattern, done.stdout)
@@ -59,8 +66,9 @@ def test_demo_tells_the_story_and_cleans_up(tmp_path: Path) -> None:
 
 def test_demo_keep_leaves_a_working_sts_and_a_ready_login_line(tmp_path: Path) -> None:
     environ = _environ(tmp_path)
-    process = subprocess.Popen([str(JOBSTS), "demo", "--keep"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env=environ)
+    process = subprocess.Popen(
+        [str(JOBSTS), "demo", "--keep"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environ
+    )
     try:
         assert process.stdout is not None
         lines: list[str] = []
@@ -98,11 +106,11 @@ def test_demo_stops_with_one_line_when_an_agent_refuses_to_start(tmp_path: Path)
     loose.mkdir()
     loose.chmod(0o777)  # not sticky: the agents refuse to start below it (agent.file_mode)
     environ["TMPDIR"] = str(loose)
-    done = subprocess.run([str(JOBSTS), "demo"], capture_output=True, text=True, env=environ, timeout=300,
-                          check=False)
+    done = subprocess.run([str(JOBSTS), "demo"], capture_output=True, text=True, env=environ, timeout=300, check=False)
     assert done.returncode == 2, done.stdout + done.stderr  # a CLI error: one line, exit 2
-    assert re.search(r"error: demo: the agent of \S+ stopped \(exit \d+\): .*writable by group or others", done.stderr), \
-        done.stderr
+    assert re.search(
+        r"error: demo: the agent of \S+ stopped \(exit \d+\): .*writable by group or others", done.stderr
+    ), done.stderr
     assert "Traceback" not in done.stderr
 
 
@@ -111,8 +119,14 @@ def test_demo_on_a_busy_port_says_so_and_leaves_nothing(tmp_path: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        done = subprocess.run([str(JOBSTS), "demo", "--port", str(port)], capture_output=True, text=True,
-                              env=_environ(tmp_path), timeout=120, check=False)
+        done = subprocess.run(
+            [str(JOBSTS), "demo", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            env=_environ(tmp_path),
+            timeout=120,
+            check=False,
+        )
     assert done.returncode == 1, done.stdout + done.stderr  # werkzeug's own exit on a busy port
     assert "in use" in done.stderr and "Traceback" not in done.stderr
     assert list((tmp_path / "tmp").iterdir()) == []

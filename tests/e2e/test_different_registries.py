@@ -22,24 +22,35 @@ def nodes(make_node: NodeFactory, exported: dict[str, dict[str, Any]], accounts:
     john, bjohn = exported["john"]["access_id"], exported["bjohn"]["access_id"]
     mapping = [rule(john, accounts["john"]), rule(bjohn, accounts["bjohn"])]
     cellb = {"realm": "cellB", "rules": mapping}
-    return build_nodes(make_node, {
-        # The deployment manager cell: trusts no other realm; cellB's john is a monitor there.
-        "dmgr": {"node_id": "dr-dmgr", "rows": [allow(bjohn, "monitor")], **cellb},
-        # Registered at the STS as trusting jobmgr, but the agent itself does not: forced through.
-        "forced": {"node_id": "dr-forced", "sts_trusts": ["jobmgr"], "agent_trusts": [],
-                   "rows": [allow(john, "administrator")], **cellb},
-        # Base node 1: starts untrusting; the test establishes the trust and imports John.
-        "node1": {"node_id": "dr-node1", **cellb},
-        # A third node: trusts jobmgr but never imported John.
-        "node3": {"node_id": "dr-node3", "sts_trusts": ["jobmgr"], "rows": [allow(bjohn, "monitor")], **cellb},
-    })
+    return build_nodes(
+        make_node,
+        {
+            # The deployment manager cell: trusts no other realm; cellB's john is a monitor there.
+            "dmgr": {"node_id": "dr-dmgr", "rows": [allow(bjohn, "monitor")], **cellb},
+            # Registered at the STS as trusting jobmgr, but the agent itself does not: forced through.
+            "forced": {
+                "node_id": "dr-forced",
+                "sts_trusts": ["jobmgr"],
+                "agent_trusts": [],
+                "rows": [allow(john, "administrator")],
+                **cellb,
+            },
+            # Base node 1: starts untrusting; the test establishes the trust and imports John.
+            "node1": {"node_id": "dr-node1", **cellb},
+            # A third node: trusts jobmgr but never imported John.
+            "node3": {"node_id": "dr-node3", "sts_trusts": ["jobmgr"], "rows": [allow(bjohn, "monitor")], **cellb},
+        },
+    )
 
 
 def test_untrusted_realm_fails_fast_at_submit(sts: StsServer, nodes: dict[str, AgentNode]) -> None:
     token = sts.token("john")
     with sts.http() as http:
-        response = http.post("/api/v1/jobs", headers={"Authorization": f"Bearer {token}"},
-                             json={"node": "dr-dmgr", "type": "inventory", "spec": {"argv": ["/bin/true"]}})
+        response = http.post(
+            "/api/v1/jobs",
+            headers={"Authorization": f"Bearer {token}"},
+            json={"node": "dr-dmgr", "type": "inventory", "spec": {"argv": ["/bin/true"]}},
+        )
     assert response.status_code == 409
     assert response.headers["Content-Type"].startswith("application/problem+json")
     problem = response.json()
@@ -61,7 +72,8 @@ def test_the_agent_refuses_the_untrusted_realm_when_forced(sts: StsServer, nodes
 
 
 def test_credentials_for_the_node_realm_run_as_the_node_realm_identity(
-        sts: StsServer, nodes: dict[str, AgentNode], accounts: Accounts, exported: dict[str, dict[str, Any]]) -> None:
+    sts: StsServer, nodes: dict[str, AgentNode], accounts: Accounts, exported: dict[str, dict[str, Any]]
+) -> None:
     token = sts.token("john")  # logged in to the job manager's realm
     inventory = sts.submit(token, "dr-dmgr", "inventory", credentials=CELLB_JOHN)
     run = sts.submit(token, "dr-dmgr", "run", credentials=CELLB_JOHN)
@@ -79,19 +91,28 @@ def test_credentials_for_the_node_realm_run_as_the_node_realm_identity(
     assert "operator" in refused["result"]["reason"]
 
 
-def test_wrong_credentials_for_the_node_realm_are_refused_at_submit(sts: StsServer,
-                                                                    nodes: dict[str, AgentNode]) -> None:
+def test_wrong_credentials_for_the_node_realm_are_refused_at_submit(
+    sts: StsServer, nodes: dict[str, AgentNode]
+) -> None:
     token = sts.token("john")
     with sts.http() as http:
-        response = http.post("/api/v1/jobs", headers={"Authorization": f"Bearer {token}"}, json={
-            "node": "dr-dmgr", "type": "inventory", "spec": {"argv": ["/bin/true"]},
-            "credentials": {"username": "john", "password": "not-his-password"}})
+        response = http.post(
+            "/api/v1/jobs",
+            headers={"Authorization": f"Bearer {token}"},
+            json={
+                "node": "dr-dmgr",
+                "type": "inventory",
+                "spec": {"argv": ["/bin/true"]},
+                "credentials": {"username": "john", "password": "not-his-password"},
+            },
+        )
     assert response.status_code in (400, 401), response.text
     assert response.json()["code"] == "login.failed"
 
 
 def test_trusting_the_realm_and_importing_johns_access_id_lets_him_run_without_credentials(
-        sts: StsServer, nodes: dict[str, AgentNode], accounts: Accounts, tmp_path: Any) -> None:
+    sts: StsServer, nodes: dict[str, AgentNode], accounts: Accounts, tmp_path: Any
+) -> None:
     node = nodes["node1"]
     token = sts.token("john")
     before = sts.submit(token, "dr-node1", "install", expect=409)
@@ -99,8 +120,17 @@ def test_trusting_the_realm_and_importing_johns_access_id_lets_him_run_without_c
 
     # The admin's steps, with the CLI: trust jobmgr at the STS and on the node ...
     admin_home = tmp_path / "admin"
-    jobsts("login", "--url", sts.base_url, "--realm", "jobmgr", "--username", "admin", home=admin_home,
-           stdin="admin-password\n")
+    jobsts(
+        "login",
+        "--url",
+        sts.base_url,
+        "--realm",
+        "jobmgr",
+        "--username",
+        "admin",
+        home=admin_home,
+        stdin="admin-password\n",
+    )
     jobsts("node", "update", "dr-node1", "--trusted-realm", "jobmgr", home=admin_home)
     node.trusted = ["jobmgr"]
     node.write_config()
@@ -123,7 +153,8 @@ def test_trusting_the_realm_and_importing_johns_access_id_lets_him_run_without_c
 
 
 def test_a_node_that_trusts_the_realm_but_never_imported_john_refuses(
-        sts: StsServer, nodes: dict[str, AgentNode], exported: dict[str, dict[str, Any]]) -> None:
+    sts: StsServer, nodes: dict[str, AgentNode], exported: dict[str, dict[str, Any]]
+) -> None:
     token = sts.token("john")
     job = sts.submit(token, "dr-node3", "inventory")
     run_agents([nodes["node3"]])

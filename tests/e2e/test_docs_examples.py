@@ -33,7 +33,7 @@ def section(text: str, title: str) -> str:
     level = title.split(" ", 1)[0]
     start = text.index(f"\n{title}\n")
     end = text.find(f"\n{level} ", start + len(title) + 2)
-    return text[start: end if end != -1 else len(text)]
+    return text[start : end if end != -1 else len(text)]
 
 
 def code_blocks(text: str, language: str = "") -> list[str]:
@@ -122,14 +122,27 @@ def test_the_by_hand_walkthrough_runs_as_written(tmp_path: Path) -> None:
     (work / "examples").mkdir(parents=True)
     shutil.copytree(ROOT / "examples" / "realms", work / "examples" / "realms")
     (work / "examples" / "sts.toml").write_text(
-        (ROOT / "examples" / "sts.toml").read_text(encoding="utf-8").replace("8080", port), encoding="utf-8")
+        (ROOT / "examples" / "sts.toml").read_text(encoding="utf-8").replace("8080", port), encoding="utf-8"
+    )
     environ = {key: value for key, value in os.environ.items() if not key.startswith("JOBSTS_")}
-    environ.update(PATH=f"{JOBSTS.parent}{os.pathsep}{environ.get('PATH', '')}",
-                   XDG_CONFIG_HOME=str(tmp_path / "config"), HOME=str(tmp_path), **werkzeug_fd_environment(sock))
+    environ.update(
+        PATH=f"{JOBSTS.parent}{os.pathsep}{environ.get('PATH', '')}",
+        XDG_CONFIG_HOME=str(tmp_path / "config"),
+        HOME=str(tmp_path),
+        **werkzeug_fd_environment(sock),
+    )
     # set -e: any failing step fails the test; the trap stops the background STS and agent.
     wrapped = f"set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n{script}"
-    process = subprocess.Popen(["bash", "-c", wrapped], cwd=work, env=environ, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True, pass_fds=(sock.fileno(),))
+    process = subprocess.Popen(
+        ["bash", "-c", wrapped],
+        cwd=work,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        pass_fds=(sock.fileno(),),
+    )
     try:
         out, err = process.communicate(timeout=240)
     finally:
@@ -138,8 +151,11 @@ def test_the_by_hand_walkthrough_runs_as_written(tmp_path: Path) -> None:
             process.communicate()
         sock.close()
     assert process.returncode == 0, out[-3000:] + err[-3000:]
-    expected = "nobody" if IS_ROOT else subprocess.run(["id", "-un"], capture_output=True, text=True,
-                                                        check=True).stdout.strip()
+    expected = (
+        "nobody"
+        if IS_ROOT
+        else subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
+    )
     assert re.search(r"\tsucceeded\tnode1\trun\tuser:jobmgr/uid=john,ou=people,dc=jobmgr,dc=example", out), out
     assert out.rstrip().splitlines()[-1] == expected, out
 

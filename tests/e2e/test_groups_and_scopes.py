@@ -21,10 +21,17 @@ def node(make_node: NodeFactory, exported: dict[str, dict[str, Any]], accounts: 
     john, user1, user2, admin = (exported[k]["access_id"] for k in ("john", "user1", "user2", "admin"))
     assert OPERATORS in exported["john"]["groups"]  # the group ID comes from the export
     return make_node(
-        "gs-node", "cellB", sts_trusts=["jobmgr"], authgroups=["payroll", "hr"],
+        "gs-node",
+        "cellB",
+        sts_trusts=["jobmgr"],
+        authgroups=["payroll", "hr"],
         rows=[allow(OPERATORS, "operator"), deny(user2, "operator"), allow(admin, "operator", "authgroup:payroll")],
-        rules=[rule(john, accounts["john"]), rule(user1, accounts["user1"]), rule(user2, accounts["user2"]),
-               rule(admin, accounts["admin"])],
+        rules=[
+            rule(john, accounts["john"]),
+            rule(user1, accounts["user1"]),
+            rule(user2, accounts["user2"]),
+            rule(admin, accounts["admin"]),
+        ],
     )
 
 
@@ -36,8 +43,7 @@ def _run(sts: StsServer, node: AgentNode, jobs: list[tuple[str, dict[str, Any]]]
     return [sts.job(tokens[user], job_id) for user, job_id in ids]
 
 
-def test_importing_a_groups_access_id_grants_its_members(sts: StsServer, node: AgentNode,
-                                                         accounts: Accounts) -> None:
+def test_importing_a_groups_access_id_grants_its_members(sts: StsServer, node: AgentNode, accounts: Accounts) -> None:
     for user, done in zip(("john", "user1"), _run(sts, node, [("john", {}), ("user1", {})]), strict=True):
         assert done["state"] == "succeeded", (user, done)
         assert done["result"]["account"] == accounts[user]
@@ -46,8 +52,9 @@ def test_importing_a_groups_access_id_grants_its_members(sts: StsServer, node: A
         assert "cn=operators" in authorization["detail"], authorization
 
 
-def test_a_deny_entry_wins_over_a_group_grant(sts: StsServer, node: AgentNode,
-                                              exported: dict[str, dict[str, Any]]) -> None:
+def test_a_deny_entry_wins_over_a_group_grant(
+    sts: StsServer, node: AgentNode, exported: dict[str, dict[str, Any]]
+) -> None:
     [done] = _run(sts, node, [("user2", {})])  # user2 is in operators, but denied by name
     assert done["state"] == "refused", done
     assert done["code"] == "authz.denied"
@@ -56,12 +63,19 @@ def test_a_deny_entry_wins_over_a_group_grant(sts: StsServer, node: AgentNode,
     assert done["started_at"] is None
 
 
-def test_an_authorization_group_scope_covers_only_jobs_that_name_it(sts: StsServer, node: AgentNode,
-                                                                    accounts: Accounts) -> None:
-    payroll, unscoped, other, john_payroll = _run(sts, node, [
-        ("admin", {"authgroup": "payroll"}), ("admin", {}), ("admin", {"authgroup": "hr"}),
-        ("john", {"authgroup": "payroll"}),
-    ])
+def test_an_authorization_group_scope_covers_only_jobs_that_name_it(
+    sts: StsServer, node: AgentNode, accounts: Accounts
+) -> None:
+    payroll, unscoped, other, john_payroll = _run(
+        sts,
+        node,
+        [
+            ("admin", {"authgroup": "payroll"}),
+            ("admin", {}),
+            ("admin", {"authgroup": "hr"}),
+            ("john", {"authgroup": "payroll"}),
+        ],
+    )
     assert payroll["state"] == "succeeded", payroll
     assert payroll["result"]["account"] == accounts["admin"]
     assert payroll["result"]["stdout_tail"].strip() == accounts["admin"]
@@ -73,8 +87,7 @@ def test_an_authorization_group_scope_covers_only_jobs_that_name_it(sts: StsServ
     assert john_payroll["state"] == "succeeded", john_payroll
 
 
-def test_an_authorization_group_the_node_does_not_have_is_refused_at_submit(sts: StsServer,
-                                                                           node: AgentNode) -> None:
+def test_an_authorization_group_the_node_does_not_have_is_refused_at_submit(sts: StsServer, node: AgentNode) -> None:
     problem = sts.submit(sts.token("admin"), node.node_id, "run", authgroup="finance", expect=400)
     assert problem["code"] == "job.invalid_spec"
     assert "finance" in problem["detail"]

@@ -24,19 +24,37 @@ pytestmark = [pytest.mark.slapd, pytest.mark.db]  # also on PostgreSQL
 def nodes(make_node: NodeFactory, exported: dict[str, dict[str, Any]], accounts: Accounts) -> dict[str, AgentNode]:
     john, bjohn = exported["john"]["access_id"], exported["bjohn"]["access_id"]
     mapping = [rule(john, accounts["john"]), rule(bjohn, accounts["bjohn"])]
-    return build_nodes(make_node, {
-        "same": {"node_id": "mx-same", "realm": "jobmgr", "rows": [allow(john, "operator")], "rules": mapping},
-        "trusted": {"node_id": "mx-trusted", "realm": "cellB", "sts_trusts": ["jobmgr"],
-                    "rows": [allow(john, "operator")], "rules": mapping},
-        "untrusted": {"node_id": "mx-untrusted", "realm": "cellB", "rows": [allow(bjohn, "operator")],
-                      "rules": mapping},
-        "not-imported": {"node_id": "mx-not-imported", "realm": "cellB", "sts_trusts": ["jobmgr"],
-                         "rows": [allow(bjohn, "operator")], "rules": mapping},
-    })
+    return build_nodes(
+        make_node,
+        {
+            "same": {"node_id": "mx-same", "realm": "jobmgr", "rows": [allow(john, "operator")], "rules": mapping},
+            "trusted": {
+                "node_id": "mx-trusted",
+                "realm": "cellB",
+                "sts_trusts": ["jobmgr"],
+                "rows": [allow(john, "operator")],
+                "rules": mapping,
+            },
+            "untrusted": {
+                "node_id": "mx-untrusted",
+                "realm": "cellB",
+                "rows": [allow(bjohn, "operator")],
+                "rules": mapping,
+            },
+            "not-imported": {
+                "node_id": "mx-not-imported",
+                "realm": "cellB",
+                "sts_trusts": ["jobmgr"],
+                "rows": [allow(bjohn, "operator")],
+                "rules": mapping,
+            },
+        },
+    )
 
 
-def test_each_target_follows_its_own_rule(sts: StsServer, nodes: dict[str, AgentNode], accounts: Accounts,
-                                          exported: dict[str, dict[str, Any]]) -> None:
+def test_each_target_follows_its_own_rule(
+    sts: StsServer, nodes: dict[str, AgentNode], accounts: Accounts, exported: dict[str, dict[str, Any]]
+) -> None:
     john, user2 = sts.token("john"), sts.token("user2")
     cellb = {"credentials": {"username": "john", "password": "john-password"}}
     jobmgr = {"credentials": {"username": "john", "password": "john-password"}}
@@ -50,8 +68,10 @@ def test_each_target_follows_its_own_rule(sts: StsServer, nodes: dict[str, Agent
         ("untrusted realm, node-realm password", john, "untrusted", cellb, "succeeded", "bjohn"),
         ("trusted realm, node-realm password", john, "not-imported", cellb, "succeeded", "bjohn"),
     ]
-    submitted = [(name, token, sts.submit(token, nodes[node].node_id, "run", **extra)["id"], state, what, node)
-                 for name, token, node, extra, state, what in plan]
+    submitted = [
+        (name, token, sts.submit(token, nodes[node].node_id, "run", **extra)["id"], state, what, node)
+        for name, token, node, extra, state, what in plan
+    ]
     # Fail fast: the STS already knows this node would refuse the job manager's realm.
     problem = sts.submit(john, "mx-untrusted", "run", expect=409)
     assert problem["code"] == "realm.untrusted"

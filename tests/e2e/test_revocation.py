@@ -45,8 +45,7 @@ def test_a_job_cancelled_before_dispatch_never_runs(sts: StsServer, node: AgentN
     assert done["leased_at"] is None and done["started_at"] is None and done["result"] is None
 
 
-def test_a_job_whose_token_was_revoked_before_dispatch_is_refused_by_the_agent(sts: StsServer,
-                                                                                node: AgentNode) -> None:
+def test_a_job_whose_token_was_revoked_before_dispatch_is_refused_by_the_agent(sts: StsServer, node: AgentNode) -> None:
     from sts.db import Database
     from sts.jobs.models import Job
     from sts.oauth.revocation import revoke_jti
@@ -69,8 +68,9 @@ def test_a_job_whose_token_was_revoked_before_dispatch_is_refused_by_the_agent(s
     assert done["started_at"] is None and done["result"]["account"] is None
 
 
-def test_a_key_rotated_while_the_job_was_queued_still_validates(sts: StsServer, node: AgentNode,
-                                                               accounts: Accounts) -> None:
+def test_a_key_rotated_while_the_job_was_queued_still_validates(
+    sts: StsServer, node: AgentNode, accounts: Accounts
+) -> None:
     token = _eve(sts)
     old_kids = _kids(sts, "cellC")
     queued = sts.submit(token, node.node_id, "run")

@@ -21,9 +21,15 @@ from sts.services import Services, build_services
 
 def agent_env(database_url: str, key_file: Path, lease_seconds: int = 60) -> Services:
     """The job manager's services on their own engine, with no realm (agents never sign)."""
-    config = StsConfig(base_url="https://sts.test", database_url=database_url, master_key_file=key_file,
-                       master_key_env=None, realms={}, audience="https://sts.test/api",
-                       jobs=JobSettings(lease_seconds=lease_seconds))
+    config = StsConfig(
+        base_url="https://sts.test",
+        database_url=database_url,
+        master_key_file=key_file,
+        master_key_env=None,
+        realms={},
+        audience="https://sts.test/api",
+        jobs=JobSettings(lease_seconds=lease_seconds),
+    )
     return build_services(config, migrate=False)
 
 

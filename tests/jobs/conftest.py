@@ -46,28 +46,57 @@ class World:
         self.services.authz.grant(principal, role, changed_by="test")
         self.services.authz.refresh()
 
-    def add_node(self, node_id: str = "node1", realm: str = "jobmgr", trusted: tuple[str, ...] = (),
-                 authgroups: tuple[str, ...] = ("batch",)) -> None:
+    def add_node(
+        self,
+        node_id: str = "node1",
+        realm: str = "jobmgr",
+        trusted: tuple[str, ...] = (),
+        authgroups: tuple[str, ...] = ("batch",),
+    ) -> None:
         with self.services.db.session() as session:
-            session.add(Node(id=node_id, realm=realm, authgroups=list(authgroups), public_jwk={},
-                             trusted_realms=list(trusted), created_at=0, created_by="test", updated_at=0,
-                             updated_by="test"))
+            session.add(
+                Node(
+                    id=node_id,
+                    realm=realm,
+                    authgroups=list(authgroups),
+                    public_jwk={},
+                    trusted_realms=list(trusted),
+                    created_at=0,
+                    created_by="test",
+                    updated_at=0,
+                    updated_by="test",
+                )
+            )
 
     def user_token(self, username: str, realm: str = "jobmgr", ttl: int = 300) -> str:
         principal = self.services.registries[realm].lookup(username)
         assert principal is not None
         now = int(time.time())
-        claims = {"iss": self.services.config.issuer(realm), "sub": str(principal.access_id),
-                  "aud": self.services.config.audience, "iat": now, "nbf": now, "exp": now + ttl,
-                  "jti": str(uuid.uuid4()), "realm": realm, "preferred_username": username,
-                  "groups": sorted(str(group) for group in principal.groups)}
+        claims = {
+            "iss": self.services.config.issuer(realm),
+            "sub": str(principal.access_id),
+            "aud": self.services.config.audience,
+            "iat": now,
+            "nbf": now,
+            "exp": now + ttl,
+            "jti": str(uuid.uuid4()),
+            "realm": realm,
+            "preferred_username": username,
+            "groups": sorted(str(group) for group in principal.groups),
+        }
         return self.services.keys.sign(realm, claims, "at+jwt")
 
     def agent_token(self, node_id: str = "node1", realm: str = "jobmgr") -> str:
         now = int(time.time())
-        claims = {"iss": self.services.config.issuer(realm), "sub": f"node:{node_id}",
-                  "aud": self.services.config.audience, "iat": now, "nbf": now, "exp": now + 300,
-                  "jti": str(uuid.uuid4())}
+        claims = {
+            "iss": self.services.config.issuer(realm),
+            "sub": f"node:{node_id}",
+            "aud": self.services.config.audience,
+            "iat": now,
+            "nbf": now,
+            "exp": now + 300,
+            "jti": str(uuid.uuid4()),
+        }
         return self.services.keys.sign(realm, claims, "agent+jwt")
 
     def as_user(self, username: str, realm: str = "jobmgr") -> dict[str, str]:
@@ -76,8 +105,9 @@ class World:
     def as_agent(self, node_id: str = "node1", realm: str = "jobmgr") -> dict[str, str]:
         return {"Authorization": f"Bearer {self.agent_token(node_id, realm)}"}
 
-    def submit(self, username: str = "john", expect: int = 201, headers: dict[str, str] | None = None,
-               **body: Any) -> dict[str, Any]:
+    def submit(
+        self, username: str = "john", expect: int = 201, headers: dict[str, str] | None = None, **body: Any
+    ) -> dict[str, Any]:
         document = {"node": "node1", "type": "shell", "spec": {"argv": ["/bin/echo", "hi"]}, **body}
         headers = {**self.as_user(username), **(headers or {})}
         response = self.client.post("/api/v1/jobs", json=document, headers=headers)

@@ -39,8 +39,9 @@ def live(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
 
 def test_submit_list_show_cancel(world: World, live: str) -> None:
     runner = CliRunner()
-    done = runner.invoke(submit, ["--node", "node1", "--type", "shell", "--env", "A=1", "--json", "--",
-                                  "/bin/echo", "-n", "hello"])
+    done = runner.invoke(
+        submit, ["--node", "node1", "--type", "shell", "--env", "A=1", "--json", "--", "/bin/echo", "-n", "hello"]
+    )
     assert done.exit_code == 0, done.output
     job = json.loads(done.output)
     assert job["spec"]["argv"] == ["/bin/echo", "-n", "hello"] and job["spec"]["env"] == {"A": "1"}
@@ -68,15 +69,31 @@ def test_credentials_from_prompt_reads_stdin_and_wait_follows_the_job(world: Wor
             if response.status_code == 200:
                 job_id = response.get_json()["job"]["id"]
                 world.client.post(f"/api/v1/agent/jobs/{job_id}/start", json={}, headers=headers)
-                world.client.post(f"/api/v1/agent/jobs/{job_id}/result", headers=headers, json={
-                    "outcome": "failed", "exit_code": 2, "stdout_tail": "out\n", "stderr_tail": "err\n"})
+                world.client.post(
+                    f"/api/v1/agent/jobs/{job_id}/result",
+                    headers=headers,
+                    json={"outcome": "failed", "exit_code": 2, "stdout_tail": "out\n", "stderr_tail": "err\n"},
+                )
                 return
 
     worker = threading.Thread(target=agent)
     worker.start()
-    result = CliRunner().invoke(submit, ["--node", "cellnode", "--type", "shell", "--credentials-from-prompt",
-                                         "--credentials-username", "bob", "--wait", "--", "/bin/false"],
-                                input="bob-password\n")
+    result = CliRunner().invoke(
+        submit,
+        [
+            "--node",
+            "cellnode",
+            "--type",
+            "shell",
+            "--credentials-from-prompt",
+            "--credentials-username",
+            "bob",
+            "--wait",
+            "--",
+            "/bin/false",
+        ],
+        input="bob-password\n",
+    )
     worker.join(30)
     assert result.exit_code == 1, result.output  # failed
     assert "failed" in result.output and "out" in result.output
@@ -105,8 +122,11 @@ def test_submit_wait_outlives_its_access_token(world: World, live: str) -> None:
             if response.status_code == 200:
                 job_id = response.get_json()["job"]["id"]
                 world.client.post(f"/api/v1/agent/jobs/{job_id}/start", json={}, headers=headers)
-                world.client.post(f"/api/v1/agent/jobs/{job_id}/result", headers=headers, json={
-                    "outcome": "succeeded", "exit_code": 0, "stdout_tail": "done\n", "stderr_tail": ""})
+                world.client.post(
+                    f"/api/v1/agent/jobs/{job_id}/result",
+                    headers=headers,
+                    json={"outcome": "succeeded", "exit_code": 0, "stdout_tail": "done\n", "stderr_tail": ""},
+                )
                 return
 
     worker = threading.Thread(target=agent)

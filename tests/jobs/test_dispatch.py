@@ -36,9 +36,16 @@ def clock(world: World) -> Clock:
 
 
 def result(**changes: Any) -> dict[str, Any]:
-    document: dict[str, Any] = {"outcome": "succeeded", "exit_code": 0, "stdout_tail": "hi\n", "stderr_tail": "",
-                                "code": None, "reason": None, "account": "batch",
-                                "trace": [{"step": "e", "name": "authorize", "verdict": "pass", "detail": "ok"}]}
+    document: dict[str, Any] = {
+        "outcome": "succeeded",
+        "exit_code": 0,
+        "stdout_tail": "hi\n",
+        "stderr_tail": "",
+        "code": None,
+        "reason": None,
+        "account": "batch",
+        "trace": [{"step": "e", "name": "authorize", "verdict": "pass", "detail": "ok"}],
+    }
     document.update(changes)
     return document
 
@@ -171,9 +178,16 @@ def test_results_are_idempotent_and_conflicts_refused(world: World) -> None:
 def test_a_refusal_comes_from_leased_without_start(world: World) -> None:
     job = world.submit()
     world.lease()
-    refused = world.agent_post(f"jobs/{job['id']}/result", result(
-        outcome="refused", exit_code=None, code="authz.denied", reason="no operator grant",
-        trace=[{"step": "e", "name": "authorize", "verdict": "fail", "detail": "denied"}]))
+    refused = world.agent_post(
+        f"jobs/{job['id']}/result",
+        result(
+            outcome="refused",
+            exit_code=None,
+            code="authz.denied",
+            reason="no operator grant",
+            trace=[{"step": "e", "name": "authorize", "verdict": "fail", "detail": "denied"}],
+        ),
+    )
     assert refused.get_json() == {"state": "refused"}
     shown = world.client.get(f"/api/v1/jobs/{job['id']}", headers=world.as_user("john")).get_json()
     assert shown["code"] == "authz.denied" and shown["result"]["trace"][0]["verdict"] == "fail"
@@ -225,8 +239,10 @@ def test_jobs_past_their_deadline_expire_and_their_tokens_are_revoked(world: Wor
 
 def test_the_lease_query_uses_its_index(world: World) -> None:
     world.submit()
-    sql = ("SELECT id FROM sts_jobs WHERE node_id = 'node1' AND state = 'queued' AND not_before <= 0 "
-           "AND deadline > 0 ORDER BY not_before, created_at LIMIT 1")
+    sql = (
+        "SELECT id FROM sts_jobs WHERE node_id = 'node1' AND state = 'queued' AND not_before <= 0 "
+        "AND deadline > 0 ORDER BY not_before, created_at LIMIT 1"
+    )
     with world.services.db.engine.connect() as conn:
         if world.services.db.is_sqlite:
             plan = " ".join(str(row) for row in conn.execute(text(f"EXPLAIN QUERY PLAN {sql}")))

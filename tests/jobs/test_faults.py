@@ -56,8 +56,10 @@ class Workers:
 
 def counts(world: World) -> tuple[int, int]:
     with world.services.db.session() as session:
-        return (session.scalar(select(func.count()).select_from(Job)) or 0,
-                session.scalar(select(func.count()).select_from(JobIdempotency)) or 0)
+        return (
+            session.scalar(select(func.count()).select_from(Job)) or 0,
+            session.scalar(select(func.count()).select_from(JobIdempotency)) or 0,
+        )
 
 
 def test_sts_killed_between_receiving_and_committing_leaves_nothing(tmp_path: Path, world: World) -> None:
@@ -71,10 +73,13 @@ def test_sts_killed_between_receiving_and_committing_leaves_nothing(tmp_path: Pa
         def post() -> None:
             try:
                 with httpx.Client(timeout=60) as http:
-                    outcome.append(http.post(
-                        f"http://127.0.0.1:{port}/api/v1/jobs", headers={"Authorization": f"Bearer {token}",
-                                                                         "Idempotency-Key": "killed-1"},
-                        json={"node": "node1", "type": "shell", "spec": {"argv": ["/bin/true"]}}))
+                    outcome.append(
+                        http.post(
+                            f"http://127.0.0.1:{port}/api/v1/jobs",
+                            headers={"Authorization": f"Bearer {token}", "Idempotency-Key": "killed-1"},
+                            json={"node": "node1", "type": "shell", "spec": {"argv": ["/bin/true"]}},
+                        )
+                    )
             except httpx.HTTPError as exc:
                 outcome.append(exc)
 
@@ -108,11 +113,15 @@ def _http_agent(world: World, name: str, expected: int, handled: list[tuple[str,
             continue
         assert response.status_code == 200, response.get_json()
         job = response.get_json()["job"]
-        started = client.post(f"/api/v1/agent/jobs/{job['id']}/start", json={"attempt": job["attempt"]},
-                              headers=headers)
+        started = client.post(
+            f"/api/v1/agent/jobs/{job['id']}/start", json={"attempt": job["attempt"]}, headers=headers
+        )
         assert started.status_code == 200, started.get_json()
-        done = client.post(f"/api/v1/agent/jobs/{job['id']}/result", headers=headers, json={
-            "outcome": "succeeded", "exit_code": 0, "stdout_tail": name, "stderr_tail": ""})
+        done = client.post(
+            f"/api/v1/agent/jobs/{job['id']}/result",
+            headers=headers,
+            json={"outcome": "succeeded", "exit_code": 0, "stdout_tail": name, "stderr_tail": ""},
+        )
         assert done.status_code == 200, done.get_json()
         handled.append((job["id"], name, job["attempt"]))
 
@@ -144,9 +153,22 @@ def test_concurrent_agent_processes_run_every_job_exactly_once(tmp_path: Path, w
     ids = [world.submit()["id"] for _ in range(4 * agents)]
     database_url = str(world.services.db.engine.url.render_as_string(hide_password=False))
     go = tmp_path / "go"
-    processes = [spawn("tests.jobs.agents", "--database-url", database_url, "--key-file",
-                       str(tmp_path / "master.key"), "--name", f"p{i}", "--expected", str(len(ids)),
-                       "--go-file", str(go)) for i in range(agents)]
+    processes = [
+        spawn(
+            "tests.jobs.agents",
+            "--database-url",
+            database_url,
+            "--key-file",
+            str(tmp_path / "master.key"),
+            "--name",
+            f"p{i}",
+            "--expected",
+            str(len(ids)),
+            "--go-file",
+            str(go),
+        )
+        for i in range(agents)
+    ]
     handled: list[tuple[str, str, int]] = []
     try:
         for process in processes:
@@ -169,8 +191,14 @@ def test_concurrent_agent_processes_run_every_job_exactly_once(tmp_path: Path, w
 def test_an_agent_that_dies_after_start_leaves_the_job_lost_not_rerun(tmp_path: Path, world: World) -> None:
     job = world.submit()
     database_url = str(world.services.db.engine.url.render_as_string(hide_password=False))
-    agent = spawn("tests.jobs.agents", "--database-url", database_url, "--key-file", str(tmp_path / "master.key"),
-                  "--die-after-start")
+    agent = spawn(
+        "tests.jobs.agents",
+        "--database-url",
+        database_url,
+        "--key-file",
+        str(tmp_path / "master.key"),
+        "--die-after-start",
+    )
     try:
         started = json.loads(read_until(agent, '{"started"'))
         assert started["started"] == job["id"]
@@ -216,8 +244,9 @@ def test_postgres_restart_under_load_gives_503_then_recovers(proxied_world: tupl
     def load() -> None:
         client = world.app.test_client()
         while not stop.is_set():
-            response = client.post("/api/v1/jobs", headers=john, json={
-                "node": "node1", "type": "shell", "spec": {"argv": ["/bin/true"]}})
+            response = client.post(
+                "/api/v1/jobs", headers=john, json={"node": "node1", "type": "shell", "spec": {"argv": ["/bin/true"]}}
+            )
             statuses[response.status_code] += 1
             if response.status_code == 201:
                 created.append(response.get_json()["id"])
@@ -237,8 +266,9 @@ def test_postgres_restart_under_load_gives_503_then_recovers(proxied_world: tupl
         recovered_at = None
         give_up = time.monotonic() + 20
         while time.monotonic() < give_up:
-            response = world.client.post("/api/v1/jobs", headers=john, json={
-                "node": "node1", "type": "shell", "spec": {"argv": ["/bin/true"]}})
+            response = world.client.post(
+                "/api/v1/jobs", headers=john, json={"node": "node1", "type": "shell", "spec": {"argv": ["/bin/true"]}}
+            )
             if response.status_code == 201:
                 recovered_at = time.monotonic()
                 created.append(response.get_json()["id"])

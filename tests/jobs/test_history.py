@@ -35,8 +35,7 @@ def test_a_caller_without_monitor_sees_only_their_own(world: World) -> None:
     # user2 submits while it holds operator, then loses it: it still sees its own job, no other.
     world.grant(user_id("jobmgr", "user2"), Role.OPERATOR)
     own = world.submit("user2")["id"]
-    world.services.authz.revoke(user_id("jobmgr", "user2"),
-                                Role.OPERATOR, changed_by="test")
+    world.services.authz.revoke(user_id("jobmgr", "user2"), Role.OPERATOR, changed_by="test")
     world.services.authz.refresh()
     johns = world.submit("john")["id"]
     assert listing(world, "user2") == [own]

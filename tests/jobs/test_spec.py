@@ -42,34 +42,51 @@ def test_identity_fields_are_refused_inside_the_spec(field: str) -> None:
 
 
 def test_the_required_identity_fields_are_all_covered() -> None:
-    required = {"owner", "submitter", "access_id", "sub", "groups", "exp", "iat", "run_as", "account", "user",
-                "token", "job_token", "iss", "realm"}
+    required = {
+        "owner",
+        "submitter",
+        "access_id",
+        "sub",
+        "groups",
+        "exp",
+        "iat",
+        "run_as",
+        "account",
+        "user",
+        "token",
+        "job_token",
+        "iss",
+        "realm",
+    }
     assert required <= IDENTITY_FIELDS
 
 
-@pytest.mark.parametrize("spec", [
-    {"argv": []},
-    {"argv": "echo hi"},
-    {"argv": ["echo", 1]},
-    {"argv": ["x"] * (MAX_ARGV + 1)},
-    {"argv": ["x" * (MAX_ARG_CHARS + 1)]},
-    {"argv": ["echo", "a\x00b"]},
-    {"argv": [""]},
-    {"argv": ["x"], "env": {f"V{i}": "x" for i in range(MAX_ENV + 1)}},
-    {"argv": ["x"], "env": {"1ABC": "x"}},
-    {"argv": ["x"], "env": {"A-B": "x"}},
-    {"argv": ["x"], "env": {"A B": "x"}},
-    {"argv": ["x"], "env": {"A": 1}},
-    {"argv": ["x"], "env": ["A=1"]},
-    {"argv": ["x"], "cwd": "relative/dir"},
-    {"argv": ["x"], "cwd": 5},
-    {"argv": ["x"], "timeout": True},
-    {"argv": ["x"], "timeout": 0},
-    {"argv": ["x"], "timeout": "60"},
-    {"argv": ["x"], "authgroup": "bad group"},
-    {"argv": ["x"], "shell": True},
-    "argv",
-])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"argv": []},
+        {"argv": "echo hi"},
+        {"argv": ["echo", 1]},
+        {"argv": ["x"] * (MAX_ARGV + 1)},
+        {"argv": ["x" * (MAX_ARG_CHARS + 1)]},
+        {"argv": ["echo", "a\x00b"]},
+        {"argv": [""]},
+        {"argv": ["x"], "env": {f"V{i}": "x" for i in range(MAX_ENV + 1)}},
+        {"argv": ["x"], "env": {"1ABC": "x"}},
+        {"argv": ["x"], "env": {"A-B": "x"}},
+        {"argv": ["x"], "env": {"A B": "x"}},
+        {"argv": ["x"], "env": {"A": 1}},
+        {"argv": ["x"], "env": ["A=1"]},
+        {"argv": ["x"], "cwd": "relative/dir"},
+        {"argv": ["x"], "cwd": 5},
+        {"argv": ["x"], "timeout": True},
+        {"argv": ["x"], "timeout": 0},
+        {"argv": ["x"], "timeout": "60"},
+        {"argv": ["x"], "authgroup": "bad group"},
+        {"argv": ["x"], "shell": True},
+        "argv",
+    ],
+)
 def test_bad_specs_are_refused(spec: Any) -> None:
     assert code_of(body(spec=spec)) == "job.invalid_spec"
 
@@ -80,20 +97,36 @@ def test_limits_themselves_are_accepted() -> None:
     assert len(parse_spec({"argv": ["x"] * MAX_ARGV}).argv) == MAX_ARGV
 
 
-@pytest.mark.parametrize("document", [
-    [], "x", body(node="bad node"), body(type=""), body(type=3), body(extra=1),
-    body(not_before="yesterday"), body(deadline="2026-01-01T00:00:00"), body(deadline=True),
-    body(credentials={"username": "bob"}), body(credentials={"username": "bob", "password": ""}),
-    body(credentials={"username": "bob", "password": "p", "realm": "cellB"}),
-])
+@pytest.mark.parametrize(
+    "document",
+    [
+        [],
+        "x",
+        body(node="bad node"),
+        body(type=""),
+        body(type=3),
+        body(extra=1),
+        body(not_before="yesterday"),
+        body(deadline="2026-01-01T00:00:00"),
+        body(deadline=True),
+        body(credentials={"username": "bob"}),
+        body(credentials={"username": "bob", "password": ""}),
+        body(credentials={"username": "bob", "password": "p", "realm": "cellB"}),
+    ],
+)
 def test_bad_bodies_are_refused(document: Any) -> None:
     assert code_of(document) in ("job.invalid_spec", "job.identity_field")
 
 
 def test_defaults_are_filled_before_the_digest() -> None:
     submission = parse_submission(body(spec={"argv": ["/bin/echo", "hi"], "env": {"B": "2", "A": "1"}}))
-    assert submission.spec == {"argv": ["/bin/echo", "hi"], "env": {"A": "1", "B": "2"}, "cwd": None,
-                               "timeout": 3600, "authgroup": None}
+    assert submission.spec == {
+        "argv": ["/bin/echo", "hi"],
+        "env": {"A": "1", "B": "2"},
+        "cwd": None,
+        "timeout": 3600,
+        "authgroup": None,
+    }
 
 
 def test_times_accept_epoch_and_rfc3339_with_zone() -> None:
@@ -111,18 +144,37 @@ def test_the_password_is_not_in_the_idempotency_digest_nor_the_repr() -> None:
 
 
 def result(**changes: Any) -> dict[str, Any]:
-    document: dict[str, Any] = {"outcome": "succeeded", "exit_code": 0, "stdout_tail": "", "stderr_tail": "",
-                                "code": None, "reason": None, "account": "batch", "trace": []}
+    document: dict[str, Any] = {
+        "outcome": "succeeded",
+        "exit_code": 0,
+        "stdout_tail": "",
+        "stderr_tail": "",
+        "code": None,
+        "reason": None,
+        "account": "batch",
+        "trace": [],
+    }
     document.update(changes)
     return document
 
 
-@pytest.mark.parametrize("document", [
-    result(outcome="done"), result(outcome="refused"), result(exit_code="0"), result(exit_code=True),
-    result(code="Not A Code"), result(stdout_tail=5), result(trace=[{"step": "z", "verdict": "pass"}]),
-    result(trace=[{"step": "a", "verdict": "maybe"}]), result(trace="a"), result(reason=5), result(account="x" * 300),
-    [],
-])
+@pytest.mark.parametrize(
+    "document",
+    [
+        result(outcome="done"),
+        result(outcome="refused"),
+        result(exit_code="0"),
+        result(exit_code=True),
+        result(code="Not A Code"),
+        result(stdout_tail=5),
+        result(trace=[{"step": "z", "verdict": "pass"}]),
+        result(trace=[{"step": "a", "verdict": "maybe"}]),
+        result(trace="a"),
+        result(reason=5),
+        result(account="x" * 300),
+        [],
+    ],
+)
 def test_bad_results_are_refused(document: Any) -> None:
     with pytest.raises(JobstsError) as info:
         parse_result(document)
@@ -136,15 +188,22 @@ def test_output_tails_keep_the_last_64_kib() -> None:
 
 
 def test_long_free_text_is_clipped_not_refused() -> None:
-    parsed = parse_result(result(reason="r" * 5000, trace=[{"step": "f", "name": "n" * 200, "verdict": "pass",
-                                                           "detail": "d" * 5000}]))
+    parsed = parse_result(
+        result(reason="r" * 5000, trace=[{"step": "f", "name": "n" * 200, "verdict": "pass", "detail": "d" * 5000}])
+    )
     assert parsed.reason == "r" * 4096
     assert (len(parsed.trace[0].name), len(parsed.trace[0].detail)) == (128, 4096)
 
 
 def test_a_refusal_carries_its_code_and_trace() -> None:
-    parsed = parse_result(result(outcome="refused", exit_code=None, code="realm.untrusted", trace=[
-        {"step": "a", "name": "realm", "verdict": "fail", "detail": "cellC is not trusted"}]))
+    parsed = parse_result(
+        result(
+            outcome="refused",
+            exit_code=None,
+            code="realm.untrusted",
+            trace=[{"step": "a", "name": "realm", "verdict": "fail", "detail": "cellC is not trusted"}],
+        )
+    )
     assert parsed.code == "realm.untrusted" and parsed.trace[0].verdict == "fail"
     assert parsed.digest() == parse_result(parsed.as_document()).digest()
 
@@ -156,8 +215,17 @@ def _agent_code(spec: dict[str, Any]) -> str | None:
     """What the agent says about a leased job with this spec: None when it parses."""
     from agent_client.validation import leased_job
 
-    job = {"id": "job-1", "node": "node1", "type": "shell", "spec": spec, "submitter": "user:jobmgr/uid=john",
-           "realm": "jobmgr", "not_before": 0, "deadline": 1, "attempt": 1}
+    job = {
+        "id": "job-1",
+        "node": "node1",
+        "type": "shell",
+        "spec": spec,
+        "submitter": "user:jobmgr/uid=john",
+        "realm": "jobmgr",
+        "not_before": 0,
+        "deadline": 1,
+        "attempt": 1,
+    }
     try:
         leased_job(job)
     except JobstsError as exc:
@@ -165,15 +233,19 @@ def _agent_code(spec: dict[str, Any]) -> str | None:
     return None
 
 
-@pytest.mark.parametrize(("limit", "spec"), [
-    ("max_argv", {"argv": ["/bin/echo", "a", "b"]}),
-    ("max_arg_chars", {"argv": ["abc", "ab"]}),
-    ("max_env", {"argv": ["/bin/true"], "env": {"A": "1", "B": "2", "C": "3"}}),
-    ("max_env_value_chars", {"argv": ["/bin/true"], "env": {"A": "123"}}),
-    ("max_timeout", {"argv": ["/bin/true"], "timeout": 3}),
-])
-def test_one_limits_table_drives_the_sts_and_the_agent(monkeypatch: pytest.MonkeyPatch, limit: str,
-                                                      spec: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    ("limit", "spec"),
+    [
+        ("max_argv", {"argv": ["/bin/echo", "a", "b"]}),
+        ("max_arg_chars", {"argv": ["abc", "ab"]}),
+        ("max_env", {"argv": ["/bin/true"], "env": {"A": "1", "B": "2", "C": "3"}}),
+        ("max_env_value_chars", {"argv": ["/bin/true"], "env": {"A": "123"}}),
+        ("max_timeout", {"argv": ["/bin/true"], "timeout": 3}),
+    ],
+)
+def test_one_limits_table_drives_the_sts_and_the_agent(
+    monkeypatch: pytest.MonkeyPatch, limit: str, spec: dict[str, Any]
+) -> None:
     import realms.wire.spec
 
     normalized = parse_submission(body(spec=spec)).spec
@@ -188,21 +260,26 @@ def test_one_limits_table_drives_the_sts_and_the_agent(monkeypatch: pytest.Monke
 
 @pytest.mark.parametrize("field", sorted(IDENTITY_FIELDS))
 def test_the_agent_refuses_identity_fields_in_a_spec_too(field: str) -> None:
-    assert _agent_code({"argv": ["/bin/true"], "env": {}, "cwd": None, "timeout": 10, "authgroup": None,
-                        field: "root"}) == "agent.job_invalid"
+    assert (
+        _agent_code({"argv": ["/bin/true"], "env": {}, "cwd": None, "timeout": 10, "authgroup": None, field: "root"})
+        == "agent.job_invalid"
+    )
 
 
 _texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
 
 
-@given(st.fixed_dictionaries(
-    {"argv": st.lists(_texts, min_size=1, max_size=4)},
-    optional={"env": st.dictionaries(st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True), _texts, max_size=3),
-              "cwd": st.one_of(st.none(), _texts.map(lambda t: "/" + t)),
-              "timeout": st.integers(min_value=-5, max_value=LIMITS.max_timeout + 5),
-              "authgroup": st.one_of(st.none(), st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,5}", fullmatch=True),
-                                     _texts)},
-))
+@given(
+    st.fixed_dictionaries(
+        {"argv": st.lists(_texts, min_size=1, max_size=4)},
+        optional={
+            "env": st.dictionaries(st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True), _texts, max_size=3),
+            "cwd": st.one_of(st.none(), _texts.map(lambda t: "/" + t)),
+            "timeout": st.integers(min_value=-5, max_value=LIMITS.max_timeout + 5),
+            "authgroup": st.one_of(st.none(), st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,5}", fullmatch=True), _texts),
+        },
+    )
+)
 @settings(max_examples=300, deadline=None)
 def test_whatever_the_sts_accepts_the_agent_reads_back_unchanged(spec: dict[str, Any]) -> None:
     try:
@@ -211,6 +288,15 @@ def test_whatever_the_sts_accepts_the_agent_reads_back_unchanged(spec: dict[str,
         return
     assert _agent_code(normalized) is None
     assert parse_spec(normalized).as_document() == normalized
-    job = {"id": "job-1", "node": "node1", "type": "shell", "spec": normalized, "submitter": "user:jobmgr/uid=john",
-           "realm": "jobmgr", "not_before": 0, "deadline": 1, "attempt": 1}
+    job = {
+        "id": "job-1",
+        "node": "node1",
+        "type": "shell",
+        "spec": normalized,
+        "submitter": "user:jobmgr/uid=john",
+        "realm": "jobmgr",
+        "not_before": 0,
+        "deadline": 1,
+        "attempt": 1,
+    }
     assert parse_job(job).as_document() == job

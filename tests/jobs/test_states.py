@@ -8,10 +8,18 @@ from sts.jobs.errors import JobStateError
 from sts.jobs.states import TERMINAL, TRANSITIONS, JobState, can_transition, check_transition
 
 ALLOWED = {
-    ("queued", "leased"), ("queued", "expired"), ("queued", "cancelled"),
-    ("leased", "running"), ("leased", "refused"), ("leased", "queued"), ("leased", "expired"),
+    ("queued", "leased"),
+    ("queued", "expired"),
+    ("queued", "cancelled"),
+    ("leased", "running"),
+    ("leased", "refused"),
+    ("leased", "queued"),
+    ("leased", "expired"),
     ("leased", "cancelled"),
-    ("running", "succeeded"), ("running", "failed"), ("running", "refused"), ("running", "lost"),
+    ("running", "succeeded"),
+    ("running", "failed"),
+    ("running", "refused"),
+    ("running", "lost"),
 }
 
 

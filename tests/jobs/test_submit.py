@@ -34,8 +34,11 @@ def job_count(world: World) -> int:
 
 
 def test_submit_creates_a_queued_job_with_a_signed_bound_job_token(world: World) -> None:
-    response = world.client.post("/api/v1/jobs", headers=world.as_user("john"), json={
-        "node": "node1", "type": "shell", "spec": {"argv": ["/bin/echo", "hi"], "env": {"GREETING": "hello"}}})
+    response = world.client.post(
+        "/api/v1/jobs",
+        headers=world.as_user("john"),
+        json={"node": "node1", "type": "shell", "spec": {"argv": ["/bin/echo", "hi"], "env": {"GREETING": "hello"}}},
+    )
     assert response.status_code == 201
     job = response.get_json()
     assert response.headers["Location"].endswith(f"/api/v1/jobs/{job['id']}")
@@ -62,13 +65,19 @@ def test_the_stored_token_does_not_decrypt_under_another_job_id(world: World) ->
         world.services.master_key.decrypt(row.token_ciphertext, two["id"].encode())
 
 
-@pytest.mark.parametrize(("username", "status", "code"), [
-    ("user2", 403, "authz.denied"),  # no role at all
-    ("carol", 403, "authz.denied"),  # monitor only
-])
+@pytest.mark.parametrize(
+    ("username", "status", "code"),
+    [
+        ("user2", 403, "authz.denied"),  # no role at all
+        ("carol", 403, "authz.denied"),  # monitor only
+    ],
+)
 def test_submitting_needs_operator(world: World, username: str, status: int, code: str) -> None:
-    response = world.client.post("/api/v1/jobs", headers=world.as_user(username),
-                                 json={"node": "node1", "type": "shell", "spec": {"argv": ["/bin/true"]}})
+    response = world.client.post(
+        "/api/v1/jobs",
+        headers=world.as_user(username),
+        json={"node": "node1", "type": "shell", "spec": {"argv": ["/bin/true"]}},
+    )
     assert (response.status_code, response.get_json()["code"]) == (status, code)
     assert job_count(world) == 0
 
@@ -82,9 +91,16 @@ def test_an_administrator_may_submit(world: World) -> None:
     assert world.submit("admin")["submitter"] == str(user_id("jobmgr", "admin"))
 
 
-@pytest.mark.parametrize("extra", [{"owner": "user:jobmgr/uid=admin,ou=people,dc=jobmgr,dc=example"},
-                                   {"groups": ["group:jobmgr/cn=jm-admins,ou=groups,dc=jobmgr,dc=example"]},
-                                   {"exp": 9999999999}, {"run_as": "root"}, {"token": "eyJ..."}])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"owner": "user:jobmgr/uid=admin,ou=people,dc=jobmgr,dc=example"},
+        {"groups": ["group:jobmgr/cn=jm-admins,ou=groups,dc=jobmgr,dc=example"]},
+        {"exp": 9999999999},
+        {"run_as": "root"},
+        {"token": "eyJ..."},
+    ],
+)
 def test_identity_fields_over_http_are_refused_and_nothing_is_stored(world: World, extra: dict[str, Any]) -> None:
     body = world.submit("john", 400, None, **extra)
     assert body["code"] == "job.identity_field"
@@ -103,8 +119,12 @@ def test_unknown_node_and_foreign_authgroup(world: World) -> None:
 
 
 def test_a_body_over_the_size_cap_is_refused(world: World) -> None:
-    body = world.client.post("/api/v1/jobs", headers=world.as_user("john"), data=b"{" + b" " * 200_000 + b"}",
-                             content_type="application/json")
+    body = world.client.post(
+        "/api/v1/jobs",
+        headers=world.as_user("john"),
+        data=b"{" + b" " * 200_000 + b"}",
+        content_type="application/json",
+    )
     assert body.status_code == 413
 
 
@@ -187,8 +207,11 @@ def test_the_password_is_never_stored_nor_logged(world: World, caplog: pytest.Lo
     caplog.set_level(logging.DEBUG)
     canary = "Canary-7d1e-pa55word"
     world.submit(node="cellnode", credentials={"username": "bob", "password": canary}, expect=401)
-    ok = world.submit(node="cellnode", credentials={"username": "deployer", "password": "deployer-password"},
-                      headers={"Idempotency-Key": "canary-1"})
+    ok = world.submit(
+        node="cellnode",
+        credentials={"username": "deployer", "password": "deployer-password"},
+        headers={"Idempotency-Key": "canary-1"},
+    )
     assert ok["realm"] == "cellB"
     dump = _everything_stored(world)
     assert "uid=deployer" in dump  # the dump does see the job (the check can fail)
@@ -208,8 +231,11 @@ def test_the_password_is_never_stored_nor_logged(world: World, caplog: pytest.Lo
 
 def test_idempotency_key_returns_the_original_job(world: World) -> None:
     first = world.submit(headers={"Idempotency-Key": "retry-1"})
-    response = world.client.post("/api/v1/jobs", headers={**world.as_user("john"), "Idempotency-Key": "retry-1"},
-                                 json={"node": "node1", "type": "shell", "spec": {"argv": ["/bin/echo", "hi"]}})
+    response = world.client.post(
+        "/api/v1/jobs",
+        headers={**world.as_user("john"), "Idempotency-Key": "retry-1"},
+        json={"node": "node1", "type": "shell", "spec": {"argv": ["/bin/echo", "hi"]}},
+    )
     assert response.status_code == 200 and response.headers["Idempotent-Replayed"] == "true"
     assert response.get_json()["id"] == first["id"]
     assert job_count(world) == 1

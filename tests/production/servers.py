@@ -30,10 +30,20 @@ def write_sts_config(workdir: Path, database_url: str, tables: list[dict[str, An
     key_file = workdir / "master.key"
     if not key_file.exists():
         create_key_file(key_file)
-    lines = ["[sts]", f"base_url = {_toml(BASE_URL)}", f"database_url = {_toml(database_url)}",
-             'master_key_file = "master.key"', f"audience = {_toml(BASE_URL + '/api')}",
-             f"bootstrap_admins = {_toml([str(ADMIN)])}", "", "[throttle]", "failure_factor = 3",
-             "wait_increment_seconds = 60", "max_wait_seconds = 900", "per_address_failure_factor = 50"]
+    lines = [
+        "[sts]",
+        f"base_url = {_toml(BASE_URL)}",
+        f"database_url = {_toml(database_url)}",
+        'master_key_file = "master.key"',
+        f"audience = {_toml(BASE_URL + '/api')}",
+        f"bootstrap_admins = {_toml([str(ADMIN)])}",
+        "",
+        "[throttle]",
+        "failure_factor = 3",
+        "wait_increment_seconds = 60",
+        "max_wait_seconds = 900",
+        "per_address_failure_factor = 50",
+    ]
     for table in tables:
         lines += ["", "[[realms]]", f"name = {_toml(table['name'])}", "[realms.registry]"]
         lines += [f"{key} = {_toml(value)}" for key, value in table["registry"].items()]
@@ -55,9 +65,14 @@ class Actor:
         raise NotImplementedError
 
     def login(self, username: str, password: str | None = None, realm: str = "jobmgr") -> Reply:
-        return self.post(f"/realms/{realm}/token", data={
-            "grant_type": "password", "username": username,
-            "password": f"{username}-password" if password is None else password})
+        return self.post(
+            f"/realms/{realm}/token",
+            data={
+                "grant_type": "password",
+                "username": username,
+                "password": f"{username}-password" if password is None else password,
+            },
+        )
 
     def token(self, username: str, password: str | None = None) -> str:
         response = self.login(username, password)
@@ -66,25 +81,52 @@ class Actor:
 
     def register_node(self, admin_token: str, node_id: str, trusted: tuple[str, ...] = ()) -> Any:
         private, jwk = node_keypair()
-        response = self.post("/api/v1/nodes", headers=bearer(admin_token), json={
-            "id": node_id, "realm": "jobmgr", "authgroups": ["batch"], "public_jwk": jwk,
-            "trusted_realms": list(trusted)})
+        response = self.post(
+            "/api/v1/nodes",
+            headers=bearer(admin_token),
+            json={
+                "id": node_id,
+                "realm": "jobmgr",
+                "authgroups": ["batch"],
+                "public_jwk": jwk,
+                "trusted_realms": list(trusted),
+            },
+        )
         assert response.status == 201, response.body
         return private
 
     def agent_token(self, node_id: str, private: Any, realm: str = "jobmgr") -> str:
         now = int(time.time())
-        signed = jwt.encode({"iss": node_id, "sub": node_id, "aud": f"{BASE_URL}/realms/{realm}/token",
-                             "jti": str(uuid.uuid4()), "iat": now, "exp": now + 120}, private, algorithm="ES256")
-        response = self.post(f"/realms/{realm}/token", data={
-            "grant_type": "client_credentials", "client_id": node_id, "client_assertion_type": ASSERTION_TYPE,
-            "client_assertion": signed})
+        signed = jwt.encode(
+            {
+                "iss": node_id,
+                "sub": node_id,
+                "aud": f"{BASE_URL}/realms/{realm}/token",
+                "jti": str(uuid.uuid4()),
+                "iat": now,
+                "exp": now + 120,
+            },
+            private,
+            algorithm="ES256",
+        )
+        response = self.post(
+            f"/realms/{realm}/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": node_id,
+                "client_assertion_type": ASSERTION_TYPE,
+                "client_assertion": signed,
+            },
+        )
         assert response.status == 200, response.body
         return str(response.body["access_token"])
 
     def submit(self, token: str, node_id: str, argv: tuple[str, ...] = ("/bin/true",)) -> str:
-        response = self.post("/api/v1/jobs", headers=bearer(token), json={
-            "node": node_id, "type": "command", "spec": {"argv": list(argv)}})
+        response = self.post(
+            "/api/v1/jobs",
+            headers=bearer(token),
+            json={"node": node_id, "type": "command", "spec": {"argv": list(argv)}},
+        )
         assert response.status == 201, response.body
         return str(response.body["id"])
 
@@ -99,13 +141,26 @@ class Actor:
     def finish(self, agent_token: str, job: dict[str, Any], outcome: str = "succeeded") -> None:
         job_id = job["job"]["id"]
         if outcome != "refused":
-            started = self.post(f"/api/v1/agent/jobs/{job_id}/start", headers=bearer(agent_token),
-                                       json={"attempt": job["job"]["attempt"]})
+            started = self.post(
+                f"/api/v1/agent/jobs/{job_id}/start",
+                headers=bearer(agent_token),
+                json={"attempt": job["job"]["attempt"]},
+            )
             assert started.status == 200, started.body
-        result = self.post(f"/api/v1/agent/jobs/{job_id}/result", headers=bearer(agent_token), json={
-            "outcome": outcome, "exit_code": 0 if outcome == "succeeded" else None, "stdout_tail": "",
-            "stderr_tail": "", "code": "authz.denied" if outcome == "refused" else None, "reason": None,
-            "account": None, "trace": []})
+        result = self.post(
+            f"/api/v1/agent/jobs/{job_id}/result",
+            headers=bearer(agent_token),
+            json={
+                "outcome": outcome,
+                "exit_code": 0 if outcome == "succeeded" else None,
+                "stdout_tail": "",
+                "stderr_tail": "",
+                "code": "authz.denied" if outcome == "refused" else None,
+                "reason": None,
+                "account": None,
+                "trace": [],
+            },
+        )
         assert result.status == 200, result.body
 
     def full_cycle(self, canary_password: str, node_id: str = "n1") -> list[str]:
@@ -121,9 +176,16 @@ class Actor:
         private = self.register_node(secrets[0], node_id)
         agent = self.agent_token(node_id, private)
         secrets.append(agent)
-        refused = self.post("/api/v1/jobs", headers=bearer(secrets[0]), json={
-            "node": node_id, "type": "command", "spec": {"argv": ["/bin/true"]},
-            "credentials": {"username": "john", "password": canary_password}})
+        refused = self.post(
+            "/api/v1/jobs",
+            headers=bearer(secrets[0]),
+            json={
+                "node": node_id,
+                "type": "command",
+                "spec": {"argv": ["/bin/true"]},
+                "credentials": {"username": "john", "password": canary_password},
+            },
+        )
         assert refused.status == 401, refused.body
         for outcome in ("succeeded", "refused"):
             self.submit(secrets[0], node_id)
@@ -148,8 +210,14 @@ class FlaskActor(Actor):
 class StsProcess(Actor):
     """One ``jobsts serve --production`` process tree (gunicorn master and its workers)."""
 
-    def __init__(self, config: Path, workdir: Path, workers: int = 1, env: dict[str, str] | None = None,
-                 metrics_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        config: Path,
+        workdir: Path,
+        workers: int = 1,
+        env: dict[str, str] | None = None,
+        metrics_dir: Path | None = None,
+    ) -> None:
         # Why socket activation: gunicorn serves the socket we hold, so no other process can
         # take the port between its choice and the bind.
         self.sock = listening_socket()
@@ -161,12 +229,27 @@ class StsProcess(Actor):
         if metrics_dir is not None:
             environment["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
         argv, fds = socket_activation(
-            [sys.executable, "-c", "from realms.console import main; main()", "serve", "--production",
-             "--config", str(config), "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers)],
-            self.sock)
+            [
+                sys.executable,
+                "-c",
+                "from realms.console import main; main()",
+                "serve",
+                "--production",
+                "--config",
+                str(config),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(workers),
+            ],
+            self.sock,
+        )
         with self.stderr_path.open("wb") as stderr:
-            self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=stderr, env=environment,
-                                            cwd=workdir, pass_fds=fds)
+            self.process = subprocess.Popen(
+                argv, stdout=subprocess.DEVNULL, stderr=stderr, env=environment, cwd=workdir, pass_fds=fds
+            )
         self.client = httpx.Client(base_url=self.url, timeout=30)
 
     def wait_ready(self, timeout: float = 60) -> None:
@@ -200,13 +283,15 @@ class StsProcess(Actor):
                 self.process.wait()
         self.sock.close()
 
+
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
 @contextmanager
-def running(config: Path, workdir: Path, count: int = 1, workers: int = 1,
-            metrics_dir: Path | None = None) -> Iterator[list[StsProcess]]:
+def running(
+    config: Path, workdir: Path, count: int = 1, workers: int = 1, metrics_dir: Path | None = None
+) -> Iterator[list[StsProcess]]:
     """``count`` STS processes on one configuration (so one database), all ready."""
     servers: list[StsProcess] = []
     try:

@@ -54,10 +54,24 @@ def test_jobsts_serve_request_log_has_paths_not_query_strings(tmp_path: Path, da
     out, err = tmp_path / "serve.stdout", tmp_path / "serve.stderr"
     with out.open("wb") as stdout, err.open("wb") as stderr:
         process = subprocess.Popen(
-            [sys.executable, "-c", "from realms.console import main; main()", "serve", "--config", str(config),
-             "--host", "127.0.0.1", "--port", str(port)],
-            stdout=stdout, stderr=stderr, cwd=tmp_path, pass_fds=(sock.fileno(),),
-            env={**os.environ, **werkzeug_fd_environment(sock)})
+            [
+                sys.executable,
+                "-c",
+                "from realms.console import main; main()",
+                "serve",
+                "--config",
+                str(config),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            stdout=stdout,
+            stderr=stderr,
+            cwd=tmp_path,
+            pass_fds=(sock.fileno(),),
+            env={**os.environ, **werkzeug_fd_environment(sock)},
+        )
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             give_up = time.monotonic() + 60

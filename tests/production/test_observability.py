@@ -27,18 +27,20 @@ def _sample(name: str, **labels: str) -> float:
 
 
 def test_metrics_count_a_full_cycle(ldap_app: Flask) -> None:
-    names = [("jobsts_logins_total", {"realm": "jobmgr", "outcome": "ok"}),
-             ("jobsts_logins_total", {"realm": "jobmgr", "outcome": "failed"}),
-             ("jobsts_tokens_issued_total", {"profile": "at+jwt"}),
-             ("jobsts_tokens_issued_total", {"profile": "agent+jwt"}),
-             ("jobsts_tokens_issued_total", {"profile": "job+jwt"}),
-             ("jobsts_job_submissions_total", {"outcome": "created"}),
-             ("jobsts_job_leases_total", {"outcome": "leased"}),
-             ("jobsts_job_transitions_total", {"state": "running", "code": ""}),
-             ("jobsts_job_transitions_total", {"state": "succeeded", "code": ""}),
-             ("jobsts_job_transitions_total", {"state": "refused", "code": "authz.denied"}),
-             ("jobsts_agent_refusals_total", {"code": "authz.denied"}),
-             ("jobsts_directory_seconds_count", {"realm": "jobmgr", "operation": "authenticate"})]
+    names = [
+        ("jobsts_logins_total", {"realm": "jobmgr", "outcome": "ok"}),
+        ("jobsts_logins_total", {"realm": "jobmgr", "outcome": "failed"}),
+        ("jobsts_tokens_issued_total", {"profile": "at+jwt"}),
+        ("jobsts_tokens_issued_total", {"profile": "agent+jwt"}),
+        ("jobsts_tokens_issued_total", {"profile": "job+jwt"}),
+        ("jobsts_job_submissions_total", {"outcome": "created"}),
+        ("jobsts_job_leases_total", {"outcome": "leased"}),
+        ("jobsts_job_transitions_total", {"state": "running", "code": ""}),
+        ("jobsts_job_transitions_total", {"state": "succeeded", "code": ""}),
+        ("jobsts_job_transitions_total", {"state": "refused", "code": "authz.denied"}),
+        ("jobsts_agent_refusals_total", {"code": "authz.denied"}),
+        ("jobsts_directory_seconds_count", {"realm": "jobmgr", "operation": "authenticate"}),
+    ]
     before = {(n, tuple(sorted(labels.items()))): _sample(n, **labels) for n, labels in names}
     FlaskActor(ldap_app.test_client()).full_cycle("not-the-password")
     delta = {key: _sample(key[0], **dict(key[1])) - value for key, value in before.items()}
@@ -111,17 +113,30 @@ def test_audit_log_is_complete_and_never_holds_a_secret(ldap_app: Flask, caplog:
     from authz_tables.roles import Role
     from realms.identity.access_id import AccessId
 
-    services.authz.grant(AccessId.parse("user:jobmgr/uid=john,ou=people,dc=jobmgr,dc=example"), Role.OPERATOR,
-                         changed_by="user:jobmgr/uid=admin,ou=people,dc=jobmgr,dc=example")
+    services.authz.grant(
+        AccessId.parse("user:jobmgr/uid=john,ou=people,dc=jobmgr,dc=example"),
+        Role.OPERATOR,
+        changed_by="user:jobmgr/uid=admin,ou=people,dc=jobmgr,dc=example",
+    )
     actor = FlaskActor(ldap_app.test_client())
     secrets = actor.full_cycle(canary)
     assert actor.post("/realms/jobmgr/revoke", data={"token": secrets[0]}).status == 200
 
     entries = _audit_entries(caplog.records)
     events = [(e["event"], e["outcome"]) for e in entries]
-    for wanted in [("login", "failed"), ("login", "ok"), ("token.issued", "ok"), ("node.registered", "ok"),
-                   ("authz.changed", "added"), ("job.submitted", "created"), ("job.submitted", "refused"),
-                   ("job.leased", "ok"), ("job.started", "ok"), ("job.result", "succeeded"), ("job.result", "refused")]:
+    for wanted in [
+        ("login", "failed"),
+        ("login", "ok"),
+        ("token.issued", "ok"),
+        ("node.registered", "ok"),
+        ("authz.changed", "added"),
+        ("job.submitted", "created"),
+        ("job.submitted", "refused"),
+        ("job.leased", "ok"),
+        ("job.started", "ok"),
+        ("job.result", "succeeded"),
+        ("job.result", "refused"),
+    ]:
         assert wanted in events, (wanted, events)
     profiles = {e["profile"] for e in entries if e["event"] == "token.issued"}
     assert profiles == {"at+jwt", "agent+jwt", "job+jwt"}
@@ -133,8 +148,7 @@ def test_audit_log_is_complete_and_never_holds_a_secret(ldap_app: Flask, caplog:
     assert submitted["actor"].startswith("user:jobmgr/uid=admin") and submitted["client"] == "127.0.0.1"
     assert submitted["jti"]  # the job token is named by its jti only
 
-    everything = caplog.text + "\n".join(
-        f"{r.getMessage()} {r.args!r} {r.__dict__!r}" for r in caplog.records)
+    everything = caplog.text + "\n".join(f"{r.getMessage()} {r.args!r} {r.__dict__!r}" for r in caplog.records)
     assert canary not in everything
     assert len(secrets) >= 6
     for secret in secrets:

@@ -27,8 +27,9 @@ def _backend_pid(database: Database) -> int:
         return int(session.execute(text("SELECT pg_backend_pid()")).scalar_one())
 
 
-def test_dropped_connections_are_replaced(database_url: str, on_postgres: bool,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dropped_connections_are_replaced(
+    database_url: str, on_postgres: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if not on_postgres:
         pytest.skip("SQLite has no server connection to drop (set JOBSTS_TEST_DATABASE_URL)")
     database = Database(database_url)

@@ -48,8 +48,22 @@ def test_keys_and_rotation_are_shared(pair: tuple[StsProcess, StsProcess], tmp_p
     before = _active_kid(first.token("john"))
     assert _active_kid(second.token("john")) == before
     rotated = subprocess.run(
-        [sys.executable, "-c", "from realms.console import main; main()", "keys", "rotate", "--config",
-         str(tmp_path / "sts.toml"), "--realm", "jobmgr"], capture_output=True, text=True, timeout=60, check=False)
+        [
+            sys.executable,
+            "-c",
+            "from realms.console import main; main()",
+            "keys",
+            "rotate",
+            "--config",
+            str(tmp_path / "sts.toml"),
+            "--realm",
+            "jobmgr",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert rotated.returncode == 0, rotated.stderr
     # Each process re-reads the key ring generation at most once per check interval (1 s).
     give_up = time.monotonic() + 10

@@ -41,11 +41,24 @@ def test_gunicorn_settings(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_bad_database_is_one_line(tmp_path: Path) -> None:
-    config = write_sts_config(tmp_path, "postgresql+psycopg://nobody@127.0.0.1:1/none",
-                              [ldif_realm_table("jobmgr")])
+    config = write_sts_config(tmp_path, "postgresql+psycopg://nobody@127.0.0.1:1/none", [ldif_realm_table("jobmgr")])
     done = subprocess.run(
-        [sys.executable, "-c", "from realms.console import main; main()", "serve", "--production",
-         "--config", str(config), "--port", "1"], capture_output=True, text=True, timeout=60, check=False)
+        [
+            sys.executable,
+            "-c",
+            "from realms.console import main; main()",
+            "serve",
+            "--production",
+            "--config",
+            str(config),
+            "--port",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "127.0.0.1:1" in done.stderr
@@ -66,8 +79,13 @@ def test_production_server_metrics_and_logs(tmp_path: Path, database_url: str, s
         logins = 12
         for _ in range(logins):  # new connections, so both workers take some
             with httpx.Client(base_url=server.url) as fresh:
-                assert fresh.post("/realms/jobmgr/token", data={
-                    "grant_type": "password", "username": "carol", "password": "carol-password"}).status_code == 200
+                assert (
+                    fresh.post(
+                        "/realms/jobmgr/token",
+                        data={"grant_type": "password", "username": "carol", "password": "carol-password"},
+                    ).status_code
+                    == 200
+                )
         pids = {path.stem.rsplit("_", 1)[-1] for path in metrics_dir.glob("*.db")}
         assert len(pids) >= 2, pids  # both workers write their samples
         text = server.client.get("/metrics").text
@@ -76,8 +94,15 @@ def test_production_server_metrics_and_logs(tmp_path: Path, database_url: str, s
     stderr = server.stderr()
     audit = [json.loads(line) for line in stderr.splitlines() if line.startswith('{"time"')]
     events = {entry["event"] for entry in audit}
-    assert {"login", "token.issued", "node.registered", "job.submitted", "job.leased", "job.started",
-            "job.result"} <= events, events
+    assert {
+        "login",
+        "token.issued",
+        "node.registered",
+        "job.submitted",
+        "job.leased",
+        "job.started",
+        "job.result",
+    } <= events, events
     assert canary not in stderr
     for secret in secrets:
         assert secret not in stderr and secret.rsplit(".", 1)[-1] not in stderr
@@ -110,20 +135,35 @@ def test_plain_gunicorn_with_the_config_module(tmp_path: Path) -> None:
     from tests.loopback import listening_socket, port_of
 
     config = write_sts_config(tmp_path, f"sqlite:///{tmp_path / 'g.db'}", [ldif_realm_table("jobmgr")])
-    subprocess.run([sys.executable, "-c", "from realms.console import main; main()", "init", "--config",
-                    str(config)], check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [sys.executable, "-c", "from realms.console import main; main()", "init", "--config", str(config)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     # gunicorn binds fd://N: the listening socket this test holds, so the port cannot be taken.
     sock = listening_socket()
     port = port_of(sock)
     metrics = tmp_path / "metrics"
     metrics.mkdir()
-    env = {**os.environ, "JOBSTS_CONFIG": str(config), "JOBSTS_GUNICORN_BIND": f"fd://{sock.fileno()}",
-           "JOBSTS_GUNICORN_WORKERS": "2", "PROMETHEUS_MULTIPROC_DIR": str(metrics), "HOME": str(tmp_path)}
+    env = {
+        **os.environ,
+        "JOBSTS_CONFIG": str(config),
+        "JOBSTS_GUNICORN_BIND": f"fd://{sock.fileno()}",
+        "JOBSTS_GUNICORN_WORKERS": "2",
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics),
+        "HOME": str(tmp_path),
+    }
     stderr_path = tmp_path / "gunicorn.stderr"
     with stderr_path.open("wb") as stderr:
-        process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "python:sts.gunicorn_conf", "sts.wsgi:app"],
-                                   env=env, stdout=subprocess.DEVNULL, stderr=stderr, cwd=tmp_path,
-                                   pass_fds=(sock.fileno(),))
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "python:sts.gunicorn_conf", "sts.wsgi:app"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            cwd=tmp_path,
+            pass_fds=(sock.fileno(),),
+        )
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             give_up = time.monotonic() + 60
@@ -135,8 +175,9 @@ def test_plain_gunicorn_with_the_config_module(tmp_path: Path) -> None:
                     pass
                 assert time.monotonic() < give_up and process.poll() is None, stderr_path.read_text()
                 time.sleep(0.1)
-            login = client.post("/realms/jobmgr/token", data={"grant_type": "password", "username": "john",
-                                                               "password": "john-password"})
+            login = client.post(
+                "/realms/jobmgr/token", data={"grant_type": "password", "username": "john", "password": "john-password"}
+            )
             assert login.status_code == 200
             assert 'jobsts_logins_total{outcome="ok",realm="jobmgr"} 1.0' in client.get("/metrics").text
     finally:

@@ -34,15 +34,23 @@ JOHN = "user:jobmgr/uid=john,ou=people,dc=jobmgr,dc=example"
 def build_agent(sts: str, node: str, key: Path, state: Path, account: str, *, leeway: int = 30) -> Agent:
     """A node in realm jobmgr that lets john run ``shell`` jobs as ``account``."""
     client = AgentApi.connect(sts, node, "jobmgr", load_node_key(key, "ES256"), "ES256")
-    trust = TrustStore(realms=frozenset({"jobmgr"}), issuer_of=lambda realm: f"{sts}/realms/{realm}",
-                       cache_dir=None, fetch=client.jwks)
-    policy = NodePolicy(node, "jobmgr", frozenset(), frozenset(), {"shell": Role.OPERATOR},
-                        MappingConfig(rules=(MappingRule("realm", "jobmgr", account),),
-                                      allow_root=account == "root"), leeway)
+    trust = TrustStore(
+        realms=frozenset({"jobmgr"}), issuer_of=lambda realm: f"{sts}/realms/{realm}", cache_dir=None, fetch=client.jwks
+    )
+    policy = NodePolicy(
+        node,
+        "jobmgr",
+        frozenset(),
+        frozenset(),
+        {"shell": Role.OPERATOR},
+        MappingConfig(rules=(MappingRule("realm", "jobmgr", account),), allow_root=account == "root"),
+        leeway,
+    )
     journal = StartedJournal(state / "started.sqlite")
     revocations = RevocationSet(client.revocations)
-    decider = NodeDecider(policy, trust, Snapshot([parse_entry(JOHN, "operator")]), revoked=revocations,
-                          journal=journal)
+    decider = NodeDecider(
+        policy, trust, Snapshot([parse_entry(JOHN, "operator")]), revoked=revocations, journal=journal
+    )
     executor = "setuid" if os.geteuid() == 0 else "self"
     config: Any = SimpleNamespace(executor=executor, limits=Limits(kill_grace=1.0), poll_wait=0)
     return Agent(config, client, decider, journal, revocations, threading.Event())

@@ -155,43 +155,80 @@ def token_attacks(valid: str, signer: Signer, other: Signer, listener_url: str) 
     # HMAC keyed with the public key (RFC 8725 §2.1, CVE-2016-10555) in every encoding.
     for encoding, secret in public_key_encodings(signer.public_key, signer.alg).items():
         for alg in ("HS256", "HS384", "HS512"):
-            c.add(f"hmac-{alg}-{encoding}", hmac_jws({**header, "alg": alg}, payload, secret, alg),
-                  "token.algorithm")
+            c.add(f"hmac-{alg}-{encoding}", hmac_jws({**header, "alg": alg}, payload, secret, alg), "token.algorithm")
     # Keys chosen by the token (RFC 8725 §3.10, CVE-2018-0114): an embedded jwk signed by the
     # attacker, and jku/x5u URLs to a loopback listener that must receive nothing.
     attacker = ec.generate_private_key(ec.SECP256R1())
     attacker_jwk = public_jwk(attacker.public_key(), "ES256")
     for kid in (jwk_thumbprint(attacker.public_key()), signer.kid):
-        c.add(f"embedded-jwk/kid={kid[:8]}", sign_raw({**header, "alg": "ES256", "kid": kid, "jwk": attacker_jwk},
-                                                      payload, attacker, "ES256"), "token.header")
+        c.add(
+            f"embedded-jwk/kid={kid[:8]}",
+            sign_raw({**header, "alg": "ES256", "kid": kid, "jwk": attacker_jwk}, payload, attacker, "ES256"),
+            "token.header",
+        )
     for member in ("jku", "x5u"):
-        c.add(f"{member}-listener/attacker-signed", sign_raw({**header, "alg": "ES256", member: listener_url},
-                                                              payload, attacker, "ES256"), "token.header")
+        c.add(
+            f"{member}-listener/attacker-signed",
+            sign_raw({**header, "alg": "ES256", member: listener_url}, payload, attacker, "ES256"),
+            "token.header",
+        )
         c.add(f"{member}-listener/realm-signed", resign({**header, member: listener_url}, payload), "token.header")
     c.add("x5c", resign({**header, "x5c": [b64(b"not a certificate")]}, payload), "token.header")
     c.add("crit", resign({**header, "crit": ["exp"], "exp": 1}, payload), "token.header")
     c.add("crit-empty", resign({**header, "crit": []}, payload), "token.header")
     # kid injection: paths, SQL, shell, huge, and the wrong JSON types.
-    for kid in ("../../../../../../dev/null", "/etc/passwd", "' OR '1'='1", "x'; DROP TABLE signing_keys; --",
-                "$(touch /tmp/jobsts-pwned)", "`id`", "| id", "k" * 129, "k" * 8000, "\u0000", "%00"):
+    for kid in (
+        "../../../../../../dev/null",
+        "/etc/passwd",
+        "' OR '1'='1",
+        "x'; DROP TABLE signing_keys; --",
+        "$(touch /tmp/jobsts-pwned)",
+        "`id`",
+        "| id",
+        "k" * 129,
+        "k" * 8000,
+        "\u0000",
+        "%00",
+    ):
         c.add(f"kid-injection/{kid[:24]!r}", resign({**header, "kid": kid}, payload), "token.unknown_key")
     for kid_value in (123, None, ["a"], {"k": "v"}, True, ""):
         c.add(f"kid-type/{kid_value!r}", resign({**header, "kid": kid_value}, payload), "token.unknown_key")
     # Cross-realm key confusion: the other realm's real key, under its own kid and under ours.
     foreign = {**header, "alg": other.alg}
-    c.add("other-realm-key/own-kid", sign_raw({**foreign, "kid": other.kid}, payload, other.private_key, other.alg),
-          "token.unknown_key", "token.algorithm")
-    c.add("other-realm-key/victim-kid", sign_raw({**foreign, "kid": signer.kid}, payload, other.private_key,
-                                                 other.alg), "token.signature", "token.algorithm")
+    c.add(
+        "other-realm-key/own-kid",
+        sign_raw({**foreign, "kid": other.kid}, payload, other.private_key, other.alg),
+        "token.unknown_key",
+        "token.algorithm",
+    )
+    c.add(
+        "other-realm-key/victim-kid",
+        sign_raw({**foreign, "kid": signer.kid}, payload, other.private_key, other.alg),
+        "token.signature",
+        "token.algorithm",
+    )
     # A realm vouching for another realm's principal: the other realm signs, as itself, our subject.
-    vouched = {**payload, "iss": payload["iss"].replace(f"/realms/{signer.realm}", f"/realms/{other.realm}"),
-               "realm": other.realm}
-    c.add("other-realm-vouches-for-our-subject",
-          sign_raw({**foreign, "kid": other.kid}, vouched, other.private_key, other.alg), "token.claims")
+    vouched = {
+        **payload,
+        "iss": payload["iss"].replace(f"/realms/{signer.realm}", f"/realms/{other.realm}"),
+        "realm": other.realm,
+    }
+    c.add(
+        "other-realm-vouches-for-our-subject",
+        sign_raw({**foreign, "kid": other.kid}, vouched, other.private_key, other.alg),
+        "token.claims",
+    )
     c.add("realm-claim-lies", resign(header, {**payload, "realm": other.realm}), "token.claims")
     # typ / profile confusion (RFC 8725 §3.11).
-    for typ in ("JWT", "jwt", "job+jwt" if header["typ"] != "job+jwt" else "at+jwt",
-                "agent+jwt" if header["typ"] != "agent+jwt" else "at+jwt", header["typ"] + " ", None, 7):
+    for typ in (
+        "JWT",
+        "jwt",
+        "job+jwt" if header["typ"] != "job+jwt" else "at+jwt",
+        "agent+jwt" if header["typ"] != "agent+jwt" else "at+jwt",
+        header["typ"] + " ",
+        None,
+        7,
+    ):
         c.add(f"typ={typ!r}", resign({**header, "typ": typ}, payload), "token.type")
     c.add("typ-missing", resign({k: v for k, v in header.items() if k != "typ"}, payload), "token.type")
     # Duplicate JSON members: the last one wins in most parsers, the first in some.
@@ -199,15 +236,23 @@ def token_attacks(valid: str, signer: Signer, other: Signer, listener_url: str) 
     c.add("duplicate-header-alg", resign(f'{h_json}, "alg": "none"}}'.encode(), payload), "token.malformed")
     c.add("duplicate-header-kid", resign(f'{h_json}, "kid": "other"}}'.encode(), payload), "token.malformed")
     p_json = json.dumps(payload)[:-1]
-    c.add("duplicate-claim-sub", resign(header, f'{p_json}, "sub": "user:{signer.realm}/uid=admin"}}'.encode()),
-          "token.malformed")
+    c.add(
+        "duplicate-claim-sub",
+        resign(header, f'{p_json}, "sub": "user:{signer.realm}/uid=admin"}}'.encode()),
+        "token.malformed",
+    )
     c.add("duplicate-claim-exp", resign(header, f'{p_json}, "exp": 99999999999}}'.encode()), "token.malformed")
     # Non-canonical base64url: padding, the standard alphabet, whitespace, non-zero trailing bits.
     good = resign(header, payload)
     g_head, g_payload, g_sig = good.split(".")
     c.add("padded-base64", f"{g_head}{'=' * (-len(g_head) % 4) or '=='}.{g_payload}.{g_sig}", "token.malformed")
-    c.add("standard-alphabet", f"{g_head}.{g_payload}.{g_sig.replace('-', '+').replace('_', '/')}"
-          if ("-" in g_sig or "_" in g_sig) else f"{g_head}.{g_payload}+.{g_sig}", "token.malformed")
+    c.add(
+        "standard-alphabet",
+        f"{g_head}.{g_payload}.{g_sig.replace('-', '+').replace('_', '/')}"
+        if ("-" in g_sig or "_" in g_sig)
+        else f"{g_head}.{g_payload}+.{g_sig}",
+        "token.malformed",
+    )
     c.add("whitespace-in-segment", f"{g_head}.{g_payload[:5]} {g_payload[5:]}.{g_sig}", "token.malformed")
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
     if len(g_sig) % 4 in (2, 3):
@@ -229,18 +274,36 @@ def token_attacks(valid: str, signer: Signer, other: Signer, listener_url: str) 
     now = int(time.time())
     ten_years = 10 * 365 * 86400
     c.add("lifetime-exp-years-ahead", resign(header, {**payload, "exp": now + ten_years}), "token.lifetime")
-    c.add("lifetime-exp-minus-iat-10y", resign(header, {**payload, "iat": now - ten_years + 120, "nbf": now - 60,
-                                                        "exp": now + 120}), "token.lifetime")
+    c.add(
+        "lifetime-exp-minus-iat-10y",
+        resign(header, {**payload, "iat": now - ten_years + 120, "nbf": now - 60, "exp": now + 120}),
+        "token.lifetime",
+    )
     # Numeric edge cases for exp, nbf, iat: huge, negative, float, string, infinity, NaN, bool.
     now = int(time.time())
     for name in ("exp", "nbf", "iat"):
-        for label, raw in (("huge", "1e30"), ("2**64", str(2**64)), ("negative", "-1"), ("string", f'"{now}"'),
-                           ("inf-literal", "Infinity"), ("nan", "NaN"), ("overflow-inf", "1e999"),
-                           ("bool", "true"), ("null", "null"), ("list", f"[{now}]")):
+        for label, raw in (
+            ("huge", "1e30"),
+            ("2**64", str(2**64)),
+            ("negative", "-1"),
+            ("string", f'"{now}"'),
+            ("inf-literal", "Infinity"),
+            ("nan", "NaN"),
+            ("overflow-inf", "1e999"),
+            ("bool", "true"),
+            ("null", "null"),
+            ("list", f"[{now}]"),
+        ):
             claims = {k: v for k, v in payload.items() if k != name}
             body = json.dumps(claims)[:-1] + f', "{name}": {raw}}}'
-            c.add(f"{name}={label}", resign(header, body.encode()),
-                  "token.claims", "token.malformed", "token.expired", "token.not_yet_valid")
+            c.add(
+                f"{name}={label}",
+                resign(header, body.encode()),
+                "token.claims",
+                "token.malformed",
+                "token.expired",
+                "token.not_yet_valid",
+            )
     c.add("exp-float-in-past", resign(header, {**payload, "exp": now - 3600.5}), "token.expired")
     c.add("nbf-far-future", resign(header, {**payload, "nbf": now + 86400}), "token.not_yet_valid")
     c.add("iat-far-future", resign(header, {**payload, "iat": now + 86400}), "token.not_yet_valid")
@@ -248,8 +311,11 @@ def token_attacks(valid: str, signer: Signer, other: Signer, listener_url: str) 
     c.add("1MiB-claim", resign(header, {**payload, "pad": "A" * (1 << 20)}), "token.malformed")
     c.add("2MiB-junk", "a" * (2 << 20), "token.malformed")
     c.add("nested-claim-50", resign(header, {**payload, "deep": _nested(50)}), "token.malformed")
-    c.add("nested-array-3000", resign(header, p_json.encode() + b', "deep": ' + b"[" * 3000 + b"]" * 3000 + b"}"),
-          "token.malformed")
+    c.add(
+        "nested-array-3000",
+        resign(header, p_json.encode() + b', "deep": ' + b"[" * 3000 + b"]" * 3000 + b"}"),
+        "token.malformed",
+    )
     c.add("nested-header", resign({**header, "deep": _nested(20)}, payload), "token.malformed")
     return c.attacks
 
@@ -281,8 +347,9 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, interval: flo
     return predicate()
 
 
-def ldap_app(tmp_path: Path, database_url: str, tables: list[dict[str, Any]], *, lenient_throttle: bool = True,
-             **overrides: Any) -> Flask:
+def ldap_app(
+    tmp_path: Path, database_url: str, tables: list[dict[str, Any]], *, lenient_throttle: bool = True, **overrides: Any
+) -> Flask:
     """A real STS app whose realms are the given ``[[realms]]`` tables (slapd-backed ones included)."""
     migrate_database(database_url)
     config = make_config(tmp_path, database_url)

@@ -67,12 +67,23 @@ def make_world(tmp_path: Path, database_url: str, base_url: str, lease_seconds: 
 def register_node(world: World, tmp_path: Path) -> Path:
     private = ec.generate_private_key(ec.SECP256R1())
     key_file = tmp_path / "node.key"
-    key_file.write_bytes(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
+    key_file.write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     key_file.chmod(0o600)
-    response = world.client.post("/api/v1/nodes", headers=world.as_user("admin"), json={
-        "id": "fnode", "realm": "jobmgr", "authgroups": [], "public_jwk": public_jwk(private.public_key(), "ES256"),
-        "trusted_realms": []})
+    response = world.client.post(
+        "/api/v1/nodes",
+        headers=world.as_user("admin"),
+        json={
+            "id": "fnode",
+            "realm": "jobmgr",
+            "authgroups": [],
+            "public_jwk": public_jwk(private.public_key(), "ES256"),
+            "trusted_realms": [],
+        },
+    )
     assert response.status_code == 201, response.get_json()
     return key_file
 
@@ -86,5 +97,15 @@ def serve(app: Flask, sock: socket.socket) -> tuple[BaseWSGIServer, threading.Th
 
 
 def agent_args(served: Served, state: Path) -> list[str]:
-    return ["--sts", served.url, "--node", "fnode", "--key", str(served.key_file), "--state", str(state),
-            "--account", ACCOUNT]
+    return [
+        "--sts",
+        served.url,
+        "--node",
+        "fnode",
+        "--key",
+        str(served.key_file),
+        "--state",
+        str(state),
+        "--account",
+        ACCOUNT,
+    ]

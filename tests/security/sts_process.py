@@ -25,10 +25,12 @@ def main() -> None:
     config_path, where = sys.argv[1], sys.argv[2]
     fd = int(where.removeprefix("fd:")) if where.startswith("fd:") else None
     port = 0 if fd is not None else int(where)
-    logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s %(args)s")
-    jobs = JobSettings(lease_seconds=int(os.environ.get("JOBSTS_TEST_LEASE_SECONDS", "60")), reap_interval=0.2,
-                       poll_interval=0.05)
+    logging.basicConfig(
+        level=logging.DEBUG, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s %(args)s"
+    )
+    jobs = JobSettings(
+        lease_seconds=int(os.environ.get("JOBSTS_TEST_LEASE_SECONDS", "60")), reap_interval=0.2, poll_interval=0.05
+    )
     app = create_app(replace(load_sts_config(config_path), jobs=jobs))
     server = make_server("127.0.0.1", port, app, threaded=True, fd=fd)
     print(f"READY {server.socket.getsockname()[1]}", flush=True)

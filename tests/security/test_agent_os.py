@@ -51,8 +51,11 @@ class Accounts:
         name = f"jsx{uuid.uuid4().hex[:8]}"
         # No login shell and a locked password: even a uid-0 alias left behind by a killed run
         # cannot be logged into.
-        subprocess.run(["useradd", "-M", "-N", "-d", "/nonexistent", "-s", "/usr/sbin/nologin", *options, name],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["useradd", "-M", "-N", "-d", "/nonexistent", "-s", "/usr/sbin/nologin", *options, name],
+            check=True,
+            capture_output=True,
+        )
         self.names.append(name)
         return name
 
@@ -96,8 +99,13 @@ def accounts() -> Iterator[Accounts]:
 
 @pytest.fixture
 def trust(tmp_path: Path) -> TrustStore:
-    return TrustStore(realms=frozenset({OWN, TRUSTED}), issuer_of=issuer, cache_dir=None, fetch=None,
-                      bundles=agent_bundles(tmp_path / "trust"))
+    return TrustStore(
+        realms=frozenset({OWN, TRUSTED}),
+        issuer_of=issuer,
+        cache_dir=None,
+        fetch=None,
+        bundles=agent_bundles(tmp_path / "trust"),
+    )
 
 
 def decide_with(trust: TrustStore, mapping: MappingConfig, **token: Any) -> Any:
@@ -108,10 +116,12 @@ def decide_with(trust: TrustStore, mapping: MappingConfig, **token: Any) -> Any:
 
 @root_only
 @pytest.mark.root
-@pytest.mark.parametrize("options", [("-o", "-u", "0"), ("-g", "0"), ("-G", "root")],
-                         ids=["uid-0-alias", "gid-0", "in-group-root"])
-def test_root_aliases_are_refused_without_allow_root(trust: TrustStore, accounts: Accounts,
-                                                     options: tuple[str, ...]) -> None:
+@pytest.mark.parametrize(
+    "options", [("-o", "-u", "0"), ("-g", "0"), ("-G", "root")], ids=["uid-0-alias", "gid-0", "in-group-root"]
+)
+def test_root_aliases_are_refused_without_allow_root(
+    trust: TrustStore, accounts: Accounts, options: tuple[str, ...]
+) -> None:
     """A second uid-0 account (``toor``), a gid-0 account and a member of group root all carry
     root's powers: mapping to any of them is ``map.root_refused`` unless allow_root is set."""
     name = accounts.add(*options)
@@ -124,16 +134,39 @@ def test_root_aliases_are_refused_without_allow_root(trust: TrustStore, accounts
 
 @pytest.mark.parametrize("name", ["root"])
 def test_root_itself_is_refused_by_every_route(trust: TrustStore, name: str) -> None:
-    for mapping in (MappingConfig(rules=(MappingRule("realm", TRUSTED, name),)),
-                    MappingConfig(fallback=name),
-                    MappingConfig(equivalency=frozenset({TRUSTED}))):
+    for mapping in (
+        MappingConfig(rules=(MappingRule("realm", TRUSTED, name),)),
+        MappingConfig(fallback=name),
+        MappingConfig(equivalency=frozenset({TRUSTED})),
+    ):
         sub = "user:jobmgr/uid=root,ou=people,dc=jobmgr,dc=example"
         decision = decide_with(trust, mapping, sub=sub)
         assert not decision.allowed and decision.code in ("map.root_refused", "map.no_account"), decision.explain()
 
 
-ODD_NAMES = ["0", "1000", "65534", "#0", "#-1", "#4294967295", "-u", "-uroot", "--", "root ", " root", "ro ot",
-             "../root", "nobody\n", "ROOT", "r$(id)", "a;b", "a" * 40, "", "ünïcode", "root\x00"]
+ODD_NAMES = [
+    "0",
+    "1000",
+    "65534",
+    "#0",
+    "#-1",
+    "#4294967295",
+    "-u",
+    "-uroot",
+    "--",
+    "root ",
+    " root",
+    "ro ot",
+    "../root",
+    "nobody\n",
+    "ROOT",
+    "r$(id)",
+    "a;b",
+    "a" * 40,
+    "",
+    "ünïcode",
+    "root\x00",
+]
 
 
 @pytest.mark.parametrize("name", ODD_NAMES, ids=lambda n: repr(n)[:20])
@@ -173,20 +206,47 @@ def account(accounts: Accounts) -> Account:
     return job_account(accounts)
 
 
-def run_as(account: Account, argv: list[str], *, env: dict[str, str] | None = None, timeout: int = 20,
-           limits: dict[str, int] | None = None, cancel: threading.Event | None = None, cwd: str = "/") -> Any:
+def run_as(
+    account: Account,
+    argv: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    timeout: int = 20,
+    limits: dict[str, int] | None = None,
+    cancel: threading.Event | None = None,
+    cwd: str = "/",
+) -> Any:
     executor = executor_for("setuid" if IS_ROOT else "self", account)
     spec = JobSpec(tuple(argv), env or {}, cwd, timeout, None)
     return run_job(executor, account, spec, Limits(rlimits=limits or {}, kill_grace=1.0), cancel)
 
 
 INJECTED = {
-    "LD_PRELOAD": "/tmp/jobsts-evil.so", "LD_LIBRARY_PATH": "/tmp", "LD_AUDIT": "/tmp/a.so",
-    "BASH_ENV": "", "ENV": "", "PYTHONSTARTUP": "/tmp/x.py", "PYTHONPATH": "/tmp", "PYTHONWARNINGS": "error",
-    "PYTHONINSPECT": "1", "PERL5OPT": "-Mevil", "PERL5LIB": "/tmp", "RUBYOPT": "-revil", "NODE_OPTIONS": "--require /x",
-    "GCONV_PATH": "/tmp", "IFS": "/", "SHELLOPTS": "xtrace", "PS4": "$(touch /tmp/x)", "MALLOC_CHECK_": "3",
-    "GLIBC_TUNABLES": "glibc.malloc.check=3", "PATH": "/tmp/evil:/usr/bin", "HOME": "/root", "USER": "root",
-    "SHELL": "/tmp/evil", "JAVA_TOOL_OPTIONS": "-javaagent:/x", "CDPATH": "/tmp",
+    "LD_PRELOAD": "/tmp/jobsts-evil.so",
+    "LD_LIBRARY_PATH": "/tmp",
+    "LD_AUDIT": "/tmp/a.so",
+    "BASH_ENV": "",
+    "ENV": "",
+    "PYTHONSTARTUP": "/tmp/x.py",
+    "PYTHONPATH": "/tmp",
+    "PYTHONWARNINGS": "error",
+    "PYTHONINSPECT": "1",
+    "PERL5OPT": "-Mevil",
+    "PERL5LIB": "/tmp",
+    "RUBYOPT": "-revil",
+    "NODE_OPTIONS": "--require /x",
+    "GCONV_PATH": "/tmp",
+    "IFS": "/",
+    "SHELLOPTS": "xtrace",
+    "PS4": "$(touch /tmp/x)",
+    "MALLOC_CHECK_": "3",
+    "GLIBC_TUNABLES": "glibc.malloc.check=3",
+    "PATH": "/tmp/evil:/usr/bin",
+    "HOME": "/root",
+    "USER": "root",
+    "SHELL": "/tmp/evil",
+    "JAVA_TOOL_OPTIONS": "-javaagent:/x",
+    "CDPATH": "/tmp",
 }
 
 
@@ -212,8 +272,15 @@ def test_environment_injection_is_dropped(account: Account, shared_dir: Path) ->
 def test_agent_refuses_env_names_bash_would_import(name: str) -> None:
     """Shellshock-style function exports cannot even be named: the job is invalid at the agent."""
     with pytest.raises(JobstsError) as caught:
-        parse_spec({"argv": ["/bin/true"], "env": {name: "() { :; }; touch /tmp/pwned"}, "cwd": None,
-                    "timeout": 10, "authgroup": None})
+        parse_spec(
+            {
+                "argv": ["/bin/true"],
+                "env": {name: "() { :; }; touch /tmp/pwned"},
+                "cwd": None,
+                "timeout": 10,
+                "authgroup": None,
+            }
+        )
     assert caught.value.code == "agent.job_invalid"
 
 
@@ -283,17 +350,27 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-ESCAPES_GROUP = pytest.mark.xfail(not IS_ROOT, strict=True, reason=(
-    "gap without root: the self executor runs the job as the agent's own uid, so a descendant that "
-    "called setsid(2) cannot be told apart from the agent's other processes "
-    "(agent_client/executors/__init__.py:run_job contains jobs of other accounts only)"))
+ESCAPES_GROUP = pytest.mark.xfail(
+    not IS_ROOT,
+    strict=True,
+    reason=(
+        "gap without root: the self executor runs the job as the agent's own uid, so a descendant that "
+        "called setsid(2) cannot be told apart from the agent's other processes "
+        "(agent_client/executors/__init__.py:run_job contains jobs of other accounts only)"
+    ),
+)
 
 
-@pytest.mark.parametrize("how", ["background", pytest.param("setsid", marks=ESCAPES_GROUP),
-                                 pytest.param("double-fork-setsid", marks=ESCAPES_GROUP)])
+@pytest.mark.parametrize(
+    "how",
+    [
+        "background",
+        pytest.param("setsid", marks=ESCAPES_GROUP),
+        pytest.param("double-fork-setsid", marks=ESCAPES_GROUP),
+    ],
+)
 @pytest.mark.parametrize("stop", ["cancel", "timeout"])
-def test_a_daemon_started_by_a_job_does_not_outlive_it(account: Account, shared_dir: Path, how: str,
-                                                      stop: str) -> None:
+def test_a_daemon_started_by_a_job_does_not_outlive_it(account: Account, shared_dir: Path, how: str, stop: str) -> None:
     pidfile = shared_dir / "daemon.pid"
     spawn = {
         "background": f"sleep 300 & echo $! > {pidfile}",
@@ -304,8 +381,9 @@ def test_a_daemon_started_by_a_job_does_not_outlive_it(account: Account, shared_
     if stop == "cancel":
         threading.Timer(1.5, cancel.set).start()
     started = time.monotonic()
-    result = run_as(account, ["/bin/sh", "-c", f"{spawn}; sleep 300"], timeout=2 if stop == "timeout" else 60,
-                    cancel=cancel)
+    result = run_as(
+        account, ["/bin/sh", "-c", f"{spawn}; sleep 300"], timeout=2 if stop == "timeout" else 60, cancel=cancel
+    )
     assert time.monotonic() - started < 30
     assert result.code == ("exec.cancelled" if stop == "cancel" else "exec.timeout"), result
     assert wait_for(pidfile.exists, 5)
@@ -336,8 +414,12 @@ def test_a_fork_bomb_is_held_by_rlimit_nproc(accounts: Accounts) -> None:
     watcher.start()
     started = time.monotonic()
     try:
-        result = run_as(account, ["/bin/bash", "-c", "b() { b | b & }; b; sleep 30"], timeout=3,
-                        limits={"nproc": 25, "cpu_seconds": 5})
+        result = run_as(
+            account,
+            ["/bin/bash", "-c", "b() { b | b & }; b; sleep 30"],
+            timeout=3,
+            limits={"nproc": 25, "cpu_seconds": 5},
+        )
     finally:
         stop.set()
         watcher.join()
@@ -370,13 +452,19 @@ def _jobsts(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(JOBSTS), *args], capture_output=True, text=True, timeout=60)
 
 
-@pytest.mark.parametrize("attack", ["group-writable-config", "other-writable-table", "readable-key",
-                                    "symlinked-key", "group-writable-directory"])
+@pytest.mark.parametrize(
+    "attack",
+    ["group-writable-config", "other-writable-table", "readable-key", "symlinked-key", "group-writable-directory"],
+)
 def test_the_agent_refuses_to_start_on_unsafe_files(tmp_path: Path, attack: str) -> None:
     """``jobsts agent run`` (the real entry point) stops before contacting the STS, naming the file."""
     home = tmp_path / "node"
-    assert _jobsts("agent", "init", "--node", "n1", "--realm", "jobmgr", "--sts", "http://127.0.0.1:9",
-                   "--dir", str(home)).returncode == 0
+    assert (
+        _jobsts(
+            "agent", "init", "--node", "n1", "--realm", "jobmgr", "--sts", "http://127.0.0.1:9", "--dir", str(home)
+        ).returncode
+        == 0
+    )
     rows = tmp_path / "rows.csv"
     rows.write_text("access_id,role\nuser:jobmgr/uid=john,operator\n")
     assert _jobsts("authz", "--table", f"sqlite:///{home / 'authz.sqlite'}", "import", str(rows)).returncode == 0
@@ -384,16 +472,26 @@ def test_the_agent_refuses_to_start_on_unsafe_files(tmp_path: Path, attack: str)
     config = str(home / "agent.toml")
     safe = _jobsts("agent", "run", "--config", config, "--once")
     assert "agent.file_mode" not in safe.stderr, safe.stderr  # control: it got as far as the STS
-    victim = {"group-writable-config": home / "agent.toml", "other-writable-table": home / "authz.sqlite",
-              "readable-key": home / "node.key", "symlinked-key": home / "node.key",
-              "group-writable-directory": home}[attack]
+    victim = {
+        "group-writable-config": home / "agent.toml",
+        "other-writable-table": home / "authz.sqlite",
+        "readable-key": home / "node.key",
+        "symlinked-key": home / "node.key",
+        "group-writable-directory": home,
+    }[attack]
     if attack == "symlinked-key":
         moved = tmp_path / "elsewhere.key"
         victim.rename(moved)
         victim.symlink_to(moved)
     else:
-        victim.chmod({"group-writable-config": 0o660, "other-writable-table": 0o602, "readable-key": 0o640,
-                      "group-writable-directory": 0o770}[attack])
+        victim.chmod(
+            {
+                "group-writable-config": 0o660,
+                "other-writable-table": 0o602,
+                "readable-key": 0o640,
+                "group-writable-directory": 0o770,
+            }[attack]
+        )
     refused = _jobsts("agent", "run", "--config", config, "--once")
     assert refused.returncode != 0
     assert "agent.file_mode" in refused.stderr and str(victim) in refused.stderr, refused.stderr

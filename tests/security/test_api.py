@@ -42,8 +42,11 @@ def job_count(world: World) -> int:
 @pytest.mark.parametrize("name", sorted(IDENTITY_FIELDS))
 @pytest.mark.parametrize("where", ["body", "spec"])
 def test_mass_assignment_of_identity_fields_is_refused(world: World, name: str, where: str) -> None:
-    value: Any = str(user_id("jobmgr", "admin")) if name not in ("groups", "exp", "iat", "nbf") else (
-        ["group:jobmgr/cn=jm-admins,ou=groups,dc=jobmgr,dc=example"] if name == "groups" else 4102444800)
+    value: Any = (
+        str(user_id("jobmgr", "admin"))
+        if name not in ("groups", "exp", "iat", "nbf")
+        else (["group:jobmgr/cn=jm-admins,ou=groups,dc=jobmgr,dc=example"] if name == "groups" else 4102444800)
+    )
     body = json.loads(json.dumps(SUBMISSION))
     (body if where == "body" else body["spec"])[name] = value
     response = world.client.post("/api/v1/jobs", json=body, headers=world.as_user("john"))
@@ -96,8 +99,9 @@ def test_oversized_bodies_are_413(world: World) -> None:
     big = {**SUBMISSION, "spec": {"argv": ["/bin/echo", "x" * (200 * 1024)]}}
     response = world.client.post("/api/v1/jobs", json=big, headers=world.as_user("john"))
     assert response.status_code == 413 and response.get_json()["code"] == "request.too_large"
-    form = world.client.post("/realms/jobmgr/token", data={"grant_type": "password", "username": "john",
-                                                           "password": "p" * (200 * 1024)})
+    form = world.client.post(
+        "/realms/jobmgr/token", data={"grant_type": "password", "username": "john", "password": "p" * (200 * 1024)}
+    )
     assert form.status_code == 413
     assert job_count(world) == 0
 
@@ -106,8 +110,11 @@ def test_oversized_bodies_are_413(world: World) -> None:
 def test_deeply_nested_bodies_are_refused_cleanly(world: World, depth: int) -> None:
     nested = "[" * depth + "]" * depth
     raw = '{"node": "node1", "type": "shell", "spec": {"argv": ["/bin/true"], "env": ' + nested + "}}"
-    for path, headers in (("/api/v1/jobs", world.as_user("john")), ("/api/v1/agent/lease", world.as_agent()),
-                          ("/api/v1/nodes", world.as_user("admin"))):
+    for path, headers in (
+        ("/api/v1/jobs", world.as_user("john")),
+        ("/api/v1/agent/lease", world.as_agent()),
+        ("/api/v1/nodes", world.as_user("admin")),
+    ):
         response = world.client.post(path, data=raw, content_type="application/json", headers=headers)
         assert response.status_code < 500, (path, response.status_code, response.get_data()[:200])
         if path != "/api/v1/agent/lease":  # lease reads only "wait" and ignores other members
@@ -115,12 +122,24 @@ def test_deeply_nested_bodies_are_refused_cleanly(world: World, depth: int) -> N
 
 
 CONFUSED: list[Any] = [
-    [], "job", 42, None, True, [SUBMISSION],
-    {**SUBMISSION, "node": 1}, {**SUBMISSION, "node": ["node1"]}, {**SUBMISSION, "node": {"id": "node1"}},
-    {**SUBMISSION, "type": 7}, {**SUBMISSION, "type": None}, {**SUBMISSION, "spec": ["/bin/true"]},
-    {**SUBMISSION, "spec": "/bin/true"}, {**SUBMISSION, "spec": {"argv": "/bin/true"}},
-    {**SUBMISSION, "spec": {"argv": [1, 2]}}, {**SUBMISSION, "spec": {"argv": [["/bin/true"]]}},
-    {**SUBMISSION, "spec": {"argv": []}}, {**SUBMISSION, "spec": {"argv": ["/bin/true"], "env": ["A=1"]}},
+    [],
+    "job",
+    42,
+    None,
+    True,
+    [SUBMISSION],
+    {**SUBMISSION, "node": 1},
+    {**SUBMISSION, "node": ["node1"]},
+    {**SUBMISSION, "node": {"id": "node1"}},
+    {**SUBMISSION, "type": 7},
+    {**SUBMISSION, "type": None},
+    {**SUBMISSION, "spec": ["/bin/true"]},
+    {**SUBMISSION, "spec": "/bin/true"},
+    {**SUBMISSION, "spec": {"argv": "/bin/true"}},
+    {**SUBMISSION, "spec": {"argv": [1, 2]}},
+    {**SUBMISSION, "spec": {"argv": [["/bin/true"]]}},
+    {**SUBMISSION, "spec": {"argv": []}},
+    {**SUBMISSION, "spec": {"argv": ["/bin/true"], "env": ["A=1"]}},
     {**SUBMISSION, "spec": {"argv": ["/bin/true"], "env": {"A": 1}}},
     {**SUBMISSION, "spec": {"argv": ["/bin/true"], "env": {"A=B": "1"}}},
     {**SUBMISSION, "spec": {"argv": ["/bin/true"], "timeout": "10"}},
@@ -129,24 +148,44 @@ CONFUSED: list[Any] = [
     {**SUBMISSION, "spec": {"argv": ["/bin/true"], "timeout": 10**30}},
     {**SUBMISSION, "spec": {"argv": ["/bin/true"], "cwd": 5}},
     {**SUBMISSION, "spec": {"argv": ["/bin/true\x00"]}},
-    {**SUBMISSION, "not_before": True}, {**SUBMISSION, "not_before": -1}, {**SUBMISSION, "deadline": 1e308},
-    {**SUBMISSION, "deadline": "tomorrow"}, {**SUBMISSION, "deadline": [1]}, {**SUBMISSION, "deadline": 10**40},
-    {**SUBMISSION, "credentials": "bob:pw"}, {**SUBMISSION, "credentials": {"username": 1, "password": []}},
+    {**SUBMISSION, "not_before": True},
+    {**SUBMISSION, "not_before": -1},
+    {**SUBMISSION, "deadline": 1e308},
+    {**SUBMISSION, "deadline": "tomorrow"},
+    {**SUBMISSION, "deadline": [1]},
+    {**SUBMISSION, "deadline": 10**40},
+    {**SUBMISSION, "credentials": "bob:pw"},
+    {**SUBMISSION, "credentials": {"username": 1, "password": []}},
     {**SUBMISSION, "credentials": {"username": "bob"}},
 ]
 
 
 @pytest.mark.parametrize("body", CONFUSED, ids=lambda b: json.dumps(b)[:60])
 def test_type_confused_json_is_a_400_problem(world: World, body: Any) -> None:
-    response = world.client.post("/api/v1/jobs", data=json.dumps(body), content_type="application/json",
-                                 headers=world.as_user("john"))
+    response = world.client.post(
+        "/api/v1/jobs", data=json.dumps(body), content_type="application/json", headers=world.as_user("john")
+    )
     assert 400 <= response.status_code < 500, response.get_json()
     assert response.content_type == "application/problem+json" and response.get_json()["code"]
     assert job_count(world) == 0
 
 
-SQL = ["' OR '1'='1", "1' OR 1=1 --", "'; DROP TABLE jobs; --", "%", "_", "*", "\\", "node1' --", "\" OR \"\"=\"",
-       "1)) OR ((1=1", "node1\x00", "NULL", "0x27", "' UNION SELECT token_ciphertext FROM jobs --"]
+SQL = [
+    "' OR '1'='1",
+    "1' OR 1=1 --",
+    "'; DROP TABLE jobs; --",
+    "%",
+    "_",
+    "*",
+    "\\",
+    "node1' --",
+    '" OR ""="',
+    "1)) OR ((1=1",
+    "node1\x00",
+    "NULL",
+    "0x27",
+    "' UNION SELECT token_ciphertext FROM jobs --",
+]
 
 
 @pytest.mark.parametrize("name", ["state", "node", "submitter", "before", "limit"])
@@ -160,8 +199,9 @@ def test_sql_metacharacters_in_every_filter(world: World, name: str) -> None:
             if response.status_code == 200:
                 assert response.get_json()["jobs"] == [], (name, value, who)
     # a non-monitor cannot widen visibility with a filter
-    response = world.client.get("/api/v1/jobs", query_string={"submitter": mine["submitter"]},
-                                headers=world.as_user("user2"))
+    response = world.client.get(
+        "/api/v1/jobs", query_string={"submitter": mine["submitter"]}, headers=world.as_user("user2")
+    )
     assert response.get_json()["jobs"] == []
     for value in SQL:
         response = world.client.get(f"/api/v1/jobs/{value}", headers=world.as_user("carol"))
@@ -171,8 +211,11 @@ def test_sql_metacharacters_in_every_filter(world: World, name: str) -> None:
 
 def _failed_logins(client: Any, count: int, forwarded: Any) -> None:
     for i in range(count):
-        response = client.post("/realms/jobmgr/token", headers={"X-Forwarded-For": forwarded(i)}, data={
-            "grant_type": "password", "username": f"ghost{i}", "password": "guess"})
+        response = client.post(
+            "/realms/jobmgr/token",
+            headers={"X-Forwarded-For": forwarded(i)},
+            data={"grant_type": "password", "username": f"ghost{i}", "password": "guess"},
+        )
         assert response.status_code == 400
 
 
@@ -182,8 +225,9 @@ def test_x_forwarded_for_spoofing_does_not_escape_the_address_throttle(world: Wo
     trusted proxy the header is ignored; behind one, only the address the proxy appended counts."""
     import ipaddress
 
-    world.services.config = replace(world.services.config,
-                                    trusted_proxies=tuple(ipaddress.ip_network(p) for p in proxies))
+    world.services.config = replace(
+        world.services.config, trusted_proxies=tuple(ipaddress.ip_network(p) for p in proxies)
+    )
     client = world.app.test_client()
     if proxies:
         _failed_logins(client, 21, lambda i: f"10.9.{i}.1, 192.0.2.7")
@@ -191,33 +235,44 @@ def test_x_forwarded_for_spoofing_does_not_escape_the_address_throttle(world: Wo
     else:
         _failed_logins(client, 21, lambda i: f"10.9.{i}.1")
         spoofed = "10.0.0.99"
-    response = client.post("/realms/jobmgr/token", headers={"X-Forwarded-For": spoofed}, data={
-        "grant_type": "password", "username": "john", "password": "john-password"})
+    response = client.post(
+        "/realms/jobmgr/token",
+        headers={"X-Forwarded-For": spoofed},
+        data={"grant_type": "password", "username": "john", "password": "john-password"},
+    )
     assert response.status_code == 400, "the guessing address was not throttled"
     if proxies:  # another real client behind the same proxy is not punished
-        response = client.post("/realms/jobmgr/token", headers={"X-Forwarded-For": "198.51.100.3"}, data={
-            "grant_type": "password", "username": "john", "password": "john-password"})
+        response = client.post(
+            "/realms/jobmgr/token",
+            headers={"X-Forwarded-For": "198.51.100.3"},
+            data={"grant_type": "password", "username": "john", "password": "john-password"},
+        )
         assert response.status_code == 200
 
 
 def _secrets_flow(base: str, http: Any, canaries: dict[str, str]) -> list[str]:
     """Drive logins, a submission with credentials, a lease, bad tokens; return every secret used."""
-    bad = http.post(f"{base}/realms/jobmgr/token", data={"grant_type": "password", "username": "john",
-                                                         "password": canaries["password"]})
+    bad = http.post(
+        f"{base}/realms/jobmgr/token",
+        data={"grant_type": "password", "username": "john", "password": canaries["password"]},
+    )
     assert bad.status_code == 400
-    good = http.post(f"{base}/realms/jobmgr/token", data={"grant_type": "password", "username": "john",
-                                                          "password": "john-password"})
+    good = http.post(
+        f"{base}/realms/jobmgr/token", data={"grant_type": "password", "username": "john", "password": "john-password"}
+    )
     assert good.status_code == 200
     tokens = good.json() if hasattr(good, "json") and callable(good.json) else good.get_json()
     access, refresh = tokens["access_token"], tokens["refresh_token"]
     headers = {"Authorization": f"Bearer {access}"}
-    submitted = http.post(f"{base}/api/v1/jobs", headers=headers, json={
-        **SUBMISSION, "node": "cellnode", "credentials": {"username": "bob", "password": canaries["credential"]}})
+    submitted = http.post(
+        f"{base}/api/v1/jobs",
+        headers=headers,
+        json={**SUBMISSION, "node": "cellnode", "credentials": {"username": "bob", "password": canaries["credential"]}},
+    )
     assert submitted.status_code in (400, 401, 403), submitted
     forged = access[:-8] + canaries["token"][:8]
     assert http.get(f"{base}/api/v1/jobs", headers={"Authorization": f"Bearer {forged}"}).status_code == 401
-    refreshed = http.post(f"{base}/realms/jobmgr/token", data={"grant_type": "refresh_token",
-                                                                "refresh_token": refresh})
+    refreshed = http.post(f"{base}/realms/jobmgr/token", data={"grant_type": "refresh_token", "refresh_token": refresh})
     assert refreshed.status_code == 200
     return [access, refresh, canaries["password"], canaries["credential"], "john-password", forged]
 
@@ -231,8 +286,9 @@ def _secret_parts(secrets: list[str]) -> list[str]:
     return parts
 
 
-def test_no_secret_reaches_the_logs_in_process(world: World, caplog: pytest.LogCaptureFixture,
-                                                capfd: pytest.CaptureFixture[str]) -> None:
+def test_no_secret_reaches_the_logs_in_process(
+    world: World, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
     canaries = {k: f"CANARY-{k}-{uuid.uuid4().hex}" for k in ("password", "credential", "token")}
     caplog.set_level(logging.DEBUG)
     secrets = _secrets_flow("", world.client, canaries)
@@ -250,8 +306,14 @@ def test_no_secret_reaches_the_logs_in_process(world: World, caplog: pytest.LogC
 def sts_subprocess(tmp_path: Path, database_url: str) -> Iterator[tuple[World, str, subprocess.Popen[str]]]:
     world = build_world(tmp_path, database_url)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore"}
-    process = subprocess.Popen([sys.executable, "-m", "tests.security.sts_process", str(tmp_path / "sts.toml"), "0"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.security.sts_process", str(tmp_path / "sts.toml"), "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
     try:
         assert process.stdout is not None
         line = process.stdout.readline()
@@ -299,15 +361,25 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violation(api_app: tuple[Flask,
 
     app, headers = api_app
     schema = schemathesis.openapi.from_wsgi("/openapi.json", app)
-    wanted = [st_checks.not_a_server_error, st_checks.status_code_conformance, st_checks.content_type_conformance,
-              st_checks.response_schema_conformance]
+    wanted = [
+        st_checks.not_a_server_error,
+        st_checks.status_code_conformance,
+        st_checks.content_type_conformance,
+        st_checks.response_schema_conformance,
+    ]
     failures: list[str] = []
     for result in schema.get_all_operations():
         operation = result.ok()
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=SCHEMATHESIS_EXAMPLES, deadline=None, derandomize=True, database=None,
-                  phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=SCHEMATHESIS_EXAMPLES,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            phases=[Phase.explicit, Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
         def run(case: Any) -> None:
             case.call_and_validate(headers=headers, checks=wanted)
 
@@ -333,11 +405,16 @@ def test_ldap_app_factory_is_usable(tmp_path: Path, database_url: str) -> None:
 
 
 NUL_REQUESTS = [
-    ("get", "/api/v1/nodes/node1%00x", "admin"), ("put", "/api/v1/nodes/node1%00x", "admin"),
-    ("delete", "/api/v1/nodes/node1%00x", "admin"), ("get", "/api/v1/access-ids/jobmgr/john%00", "admin"),
-    ("get", "/api/v1/jobs/x%00", "carol"), ("post", "/api/v1/jobs/x%00/cancel", "john"),
-    ("post", "/api/v1/agent/jobs/x%00/start", None), ("post", "/api/v1/agent/jobs/x%00/result", None),
-    ("post", "/api/v1/agent/jobs/x%00/heartbeat", None), ("get", "/realms/job%00mgr/jwks", "john"),
+    ("get", "/api/v1/nodes/node1%00x", "admin"),
+    ("put", "/api/v1/nodes/node1%00x", "admin"),
+    ("delete", "/api/v1/nodes/node1%00x", "admin"),
+    ("get", "/api/v1/access-ids/jobmgr/john%00", "admin"),
+    ("get", "/api/v1/jobs/x%00", "carol"),
+    ("post", "/api/v1/jobs/x%00/cancel", "john"),
+    ("post", "/api/v1/agent/jobs/x%00/start", None),
+    ("post", "/api/v1/agent/jobs/x%00/result", None),
+    ("post", "/api/v1/agent/jobs/x%00/heartbeat", None),
+    ("get", "/realms/job%00mgr/jwks", "john"),
     ("post", "/realms/jobmgr%00/token", "john"),
 ]
 
@@ -346,7 +423,8 @@ NUL_REQUESTS = [
 def test_nul_bytes_in_paths_are_client_errors(world: World, method: str, path: str, who: str | None) -> None:
     """PostgreSQL text cannot hold NUL: a NUL that reaches a query is a 500 there (and only there)."""
     headers = world.as_agent() if who is None else world.as_user(who)
-    body = {"outcome": "failed", "exit_code": 1, "stdout_tail": "", "stderr_tail": ""} if path.endswith("result") \
-        else {}
+    body = (
+        {"outcome": "failed", "exit_code": 1, "stdout_tail": "", "stderr_tail": ""} if path.endswith("result") else {}
+    )
     response = getattr(world.client, method)(path, json=body, headers=headers)
     assert 400 <= response.status_code < 500, (response.status_code, response.get_data()[:200])

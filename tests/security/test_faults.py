@@ -82,8 +82,13 @@ class StsProcesses:
 
     def start(self) -> None:
         fd = self.sock.fileno()
-        process = spawn("tests.security.sts_process", str(self.served.tmp_path / "sts.toml"), f"fd:{fd}",
-                        env={"JOBSTS_BASE_URL": self.served.url, "JOBSTS_TEST_LEASE_SECONDS": "30"}, pass_fds=(fd,))
+        process = spawn(
+            "tests.security.sts_process",
+            str(self.served.tmp_path / "sts.toml"),
+            f"fd:{fd}",
+            env={"JOBSTS_BASE_URL": self.served.url, "JOBSTS_TEST_LEASE_SECONDS": "30"},
+            pass_fds=(fd,),
+        )
         read_until(process, "READY")
         self.processes.append(process)
 
@@ -95,8 +100,7 @@ def sts_proc(served: Served) -> Iterator[tuple[Served, StsProcesses]]:
     the listening socket, so the port is never free between a kill and the restart: requests
     in between wait in its backlog for the next process."""
     sock = listening_socket()
-    served = Served(served.world, f"http://127.0.0.1:{port_of(sock)}", served.key_file, served.marker,
-                    served.tmp_path)
+    served = Served(served.world, f"http://127.0.0.1:{port_of(sock)}", served.key_file, served.marker, served.tmp_path)
     # The in-process app minted with the old base URL; this process serves under its own.
     processes = StsProcesses(served, sock)
     try:
@@ -127,8 +131,11 @@ def _sts_world_token(served: Served) -> dict[str, str]:
     # Tokens minted by the in-process app name its issuer; the served one accepts its own only.
     import httpx
 
-    response = httpx.post(f"{served.url}/realms/jobmgr/token", data={
-        "grant_type": "password", "username": "john", "password": "john-password"}, timeout=30)
+    response = httpx.post(
+        f"{served.url}/realms/jobmgr/token",
+        data={"grant_type": "password", "username": "john", "password": "john-password"},
+        timeout=30,
+    )
     assert response.status_code == 200, response.text
     return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
@@ -136,8 +143,12 @@ def _sts_world_token(served: Served) -> dict[str, str]:
 def _submit_http(served: Served) -> str:
     import httpx
 
-    response = httpx.post(f"{served.url}/api/v1/jobs", headers=_sts_world_token(served), timeout=30, json={
-        "node": "fnode", "type": "shell", "spec": {"argv": ["/bin/sh", "-c", f"id -un >> {served.marker}"]}})
+    response = httpx.post(
+        f"{served.url}/api/v1/jobs",
+        headers=_sts_world_token(served),
+        timeout=30,
+        json={"node": "fnode", "type": "shell", "spec": {"argv": ["/bin/sh", "-c", f"id -un >> {served.marker}"]}},
+    )
     assert response.status_code == 201, response.text
     return str(response.json()["id"])
 
@@ -182,8 +193,9 @@ def test_sts_killed_at_each_step(sts_proc: tuple[Served, StsProcesses], step: st
     assert served.runs() == [ACCOUNT]
 
 
-def test_database_restart_under_load_runs_each_job_once(tmp_path: Path, database_url: str, on_postgres: bool,
-                                                        shared_dir: Path) -> None:
+def test_database_restart_under_load_runs_each_job_once(
+    tmp_path: Path, database_url: str, on_postgres: bool, shared_dir: Path
+) -> None:
     """PostgreSQL behind a TCP proxy we control (never the machine's real server) drops every
     connection while an agent works through jobs over HTTP; afterwards each job ran once."""
     if not on_postgres:
@@ -241,8 +253,9 @@ def test_database_restart_under_load_runs_each_job_once(tmp_path: Path, database
 
 
 @pytest.mark.slapd
-def test_directory_restart_under_load(tmp_path: Path, database_url: str,
-                                      tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_directory_restart_under_load(
+    tmp_path: Path, database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """Our own slapd (never the session's) restarts while logins run: every answer is 200 or 503,
     never a refusal of a correct password, and logins work again without restarting the STS."""
     directory = SlapdServer(tmp_path_factory.mktemp("restart-slapd"), seeds={"jobmgr": seed_files()["jobmgr"]})
@@ -258,8 +271,9 @@ def test_directory_restart_under_load(tmp_path: Path, database_url: str,
     def load() -> None:
         client = app.test_client()
         while not stop.is_set():
-            response = client.post("/realms/jobmgr/token", data={"grant_type": "password", "username": "john",
-                                                                 "password": "john-password"})
+            response = client.post(
+                "/realms/jobmgr/token", data={"grant_type": "password", "username": "john", "password": "john-password"}
+            )
             statuses[response.status_code] += 1
 
     threads = [threading.Thread(target=load) for _ in range(3)]
@@ -285,11 +299,14 @@ def test_directory_restart_under_load(tmp_path: Path, database_url: str,
     assert set(statuses) <= {200, 503}, statuses
 
 
-@pytest.mark.parametrize("skew,expect", [
-    (-45, "token.not_yet_valid"),  # agent clock 45 s behind the STS: beyond the 30 s leeway
-    (-15, None),  # 15 s behind: within the leeway
-    (15, None),
-])
+@pytest.mark.parametrize(
+    "skew,expect",
+    [
+        (-45, "token.not_yet_valid"),  # agent clock 45 s behind the STS: beyond the 30 s leeway
+        (-15, None),  # 15 s behind: within the leeway
+        (15, None),
+    ],
+)
 def test_clock_skew_between_sts_and_agent(served: Served, skew: int, expect: str | None) -> None:
     """A job token is minted with nbf = iat = the STS's now; the agent decides on its own clock."""
     served.submit()
@@ -317,12 +334,18 @@ def test_clock_skew_of_the_agent_at_the_token_endpoint(served: Served, skew: int
         assertion = agent.client.auth.client_assertion(now=time.time() + skew)
         claims = jwt.decode(assertion, options={"verify_signature": False})
         if skew < 0:  # "behind": the assertion's window closes before the STS's now
-            assertion = jwt.encode({**claims, "exp": int(time.time()) + skew}, load_key(served.key_file),
-                                   algorithm="ES256")
-        response = served.world.client.post("/realms/jobmgr/token", data={
-            "grant_type": "client_credentials", "client_id": "fnode",
-            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            "client_assertion": assertion})
+            assertion = jwt.encode(
+                {**claims, "exp": int(time.time()) + skew}, load_key(served.key_file), algorithm="ES256"
+            )
+        response = served.world.client.post(
+            "/realms/jobmgr/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": "fnode",
+                "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                "client_assertion": assertion,
+            },
+        )
     finally:
         agent.close()
     assert (response.status_code == 200) is ok, response.get_json()
@@ -330,4 +353,3 @@ def test_clock_skew_of_the_agent_at_the_token_endpoint(served: Served, skew: int
 
 def load_key(path: Path) -> Any:
     return serialization.load_pem_private_key(path.read_bytes(), password=None)
-

@@ -24,16 +24,19 @@ from hypothesis import strategies as st
 
 from authz_tables.errors import AuthzError
 from authz_tables.transfer import export_entries, parse_text
-from realms.identity.access_id import AccessId, AccessIdKind
 from realms.errors import AccessIdInvalid, JobstsError
-from realms.wire.digest import canonical_json, job_digest
+from realms.identity.access_id import AccessId, AccessIdKind
 from realms.tokens import JOB_TOKEN, IssuerTrust, TokenMalformed, VerificationKey, jwk_thumbprint, verify
 from realms.tokens.errors import TokenError
 from realms.tokens.jws import parse_compact
+from realms.wire.digest import canonical_json, job_digest
 
 EXAMPLES = int(os.environ.get("JOBSTS_FUZZ_EXAMPLES", "60"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                           HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
 # --- access IDs ------------------------------------------------------------------------------
 
@@ -41,8 +44,12 @@ realm_names = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,20}", fullmatch=True)
 id_text = st.text(st.characters(codec="utf-8"), min_size=0, max_size=60)
 spelled = st.one_of(
     id_text,
-    st.builds(lambda k, r, t: f"{k}:{r}/{t}", st.sampled_from(["user", "group", "USER", "node", "special", "x"]),
-              realm_names, id_text),
+    st.builds(
+        lambda k, r, t: f"{k}:{r}/{t}",
+        st.sampled_from(["user", "group", "USER", "node", "special", "x"]),
+        realm_names,
+        id_text,
+    ),
 )
 
 
@@ -81,18 +88,25 @@ def test_access_ids_survive_a_token_claim_and_a_table_export(realm: str, name: s
 
 # --- the canonical job digest -----------------------------------------------------------------
 
-json_scalars = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**53), max_value=2**53),
-                         st.text(max_size=20))
-json_values = st.recursive(json_scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)), max_leaves=20)
-specs = st.fixed_dictionaries({
-    "argv": st.lists(st.text(min_size=1, max_size=20), min_size=1, max_size=5),
-    "env": st.dictionaries(st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,10}", fullmatch=True), st.text(max_size=10),
-                           max_size=4),
-    "cwd": st.one_of(st.none(), st.text(min_size=1, max_size=20).map(lambda s: "/" + s)),
-    "timeout": st.integers(min_value=1, max_value=2_592_000),
-    "authgroup": st.one_of(st.none(), st.from_regex(r"[a-z][a-z0-9]{0,8}", fullmatch=True)),
-})
+json_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(2**53), max_value=2**53), st.text(max_size=20)
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    max_leaves=20,
+)
+specs = st.fixed_dictionaries(
+    {
+        "argv": st.lists(st.text(min_size=1, max_size=20), min_size=1, max_size=5),
+        "env": st.dictionaries(
+            st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,10}", fullmatch=True), st.text(max_size=10), max_size=4
+        ),
+        "cwd": st.one_of(st.none(), st.text(min_size=1, max_size=20).map(lambda s: "/" + s)),
+        "timeout": st.integers(min_value=1, max_value=2_592_000),
+        "authgroup": st.one_of(st.none(), st.from_regex(r"[a-z][a-z0-9]{0,8}", fullmatch=True)),
+    }
+)
 
 
 @FUZZ
@@ -151,8 +165,9 @@ class Resolver:
     def issuer_trust(self, issuer: str) -> IssuerTrust | None:
         if issuer != ISSUER:
             return None
-        return IssuerTrust("jobmgr", ISSUER, frozenset({"ES256"}),
-                           {KID: VerificationKey(KID, "ES256", KEY.public_key())})
+        return IssuerTrust(
+            "jobmgr", ISSUER, frozenset({"ES256"}), {KID: VerificationKey(KID, "ES256", KEY.public_key())}
+        )
 
     def refreshed_trust(self, issuer: str) -> IssuerTrust | None:
         return None
@@ -160,9 +175,19 @@ class Resolver:
 
 def genuine() -> str:
     now = int(time.time())
-    claims = {"iss": ISSUER, "sub": "user:jobmgr/uid=john,ou=people,dc=jobmgr,dc=example", "aud": "node1",
-              "iat": now, "nbf": now, "exp": now + 600, "jti": str(uuid.uuid4()), "realm": "jobmgr", "groups": [],
-              "job_id": "j", "job_digest": "d"}
+    claims = {
+        "iss": ISSUER,
+        "sub": "user:jobmgr/uid=john,ou=people,dc=jobmgr,dc=example",
+        "aud": "node1",
+        "iat": now,
+        "nbf": now,
+        "exp": now + 600,
+        "jti": str(uuid.uuid4()),
+        "realm": "jobmgr",
+        "groups": [],
+        "job_id": "j",
+        "job_digest": "d",
+    }
     return jwt.encode(claims, KEY, algorithm="ES256", headers={"kid": KID, "typ": "job+jwt"})
 
 
@@ -171,8 +196,13 @@ B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 
 @FUZZ
-@given(data=st.one_of(st.text(max_size=400), st.binary(max_size=400),
-                      st.lists(st.text(B64, max_size=60), min_size=1, max_size=5).map(".".join)))
+@given(
+    data=st.one_of(
+        st.text(max_size=400),
+        st.binary(max_size=400),
+        st.lists(st.text(B64, max_size=60), min_size=1, max_size=5).map(".".join),
+    )
+)
 def test_parse_compact_only_ever_refuses_as_malformed(data: str | bytes) -> None:
     try:
         parsed = parse_compact(data)
@@ -182,27 +212,34 @@ def test_parse_compact_only_ever_refuses_as_malformed(data: str | bytes) -> None
 
 
 @FUZZ
-@given(position=st.integers(min_value=0, max_value=len(TOKEN) - 1), replacement=st.sampled_from(B64 + ".=+/ "),
-       operation=st.sampled_from(["replace", "insert", "delete"]))
+@given(
+    position=st.integers(min_value=0, max_value=len(TOKEN) - 1),
+    replacement=st.sampled_from(B64 + ".=+/ "),
+    operation=st.sampled_from(["replace", "insert", "delete"]),
+)
 def test_any_mutation_of_a_genuine_token_is_refused(position: int, replacement: str, operation: str) -> None:
     """One character changed, inserted or removed anywhere: a ``TokenError`` (never another
     exception, never acceptance). Non-canonical base64url spellings are refused too."""
     if operation == "replace":
-        mutated = TOKEN[:position] + replacement + TOKEN[position + 1:]
+        mutated = TOKEN[:position] + replacement + TOKEN[position + 1 :]
     elif operation == "insert":
         mutated = TOKEN[:position] + replacement + TOKEN[position:]
     else:
-        mutated = TOKEN[:position] + TOKEN[position + 1:]
+        mutated = TOKEN[:position] + TOKEN[position + 1 :]
     assume(mutated != TOKEN)
     with pytest.raises(TokenError):
         verify(mutated, JOB_TOKEN, Resolver(), audience="node1")
 
 
 @FUZZ
-@given(header=st.dictionaries(st.sampled_from(["alg", "typ", "kid", "crit", "jku", "jwk", "x5u", "zip", "b64"]),
-                              json_values, max_size=5),
-       claims=st.dictionaries(st.sampled_from(["iss", "sub", "aud", "exp", "nbf", "iat", "jti", "realm", "groups"]),
-                              json_values, max_size=9))
+@given(
+    header=st.dictionaries(
+        st.sampled_from(["alg", "typ", "kid", "crit", "jku", "jwk", "x5u", "zip", "b64"]), json_values, max_size=5
+    ),
+    claims=st.dictionaries(
+        st.sampled_from(["iss", "sub", "aud", "exp", "nbf", "iat", "jti", "realm", "groups"]), json_values, max_size=9
+    ),
+)
 def test_arbitrary_headers_and_claims_never_crash_the_verifier(header: dict[str, Any], claims: dict[str, Any]) -> None:
     """A signed token with hostile members: refused with a ``TokenError``, whatever the types."""
     body = {**claims, "iss": claims.get("iss", ISSUER)}
@@ -220,14 +257,31 @@ def test_arbitrary_headers_and_claims_never_crash_the_verifier(header: dict[str,
 
 # --- the authorization-table import -------------------------------------------------------------
 
-cells = st.one_of(st.sampled_from(["user:jobmgr/uid=john", "group:cellB/cn=ops", "special:EVERYONE", "operator",
-                                   "administrator", "monitor", "allow", "deny", "*", "authgroup:payroll", ""]),
-                  st.text(max_size=30))
+cells = st.one_of(
+    st.sampled_from(
+        [
+            "user:jobmgr/uid=john",
+            "group:cellB/cn=ops",
+            "special:EVERYONE",
+            "operator",
+            "administrator",
+            "monitor",
+            "allow",
+            "deny",
+            "*",
+            "authgroup:payroll",
+            "",
+        ]
+    ),
+    st.text(max_size=30),
+)
 
 
 @FUZZ
-@given(rows=st.lists(st.lists(cells, min_size=1, max_size=5), max_size=6),
-       header=st.sampled_from(["access_id,role,effect,scope", "access_id,role", "role,access_id", "", "x,y"]))
+@given(
+    rows=st.lists(st.lists(cells, min_size=1, max_size=5), max_size=6),
+    header=st.sampled_from(["access_id,role,effect,scope", "access_id,role", "role,access_id", "", "x,y"]),
+)
 def test_csv_import_refuses_or_reads_valid_entries(rows: list[list[str]], header: str) -> None:
     import csv
     import io
@@ -247,8 +301,19 @@ def test_csv_import_refuses_or_reads_valid_entries(rows: list[list[str]], header
 
 
 @FUZZ
-@given(document=json_values | st.fixed_dictionaries({"entries": st.lists(st.dictionaries(
-    st.sampled_from(["access_id", "role", "effect", "scope", "extra"]), json_values | cells, max_size=5), max_size=4)}))
+@given(
+    document=json_values
+    | st.fixed_dictionaries(
+        {
+            "entries": st.lists(
+                st.dictionaries(
+                    st.sampled_from(["access_id", "role", "effect", "scope", "extra"]), json_values | cells, max_size=5
+                ),
+                max_size=4,
+            )
+        }
+    )
+)
 def test_json_import_refuses_or_reads_valid_entries(document: Any) -> None:
     try:
         found = parse_text(json.dumps(document), "json")

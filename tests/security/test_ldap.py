@@ -44,14 +44,31 @@ def client(app: Flask) -> FlaskClient:
 
 
 def login(client: FlaskClient, username: str, password: str, realm: str = "jobmgr") -> tuple[int, Any]:
-    response = client.post(f"/realms/{realm}/token", data={"grant_type": "password", "username": username,
-                                                           "password": password})
+    response = client.post(
+        f"/realms/{realm}/token", data={"grant_type": "password", "username": username, "password": password}
+    )
     return response.status_code, response.get_json()
 
 
 # SASLprep (RFC 4013) maps RFC 3454 B.1 characters to nothing and C.1.2 spaces to U+0020.
-VANISHING = ["", " ", "   ", "\t", "\n", "\u00a0", "\u2003", "\u3000", "\u00ad", "\u200b", "\u2060", "\ufeff",
-             "\u180e", "\u034f", "\u200b\u00ad \u2060", "\ufe00"]
+VANISHING = [
+    "",
+    " ",
+    "   ",
+    "\t",
+    "\n",
+    "\u00a0",
+    "\u2003",
+    "\u3000",
+    "\u00ad",
+    "\u200b",
+    "\u2060",
+    "\ufeff",
+    "\u180e",
+    "\u034f",
+    "\u200b\u00ad \u2060",
+    "\ufe00",
+]
 
 
 def test_refused_login_answer(client: FlaskClient) -> None:
@@ -69,19 +86,40 @@ def test_empty_whitespace_and_saslprep_empty_passwords(client: FlaskClient, pass
     assert login(client, "john", password) == wrong
 
 
-@pytest.mark.parametrize("password", ["a\u180eb", "pass\x85word", "\ue000secret", "x\U000e0001y", "pass\u200eword"],
-                         ids=["mongolian-vowel-separator", "NEL", "private-use", "tag", "LRM"])
+@pytest.mark.parametrize(
+    "password",
+    ["a\u180eb", "pass\x85word", "\ue000secret", "x\U000e0001y", "pass\u200eword"],
+    ids=["mongolian-vowel-separator", "NEL", "private-use", "tag", "LRM"],
+)
 def test_passwords_saslprep_prohibits_are_wrong_passwords_not_outages(client: FlaskClient, password: str) -> None:
     """RFC 4013 §2.3: ldap3 will not send these; that must read as a wrong password (400), not
     as a directory outage (503) that a caller could trigger at will."""
     assert login(client, "john", password) == login(client, "john", "wrong-password")
 
 
-@pytest.mark.parametrize("username", [
-    "*", "jo*", "j*n", "*)(uid=*", "john)(|(uid=*", "john)(objectClass=*", "admin)(&", "\\2a", "john\\",
-    "(uid=john)", "uid=john,ou=people,dc=jobmgr,dc=example", "john,ou=people,dc=jobmgr,dc=example",
-    "cn=sts,ou=services,dc=jobmgr,dc=example", "john\x00", "john\x00admin", " john", "john ", "jo\u200bhn",
-])
+@pytest.mark.parametrize(
+    "username",
+    [
+        "*",
+        "jo*",
+        "j*n",
+        "*)(uid=*",
+        "john)(|(uid=*",
+        "john)(objectClass=*",
+        "admin)(&",
+        "\\2a",
+        "john\\",
+        "(uid=john)",
+        "uid=john,ou=people,dc=jobmgr,dc=example",
+        "john,ou=people,dc=jobmgr,dc=example",
+        "cn=sts,ou=services,dc=jobmgr,dc=example",
+        "john\x00",
+        "john\x00admin",
+        " john",
+        "john ",
+        "jo\u200bhn",
+    ],
+)
 def test_filter_and_dn_injection_never_logs_in(client: FlaskClient, username: str) -> None:
     """RFC 4515 §3 escaping: an unescaped ``jo*`` would find john and bind with his password."""
     wrong = login(client, "john", "wrong-password")
@@ -138,8 +176,10 @@ def test_unknown_wrong_locked_and_ambiguous_cost_the_same_directory_work(
     try:
         for registry in registries.values():  # open the pooled service connection first
             assert registry.authenticate("nosuchuser", "some-password") is None
-        work = {name: _directory_work(counted, registries[realm], username, password)
-                for name, (realm, username, password) in cases.items()}
+        work = {
+            name: _directory_work(counted, registries[realm], username, password)
+            for name, (realm, username, password) in cases.items()
+        }
     finally:
         for registry in registries.values():
             registry.close()
@@ -194,9 +234,11 @@ def test_starttls_refusal_is_never_followed_by_a_plaintext_bind(
 def test_directory_down_slow_or_busy_is_503_not_a_refusal(
     kind: str, slapd: SlapdServer, request: pytest.FixtureRequest, tmp_path: Path, database_url: str
 ) -> None:
-    url = {"down": lambda: request.getfixturevalue("down_ldap_url"),
-           "slow": lambda: request.getfixturevalue("slow_ldap_url"),
-           "busy": lambda: request.getfixturevalue("busy_directory").url}[kind]()
+    url = {
+        "down": lambda: request.getfixturevalue("down_ldap_url"),
+        "slow": lambda: request.getfixturevalue("slow_ldap_url"),
+        "busy": lambda: request.getfixturevalue("busy_directory").url,
+    }[kind]()
     table = slapd.realm_table("jobmgr", url=url, connect_timeout=1, receive_timeout=1)
     application = ldap_app(tmp_path, database_url, [table])
     try:

@@ -25,8 +25,8 @@ from agent_client.trust_store import TrustStore
 from authz_tables.decision import Snapshot
 from authz_tables.entries import parse_entry
 from authz_tables.roles import Role
-from realms.wire.digest import canonical_json
 from realms.tokens.keys import public_jwk
+from realms.wire.digest import canonical_json
 from sts.jobs.models import Job
 from tests.jobs.conftest import JOHN, World
 from tests.security.conftest import Listener, sign_raw, signer_of, split, token_attacks
@@ -51,10 +51,14 @@ class Fetcher:
 
 def node_policy(**changes: Any) -> NodePolicy:
     base = NodePolicy(
-        node_id="node1", realm="jobmgr", trusted_realms=frozenset({"cellB"}), authgroups=frozenset({"batch"}),
+        node_id="node1",
+        realm="jobmgr",
+        trusted_realms=frozenset({"cellB"}),
+        authgroups=frozenset({"batch"}),
         job_types={"shell": Role.OPERATOR},
-        mapping=MappingConfig(rules=(MappingRule("realm", "jobmgr", "nobody"),
-                                     MappingRule("realm", "cellB", "nobody"))),
+        mapping=MappingConfig(
+            rules=(MappingRule("realm", "jobmgr", "nobody"), MappingRule("realm", "cellB", "nobody"))
+        ),
         leeway=30,
     )
     return NodePolicy(**{**{f: getattr(base, f) for f in base.__slots__}, **changes})  # type: ignore[attr-defined]
@@ -64,8 +68,12 @@ TABLE = Snapshot([parse_entry(str(JOHN), "operator"), parse_entry(str(user_id("c
 
 
 def trust_store(world: World, fetch: Fetcher, tmp_path: Path) -> TrustStore:
-    return TrustStore(realms=frozenset({"jobmgr", "cellB"}), issuer_of=world.services.config.issuer,
-                      cache_dir=tmp_path / "jwks", fetch=fetch)
+    return TrustStore(
+        realms=frozenset({"jobmgr", "cellB"}),
+        issuer_of=world.services.config.issuer,
+        cache_dir=tmp_path / "jwks",
+        fetch=fetch,
+    )
 
 
 @pytest.fixture
@@ -95,8 +103,9 @@ def refused(decision: AgentDecision, code: str) -> bool:
     return not decision.allowed and decision.code == code
 
 
-def test_forged_job_tokens_are_refused_by_the_agent(world: World, decider: NodeDecider, fetch: Fetcher,
-                                                    listener: Listener) -> None:
+def test_forged_job_tokens_are_refused_by_the_agent(
+    world: World, decider: NodeDecider, fetch: Fetcher, listener: Listener
+) -> None:
     lease = leased(world)
     job, valid = lease["job"], lease["job_token"]
     probe = NodeDecider(decider.policy, decider.resolver, TABLE)  # no journal: the control is not recorded
@@ -124,8 +133,13 @@ def test_a_kid_published_by_two_realms_is_resolved_by_issuer(world: World, tmp_p
         path = tmp_path / f"{realm}.jwks.json"
         path.write_text(json.dumps({"keys": [jwk]}))
         bundles[realm] = path
-    trust = TrustStore(realms=frozenset({"jobmgr", "cellB"}), issuer_of=world.services.config.issuer,
-                       cache_dir=None, fetch=None, bundles=bundles)
+    trust = TrustStore(
+        realms=frozenset({"jobmgr", "cellB"}),
+        issuer_of=world.services.config.issuer,
+        cache_dir=None,
+        fetch=None,
+        bundles=bundles,
+    )
     probe = NodeDecider(node_policy(), trust, TABLE)
     lease = leased(world)
     header, claims = split(lease["job_token"])
@@ -142,30 +156,37 @@ def test_a_trusted_realm_cannot_vouch_for_another_realms_principals(world: World
     header, claims = split(lease["job_token"])
     iss_b = world.services.config.issuer("cellB")
     job_b = {**lease["job"], "realm": "cellB"}
-    as_john = sign_raw({**header, "kid": cell_b.kid}, {**claims, "iss": iss_b, "realm": "cellB"}, cell_b.private_key,
-                       cell_b.alg)
+    as_john = sign_raw(
+        {**header, "kid": cell_b.kid}, {**claims, "iss": iss_b, "realm": "cellB"}, cell_b.private_key, cell_b.alg
+    )
     assert refused(decider.decide(job_b, as_john), "token.claims")
     bob = str(user_id("cellB", "bob"))
-    as_bob = sign_raw({**header, "kid": cell_b.kid}, {**claims, "iss": iss_b, "realm": "cellB", "sub": bob,
-                                                      "groups": [str(group_id("jobmgr", "operators"))]},
-                      cell_b.private_key, cell_b.alg)
-    decision = NodeDecider(node_policy(), decider.resolver, Snapshot([parse_entry(
-        str(group_id("jobmgr", "operators")), "operator")])).decide(job_b, as_bob)
+    as_bob = sign_raw(
+        {**header, "kid": cell_b.kid},
+        {**claims, "iss": iss_b, "realm": "cellB", "sub": bob, "groups": [str(group_id("jobmgr", "operators"))]},
+        cell_b.private_key,
+        cell_b.alg,
+    )
+    decision = NodeDecider(
+        node_policy(), decider.resolver, Snapshot([parse_entry(str(group_id("jobmgr", "operators")), "operator")])
+    ).decide(job_b, as_bob)
     assert refused(decision, "authz.denied")
     assert decision.principals is not None
     assert all(p.realm == "cellB" for p in decision.principals.access_ids if p.realm)
 
 
-def test_replay_of_a_finished_jobs_token_is_refused(world: World, decider: NodeDecider, tmp_path: Path,
-                                                    fetch: Fetcher, journal: StartedJournal) -> None:
+def test_replay_of_a_finished_jobs_token_is_refused(
+    world: World, decider: NodeDecider, tmp_path: Path, fetch: Fetcher, journal: StartedJournal
+) -> None:
     lease = leased(world)
     job, token = lease["job"], lease["job_token"]
     decision = decider.decide(job, token)
     assert decision.allowed and decision.jti is not None and decision.exp is not None
     assert journal.record(decision.jti, job["id"], decision.exp)
     assert world.agent_post(f"jobs/{job['id']}/start", {"attempt": job["attempt"]}).status_code == 200
-    done = world.agent_post(f"jobs/{job['id']}/result", {"outcome": "succeeded", "exit_code": 0,
-                                                         "stdout_tail": "", "stderr_tail": ""})
+    done = world.agent_post(
+        f"jobs/{job['id']}/result", {"outcome": "succeeded", "exit_code": 0, "stdout_tail": "", "stderr_tail": ""}
+    )
     assert done.status_code == 200
     assert world.lease() is None  # the STS never hands a finished job out again
     assert refused(decider.decide(job, token), "token.replayed")
@@ -183,16 +204,20 @@ def test_one_jobs_token_on_another_job_is_refused(world: World, decider: NodeDec
     assert refused(decider.decide(first["job"], second["job_token"]), "token.job_mismatch")
 
 
-@pytest.mark.parametrize("edit", [
-    {"spec": {"argv": ["/bin/sh", "-c", "id"]}},
-    {"spec": {"env": {"EXTRA": "1"}}},
-    {"spec": {"cwd": "/root"}},
-    {"spec": {"timeout": 999999}},
-    {"spec": {"authgroup": "batch"}},
-    {"type": "other"},
-    {"node": "cellnode"},
-    {"realm": "cellB"},
-], ids=lambda e: json.dumps(e)[:40])
+@pytest.mark.parametrize(
+    "edit",
+    [
+        {"spec": {"argv": ["/bin/sh", "-c", "id"]}},
+        {"spec": {"env": {"EXTRA": "1"}}},
+        {"spec": {"cwd": "/root"}},
+        {"spec": {"timeout": 999999}},
+        {"spec": {"authgroup": "batch"}},
+        {"type": "other"},
+        {"node": "cellnode"},
+        {"realm": "cellB"},
+    ],
+    ids=lambda e: json.dumps(e)[:40],
+)
 def test_a_job_edited_after_submission_is_refused(world: World, decider: NodeDecider, edit: dict[str, Any]) -> None:
     lease = leased(world)
     job = json.loads(json.dumps(lease["job"]))
@@ -218,8 +243,9 @@ def test_a_spec_rewritten_in_the_database_is_refused(world: World, decider: Node
     assert refused(decider.decide(lease["job"], lease["job_token"]), "token.job_mismatch")
 
 
-def test_a_cancelled_jobs_token_is_refused_through_the_revocation_list(world: World, fetch: Fetcher,
-                                                                       tmp_path: Path) -> None:
+def test_a_cancelled_jobs_token_is_refused_through_the_revocation_list(
+    world: World, fetch: Fetcher, tmp_path: Path
+) -> None:
     lease = leased(world)
     cancelled = world.client.post(f"/api/v1/jobs/{lease['job']['id']}/cancel", headers=world.as_user("john"))
     assert cancelled.status_code == 200, cancelled.get_json()

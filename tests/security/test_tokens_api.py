@@ -93,18 +93,34 @@ def test_a_realm_cannot_vouch_for_another_realms_groups(world: World) -> None:
     (design.md "A realm may only vouch for its own principals")."""
     cell_b = signer_of(world, "cellB")
     now = int(time.time())
-    claims = {"iss": world.services.config.issuer("cellB"), "sub": str(user_id("cellB", "bob")),
-              "aud": world.services.config.audience, "iat": now, "nbf": now, "exp": now + 300,
-              "jti": str(uuid.uuid4()), "realm": "cellB", "preferred_username": "bob",
-              "groups": [str(group_id("jobmgr", "jm-admins")), str(user_id("jobmgr", "admin"))]}
+    claims = {
+        "iss": world.services.config.issuer("cellB"),
+        "sub": str(user_id("cellB", "bob")),
+        "aud": world.services.config.audience,
+        "iat": now,
+        "nbf": now,
+        "exp": now + 300,
+        "jti": str(uuid.uuid4()),
+        "realm": "cellB",
+        "preferred_username": "bob",
+        "groups": [str(group_id("jobmgr", "jm-admins")), str(user_id("jobmgr", "admin"))],
+    }
     token = world.services.keys.sign("cellB", claims, "at+jwt")
     del cell_b
     headers = {"Authorization": f"Bearer {token}"}
     assert world.client.get("/api/v1/jobs", headers=headers).status_code == 200  # bob is a real user
     private = ec.generate_private_key(ec.SECP256R1())
-    register = world.client.post("/api/v1/nodes", headers=headers, json={
-        "id": "evil", "realm": "jobmgr", "authgroups": [], "public_jwk": public_jwk(private.public_key(), "ES256"),
-        "trusted_realms": []})
+    register = world.client.post(
+        "/api/v1/nodes",
+        headers=headers,
+        json={
+            "id": "evil",
+            "realm": "jobmgr",
+            "authgroups": [],
+            "public_jwk": public_jwk(private.public_key(), "ES256"),
+            "trusted_realms": [],
+        },
+    )
     assert register.status_code == 403 and register.get_json()["code"] == "authz.denied"
 
 
@@ -122,18 +138,31 @@ def test_a_finished_jobs_token_is_not_a_bearer_credential(world: World) -> None:
 
 def _register(world: World) -> Any:
     private = ec.generate_private_key(ec.SECP256R1())
-    response = world.client.post("/api/v1/nodes", headers=world.as_user("admin"), json={
-        "id": "anode", "realm": "jobmgr", "authgroups": [], "public_jwk": public_jwk(private.public_key(), "ES256"),
-        "trusted_realms": []})
+    response = world.client.post(
+        "/api/v1/nodes",
+        headers=world.as_user("admin"),
+        json={
+            "id": "anode",
+            "realm": "jobmgr",
+            "authgroups": [],
+            "public_jwk": public_jwk(private.public_key(), "ES256"),
+            "trusted_realms": [],
+        },
+    )
     assert response.status_code == 201, response.get_json()
     return private
 
 
 def _assertion_request(world: World, assertion: str) -> Any:
-    return world.client.post("/realms/jobmgr/token", data={
-        "grant_type": "client_credentials", "client_id": "anode",
-        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-        "client_assertion": assertion})
+    return world.client.post(
+        "/realms/jobmgr/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": "anode",
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": assertion,
+        },
+    )
 
 
 def test_forged_client_assertions_are_refused(world: World, listener: Listener) -> None:
@@ -154,8 +183,9 @@ def test_forged_client_assertions_are_refused(world: World, listener: Listener) 
         "alg-none": f"{b64(json.dumps({'alg': 'none'}).encode())}.{b64(json.dumps(fresh()).encode())}.",
         "replayed-jti": good,
         "attacker-key": jwt.encode(fresh(), attacker, algorithm="ES256"),
-        "embedded-jwk": sign_raw({**header, "jwk": public_jwk(attacker.public_key(), "ES256")}, fresh(), attacker,
-                                 "ES256"),
+        "embedded-jwk": sign_raw(
+            {**header, "jwk": public_jwk(attacker.public_key(), "ES256")}, fresh(), attacker, "ES256"
+        ),
         "jku": sign_raw({**header, "jku": listener.url}, fresh(), private, "ES256"),
         "x5u": sign_raw({**header, "x5u": listener.url}, fresh(), private, "ES256"),
         "wrong-audience": jwt.encode({**fresh(), "aud": "https://elsewhere/token"}, private, algorithm="ES256"),

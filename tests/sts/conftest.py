@@ -29,20 +29,39 @@ ADMIN = user_id("jobmgr", "admin")
 
 
 def _toml(value: Any) -> str:
-    return json.dumps(value) if isinstance(value, str | list) else str(value).lower() if isinstance(value, bool) \
+    return (
+        json.dumps(value)
+        if isinstance(value, str | list)
+        else str(value).lower()
+        if isinstance(value, bool)
         else str(value)
+    )
 
 
-def write_config(tmp_path: Path, database_url: str, algorithms: dict[str, str] | None = None,
-                 realm_names: tuple[str, ...] = ("jobmgr", "cellB")) -> Path:
+def write_config(
+    tmp_path: Path,
+    database_url: str,
+    algorithms: dict[str, str] | None = None,
+    realm_names: tuple[str, ...] = ("jobmgr", "cellB"),
+) -> Path:
     """Write an STS TOML file on ``tmp_path``: LDIF realms over the seed files, a 0600 master key."""
     key_file = tmp_path / "master.key"
     if not key_file.exists():
         create_key_file(key_file)
-    lines = ["[sts]", f"base_url = {_toml(BASE_URL)}", f"database_url = {_toml(database_url)}",
-             'master_key_file = "master.key"', f"audience = {_toml(BASE_URL + '/api')}",
-             f"bootstrap_admins = {_toml([str(ADMIN)])}", "", "[throttle]", "failure_factor = 3",
-             "wait_increment_seconds = 60", "max_wait_seconds = 900", "per_address_failure_factor = 20"]
+    lines = [
+        "[sts]",
+        f"base_url = {_toml(BASE_URL)}",
+        f"database_url = {_toml(database_url)}",
+        'master_key_file = "master.key"',
+        f"audience = {_toml(BASE_URL + '/api')}",
+        f"bootstrap_admins = {_toml([str(ADMIN)])}",
+        "",
+        "[throttle]",
+        "failure_factor = 3",
+        "wait_increment_seconds = 60",
+        "max_wait_seconds = 900",
+        "per_address_failure_factor = 20",
+    ]
     for name in realm_names:
         table = ldif_realm_table(name)
         lines += ["", "[[realms]]", f"name = {_toml(name)}", "[realms.registry]"]
@@ -55,8 +74,9 @@ def write_config(tmp_path: Path, database_url: str, algorithms: dict[str, str] |
 
 def make_config(tmp_path: Path, database_url: str, **overrides: Any) -> StsConfig:
     """A validated STS configuration from ``write_config`` (no environment overrides)."""
-    path = write_config(tmp_path, database_url, overrides.pop("algorithms", None),
-                        overrides.pop("realm_names", ("jobmgr", "cellB")))
+    path = write_config(
+        tmp_path, database_url, overrides.pop("algorithms", None), overrides.pop("realm_names", ("jobmgr", "cellB"))
+    )
     return replace(load_sts_config(path, environ={}), **overrides)
 
 
@@ -99,9 +119,14 @@ def services(app: Flask) -> Services:
 
 def login(client: FlaskClient, username: str, realm: str = "jobmgr", password: str | None = None) -> dict[str, Any]:
     """Password grant; returns the token response (asserts success)."""
-    response = client.post(f"/realms/{realm}/token", data={
-        "grant_type": "password", "username": username,
-        "password": f"{username}-password" if password is None else password})
+    response = client.post(
+        f"/realms/{realm}/token",
+        data={
+            "grant_type": "password",
+            "username": username,
+            "password": f"{username}-password" if password is None else password,
+        },
+    )
     assert response.status_code == 200, response.get_json()
     body: dict[str, Any] = response.get_json()
     return body
@@ -122,10 +147,18 @@ def mint(services: Services) -> Callable[..., str]:
 
     def _mint(realm: str = "jobmgr", typ: str = "at+jwt", **claims: Any) -> str:
         now = int(time.time())
-        base = {"iss": services.config.issuer(realm), "sub": str(user_id("jobmgr", "john")) if realm == "jobmgr"
-                else str(user_id(realm, "john")), "aud": services.config.audience, "iat": now, "nbf": now,
-                "exp": now + 300, "jti": str(uuid.uuid4()), "realm": realm, "groups": [],
-                "preferred_username": "john"}
+        base = {
+            "iss": services.config.issuer(realm),
+            "sub": str(user_id("jobmgr", "john")) if realm == "jobmgr" else str(user_id(realm, "john")),
+            "aud": services.config.audience,
+            "iat": now,
+            "nbf": now,
+            "exp": now + 300,
+            "jti": str(uuid.uuid4()),
+            "realm": realm,
+            "groups": [],
+            "preferred_username": "john",
+        }
         base.update(claims)
         for name in [k for k, v in base.items() if v is None]:
             del base[name]
@@ -150,27 +183,40 @@ def node_keypair(algorithm: str = "ES256") -> tuple[Any, dict[str, str]]:
 def assertion(private: Any, node_id: str, audience: str, algorithm: str = "ES256", **overrides: Any) -> str:
     """An RFC 7523 client assertion as the agent builds it."""
     now = int(time.time())
-    claims: dict[str, Any] = {"iss": node_id, "sub": node_id, "aud": audience, "jti": str(uuid.uuid4()),
-                              "iat": now, "exp": now + 120}
+    claims: dict[str, Any] = {
+        "iss": node_id,
+        "sub": node_id,
+        "aud": audience,
+        "jti": str(uuid.uuid4()),
+        "iat": now,
+        "exp": now + 120,
+    }
     claims.update(overrides)
     headers = overrides.pop("headers", None) if "headers" in overrides else None
     claims.pop("headers", None)
-    return jwt.encode({k: v for k, v in claims.items() if v is not None}, private, algorithm=algorithm,
-                      headers=headers)
+    return jwt.encode({k: v for k, v in claims.items() if v is not None}, private, algorithm=algorithm, headers=headers)
 
 
 def agent_token_request(client: FlaskClient, node_id: str, signed: str, realm: str = "jobmgr") -> Any:
-    return client.post(f"/realms/{realm}/token", data={
-        "grant_type": "client_credentials", "client_id": node_id,
-        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-        "client_assertion": signed})
+    return client.post(
+        f"/realms/{realm}/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": node_id,
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": signed,
+        },
+    )
 
 
 @pytest.fixture
 def registered_node(client: FlaskClient, admin_token: str) -> tuple[str, Any]:
     """Node ``node1`` of realm jobmgr, registered by the bootstrap admin; returns (id, private key)."""
     private, jwk = node_keypair()
-    response = client.post("/api/v1/nodes", headers=bearer(admin_token), json={
-        "id": "node1", "realm": "jobmgr", "authgroups": ["web"], "public_jwk": jwk, "trusted_realms": ["cellB"]})
+    response = client.post(
+        "/api/v1/nodes",
+        headers=bearer(admin_token),
+        json={"id": "node1", "realm": "jobmgr", "authgroups": ["web"], "public_jwk": jwk, "trusted_realms": ["cellB"]},
+    )
     assert response.status_code == 201, response.get_json()
     return "node1", private

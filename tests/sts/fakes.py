@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from realms.identity.access_id import AccessId
 from realms.errors import RegistryUnavailable
+from realms.identity.access_id import AccessId
 from realms.identity.principal import Principal
 from realms.registries.base import Registry
 

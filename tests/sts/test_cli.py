@@ -76,8 +76,11 @@ def live_url(app: Flask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
 
 
 def _login(url: str, user: str = "admin", password: str | None = None) -> Any:
-    return CliRunner().invoke(cli, ["login", "--url", url, "--realm", "jobmgr", "--username", user],
-                              input=f"{password or user + '-password'}\n")
+    return CliRunner().invoke(
+        cli,
+        ["login", "--url", url, "--realm", "jobmgr", "--username", user],
+        input=f"{password or user + '-password'}\n",
+    )
 
 
 def test_login_stores_tokens_0600_and_node_commands_use_them(live_url: str, tmp_path: Path) -> None:
@@ -90,8 +93,22 @@ def test_login_stores_tokens_0600_and_node_commands_use_them(live_url: str, tmp_
     key_file = tmp_path / "node.jwk"
     key_file.write_text(json.dumps(jwk))
     runner = CliRunner()
-    registered = runner.invoke(cli, ["node", "register", "web1", "--realm", "jobmgr", "--public-key", str(key_file),
-                                     "--authgroup", "web", "--trusted-realm", "cellB"])
+    registered = runner.invoke(
+        cli,
+        [
+            "node",
+            "register",
+            "web1",
+            "--realm",
+            "jobmgr",
+            "--public-key",
+            str(key_file),
+            "--authgroup",
+            "web",
+            "--trusted-realm",
+            "cellB",
+        ],
+    )
     assert registered.exit_code == 0, registered.output
     listed = runner.invoke(cli, ["node", "list"])
     assert "web1\tjobmgr\tauthgroups=web\ttrusted=cellB" in listed.output
@@ -137,12 +154,14 @@ def test_node_register_takes_a_pem_public_key(live_url: str, tmp_path: Path) -> 
     private, jwk = node_keypair("EdDSA")
     pem = private.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     (tmp_path / "node.pem").write_bytes(pem)
-    result = CliRunner().invoke(cli, ["node", "register", "ed1", "--json", "--realm", "cellB", "--public-key",
-                                      str(tmp_path / "node.pem")])
+    result = CliRunner().invoke(
+        cli, ["node", "register", "ed1", "--json", "--realm", "cellB", "--public-key", str(tmp_path / "node.pem")]
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["public_jwk"]["kid"] == jwk["kid"]
-    refused = CliRunner().invoke(cli, ["node", "register", "ed1", "--realm", "cellB", "--public-key",
-                                       str(tmp_path / "node.pem")])
+    refused = CliRunner().invoke(
+        cli, ["node", "register", "ed1", "--realm", "cellB", "--public-key", str(tmp_path / "node.pem")]
+    )
     assert refused.exit_code != 0 and "node.exists" in refused.output
 
 
@@ -195,7 +214,9 @@ def test_access_id_through_the_api_with_the_stored_login(live_url: str, monkeypa
     assert _login(live_url).exit_code == 0
     result = CliRunner().invoke(cli, ["access-id", "jobmgr", "carol"])
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines() == ["user:jobmgr/uid=carol,ou=people,dc=jobmgr,dc=example",
-                                          "group:jobmgr/cn=monitors,ou=groups,dc=jobmgr,dc=example"]
+    assert result.output.splitlines() == [
+        "user:jobmgr/uid=carol,ou=people,dc=jobmgr,dc=example",
+        "group:jobmgr/cn=monitors,ou=groups,dc=jobmgr,dc=example",
+    ]
     missing = CliRunner().invoke(cli, ["access-id", "jobmgr", "ghost"])
     assert missing.exit_code == 2 and missing.output.count("user.unknown") == 1

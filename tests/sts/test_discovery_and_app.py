@@ -28,8 +28,11 @@ def test_spoofed_host_never_changes_the_issuer(client: FlaskClient) -> None:
     headers = {"Host": "evil.test", "X-Forwarded-Host": "evil.test", "X-Forwarded-Proto": "http"}
     body = client.get("/realms/jobmgr/.well-known/openid-configuration", headers=headers).get_json()
     assert "evil" not in str(body)
-    token = client.post("/realms/jobmgr/token", headers=headers, data={
-        "grant_type": "password", "username": "john", "password": "john-password"}).get_json()["access_token"]
+    token = client.post(
+        "/realms/jobmgr/token",
+        headers=headers,
+        data={"grant_type": "password", "username": "john", "password": "john-password"},
+    ).get_json()["access_token"]
     assert decode_unverified(token)[1]["iss"] == "https://sts.test/realms/jobmgr"
 
 
@@ -65,8 +68,11 @@ def test_debug_off_and_no_traceback(app: Flask, services: Services) -> None:
 
 
 def test_api_body_cap(client: FlaskClient, admin_token: str) -> None:
-    response = client.post("/api/v1/nodes", data=b"{" + b" " * 200_000 + b"}",
-                           headers={"Authorization": f"Bearer {admin_token}", "Content-Type": "application/json"})
+    response = client.post(
+        "/api/v1/nodes",
+        data=b"{" + b" " * 200_000 + b"}",
+        headers={"Authorization": f"Bearer {admin_token}", "Content-Type": "application/json"},
+    )
     assert response.status_code == 413
 
 

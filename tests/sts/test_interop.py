@@ -30,8 +30,9 @@ def _verify_with_joserfc(http: httpx.Client, realm: str, token: str, audience: s
     discovery = http.get(f"{BASE_URL}/realms/{realm}/.well-known/openid-configuration").json()
     keys = KeySet.import_key_set(http.get(discovery["jwks_uri"]).json())
     decoded = jwt.decode(token, keys, algorithms=["ES256"])
-    JWTClaimsRegistry(iss={"essential": True, "value": discovery["issuer"]},
-                      aud={"essential": True, "value": audience}).validate(decoded.claims)
+    JWTClaimsRegistry(
+        iss={"essential": True, "value": discovery["issuer"]}, aud={"essential": True, "value": audience}
+    ).validate(decoded.claims)
     assert decoded.header["kid"] in {k["kid"] for k in keys.as_dict()["keys"]}
     return dict(decoded.claims)
 
@@ -40,8 +41,9 @@ def test_password_grant_with_authlib_verified_by_joserfc(app: Flask) -> None:
     transport = httpx.WSGITransport(app=app)
     audience = app.extensions["jobsts"].config.audience
     with OAuth2Client(client_id="jobsts-cli", token_endpoint_auth_method="none", transport=transport) as client:
-        token = client.fetch_token(f"{BASE_URL}/realms/jobmgr/token", grant_type="password",
-                                   username="john", password="john-password")
+        token = client.fetch_token(
+            f"{BASE_URL}/realms/jobmgr/token", grant_type="password", username="john", password="john-password"
+        )
         assert token["token_type"] == "Bearer" and token["refresh_token"]
         refreshed = client.refresh_token(f"{BASE_URL}/realms/jobmgr/token", refresh_token=token["refresh_token"])
         assert refreshed["access_token"] != token["access_token"]
@@ -56,20 +58,24 @@ def test_password_grant_with_authlib_verified_by_joserfc(app: Flask) -> None:
 
 
 def _password(http: httpx.Client, realm: str, user: str) -> str:
-    response = http.post(f"{BASE_URL}/realms/{realm}/token",
-                         data={"grant_type": "password", "username": user, "password": f"{user}-password"})
+    response = http.post(
+        f"{BASE_URL}/realms/{realm}/token",
+        data={"grant_type": "password", "username": user, "password": f"{user}-password"},
+    )
     return str(response.json()["access_token"])
 
 
 def test_client_credentials_with_authlib_private_key_jwt(app: Flask, registered_node: tuple[str, Any]) -> None:
     node_id, private = registered_node
-    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     endpoint = f"{BASE_URL}/realms/jobmgr/token"
     transport = httpx.WSGITransport(app=app)
     auth = PrivateKeyJWT(endpoint, claims={"exp": int(time.time()) + 120}, alg="ES256")
-    with OAuth2Client(client_id=node_id, client_secret=ECKey.import_key(pem), token_endpoint_auth_method=auth,
-                      transport=transport) as client:
+    with OAuth2Client(
+        client_id=node_id, client_secret=ECKey.import_key(pem), token_endpoint_auth_method=auth, transport=transport
+    ) as client:
         token = client.fetch_token(endpoint, grant_type="client_credentials")
     with httpx.Client(transport=transport) as http:
         claims = _verify_with_joserfc(http, "jobmgr", token["access_token"], app.extensions["jobsts"].config.audience)

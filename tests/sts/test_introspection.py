@@ -35,7 +35,8 @@ def test_an_administrator_introspects_access_and_refresh_tokens(client: FlaskCli
     other_realm = client.post("/realms/cellB/introspect", data={"token": john["access_token"]}, headers=monitor)
     assert other_realm.get_json() == {"active": False}
     assert client.post("/realms/jobmgr/introspect", data={"token": "garbage.x.y"}, headers=monitor).get_json() == {
-        "active": False}
+        "active": False
+    }
 
 
 def test_node_introspects_with_its_agent_token(client: FlaskClient, registered_node: tuple[str, Any]) -> None:
@@ -52,8 +53,9 @@ def test_revocation_of_access_and_refresh_tokens(client: FlaskClient, services: 
     with services.db.session() as session:
         assert [jti for jti, _ in list_active(session)]
     assert client.post("/realms/jobmgr/revoke", data={"token": john["refresh_token"]}).status_code == 200
-    refreshed = client.post("/realms/jobmgr/token", data={"grant_type": "refresh_token",
-                                                          "refresh_token": john["refresh_token"]})
+    refreshed = client.post(
+        "/realms/jobmgr/token", data={"grant_type": "refresh_token", "refresh_token": john["refresh_token"]}
+    )
     assert refreshed.status_code == 400
     assert client.post("/realms/jobmgr/revoke", data={"token": "unknown"}).status_code == 200
     assert client.post("/realms/nowhere/revoke", data={"token": "x"}).status_code == 404

@@ -16,8 +16,9 @@ INTROSPECT = "/realms/jobmgr/introspect"
 
 
 @pytest.mark.parametrize("role", [Role.MONITOR, Role.OPERATOR])
-def test_a_monitor_or_operator_cannot_introspect_anothers_tokens(client: FlaskClient, services: Services,
-                                                                 role: Role) -> None:
+def test_a_monitor_or_operator_cannot_introspect_anothers_tokens(
+    client: FlaskClient, services: Services, role: Role
+) -> None:
     services.authz.grant(group_id("jobmgr", "monitors"), role, changed_by="test")
     carol = login(client, "carol")
     admin = login(client, "admin")
@@ -39,7 +40,14 @@ def test_a_request_without_token_is_invalid_request(client: FlaskClient) -> None
 
 def test_discovery_advertises_no_unregistered_auth_method(client: FlaskClient) -> None:
     document = client.get("/realms/jobmgr/.well-known/openid-configuration").get_json()
-    registered = {"none", "client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt",
-                  "tls_client_auth", "self_signed_tls_client_auth"}
+    registered = {
+        "none",
+        "client_secret_basic",
+        "client_secret_post",
+        "client_secret_jwt",
+        "private_key_jwt",
+        "tls_client_auth",
+        "self_signed_tls_client_auth",
+    }
     for key in [k for k in document if k.endswith("_auth_methods_supported")]:
         assert set(document[key]) <= registered, key

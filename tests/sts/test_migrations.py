@@ -37,8 +37,16 @@ def test_migrate_creates_the_schema_and_is_idempotent(database_url: str) -> None
         migrate(engine)
         migrate(engine)
         tables = set(inspect(engine).get_table_names())
-        assert {"sts_signing_keys", "sts_nodes", "sts_revoked_tokens", "sts_refresh_tokens",
-                "sts_seen_assertions", "sts_login_failures", "sts_key_rings", VERSION_TABLE} <= tables
+        assert {
+            "sts_signing_keys",
+            "sts_nodes",
+            "sts_revoked_tokens",
+            "sts_refresh_tokens",
+            "sts_seen_assertions",
+            "sts_login_failures",
+            "sts_key_rings",
+            VERSION_TABLE,
+        } <= tables
         assert all(t.startswith("sts_") for t in Base.metadata.tables)
         with engine.connect() as connection:
             heads = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE}).get_current_heads()
@@ -53,8 +61,9 @@ def test_models_match_the_migrations(database_url: str) -> None:
     try:
         migrate(engine)
         with engine.connect() as connection:
-            context = MigrationContext.configure(connection, opts={
-                "version_table": VERSION_TABLE, "compare_type": True, "include_name": _only_sts})
+            context = MigrationContext.configure(
+                connection, opts={"version_table": VERSION_TABLE, "compare_type": True, "include_name": _only_sts}
+            )
             diff = compare_metadata(context, Base.metadata)
         assert diff == []
     finally:

@@ -19,12 +19,14 @@ ENDPOINT = "https://sts.test/realms/jobmgr/token"
 
 def test_register_show_update_list_unregister(client: FlaskClient, admin_token: str) -> None:
     _, jwk = node_keypair("EdDSA")
-    created = client.post("/api/v1/nodes", headers=bearer(admin_token),
-                          json={"id": "n2", "realm": "cellB", "public_jwk": jwk})
+    created = client.post(
+        "/api/v1/nodes", headers=bearer(admin_token), json={"id": "n2", "realm": "cellB", "public_jwk": jwk}
+    )
     assert created.status_code == 201
     assert created.get_json()["public_jwk"]["kid"] == jwk["kid"] and created.get_json()["authgroups"] == []
-    again = client.post("/api/v1/nodes", headers=bearer(admin_token),
-                        json={"id": "n2", "realm": "cellB", "public_jwk": jwk})
+    again = client.post(
+        "/api/v1/nodes", headers=bearer(admin_token), json={"id": "n2", "realm": "cellB", "public_jwk": jwk}
+    )
     assert again.status_code == 409 and again.get_json()["code"] == "node.exists"
     patched = client.patch("/api/v1/nodes/n2", headers=bearer(admin_token), json={"trusted_realms": ["jobmgr"]})
     assert patched.status_code == 200 and patched.get_json()["trusted_realms"] == ["jobmgr"]
@@ -38,8 +40,9 @@ def test_register_show_update_list_unregister(client: FlaskClient, admin_token: 
 def test_only_administrators_register_nodes(client: FlaskClient) -> None:
     _, jwk = node_keypair()
     token = login(client, "john")["access_token"]
-    response = client.post("/api/v1/nodes", headers=bearer(token), json={"id": "n3", "realm": "jobmgr",
-                                                                         "public_jwk": jwk})
+    response = client.post(
+        "/api/v1/nodes", headers=bearer(token), json={"id": "n3", "realm": "jobmgr", "public_jwk": jwk}
+    )
     assert response.status_code == 403 and response.get_json()["code"] == "authz.denied"
 
 
@@ -51,18 +54,22 @@ def test_monitor_grant_lets_carol_read_but_not_write(client: FlaskClient, servic
     token = login(client, "carol")["access_token"]
     assert client.get("/api/v1/nodes", headers=bearer(token)).status_code == 200
     _, jwk = node_keypair()
-    refused = client.post("/api/v1/nodes", headers=bearer(token), json={"id": "x", "realm": "jobmgr",
-                                                                        "public_jwk": jwk})
+    refused = client.post(
+        "/api/v1/nodes", headers=bearer(token), json={"id": "x", "realm": "jobmgr", "public_jwk": jwk}
+    )
     assert refused.status_code == 403
 
 
-@pytest.mark.parametrize("body,needle", [
-    ({"id": "../etc", "realm": "jobmgr"}, "node id"),
-    ({"id": "n", "realm": "elsewhere"}, "not hosted"),
-    ({"id": "n", "realm": "jobmgr", "public_jwk": {"kty": "oct", "k": "c2VjcmV0", "alg": "HS256"}}, "public_jwk"),
-    ({"id": "n", "realm": "jobmgr", "authgroups": ["bad group"]}, "authgroups"),
-    ({"id": "n", "realm": "jobmgr", "extra": 1}, "unknown field"),
-])
+@pytest.mark.parametrize(
+    "body,needle",
+    [
+        ({"id": "../etc", "realm": "jobmgr"}, "node id"),
+        ({"id": "n", "realm": "elsewhere"}, "not hosted"),
+        ({"id": "n", "realm": "jobmgr", "public_jwk": {"kty": "oct", "k": "c2VjcmV0", "alg": "HS256"}}, "public_jwk"),
+        ({"id": "n", "realm": "jobmgr", "authgroups": ["bad group"]}, "authgroups"),
+        ({"id": "n", "realm": "jobmgr", "extra": 1}, "unknown field"),
+    ],
+)
 def test_bad_registrations(client: FlaskClient, admin_token: str, body: dict[str, Any], needle: str) -> None:
     body = {"public_jwk": node_keypair()[1], **body}
     response = client.post("/api/v1/nodes", headers=bearer(admin_token), json=body)
@@ -77,13 +84,15 @@ def test_private_jwk_is_refused(client: FlaskClient, admin_token: str) -> None:
     jwk = dict(node_keypair()[1])
     jwk["d"] = "AAAA"
     del private
-    response = client.post("/api/v1/nodes", headers=bearer(admin_token),
-                           json={"id": "n", "realm": "jobmgr", "public_jwk": jwk})
+    response = client.post(
+        "/api/v1/nodes", headers=bearer(admin_token), json={"id": "n", "realm": "jobmgr", "public_jwk": jwk}
+    )
     assert response.status_code == 400 and "private" in response.get_json()["detail"]
 
 
-def test_client_credentials_issue_an_agent_token(client: FlaskClient, registered_node: tuple[str, Any],
-                                                 services: Services) -> None:
+def test_client_credentials_issue_an_agent_token(
+    client: FlaskClient, registered_node: tuple[str, Any], services: Services
+) -> None:
     node_id, private = registered_node
     response = agent_token_request(client, node_id, assertion(private, node_id, ENDPOINT))
     assert response.status_code == 200, response.get_json()
@@ -104,24 +113,29 @@ def test_replayed_assertion_is_refused(client: FlaskClient, registered_node: tup
     assert replay.get_json()["error"] == "invalid_client" and replay.get_json()["code"] == "token.replayed"
 
 
-@pytest.mark.parametrize("change,code", [
-    ({"aud": "https://sts.test/realms/cellB/token"}, "client.assertion"),
-    ({"aud": "https://evil.test/realms/jobmgr/token"}, "client.assertion"),
-    ({"sub": "node2"}, "client.assertion"),
-    ({"exp": 1}, "client.assertion"),
-    ({"exp": 10**10}, "client.assertion"),
-    ({"jti": None}, "client.assertion"),
-    ({"iss": "ghost", "sub": "ghost"}, "node.unknown"),
-])
-def test_bad_assertions(client: FlaskClient, registered_node: tuple[str, Any], change: dict[str, Any],
-                        code: str) -> None:
+@pytest.mark.parametrize(
+    "change,code",
+    [
+        ({"aud": "https://sts.test/realms/cellB/token"}, "client.assertion"),
+        ({"aud": "https://evil.test/realms/jobmgr/token"}, "client.assertion"),
+        ({"sub": "node2"}, "client.assertion"),
+        ({"exp": 1}, "client.assertion"),
+        ({"exp": 10**10}, "client.assertion"),
+        ({"jti": None}, "client.assertion"),
+        ({"iss": "ghost", "sub": "ghost"}, "node.unknown"),
+    ],
+)
+def test_bad_assertions(
+    client: FlaskClient, registered_node: tuple[str, Any], change: dict[str, Any], code: str
+) -> None:
     node_id, private = registered_node
     response = agent_token_request(client, change.get("iss", node_id), assertion(private, node_id, ENDPOINT, **change))
     assert response.status_code == 401 and response.get_json()["code"] == code
 
 
-def test_assertion_signed_by_another_key_or_with_hmac_is_refused(client: FlaskClient,
-                                                                 registered_node: tuple[str, Any]) -> None:
+def test_assertion_signed_by_another_key_or_with_hmac_is_refused(
+    client: FlaskClient, registered_node: tuple[str, Any]
+) -> None:
     node_id, _ = registered_node
     other, _ = node_keypair()
     wrong_key = agent_token_request(client, node_id, assertion(other, node_id, ENDPOINT))
@@ -130,11 +144,13 @@ def test_assertion_signed_by_another_key_or_with_hmac_is_refused(client: FlaskCl
     assert hmac.status_code == 401
 
 
-def test_node_of_another_realm_cannot_use_this_realms_endpoint(client: FlaskClient,
-                                                               registered_node: tuple[str, Any]) -> None:
+def test_node_of_another_realm_cannot_use_this_realms_endpoint(
+    client: FlaskClient, registered_node: tuple[str, Any]
+) -> None:
     node_id, private = registered_node
-    response = agent_token_request(client, node_id, assertion(private, node_id, "https://sts.test/realms/cellB/token"),
-                                   realm="cellB")
+    response = agent_token_request(
+        client, node_id, assertion(private, node_id, "https://sts.test/realms/cellB/token"), realm="cellB"
+    )
     assert response.status_code == 401 and response.get_json()["code"] == "node.unknown"
 
 

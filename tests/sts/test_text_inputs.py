@@ -28,8 +28,11 @@ def _code(response: object) -> str:
 
 
 def test_a_form_field_that_is_not_utf8_is_refused_with_request_text(client: FlaskClient) -> None:
-    response = client.post("/realms/jobmgr/token", data=f"grant_type=password&username={SURROGATE_UTF8}&password=x",
-                           content_type="application/x-www-form-urlencoded")
+    response = client.post(
+        "/realms/jobmgr/token",
+        data=f"grant_type=password&username={SURROGATE_UTF8}&password=x",
+        content_type="application/x-www-form-urlencoded",
+    )
     assert response.status_code == 400
     assert response.get_json()["error"] == "invalid_request"  # RFC 6749 §5.2 form on the token endpoint
     assert _code(response) == "request.text"
@@ -48,8 +51,7 @@ def test_a_header_that_is_not_utf8_is_refused(client: FlaskClient, admin_token: 
 
 def test_a_json_body_with_a_surrogate_is_refused_not_a_500(client: FlaskClient, admin_token: str) -> None:
     body = '{"node": "node1", "type": "shell", "spec": {"argv": ["/bin/echo", "\\ud800"]}}'
-    response = client.post("/api/v1/jobs", data=body, content_type="application/json",
-                           headers=bearer(admin_token))
+    response = client.post("/api/v1/jobs", data=body, content_type="application/json", headers=bearer(admin_token))
     assert response.status_code == 400 and _code(response) == "request.text"
 
 
@@ -86,7 +88,8 @@ def test_access_ids_refuse_every_separator_and_invisible_character() -> None:
 
 
 def test_a_token_living_longer_than_the_realm_policy_is_refused_at_the_api(
-        client: FlaskClient, mint: Callable[..., str]) -> None:
+    client: FlaskClient, mint: Callable[..., str]
+) -> None:
     now = int(time.time())
     # jobmgr's policy: access tokens live 300 s (the default); 3000 s is well within the ceiling.
     too_long = mint(exp=now + 3000)

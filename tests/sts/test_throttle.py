@@ -26,7 +26,8 @@ def _post(client: FlaskClient, form: dict[str, str], address: str = "10.0.0.1", 
 
 
 def test_lock_after_failure_factor_and_locked_answer_is_the_wrong_password_answer(
-        client: FlaskClient, services: Services) -> None:
+    client: FlaskClient, services: Services
+) -> None:
     wrong_answers = [_post(client, WRONG) for _ in range(3)]  # failure_factor = 3 in tests
     registry: Any = services.registries["jobmgr"]
     calls_before = len(registry.calls)
@@ -78,8 +79,13 @@ def test_wait_grows_and_is_capped() -> None:
 
         Base.metadata.create_all(db.engine)
         clock = Clock()
-        throttle = LoginThrottle(db, ThrottlePolicy(failure_factor=3, wait_increment_seconds=60, max_wait_seconds=150,
-                                                    per_address_failure_factor=50), clock)
+        throttle = LoginThrottle(
+            db,
+            ThrottlePolicy(
+                failure_factor=3, wait_increment_seconds=60, max_wait_seconds=150, per_address_failure_factor=50
+            ),
+            clock,
+        )
         counters = throttle.counters("jobmgr", "john", "10.0.0.9")
         waits = []
         for _ in range(6):
@@ -127,8 +133,9 @@ def test_forwarded_for_is_only_believed_from_trusted_proxies() -> None:
 
 
 def test_spoofed_forwarded_for_does_not_escape_the_address_lock(tmp_path: Path, database_url: str) -> None:
-    config = replace(make_config(tmp_path, database_url),
-                     throttle=ThrottlePolicy(failure_factor=30, per_address_failure_factor=3))
+    config = replace(
+        make_config(tmp_path, database_url), throttle=ThrottlePolicy(failure_factor=30, per_address_failure_factor=3)
+    )
     app = create_app(config)
     try:
         client = app.test_client()

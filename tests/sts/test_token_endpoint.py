@@ -34,8 +34,9 @@ def test_password_grant_issues_an_access_token_as_in_the_design(client: FlaskCli
     assert claims["realm"] == "jobmgr" and claims["preferred_username"] == "john"
     assert set(claims["groups"]) == {str(group_id("jobmgr", "operators")), str(group_id("jobmgr", "ops-all"))}
     assert claims["exp"] - claims["iat"] == 300 and claims["nbf"] == claims["iat"]
-    verified = verify(body["access_token"], ACCESS_TOKEN, services.keys.trust_resolver(),
-                      audience=services.config.audience)
+    verified = verify(
+        body["access_token"], ACCESS_TOKEN, services.keys.trust_resolver(), audience=services.config.audience
+    )
     assert verified.realm == "jobmgr"
 
 
@@ -45,13 +46,17 @@ def test_same_uid_in_two_realms_gives_two_access_ids(client: FlaskClient) -> Non
     assert a["sub"] != b["sub"] and b["iss"].endswith("/realms/cellB")
 
 
-@pytest.mark.parametrize("username,password", [("john", "wrong"), ("nobody", "x"), ("john", ""),
-                                               ("jo\x00hn", "john-password")])
+@pytest.mark.parametrize(
+    "username,password", [("john", "wrong"), ("nobody", "x"), ("john", ""), ("jo\x00hn", "john-password")]
+)
 def test_bad_logins_get_one_answer(client: FlaskClient, username: str, password: str) -> None:
     response = _token(client, grant_type="password", username=username, password=password)
     assert response.status_code == 400
-    assert response.get_json() == {"error": "invalid_grant", "code": "login.failed",
-                                   "error_description": "login.failed: invalid username or password"}
+    assert response.get_json() == {
+        "error": "invalid_grant",
+        "code": "login.failed",
+        "error_description": "login.failed: invalid username or password",
+    }
 
 
 def test_directory_outage_is_503_not_401(client: FlaskClient, services: Services) -> None:
@@ -68,12 +73,15 @@ def test_unknown_realm(client: FlaskClient) -> None:
     assert response.get_json()["error"] == "invalid_request" and response.get_json()["code"] == "realm.unknown"
 
 
-@pytest.mark.parametrize("form,error", [
-    ({}, "invalid_request"),
-    ({"grant_type": "implicit"}, "unsupported_grant_type"),
-    ({"grant_type": "password"}, "invalid_request"),
-    ({"grant_type": "refresh_token"}, "invalid_request"),
-])
+@pytest.mark.parametrize(
+    "form,error",
+    [
+        ({}, "invalid_request"),
+        ({"grant_type": "implicit"}, "unsupported_grant_type"),
+        ({"grant_type": "password"}, "invalid_request"),
+        ({"grant_type": "refresh_token"}, "invalid_request"),
+    ],
+)
 def test_malformed_grant_requests(client: FlaskClient, form: dict[str, str], error: str) -> None:
     response = _token(client, **form)
     assert response.status_code == 400
@@ -81,14 +89,19 @@ def test_malformed_grant_requests(client: FlaskClient, form: dict[str, str], err
 
 
 def test_repeated_parameters_query_strings_and_json_bodies_are_refused(client: FlaskClient) -> None:
-    repeated = client.post("/realms/jobmgr/token", data="grant_type=password&username=john&username=admin"
-                           "&password=john-password", content_type="application/x-www-form-urlencoded")
+    repeated = client.post(
+        "/realms/jobmgr/token",
+        data="grant_type=password&username=john&username=admin&password=john-password",
+        content_type="application/x-www-form-urlencoded",
+    )
     assert repeated.status_code == 400 and repeated.get_json()["error"] == "invalid_request"
-    query = client.post("/realms/jobmgr/token?password=john-password",
-                        data={"grant_type": "password", "username": "john"})
+    query = client.post(
+        "/realms/jobmgr/token?password=john-password", data={"grant_type": "password", "username": "john"}
+    )
     assert query.status_code == 400 and query.get_json()["error"] == "invalid_request"
-    as_json = client.post("/realms/jobmgr/token", json={"grant_type": "password", "username": "john",
-                                                         "password": "john-password"})
+    as_json = client.post(
+        "/realms/jobmgr/token", json={"grant_type": "password", "username": "john", "password": "john-password"}
+    )
     assert as_json.status_code == 400 and as_json.get_json()["error"] == "invalid_request"
 
 
@@ -183,12 +196,15 @@ def test_token_exchange_same_realm_never_outlives_the_subject(client: FlaskClien
     assert new["sub"] == old["sub"] and new["exp"] <= old["exp"] and new["jti"] != old["jti"]
 
 
-@pytest.mark.parametrize("extra,error", [
-    ({"actor_token": "x", "actor_token_type": AT_TYPE}, "invalid_request"),
-    ({"audience": "https://elsewhere.test"}, "invalid_target"),
-    ({"requested_token_type": "urn:ietf:params:oauth:token-type:refresh_token"}, "invalid_request"),
-    ({"subject_token_type": "urn:ietf:params:oauth:token-type:saml2"}, "invalid_request"),
-])
+@pytest.mark.parametrize(
+    "extra,error",
+    [
+        ({"actor_token": "x", "actor_token_type": AT_TYPE}, "invalid_request"),
+        ({"audience": "https://elsewhere.test"}, "invalid_target"),
+        ({"requested_token_type": "urn:ietf:params:oauth:token-type:refresh_token"}, "invalid_request"),
+        ({"subject_token_type": "urn:ietf:params:oauth:token-type:saml2"}, "invalid_request"),
+    ],
+)
 def test_token_exchange_refusals(client: FlaskClient, extra: dict[str, str], error: str) -> None:
     subject = login(client, "john")["access_token"]
     form = {"grant_type": EXCHANGE, "subject_token": subject, "subject_token_type": AT_TYPE, **extra}

@@ -36,8 +36,17 @@ def compact(header: dict[str, Any], claims: dict[str, Any], signature: bytes = b
 def claims_for(services: Services, issuing: str = "jobmgr", **extra: Any) -> dict[str, Any]:
     now = int(time.time())
     user = user_id(issuing, "admin" if issuing == "jobmgr" else "bob")
-    claims = {"iss": services.config.issuer(issuing), "sub": str(user), "aud": services.config.audience,
-              "iat": now, "nbf": now, "exp": now + 300, "jti": str(uuid.uuid4()), "realm": issuing, "groups": []}
+    claims = {
+        "iss": services.config.issuer(issuing),
+        "sub": str(user),
+        "aud": services.config.audience,
+        "iat": now,
+        "nbf": now,
+        "exp": now + 300,
+        "jti": str(uuid.uuid4()),
+        "realm": issuing,
+        "groups": [],
+    }
     claims.update(extra)
     return claims
 
@@ -90,8 +99,9 @@ def test_alg_none_with_empty_signature(client: FlaskClient, services: Services) 
 def test_hmac_signed_with_the_public_key(client: FlaskClient, services: Services, alg: str, digest: Any) -> None:
     active = services.keys.realm_keys("jobmgr").active
     assert active is not None
-    pem = active.verification.public_key.public_bytes(serialization.Encoding.PEM,
-                                                      serialization.PublicFormat.SubjectPublicKeyInfo)
+    pem = active.verification.public_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     head = b64(json.dumps({"alg": alg, "typ": "at+jwt", "kid": active.kid}).encode())
     body = b64(json.dumps(claims_for(services)).encode())
     for secret in (pem, json.dumps(active.jwk).encode()):
@@ -102,10 +112,18 @@ def test_hmac_signed_with_the_public_key(client: FlaskClient, services: Services
 @pytest.mark.parametrize("member", ["jwk", "jku", "x5u", "x5c"])
 def test_embedded_keys_and_key_urls(client: FlaskClient, services: Services, member: str) -> None:
     attacker, attacker_jwk = node_keypair()
-    value: Any = {"jwk": attacker_jwk, "jku": "https://evil.test/jwks", "x5u": "https://evil.test/cert",
-                  "x5c": ["MIIB"]}[member]
-    token = jwt.encode(claims_for(services), attacker, algorithm="ES256",
-                       headers={"typ": "at+jwt", "kid": attacker_jwk["kid"], member: value})
+    value: Any = {
+        "jwk": attacker_jwk,
+        "jku": "https://evil.test/jwks",
+        "x5u": "https://evil.test/cert",
+        "x5c": ["MIIB"],
+    }[member]
+    token = jwt.encode(
+        claims_for(services),
+        attacker,
+        algorithm="ES256",
+        headers={"typ": "at+jwt", "kid": attacker_jwk["kid"], member: value},
+    )
     refused(client, token, "token.header")
 
 
@@ -118,8 +136,12 @@ def test_kid_that_looks_like_a_path_or_sql(client: FlaskClient, services: Servic
 
 def test_token_of_realm_a_signed_with_realm_b_key(client: FlaskClient, services: Services) -> None:
     b_private = _private(services, "cellB")
-    token = jwt.encode(claims_for(services, "jobmgr"), b_private, algorithm="ES256",
-                       headers={"typ": "at+jwt", "kid": active_kid(services, "cellB")})
+    token = jwt.encode(
+        claims_for(services, "jobmgr"),
+        b_private,
+        algorithm="ES256",
+        headers={"typ": "at+jwt", "kid": active_kid(services, "cellB")},
+    )
     refused(client, token, "token.unknown_key")
 
 
@@ -134,22 +156,26 @@ def test_profile_confusion(client: FlaskClient, services: Services, typ: str) ->
     refused(client, token, "token.type")
 
 
-@pytest.mark.parametrize("change,code", [
-    ({"exp": int(time.time()) - 3600}, "token.expired"),
-    ({"nbf": int(time.time()) + 3600}, "token.not_yet_valid"),
-    ({"aud": "https://other.test/api"}, "token.audience"),
-    ({"aud": ["https://sts.test/api", "x"]}, "token.audience"),
-    ({"iss": "https://evil.test/realms/jobmgr"}, "realm.untrusted"),
-    ({"realm": "cellB"}, "token.claims"),
-    ({"exp": "tomorrow"}, "token.claims"),
-])
+@pytest.mark.parametrize(
+    "change,code",
+    [
+        ({"exp": int(time.time()) - 3600}, "token.expired"),
+        ({"nbf": int(time.time()) + 3600}, "token.not_yet_valid"),
+        ({"aud": "https://other.test/api"}, "token.audience"),
+        ({"aud": ["https://sts.test/api", "x"]}, "token.audience"),
+        ({"iss": "https://evil.test/realms/jobmgr"}, "realm.untrusted"),
+        ({"realm": "cellB"}, "token.claims"),
+        ({"exp": "tomorrow"}, "token.claims"),
+    ],
+)
 def test_claim_failures(client: FlaskClient, services: Services, change: dict[str, Any], code: str) -> None:
     refused(client, _sign_raw(services, claims_for(services, **change)), code)
 
 
 def _sign_raw(services: Services, claims: dict[str, Any]) -> str:
-    return jwt.encode(claims, _private(services, "jobmgr"), algorithm="ES256",
-                      headers={"typ": "at+jwt", "kid": active_kid(services)})
+    return jwt.encode(
+        claims, _private(services, "jobmgr"), algorithm="ES256", headers={"typ": "at+jwt", "kid": active_kid(services)}
+    )
 
 
 def test_tampered_token(client: FlaskClient, mint: Callable[..., str]) -> None:

@@ -37,8 +37,11 @@ def roca_rs256() -> dict[str, str]:
 @pytest.mark.parametrize("weak", [rfc7515_es256, roca_rs256], ids=["rfc7515-A3", "roca"])
 def test_node_registration_refuses_weak_keys(client: FlaskClient, admin_token: str, weak: Any) -> None:
     jwk = {k: v for k, v in weak().items() if k != "kid"}
-    response = client.post("/api/v1/nodes", headers=bearer(admin_token), json={
-        "id": "weaknode", "realm": "jobmgr", "authgroups": ["web"], "public_jwk": jwk, "trusted_realms": []})
+    response = client.post(
+        "/api/v1/nodes",
+        headers=bearer(admin_token),
+        json={"id": "weaknode", "realm": "jobmgr", "authgroups": ["web"], "public_jwk": jwk, "trusted_realms": []},
+    )
     assert response.status_code == 400
     assert response.get_json()["code"] == "key.weak"
 
@@ -47,8 +50,13 @@ def test_trust_bundles_skip_weak_keys_and_agent_check_lists_them(tmp_path: Path)
     good = {**public_jwk(ec.generate_private_key(ec.SECP256R1()).public_key(), "ES256")}
     bundle = tmp_path / "jobmgr.jwks.json"
     bundle.write_text(json.dumps({"keys": [good, rfc7515_es256(), roca_rs256()]}))
-    store = TrustStore(realms=frozenset({"jobmgr"}), issuer_of=lambda realm: ISSUER, cache_dir=None, fetch=None,
-                       bundles={"jobmgr": bundle})
+    store = TrustStore(
+        realms=frozenset({"jobmgr"}),
+        issuer_of=lambda realm: ISSUER,
+        cache_dir=None,
+        fetch=None,
+        bundles={"jobmgr": bundle},
+    )
     trust = store.issuer_trust(ISSUER)
     assert trust is not None and set(trust.keys) == {good["kid"]}
     problems = store.problems()
@@ -57,8 +65,13 @@ def test_trust_bundles_skip_weak_keys_and_agent_check_lists_them(tmp_path: Path)
     only_weak = tmp_path / "weak.jwks.json"
     only_weak.write_text(json.dumps({"keys": [rfc7515_es256()]}))
     with pytest.raises(AgentConfigInvalid):
-        TrustStore(realms=frozenset({"jobmgr"}), issuer_of=lambda realm: ISSUER, cache_dir=None, fetch=None,
-                   bundles={"jobmgr": only_weak})
+        TrustStore(
+            realms=frozenset({"jobmgr"}),
+            issuer_of=lambda realm: ISSUER,
+            cache_dir=None,
+            fetch=None,
+            bundles={"jobmgr": only_weak},
+        )
 
 
 def test_a_known_realm_signing_key_is_refused_at_load() -> None:

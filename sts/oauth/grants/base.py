@@ -10,8 +10,8 @@ from realms.config import TokenPolicy
 from realms.identity.principal import Principal
 from realms.tokens import ACCESS_TOKEN
 from realms.wire.claims import access_token_claims, new_jti
-from sts.oauth.public_clients import public_client_id
 from sts.oauth.errors import GrantInvalid
+from sts.oauth.public_clients import public_client_id
 from sts.services import Services
 
 MAX_PARAMETER = 4096
