@@ -1,4 +1,4 @@
-"""Steps (c) to (e) of design Flow 4: who is asking, which role the job needs, and the table's verdict.
+"""Decision steps (c) to (e): who is asking, which role the job needs, and the table's verdict.
 
 The principal set is {sub} + the groups the issuing realm vouched for + the special
 subjects that apply. The required role comes only from the node's ``[job_types]`` table.
@@ -87,7 +87,7 @@ def _vouched_groups(verified: VerifiedToken) -> dict[str, AccessId]:
 
 
 def principals_of(verified: VerifiedToken, own_realm: str, trusted_realms: frozenset[str]) -> Principals:
-    """{sub} + vouched groups + special subjects (design.md, "Vocabulary")."""
+    """{sub} + vouched groups + special subjects (docs/architecture.md, "The trust model")."""
     found = _parse_canonical(verified.subject)
     if found is None:  # verify() already refused such a token; never trust an unparsable subject
         raise AccessIdInvalid(f"subject {verified.subject[:80]!r} is not an access ID")

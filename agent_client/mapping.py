@@ -1,4 +1,4 @@
-"""Step (f) of design Flow 4: which local account runs the job (BMC's exports/users/users.local).
+"""Decision step (f): which local account runs the job (BMC's exports/users/users.local).
 
 Rules are tried by kind: exact access ID, then group, then role, then realm (file order
 within a kind). Then user equivalency, where enabled for the token's realm. Then the

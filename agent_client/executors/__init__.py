@@ -1,4 +1,4 @@
-"""Executors (design Flow 4, step g): run a job as the mapped account.
+"""Executors (decision step g): run a job as the mapped account.
 
 ``setuid`` (agent is root), ``sudo`` (agent is a service account) and ``self`` (the mapping
 resolved to the agent's own account). All share the allow-list environment, closed

@@ -1,4 +1,4 @@
-"""Access IDs: the stable, realm-qualified names of principals (design.md, "Vocabulary").
+"""Access IDs: the stable, realm-qualified names of principals (docs/architecture.md, "The trust model").
 
 Forms, exactly:
 

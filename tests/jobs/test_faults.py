@@ -1,4 +1,4 @@
-"""Faults the job manager must survive (issue 5): a killed STS, concurrent agents, a database
+"""Faults the job manager must survive: a killed STS, concurrent agents, a database
 restart, an agent that dies after start."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The adversarial suite's kit: forged-token corpus, loopback listeners that must stay silent,
 and a real STS world (tests/jobs/conftest.py) whose tokens the attacks start from.
 
-``token_attacks(valid, ...)`` turns one genuine token into every forgery of issue 9. Where a
+``token_attacks(valid, ...)`` turns one genuine token into every forgery of this suite. Where a
 forgery needs a valid signature to reach the defence it targets (crit, duplicate members,
 kid injection, numeric dates...), it is re-signed with the realm's *real* private key, so
 the test fails if that one defence is removed, not merely because the signature breaks.
@@ -129,7 +129,7 @@ def _nested(depth: int) -> Any:
 
 
 def token_attacks(valid: str, signer: Signer, other: Signer, listener_url: str) -> list[Attack]:
-    """Every forgery of issue 9 ("Tokens"), derived from the genuine ``valid`` token of ``signer``'s realm.
+    """Every forgery of this suite, derived from the genuine ``valid`` token of ``signer``'s realm.
 
     ``other`` is a second realm's real key (cross-realm confusion, a realm vouching for
     another's principals). ``listener_url`` is where jku/x5u point: nothing may connect.

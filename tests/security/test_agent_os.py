@@ -1,4 +1,4 @@
-"""Attacks on the agent at the operating-system boundary (issue 9, "Agent and OS").
+"""Attacks on the agent at the operating-system boundary.
 
 Real accounts (``useradd``, removed afterwards; root only), real executors, real processes.
 Unit tests of the mapping and executors are in tests/agent_client/; here the whole path

@@ -1,4 +1,4 @@
-"""Attacks on the STS HTTP API (issue 9, "API"): mass assignment, IDOR, hostile bodies, SQL
+"""Attacks on the STS HTTP API: mass assignment, IDOR, hostile bodies, SQL
 metacharacters in filters, X-Forwarded-For spoofing, secrets in logs, and a schemathesis run
 against ``/openapi.json``. OWASP API Security Top 10 (2023): API1 (BOLA), API3 (BOPLA/mass
 assignment), API4 (resource consumption), API8 (misconfiguration).

@@ -1,10 +1,10 @@
-"""Faults (issue 9, "Faults"): kill -9 of the agent and of the STS at each step of a job's
+"""Faults: kill -9 of the agent and of the STS at each step of a job's
 lifecycle, the database and the directory restarting under load, and clock skew between the
 STS and the agent on either side of the leeway.
 
 After each fault: no job is lost silently (it ends succeeded, or refused/lost with a code),
 none runs twice (a marker file gets at most one line), and nothing runs as the wrong account
-(each line is ``id -un`` of the mapped account). The STS-only faults of issue 5 (SIGKILL
+(each line is ``id -un`` of the mapped account). The STS-only faults (SIGKILL
 between INSERT and COMMIT, concurrent agents, a dead agent's lease) are in tests/jobs/test_faults.py.
 """
 

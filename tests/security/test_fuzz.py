@@ -1,4 +1,4 @@
-"""Property-based fuzzing (hypothesis) of the four parsers an outsider can feed (issue 9, "Fuzzing"):
+"""Property-based fuzzing (hypothesis) of the four parsers an outsider can feed:
 the access-ID parser, the canonical job digest, the token decoder front end
 (``realms/tokens/jws.py`` + ``verify``), and the authorization-table import.
 

@@ -1,4 +1,4 @@
-"""Attacks on password login through a real directory (issue 9, "LDAP").
+"""Attacks on password login through a real directory.
 
 The STS here is the real app with its realms on the harness slapd (``tests/ldap_harness.py``);
 logins go through ``POST /realms/<realm>/token``. Registry-level unit tests are in

@@ -1,4 +1,4 @@
-"""Forged and misused job tokens at the agent (issue 9, "Tokens, ... at the agent").
+"""Forged and misused job tokens at the agent.
 
 The agent here is the real decision pipeline (``agent_client.decision.NodeDecider``) with a
 real trust store fetching the JWKS of a real STS (``tests/jobs`` world), its durable

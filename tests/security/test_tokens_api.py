@@ -1,4 +1,4 @@
-"""Forged tokens against the STS HTTP API (issue 9, "Tokens, at the STS API").
+"""Forged tokens against the STS HTTP API.
 
 Every forgery of ``tests/security/conftest.token_attacks`` is presented as a bearer token to
 an endpoint that needs an access token (``GET /api/v1/jobs``) and to one that needs an agent
@@ -90,7 +90,7 @@ def test_a_kid_in_both_realms_never_crosses_realms(world: World) -> None:
 
 def test_a_realm_cannot_vouch_for_another_realms_groups(world: World) -> None:
     """cellB lists jobmgr's jm-admins group for its own user: the group is dropped, not honoured
-    (design.md "A realm may only vouch for its own principals")."""
+    (docs/architecture.md, "The trust model")."""
     cell_b = signer_of(world, "cellB")
     now = int(time.time())
     claims = {

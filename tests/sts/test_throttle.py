@@ -1,4 +1,4 @@
-"""Brute-force protection (issue 4 item 6)."""
+"""Brute-force protection for password logins, shared through the database."""
 
 from __future__ import annotations
 
