@@ -41,6 +41,11 @@ def _check_urlencoded(raw: str, what: str) -> None:
 def check_request_text() -> None:
     """``before_request``: refuse the request if any of its text inputs is not UTF-8 text."""
     view = current_app.view_functions.get(request.endpoint or "")
+    limit = getattr(view, "max_body_bytes", None)
+    if isinstance(limit, int):
+        # A view that takes larger bodies says so on itself; the limit must be set before the
+        # first read of the body, which happens here.
+        request.max_content_length = limit
     if view is not None and getattr(view, "oauth_endpoint", False):
         # Why: the OAuth endpoints answer every refusal in RFC 6749 §5.2 form, this one included.
         request_context().oauth_form = True

@@ -43,12 +43,6 @@ def job_document(job: Job) -> dict[str, Any]:
     }
 
 
-@bp.before_request
-def _result_body_limit() -> None:
-    if request.endpoint == "agent.result":
-        request.max_content_length = RESULT_MAX_BYTES
-
-
 def _body() -> dict[str, Any]:
     if not request.get_data(cache=True):
         return {}
@@ -135,6 +129,10 @@ def result(job_id: str) -> Response:
         decision=[f"{step.step}:{step.verdict}" for step in reported.trace],
     )
     return jsonify({"state": job.state})
+
+
+# Results carry two output tails: a larger body than the app's default (read by sts.http.text_inputs).
+result.max_body_bytes = RESULT_MAX_BYTES  # type: ignore[attr-defined]
 
 
 @bp.get("/revocations")
