@@ -172,7 +172,8 @@ def test_concurrent_agent_processes_run_every_job_exactly_once(tmp_path: Path, w
     handled: list[tuple[str, str, int]] = []
     try:
         for process in processes:
-            read_until(process, '{"ready"')
+            # A bound, not a speed test: 16 interpreters starting at once on 2 busy cores took 117 s.
+            read_until(process, '{"ready"', timeout=600)
         go.touch()
         for process in processes:
             out, err = finish(process)
@@ -206,9 +207,9 @@ def test_an_agent_that_dies_after_start_leaves_the_job_lost_not_rerun(tmp_path: 
     finally:
         agent.kill()
         finish(agent)
-    # Its 1 s lease runs out; on a loaded machine the reaper may need a few rounds. At no
-    # point may the started job be handed out again.
-    deadline = time.monotonic() + 20
+    # Its 5 s lease (long enough to start on a loaded machine) runs out; the reaper may need a
+    # few rounds. At no point may the started job be handed out again.
+    deadline = time.monotonic() + 120
     while True:
         assert world.lease() is None
         shown = world.client.get(f"/api/v1/jobs/{job['id']}", headers=world.as_user("john")).get_json()
