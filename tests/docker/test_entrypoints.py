@@ -82,7 +82,10 @@ def test_an_unreadable_file_is_refused_naming_it(tmp_path: Path) -> None:
 
 @pytest.mark.slapd
 def test_the_sts_reads_its_directory_password_from_a_file(slapd: SlapdServer, tmp_path: Path) -> None:
-    """As in compose: bind_password_env names JOBMGR_LDAP_PASSWORD, the container has only the _FILE."""
+    """As in compose: bind_password_env names JOBMGR_LDAP_PASSWORD, the container has only the _FILE.
+
+    The STS reads ``<NAME>_FILE`` itself (realms/env_secrets.py); the entry point's copy to
+    ``<NAME>`` must agree with it."""
     table = slapd.realm_table("jobmgr")
     password = table["registry"].pop("bind_password")
     table["registry"]["bind_password_env"] = "JOBMGR_LDAP_PASSWORD"
@@ -92,8 +95,11 @@ def test_the_sts_reads_its_directory_password_from_a_file(slapd: SlapdServer, tm
     write_private(config, "\n".join(lines))
     write_private(tmp_path / "ldap_sts_password", f"{password}\n")
     command = ["jobsts", "access-id", "--config", str(config), "jobmgr", "john"]
-    without = run(command, JOBMGR_LDAP_PASSWORD_FILE=str(tmp_path / "ldap_sts_password"))
-    assert without.returncode == 2 and "JOBMGR_LDAP_PASSWORD is not set" in without.stderr
+    missing = run(command)
+    assert missing.returncode == 2 and "JOBMGR_LDAP_PASSWORD" in missing.stderr
+    native = run(command, JOBMGR_LDAP_PASSWORD_FILE=str(tmp_path / "ldap_sts_password"))
+    assert native.returncode == 0, native.stderr
+    assert native.stdout.splitlines()[0] == "user:jobmgr/uid=john,ou=people,dc=jobmgr,dc=example"
     done = run(
         ["sh", str(DOCKER / "sts-entrypoint.sh"), *command],
         JOBMGR_LDAP_PASSWORD_FILE=str(tmp_path / "ldap_sts_password"),
