@@ -25,6 +25,7 @@ from authz_tables.roles import Role, parse_role
 from realms.env_secrets import read_env
 from realms.errors import AccessIdInvalid
 from realms.identity.access_id import REALM_NAME, AccessId, AccessIdKind, is_valid_realm_name
+from realms.tokens.algorithms import DEFAULT_ALGORITHM
 from realms.tokens.profiles import MAX_LEEWAY_SECONDS, SIGNING_ALGORITHMS
 
 AUTHGROUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
@@ -305,7 +306,7 @@ def config_from_mapping(data: Mapping[str, Any], path: Path, environ: Mapping[st
     for name in authgroups:
         if not isinstance(name, str) or AUTHGROUP_NAME.fullmatch(name) is None:
             raise agent.fail("authgroups", f"{str(name)[:40]!r} is not an authorization group name")
-    key_algorithm = agent.get("key_algorithm", str, "ES256")
+    key_algorithm = agent.get("key_algorithm", str, DEFAULT_ALGORITHM)
     if key_algorithm not in SIGNING_ALGORITHMS:
         raise agent.fail("key_algorithm", f"must be one of {', '.join(SIGNING_ALGORITHMS)}")
     verify_tls = agent.get("verify_tls", (bool, str), True)

@@ -8,9 +8,10 @@ from typing import Any
 import httpx
 
 from agent_client.api import oauth
-from agent_client.api.auth import AgentAuth, PrivateKey
+from agent_client.api.auth import AgentAuth
 from agent_client.api.client import StsApi
 from agent_client.api.problems import malformed
+from realms.tokens.algorithms import PrivateKey
 from realms.wire.documents import Lease, Result, parse_lease, parse_revocations
 from realms.wire.errors import JobInvalidSpec
 

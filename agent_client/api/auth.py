@@ -19,24 +19,18 @@ from pathlib import Path
 import httpx
 import jwt
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from agent_client.api.login_store import StoredLogin, current_login, forget_session, store_session
 from agent_client.api.oauth import TokenResponse, parse_token_response, token_path
 from agent_client.api.problems import malformed, refusal
 from agent_client.errors import AgentConfigInvalid, NodeKeyMissing, SessionMissing
+from realms.tokens.algorithms import PrivateKey, algorithms_for
 from realms.tokens.keys import jwk_thumbprint
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_LIFETIME = 120
 TOKEN_RENEW_MARGIN = 30
 REFRESH_MARGIN_SECONDS = 30
-PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
-_KEY_ALGORITHMS: dict[type, tuple[str, ...]] = {
-    ec.EllipticCurvePrivateKey: ("ES256",),
-    ed25519.Ed25519PrivateKey: ("EdDSA",),
-    rsa.RSAPrivateKey: ("RS256", "PS256"),
-}
 Flow = Generator[httpx.Request, httpx.Response, None]
 
 
@@ -51,17 +45,14 @@ def load_node_key(path: Path, algorithm: str) -> PrivateKey:
     except (ValueError, TypeError) as exc:
         message = f"node key {path}: not an unencrypted PEM private key ({exc})"
         raise AgentConfigInvalid(message, field="agent.key_file") from None
-    for kind, algorithms in _KEY_ALGORITHMS.items():
-        if isinstance(key, kind):
-            if algorithm not in algorithms:
-                raise AgentConfigInvalid(
-                    f"node key {path} cannot sign {algorithm}; use one of {', '.join(algorithms)}",
-                    field="agent.key_algorithm",
-                )
-            if isinstance(key, ec.EllipticCurvePrivateKey) and not isinstance(key.curve, ec.SECP256R1):
-                raise AgentConfigInvalid(f"node key {path} is not a P-256 key", field="agent.key_file")
-            return key  # type: ignore[return-value]
-    raise AgentConfigInvalid(f"node key {path} is of an unsupported type", field="agent.key_file")
+    usable = algorithms_for(key)
+    if not usable:
+        raise AgentConfigInvalid(f"node key {path} is of an unsupported type or size", field="agent.key_file")
+    if algorithm not in usable:
+        raise AgentConfigInvalid(
+            f"node key {path} cannot sign {algorithm}; use one of {', '.join(usable)}", field="agent.key_algorithm"
+        )
+    return key  # type: ignore[return-value]
 
 
 def _token_response(response: httpx.Response, caller: str) -> TokenResponse:

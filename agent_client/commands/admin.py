@@ -25,8 +25,8 @@ from realms.identity.principal import access_id_view
 def _public_jwk(path: Path, algorithm: str | None) -> dict[str, Any]:
     """A JWK from a JSON file, or from a PEM public key (the algorithm follows the key type)."""
     from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+    from realms.tokens.algorithms import algorithms_for
     from realms.tokens.keys import public_jwk
 
     data = path.read_bytes()
@@ -34,13 +34,12 @@ def _public_jwk(path: Path, algorithm: str | None) -> dict[str, Any]:
         jwk: dict[str, Any] = json.loads(data)
         return jwk
     key = serialization.load_pem_public_key(data)
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        return public_jwk(key, "ES256")
-    if isinstance(key, ed25519.Ed25519PublicKey):
-        return public_jwk(key, "EdDSA")
-    if isinstance(key, rsa.RSAPublicKey):
-        return public_jwk(key, algorithm or "RS256")
-    raise click.ClickException(f"{path}: unsupported key type")
+    usable = algorithms_for(key)
+    if not usable:
+        raise click.ClickException(f"{path}: unsupported key type or size")
+    if algorithm is not None and algorithm not in usable:
+        raise click.ClickException(f"{path}: this key cannot sign {algorithm}; it can sign {', '.join(usable)}")
+    return public_jwk(key, algorithm or usable[0])  # type: ignore[arg-type]
 
 
 def _node_body(

@@ -11,7 +11,6 @@ from types import FrameType
 
 import click
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from agent_client.api.agent import AgentApi
 from agent_client.api.auth import load_node_key
@@ -28,6 +27,7 @@ from authz_tables.store import AuthzTable
 from realms.errors import JobstsError
 from realms.identity.access_id import REALM_NAME, is_valid_realm_name
 from realms.logs import LOG_FORMAT_OPTION, LOG_LEVEL_OPTION, setup_logging
+from realms.tokens.algorithms import DEFAULT_ALGORITHM, algorithm_named
 from realms.tokens.keys import public_jwk
 
 TEMPLATE = """\
@@ -92,7 +92,7 @@ def agent() -> None:
 @click.option("--realm", required=True, help="The node's own realm.")
 @click.option("--sts", "sts_url", required=True, help="The STS base URL.")
 @click.option("--dir", "directory", type=click.Path(path_type=Path), default=Path("."), show_default=True)
-@click.option("--algorithm", type=click.Choice(["ES256", "EdDSA"]), default="ES256", show_default=True)
+@click.option("--algorithm", type=click.Choice(["ES256", "EdDSA"]), default=DEFAULT_ALGORITHM, show_default=True)
 def init(node_id: str, realm: str, sts_url: str, directory: Path, algorithm: str) -> None:
     """Write a node key pair (private key mode 0600) and a configuration template; print the public key."""
     if REALM_NAME.fullmatch(node_id) is None:
@@ -104,7 +104,7 @@ def init(node_id: str, realm: str, sts_url: str, directory: Path, algorithm: str
     for path in (key_path, config_path):
         if path.exists():
             raise click.ClickException(f"{path} exists; refusing to overwrite it")
-    key = ec.generate_private_key(ec.SECP256R1()) if algorithm == "ES256" else ed25519.Ed25519PrivateKey.generate()
+    key = algorithm_named(algorithm).generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     # Why: created with O_EXCL and mode 0600 in one step, so the key is never readable by others.
     fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
