@@ -10,7 +10,7 @@ grant); people use one of the public clients below, or send no ``client_id`` at 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 
 from flask import request
 
@@ -33,9 +33,10 @@ def refuse_basic_authentication() -> None:
         )
 
 
-def public_client_id(form: Mapping[str, str]) -> str:
-    """The public client named by ``client_id`` (or the default); ``client.unknown`` otherwise."""
+def public_client_id(form: Mapping[str, str], realm: str, registered: Container[tuple[str, str]]) -> str:
+    """The client named by ``client_id`` (or the default): one of the public clients above, or a
+    client registered for ``realm`` (the code flow's, e.g. the console); ``client.unknown`` otherwise."""
     value = form.get("client_id") or DEFAULT_CLIENT_ID
-    if value not in PUBLIC_CLIENTS:
+    if value not in PUBLIC_CLIENTS and (realm, value) not in registered:
         raise ClientUnknown(f"client_id {value[:64]!r} is not a registered client of this service")
     return value

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from typing import Any, ClassVar
 
 from realms.config import TokenPolicy
@@ -65,6 +65,6 @@ class Grant:
         return self.services.keys.sign(self.realm, claims, ACCESS_TOKEN.typ), exp - now
 
 
-def client_id_of(form: Mapping[str, str]) -> str:
-    """A public client's id (RFC 9068 §2.2 ``client_id``): a registered one, or the default."""
-    return public_client_id(form)
+def client_id_of(form: Mapping[str, str], realm: str, registered: Container[tuple[str, str]]) -> str:
+    """The client's id for the token (RFC 9068 §2.2 ``client_id``): a known one, or the default."""
+    return public_client_id(form, realm, registered)

@@ -37,7 +37,7 @@ class PasswordGrant(Grant):
 
     def _login(self, username: str) -> tuple[dict[str, Any], Principal]:
         password = self.form.get("password") or ""
-        client_id = client_id_of(self.form)
+        client_id = client_id_of(self.form, self.realm, self.services.config.clients)
         principal = self.services.login.login(self.realm, username, password, self.client_address)
         token, ttl = self.access_token(principal, client_id)
         with self.services.db.session() as session:

@@ -19,7 +19,7 @@ class RefreshTokenGrant(Grant):
 
     def issue(self) -> dict[str, Any]:
         presented = self.param("refresh_token") or ""
-        client_id = client_id_of(self.form)
+        client_id = client_id_of(self.form, self.realm, self.services.config.clients)
         try:
             with self.services.db.session() as session:
                 current = refresh_tokens.check(session, self.realm, presented)

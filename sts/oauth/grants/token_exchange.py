@@ -59,7 +59,11 @@ class TokenExchangeGrant(Grant):
         principal = self.services.registries[self.realm].lookup(username) if isinstance(username, str) else None
         if principal is None or str(principal.access_id) != verified.subject:
             raise GrantRefused(f"realm {self.realm}: the token's user no longer exists")
-        token, ttl = self.access_token(principal, client_id_of(self.form), not_after=int(verified.claims["exp"]))
+        token, ttl = self.access_token(
+            principal,
+            client_id_of(self.form, self.realm, self.services.config.clients),
+            not_after=int(verified.claims["exp"]),
+        )
         return {
             "access_token": token,
             "issued_token_type": ACCESS_TOKEN_TYPE,
