@@ -2,7 +2,7 @@
 
 Times are epoch seconds: integers where the HTTP contract speaks in whole seconds
 (``not_before``, ``deadline``, ``lease_expires_at``, token ``exp``), floats for audit stamps.
-The schema is created by the Alembic revisions ``0002_jobs`` and ``0003_sealed_credentials``; keep them in step.
+The schema is created by the Alembic revisions ``0002_jobs`` and ``0004_sealed_credentials``; keep them in step.
 """
 
 from __future__ import annotations

@@ -68,3 +68,12 @@ def test_models_match_the_migrations(database_url: str) -> None:
         assert diff == []
     finally:
         engine.dispose()
+
+
+def test_the_revisions_form_one_line() -> None:
+    """One head: two revisions with the same parent would upgrade in no defined order."""
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory(str(Path(sts.migrations.__file__).parent))
+    assert scripts.get_heads() == [scripts.get_current_head()]
+    assert len(scripts.get_heads()) == 1

@@ -1,7 +1,7 @@
 """Jobs: the sealed copy of a password given at submit for a remote host (NULL once the job ends).
 
-Revision ID: 0003_sealed_credentials
-Revises: 0002_jobs
+Revision ID: 0004_sealed_credentials
+Revises: 0003_oidc
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003_sealed_credentials"
-down_revision = "0002_jobs"
+revision = "0004_sealed_credentials"
+down_revision = "0003_oidc"
 branch_labels = None
 depends_on = None
 
