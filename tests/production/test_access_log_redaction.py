@@ -65,6 +65,9 @@ def test_jobsts_serve_request_log_has_paths_not_query_strings(tmp_path: Path, da
                 "127.0.0.1",
                 "--port",
                 str(port),
+                # The request log is a library logger, quiet below debug; at debug everything logs.
+                "--log-level",
+                "debug",
             ],
             stdout=stdout,
             stderr=stderr,
