@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 
 from agent_client.api.agent import AgentApi
 from agent_client.api.auth import load_node_key
+from agent_client.commands.privileged_mappings import privileged_mappings
 from agent_client.config import AgentConfig, load_agent_config
 from agent_client.credentials.cli import credentials
 from agent_client.credentials.store import CredentialStore
@@ -200,10 +201,21 @@ def check(ctx: click.Context, config_path: Path, as_json: bool) -> None:
             click.echo(f"{exc.code}: {exc.message}")
         ctx.exit(1)
     problems = config_problems(config)
+    # Why: a mapping into sudo, disk, docker and the like is refused per job unless allowed by
+    # name; listing them here shows the administrator which allows are in force before any job.
+    privileged = privileged_mappings(config.mapping)
     if as_json:
         click.echo(json.dumps({"ok": not problems, "node": config.node_id, "realm": config.realm,
-                               "executor": config.executor, "problems": problems}))  # fmt: skip
+                               "executor": config.executor, "problems": problems,
+                               "allow_privileged_groups": sorted(config.mapping.allow_privileged_groups),
+                               "privilege_map_allow_groups": sorted(config.mapping.privilege_map.allow_groups),
+                               "privileged_mappings": [entry.as_json() for entry in privileged]}))  # fmt: skip
         ctx.exit(1 if problems else 0)
+    allowed = ", ".join(sorted(config.mapping.allow_privileged_groups)) or "none"
+    for entry in privileged:
+        click.echo(entry.describe())
+    if privileged:
+        click.echo(f"privileged groups: allow_privileged_groups = {allowed}")
     for line in problems:
         click.echo(line)
     if problems:
