@@ -261,7 +261,13 @@ def open_agent(config: AgentConfig, *, check_modes: bool = True, cancel: threadi
     with contextlib.ExitStack() as opened:
         client = opened.enter_context(
             AgentApi.connect(
-                config.sts_url, config.node_id, config.realm, key, config.key_algorithm, verify=config.verify_tls
+                config.sts_url,
+                config.node_id,
+                config.realm,
+                key,
+                config.key_algorithm,
+                verify=config.verify_tls,
+                audience=config.assertion_audience,
             )
         )
         trust = TrustStore(

@@ -14,8 +14,10 @@ from cryptography.hazmat.primitives import serialization
 
 from agent_client.api.agent import AgentApi
 from agent_client.api.auth import load_node_key
+from agent_client.commands.online_check import check_online
 from agent_client.commands.privileged_mappings import privileged_mappings
 from agent_client.config import AgentConfig, load_agent_config
+from agent_client.config_issuers import with_discovered_issuers
 from agent_client.credentials.cli import credentials
 from agent_client.credentials.store import CredentialStore
 from agent_client.decision import NodeDecider, NodePolicy
@@ -134,7 +136,7 @@ def init(node_id: str, realm: str, sts_url: str, directory: Path, algorithm: str
 def run(config_path: Path, once: bool, verbose: bool, log_level: str, log_format: str) -> None:
     """The poll loop: lease, decide, start, run, report."""
     setup_logging("debug" if verbose else log_level, log_format)
-    config = load_agent_config(config_path)
+    config = with_discovered_issuers(load_agent_config(config_path))
     cancel = threading.Event()
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -189,8 +191,11 @@ def config_problems(config: AgentConfig) -> list[str]:
 @agent.command()
 @click.option("--config", "config_path", required=True, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
+@click.option(
+    "--online", is_flag=True, help="Also reach the STS: discovery and issuers, JWKS, an agent token, clock skew."
+)
 @click.pass_context
-def check(ctx: click.Context, config_path: Path, as_json: bool) -> None:
+def check(ctx: click.Context, config_path: Path, as_json: bool, online: bool) -> None:
     """Validate the configuration, file modes, trust store and executor; one line per problem."""
     try:
         config = load_agent_config(config_path)
@@ -201,6 +206,9 @@ def check(ctx: click.Context, config_path: Path, as_json: bool) -> None:
             click.echo(f"{exc.code}: {exc.message}")
         ctx.exit(1)
     problems = config_problems(config)
+    report = check_online(config) if online else None
+    if report is not None:
+        problems.extend(report.problems)
     # Why: a mapping into sudo, disk, docker and the like is refused per job unless allowed by
     # name; listing them here shows the administrator which allows are in force before any job.
     privileged = privileged_mappings(config.mapping)
@@ -209,18 +217,23 @@ def check(ctx: click.Context, config_path: Path, as_json: bool) -> None:
                                "executor": config.executor, "problems": problems,
                                "allow_privileged_groups": sorted(config.mapping.allow_privileged_groups),
                                "privilege_map_allow_groups": sorted(config.mapping.privilege_map.allow_groups),
-                               "privileged_mappings": [entry.as_json() for entry in privileged]}))  # fmt: skip
+                               "privileged_mappings": [entry.as_json() for entry in privileged],
+                               "online": report.as_json() if report is not None else None}))  # fmt: skip
         ctx.exit(1 if problems else 0)
+    for line in problems:
+        click.echo(line)
+    if not problems:
+        click.echo(f"ok: node {config.node_id}, realm {config.realm}, executor {config.executor}")
+    for verdict, name, detail in report.lines if report is not None else []:
+        if verdict != "fail":  # failures are among the problems above
+            click.echo(f"online {name}: {verdict}: {detail}")
     allowed = ", ".join(sorted(config.mapping.allow_privileged_groups)) or "none"
     for entry in privileged:
         click.echo(entry.describe())
     if privileged:
         click.echo(f"privileged groups: allow_privileged_groups = {allowed}")
-    for line in problems:
-        click.echo(line)
     if problems:
         ctx.exit(1)
-    click.echo(f"ok: node {config.node_id}, realm {config.realm}, executor {config.executor}")
 
 
 def _read_token(value: str) -> str:
