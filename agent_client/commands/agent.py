@@ -136,7 +136,9 @@ def init(node_id: str, realm: str, sts_url: str, directory: Path, algorithm: str
 def run(config_path: Path, once: bool, verbose: bool, log_level: str, log_format: str) -> None:
     """The poll loop: lease, decide, start, run, report."""
     setup_logging("debug" if verbose else log_level, log_format)
-    config = with_discovered_issuers(load_agent_config(config_path))
+    config = load_agent_config(config_path)
+    config.require_key()  # a node never initialised says so before any network call
+    config = with_discovered_issuers(config)
     cancel = threading.Event()
 
     def stop(signum: int, frame: FrameType | None) -> None:
