@@ -254,7 +254,7 @@ def _read_token(value: str) -> str:
 @click.pass_context
 def explain(ctx: click.Context, config_path: Path, job_path: Path, token: str | None) -> None:
     """Run the whole decision (a)-(f) for a job without executing it; print each step's verdict."""
-    config = load_agent_config(config_path)
+    config = with_discovered_issuers(load_agent_config(config_path))  # as agent run matches issuers
     document = json.loads(job_path.read_text(encoding="utf-8"))
     job = document.get("job", document) if isinstance(document, dict) else document
     if token is None:
@@ -266,7 +266,7 @@ def explain(ctx: click.Context, config_path: Path, job_path: Path, token: str | 
     try:
         key_client = AgentApi.connect(
             config.sts_url, config.node_id, config.realm, load_node_key(config.key_file, config.key_algorithm),
-            config.key_algorithm, verify=config.verify_tls,
+            config.key_algorithm, verify=config.verify_tls, audience=config.assertion_audience,
         )  # fmt: skip
     except JobstsError:
         key_client = None
