@@ -16,6 +16,7 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from flask import Request
 from sqlalchemy import delete, update
@@ -41,13 +42,15 @@ CSRF_LABEL = "console-csrf"
 # another one refreshing keeps using the current token meanwhile.
 REFRESH_MARGIN = 60
 REFRESH_CLAIM_SECONDS = 30
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def secure_cookies(base_url: str) -> bool:
     """Why: a Secure cookie is never sent over plain http, so it is required everywhere except an
     STS whose base URL is plain http on a loopback address (a developer's machine, the tests),
     where nothing crosses a network. Any other http base URL still gets Secure cookies."""
-    return not any(base_url.startswith(f"http://{host}") for host in ("127.0.0.1", "localhost", "[::1]"))
+    parts = urlsplit(base_url)
+    return not (parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS)
 
 
 def _hash(session_id: str) -> str:

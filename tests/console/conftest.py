@@ -162,8 +162,10 @@ def _path(location: str) -> str:
     return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
-def sign_in(console: Console, client: FlaskClient, username: str = "john", realm: str = "jobmgr") -> TestResponse:
-    """Sign in through the console and the realm's real login page; returns the jobs page."""
+def callback_response(
+    console: Console, client: FlaskClient, username: str = "john", realm: str = "jobmgr"
+) -> TestResponse:
+    """Run the sign-in up to the console's callback, through the realm's real login page."""
     base = console.url
     start = client.post("/console/login", data={"realm": realm, "next": "/console/jobs"}, base_url=base)
     assert start.status_code == 303, start.get_data(as_text=True)
@@ -175,6 +177,12 @@ def sign_in(console: Console, client: FlaskClient, username: str = "john", realm
     assert answer.status_code == 303, answer.get_data(as_text=True)
     back = client.get(_path(answer.headers["Location"]), base_url=base)
     assert back.status_code == 303, back.get_data(as_text=True)
-    jobs = client.get(_path(back.headers["Location"]), base_url=base)
+    return back
+
+
+def sign_in(console: Console, client: FlaskClient, username: str = "john", realm: str = "jobmgr") -> TestResponse:
+    """Sign in through the console and the realm's real login page; returns the jobs page."""
+    back = callback_response(console, client, username, realm)
+    jobs = client.get(_path(back.headers["Location"]), base_url=console.url)
     assert jobs.status_code == 200, jobs.get_data(as_text=True)
     return jobs
