@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.ui import WebDriverWait
@@ -104,7 +105,7 @@ def test_sign_in_read_filter_and_cancel(browser: Browser, console: Console) -> N
     assert not [m for m in browser.console() if m.level == "SEVERE" and "favicon.ico" not in m.text]
 
 
-def _element(browser: Browser, element_id: str) -> object:
+def _element(browser: Browser, element_id: str) -> WebElement:
     return browser.driver.find_element(By.ID, element_id)
 
 
