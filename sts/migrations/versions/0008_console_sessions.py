@@ -1,4 +1,4 @@
-"""The web console's server-side sessions.
+"""The web console: its server-side sessions, and two indexes of the job list (by state, by node).
 
 Revision ID: 0008_console_sessions
 Revises: 0004_sealed_credentials
@@ -30,8 +30,12 @@ def upgrade() -> None:
         sa.Column("expires_at", sa.BigInteger(), nullable=False),
     )
     op.create_index("ix_sts_console_sessions_expires", "sts_console_sessions", ["expires_at"])
+    op.create_index("ix_sts_jobs_state_created", "sts_jobs", ["state", "created_at"])
+    op.create_index("ix_sts_jobs_node_created", "sts_jobs", ["node_id", "created_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_sts_jobs_node_created", table_name="sts_jobs")
+    op.drop_index("ix_sts_jobs_state_created", table_name="sts_jobs")
     op.drop_index("ix_sts_console_sessions_expires", table_name="sts_console_sessions")
     op.drop_table("sts_console_sessions")
