@@ -20,7 +20,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from realms.errors import JobstsError
 from sts.console import sessions
-from sts.console.error_docs import explain
+from sts.console.error_docs import explain, spans
 from sts.console.errors import ConsoleSignedOut
 from sts.http.errors import HTTP_CODES
 from sts.services import current_services
@@ -49,6 +49,7 @@ def _security_headers(response: Response) -> Response:
 def page(template: str, status: int = 200, **context: Any) -> Response:
     """A console page: HTML, autoescaped (Jinja's default for .html templates)."""
     context.setdefault("signed_in", g.get("console_signed_in"))
+    context.setdefault("markdown_spans", spans)
     body = render_template(template, **context)
     response = make_response(body, status)
     response.content_type = "text/html; charset=utf-8"

@@ -60,5 +60,16 @@ def error_docs(path: Path = ERRORS_MD) -> dict[str, ErrorDoc]:
         return {}
 
 
+def spans(text: str) -> list[tuple[bool, str]]:
+    """``text`` cut at its Markdown code spans: ``(is_code, part)`` pairs for the template, which
+    escapes every part (the documentation is text, never markup)."""
+    return [(index % 2 == 1, part) for index, part in enumerate(text.split("`")) if part]
+
+
+def plain(text: str) -> str:
+    """What a reader sees of ``text``: its code spans without their backticks."""
+    return "".join(part for _, part in spans(text))
+
+
 def explain(code: str | None) -> ErrorDoc | None:
     return None if code is None else error_docs().get(code)

@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from sts.console.blueprint import CONTENT_SECURITY_POLICY
-from sts.console.error_docs import error_docs
+from sts.console.error_docs import error_docs, plain
 from sts.console.models import ConsoleSession
 from sts.console.sessions import COOKIE, secure_cookies
 from sts.jobs.history import Viewer
@@ -192,7 +192,9 @@ def test_refusal_shows_trace_and_the_documented_cause_and_fix(console: Console) 
     cause = re.search(r'id="refusal-cause">(.*?)</dd>', body, re.S)
     fix = re.search(r'id="refusal-fix">(.*?)</dd>', body, re.S)
     assert cause and fix
-    assert html.unescape(cause.group(1)) == doc.cause and html.unescape(fix.group(1)) == doc.fix
+    shown = [html.unescape(re.sub(r"</?code>", "", m.group(1))) for m in (cause, fix)]
+    assert shown == [plain(doc.cause), plain(doc.fix)]
+    assert "<code>jobsts authz check" in fix.group(1)  # the documentation's code spans
     assert body.count('class="verdict-') == 6 and "verdict-fail" in body
 
 
@@ -242,3 +244,20 @@ def test_cursor_pages_do_not_overlap(console: Console) -> None:
         stamps = [session.get_one(Job, i).created_at for i in seen]
     assert len(seen) == len(set(seen)) == 12
     assert stamps == sorted(stamps, reverse=True)
+
+
+def test_activity_nodes_and_realms_pages_show_their_data(console: Console) -> None:
+    succeeded_job(console.world)
+    refused_job(console.world)
+    client = console.client()
+    sign_in(console, client, "carol")
+    _, body, _ = _get(console, client, "/console/activity")
+    assert body.count("<svg") == 2 and 'class="state-succeeded"' in body and 'class="state-refused"' in body
+    assert "authz.denied" in body and "<title>" in body
+    _, body, _ = _get(console, client, "/console/nodes")
+    assert "node1" in body and "trusting" in body and "jobmgr" in body and "batch" in body
+    _, body, _ = _get(console, client, "/console/realms")
+    assert 'id="realm-jobmgr"' in body and 'id="realm-cellB"' in body
+    assert "directory: ok" in body and 'class="badge key-active"' in body
+    kid = console.services.keys.describe("jobmgr")[0]["kid"]
+    assert kid in body
