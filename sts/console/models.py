@@ -21,6 +21,8 @@ class ConsoleSession(Base):
     access_token: Mapped[bytes] = mapped_column(LargeBinary)
     refresh_token: Mapped[bytes] = mapped_column(LargeBinary)
     access_exp: Mapped[int] = mapped_column(BigInteger)
+    # The access token's jti, so one statement reads the session and whether it was revoked.
+    access_jti: Mapped[str] = mapped_column(String(128))
     # Set by the one request that refreshes the tokens, so concurrent requests never present
     # the same single-use refresh token twice (which would revoke the whole family).
     refresh_claimed_at: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -19,13 +19,14 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from flask import Request
-from sqlalchemy import delete, update
+from sqlalchemy import delete, exists, select, update
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from realms.errors import JobstsError, UnavailableError
 from realms.identity.access_id import AccessId
 from realms.tokens import ACCESS_TOKEN
+from realms.tokens import verify as verify_token
 from sts.console.errors import ConsoleCsrf, ConsoleSignedOut
 from sts.console.models import ConsoleSession
 from sts.http.auth import verify_bearer
@@ -33,6 +34,7 @@ from sts.http.context import Caller, request_context
 from sts.oauth import refresh_tokens
 from sts.oauth.clients import CONSOLE_CLIENT_ID
 from sts.oauth.grants import GRANTS
+from sts.oauth.models import RevokedToken
 from sts.services import Services
 
 COOKIE = "jobsts_console"
@@ -96,6 +98,7 @@ def start(services: Services, realm: str, tokens: dict[str, object], now: int) -
                 access_token=services.master_key.encrypt(access.encode(), _aad(id_hash, "access")),
                 refresh_token=services.master_key.encrypt(refresh.encode(), _aad(id_hash, "refresh")),
                 access_exp=int(verified.claims["exp"]),
+                access_jti=str(verified.claims["jti"])[:128],
                 refresh_claimed_at=0,
                 created_at=now,
                 expires_at=now + policy.refresh_token_ttl,
@@ -136,6 +139,7 @@ def _refresh(services: Services, row: ConsoleSession, now: int) -> str | None:
     }
     tokens = GRANTS["refresh_token"](services, row.realm, form, request_context().client_address).issue()
     access = str(tokens["access_token"])
+    jti = str(verify_bearer(access, ACCESS_TOKEN).claims["jti"])[:128]
     with services.session() as db:
         db.execute(
             update(ConsoleSession)
@@ -146,30 +150,35 @@ def _refresh(services: Services, row: ConsoleSession, now: int) -> str | None:
                     str(tokens["refresh_token"]).encode(), _aad(row.id_hash, "refresh")
                 ),
                 access_exp=now + int(str(tokens["expires_in"])),
+                access_jti=jti,
                 refresh_claimed_at=0,
             )
         )
     return access
 
 
-def _row(services: Services, session_id: str) -> ConsoleSession | None:
+def _row(services: Services, session_id: str) -> tuple[ConsoleSession | None, bool]:
+    """The session and whether its access token was revoked: one statement per request."""
     if not session_id or len(session_id) > 128:
-        return None
+        return None, False
+    revoked = exists().where(RevokedToken.jti == ConsoleSession.access_jti).label("revoked")
     with services.session() as db:
-        return db.get(ConsoleSession, _hash(session_id))
+        found = db.execute(select(ConsoleSession, revoked).where(ConsoleSession.id_hash == _hash(session_id))).first()
+    return (None, False) if found is None else (found[0], bool(found[1]))
 
 
 def current(services: Services, request: Request) -> SignedIn:
     """The signed-in caller of this request, set as the request's caller; else ``console.signed_out``."""
     session_id = request.cookies.get(COOKIE, "")
-    row = _row(services, session_id)
+    row, revoked = _row(services, session_id)
     now = int(time.time())
-    if row is None or row.expires_at <= now:
+    if row is None or row.expires_at <= now or revoked:
         raise ConsoleSignedOut("not signed in to the console, or the session ended")
     access = _open(services, row, "access")
+    refreshed = None
     if row.access_exp - now < REFRESH_MARGIN:
         try:
-            access = _refresh(services, row, now) or access
+            refreshed = _refresh(services, row, now)
         except UnavailableError:
             raise
         except JobstsError:
@@ -177,7 +186,13 @@ def current(services: Services, request: Request) -> SignedIn:
             end(services, session_id)
             raise ConsoleSignedOut("the console session ended; sign in again") from None
     try:
-        verified = verify_bearer(access, ACCESS_TOKEN)
+        if refreshed is not None:
+            verified = verify_bearer(refreshed, ACCESS_TOKEN)
+        else:
+            # The API's verifier (realms/tokens/verify.py); the revocation was read with the row.
+            verified = verify_token(
+                access, ACCESS_TOKEN, services.keys.trust_resolver(), audience=services.config.audience
+            )
     except UnavailableError:
         raise
     except JobstsError:
@@ -207,7 +222,7 @@ def check_csrf(services: Services, request: Request) -> None:
 
 def end(services: Services, session_id: str) -> None:
     """Sign out: revoke the refresh token's family and the access token, then drop the session."""
-    row = _row(services, session_id)
+    row, _ = _row(services, session_id)
     if row is None:
         return
     with services.session() as db:

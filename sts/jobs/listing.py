@@ -66,8 +66,27 @@ class ListingFilter:
 
 
 @dataclass(frozen=True, slots=True)
+class JobSummary:
+    """What a row of the list shows: the list reads only these columns, never specs or output."""
+
+    id: str
+    state: str
+    node_id: str
+    type: str
+    submitter: str
+    created_at: float
+    result_code: str | None
+
+
+SUMMARY_COLUMNS = (Job.id, Job.state, Job.node_id, Job.type, Job.submitter, Job.created_at, Job.result_code)
+
+
+SummarySelect = Select[str, str, str, str, str, float, str | None]
+
+
+@dataclass(frozen=True, slots=True)
 class Page:
-    jobs: list[Job]
+    jobs: list[JobSummary]
     next_cursor: Cursor | None
 
 
@@ -81,10 +100,10 @@ def _check(filters: ListingFilter) -> None:
             raise JobInvalidSpec(f"{name}: not a valid filter value", field=name)
 
 
-def page_query(viewer: Viewer, filters: ListingFilter) -> Select[Job]:
+def page_query(viewer: Viewer, filters: ListingFilter) -> SummarySelect:
     """The statement of one page (``limit + 1`` rows: the extra row says a next page exists)."""
     _check(filters)
-    query = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(filters.limit + 1)
+    query = select(*SUMMARY_COLUMNS).order_by(Job.created_at.desc(), Job.id.desc()).limit(filters.limit + 1)
     if not viewer.sees_all:
         # Why: the API's rule (sts.jobs.history): without monitor, only one's own jobs.
         query = query.where(Job.submitter == viewer.access_id)
@@ -110,7 +129,7 @@ def page_query(viewer: Viewer, filters: ListingFilter) -> Select[Job]:
 
 def list_page(session: Session, viewer: Viewer, filters: ListingFilter) -> Page:
     """One page of jobs visible to ``viewer``, newest first, and the cursor of the next page."""
-    rows = list(session.scalars(page_query(viewer, filters)))
+    rows = [JobSummary(**row._mapping) for row in session.execute(page_query(viewer, filters))]
     if len(rows) <= filters.limit:
         return Page(rows, None)
     last = rows[filters.limit - 1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import re
+import time
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qs, urlsplit
 
@@ -261,3 +262,29 @@ def test_activity_nodes_and_realms_pages_show_their_data(console: Console) -> No
     assert "directory: ok" in body and 'class="badge key-active"' in body
     kid = console.services.keys.describe("jobmgr")[0]["kid"]
     assert kid in body
+
+
+def test_a_revoked_access_token_ends_the_session(console: Console) -> None:
+    client = console.client()
+    sign_in(console, client)
+    with console.services.db.session() as session:
+        row = session.scalars(select(ConsoleSession)).one()
+        console.services.revoke(session, row.access_jti, row.access_exp, "test")
+    response = client.get("/console/jobs", base_url=console.url)
+    assert response.status_code == 303 and urlsplit(response.headers["Location"]).path == "/console/login"
+
+
+def test_an_expiring_access_token_is_refreshed_once_and_the_session_goes_on(console: Console) -> None:
+    client = console.client()
+    sign_in(console, client)
+    with console.services.db.session() as session:
+        row = session.scalars(select(ConsoleSession)).one()
+        old_jti, row.access_exp = row.access_jti, int(time.time()) + 5  # inside the refresh margin
+    assert client.get("/console/jobs", base_url=console.url).status_code == 200
+    with console.services.db.session() as session:
+        row = session.scalars(select(ConsoleSession)).one()
+        tokens = list(session.scalars(select(RefreshToken)))
+        assert row.access_jti != old_jti and row.access_exp > int(time.time()) + 60
+    # Rotation (RFC 9700 §4.14.2): the first refresh token is spent, its successor is live.
+    assert sorted(t.spent_at is None for t in tokens) == [False, True] and not any(t.revoked for t in tokens)
+    assert client.get("/console/nodes", base_url=console.url).status_code == 200

@@ -25,6 +25,7 @@ def upgrade() -> None:
         sa.Column("access_token", sa.LargeBinary(), nullable=False),
         sa.Column("refresh_token", sa.LargeBinary(), nullable=False),
         sa.Column("access_exp", sa.BigInteger(), nullable=False),
+        sa.Column("access_jti", sa.String(128), nullable=False),
         sa.Column("refresh_claimed_at", sa.BigInteger(), nullable=False),
         sa.Column("created_at", sa.BigInteger(), nullable=False),
         sa.Column("expires_at", sa.BigInteger(), nullable=False),
