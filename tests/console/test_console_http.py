@@ -32,6 +32,8 @@ from tests.console.conftest import (
     succeeded_job,
 )
 
+pytestmark = pytest.mark.db  # the PostgreSQL pass runs these too
+
 
 def _get(console: Console, client: FlaskClient, path: str) -> tuple[int, str, dict[str, str]]:
     response = client.get(path, base_url=console.url)
