@@ -188,9 +188,17 @@ def realms() -> BaseResponse:
     health = _directory_checks(services.registries)
     rows = []
     for name in sorted(services.config.realms):
+        # Every key ring of the realm: its own (all its tokens) and, where it exists, the RS256
+        # ring of its ID tokens; each key with whatever state the key store gives it.
         keys = [
-            {**key, "published_until": when(key["published_until"]), "created_at": when(key["created_at"])}
-            for key in services.keys.describe(name)
+            {
+                **key,
+                "signs": "tokens" if ring == name else "ID tokens",
+                "published_until": when(key["published_until"]),
+                "created_at": when(key["created_at"]),
+            }
+            for ring in services.keys.rings(name)
+            for key in services.keys.describe(ring)
         ]
         rows.append(
             {

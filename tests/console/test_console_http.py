@@ -262,6 +262,7 @@ def test_activity_nodes_and_realms_pages_show_their_data(console: Console) -> No
     _, body, _ = _get(console, client, "/console/realms")
     assert 'id="realm-jobmgr"' in body and 'id="realm-cellB"' in body
     assert "directory: ok" in body and 'class="badge key-active"' in body
+    assert "<td>ID tokens</td>" in body  # the RS256 ring of an ES256 realm
     kid = console.services.keys.describe("jobmgr")[0]["kid"]
     assert kid in body
 
