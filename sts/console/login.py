@@ -18,7 +18,7 @@ import secrets
 import time
 from urllib.parse import urlencode, urlsplit
 
-from flask import request, url_for
+from flask import g, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from sts.console import sessions
@@ -143,8 +143,11 @@ def callback() -> BaseResponse:
         "code_verifier": _mac(services, "verifier", cookie),
     }
     tokens = GRANTS["authorization_code"](services, realm, form, request_context().client_address).issue()
-    session_id = sessions.start(services, realm, tokens, int(time.time()))
-    audit.record("console.signed_in", realm=realm, client=CONSOLE_CLIENT_ID)
+    # Why: a sign-in always gets a fresh session id, and a session this browser still had is
+    # ended (its refresh token revoked) rather than left behind.
+    sessions.end(services, request.cookies.get(sessions.COOKIE, ""))
+    session_id, subject = sessions.start(services, realm, tokens, int(time.time()))
+    audit.record("console.signed_in", actor=subject, realm=realm)
     response = _redirect(target)
     sessions.set_cookie(response, services, session_id)
     response.delete_cookie(LOGIN_COOKIE, path="/console")
@@ -157,6 +160,7 @@ def sign_out() -> BaseResponse:
     """Sign out (CSRF-checked by ``signed_in``): revoke the refresh token and end the session."""
     services = current_services()
     sessions.end(services, request.cookies.get(sessions.COOKIE, ""))
+    audit.record("console.signed_out", actor=str(g.console_signed_in.caller.access_id))
     response = page("console/signed_out.html", signed_in=None)
     sessions.clear_cookie(response, services)
     return response

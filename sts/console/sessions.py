@@ -80,8 +80,8 @@ def csrf_token(services: Services, session_id: str) -> str:
     return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
 
-def start(services: Services, realm: str, tokens: dict[str, object], now: int) -> str:
-    """Store a new session for the token response of a sign-in; returns the cookie value."""
+def start(services: Services, realm: str, tokens: dict[str, object], now: int) -> tuple[str, str]:
+    """Store a new session for the token response of a sign-in: (cookie value, the user's access ID)."""
     session_id = secrets.token_urlsafe(32)
     id_hash = _hash(session_id)
     access, refresh = str(tokens["access_token"]), str(tokens["refresh_token"])
@@ -106,7 +106,7 @@ def start(services: Services, realm: str, tokens: dict[str, object], now: int) -
         )
         # Sessions past their refresh token's life are dropped as new ones begin.
         db.execute(delete(ConsoleSession).where(ConsoleSession.expires_at < now))
-    return session_id
+    return session_id, verified.subject
 
 
 def _open(services: Services, row: ConsoleSession, which: str) -> str:

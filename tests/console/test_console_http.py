@@ -100,7 +100,12 @@ def test_state_changing_requests_need_the_sessions_csrf_token(console: Console) 
     sign_in(console, other)
     foreign = hidden_fields(other.get("/console/jobs", base_url=console.url).get_data(as_text=True))["csrf_token"]
     assert foreign != token
-    for data in ({}, {"csrf_token": ""}, {"csrf_token": foreign}, {"csrf_token": token[:-1] + "A"}):
+    for data in (
+        {},
+        {"csrf_token": ""},
+        {"csrf_token": foreign},
+        {"csrf_token": ("B" if token[0] == "A" else "A") + token[1:]},
+    ):
         refused = client.post(f"/console/jobs/{job}/cancel", data=data, base_url=console.url)
         assert refused.status_code == 403 and "console.csrf" in refused.get_data(as_text=True)
         assert _state(console, job) == "queued"
@@ -291,3 +296,14 @@ def test_an_expiring_access_token_is_refreshed_once_and_the_session_goes_on(cons
     # Rotation (RFC 9700 §4.14.2): the first refresh token is spent, its successor is live.
     assert sorted(t.spent_at is None for t in tokens) == [False, True] and not any(t.revoked for t in tokens)
     assert client.get("/console/nodes", base_url=console.url).status_code == 200
+
+
+def test_signing_in_again_replaces_the_session(console: Console) -> None:
+    client = console.client()
+    sign_in(console, client)
+    sign_in(console, client, "carol")
+    with console.services.db.session() as session:
+        rows = list(session.scalars(select(ConsoleSession)))
+        families = {t.family_id: t.revoked for t in session.scalars(select(RefreshToken))}
+    assert [row.username for row in rows] == ["carol"]
+    assert sorted(families.values()) == [False, True]  # john's session's family is revoked
