@@ -55,6 +55,7 @@ def test_sign_in_read_filter_and_cancel(browser: Browser, console: Console) -> N
     _sign_in(browser, console, "john")
     rows = browser.driver.find_elements(By.CSS_SELECTOR, "tr.job-row")
     assert {r.get_attribute("data-state") for r in rows} == {"refused", "succeeded", "queued"}
+    browser.screenshot("jobs")
 
     _open_job(browser, console, succeeded)
     assert _wait_for(browser, "job-state") == "succeeded"
