@@ -60,6 +60,7 @@ def create_app(config: StsConfig | str | Path | None = None) -> Flask:
 
     from sts import services
     from sts.authz_admin import views as authz_admin_views
+    from sts.console import routes as console_routes
     from sts.http import context, errors, text_inputs
 
     services.init_app(app, settings)
@@ -89,4 +90,5 @@ def create_app(config: StsConfig | str | Path | None = None) -> Flask:
     app.register_blueprint(agent_views.bp)
     app.register_blueprint(openapi_views.bp)
     app.register_blueprint(authz_admin_views.bp)
+    app.register_blueprint(console_routes.bp)
     return app

@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from realms.errors import JobstsError
+from sts.console.error_docs import parse_error_docs
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("realms", "authz_tables", "sts", "agent_client")
@@ -443,15 +444,15 @@ def _all_error_classes() -> set[type[JobstsError]]:
 
 
 def test_every_error_code_is_documented() -> None:
-    documented = set(re.findall(r"^### `([a-z_]+(?:\.[a-z_]+)+)`", (ROOT / "docs/errors.md").read_text(), re.M))
+    documented = set(parse_error_docs((ROOT / "docs/errors.md").read_text()))
     codes = {cls.code for cls in _all_error_classes()}
     assert codes - documented == set()
 
 
 def test_documented_codes_have_message_cause_and_fix() -> None:
-    text = (ROOT / "docs/errors.md").read_text()
-    sections = re.split(r"^### ", text, flags=re.M)[1:]
-    incomplete = [s.splitlines()[0] for s in sections if not all(w in s for w in ("Message", "Cause", "Fix"))]
+    # The console renders cause and fix with this same parser (sts/console/error_docs.py).
+    docs = parse_error_docs((ROOT / "docs/errors.md").read_text())
+    incomplete = [code for code, doc in docs.items() if not (doc.message and doc.cause and doc.fix)]
     assert incomplete == []
 
 
@@ -500,7 +501,7 @@ def _emitted_literal_codes(tree: ast.AST) -> set[str]:
 def test_every_emitted_literal_code_is_documented() -> None:
     """Not only error classes: every code the error boundary, the problem helpers and the agent
     emit as a string literal must be in docs/errors.md."""
-    documented = set(re.findall(r"^### `([a-z_]+(?:\.[a-z_]+)*)`", (ROOT / "docs/errors.md").read_text(), re.M))
+    documented = set(parse_error_docs((ROOT / "docs/errors.md").read_text()))
     emitted: dict[str, str] = {}
     for package in PACKAGES:
         for path in (ROOT / package).rglob("*.py"):

@@ -81,3 +81,9 @@ class JobIdempotency(Base):
     request_digest: Mapped[str] = mapped_column(String(64))
     job_id: Mapped[str] = mapped_column(String(36), ForeignKey("sts_jobs.id", ondelete="CASCADE"))
     created_at: Mapped[float] = mapped_column(Float)
+
+
+# The console's job list (sts/jobs/listing.py, Alembic revision 0008): a page filtered by state or
+# by node is one range read in created_at order, not a sort of every matching job.
+Index("ix_sts_jobs_state_created", Job.state, Job.created_at)
+Index("ix_sts_jobs_node_created", Job.node_id, Job.created_at)
