@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import functools
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-ERRORS_MD = Path(__file__).resolve().parents[2] / "docs" / "errors.md"
+# A source checkout or an editable install reads the file where it is written; a wheel ships it
+# as data (pyproject.toml's data-files) under <prefix>/share/jobsts/docs.
+_SOURCE_ERRORS_MD = Path(__file__).resolve().parents[2] / "docs" / "errors.md"
+_INSTALLED_ERRORS_MD = Path(sys.prefix) / "share" / "jobsts" / "docs" / "errors.md"
+ERRORS_MD = _SOURCE_ERRORS_MD if _SOURCE_ERRORS_MD.is_file() else _INSTALLED_ERRORS_MD
 _HEADING = re.compile(r"^### `([a-z_]+(?:\.[a-z_]+)*)`", re.M)
 _FIELD = re.compile(r"^- \*\*(Message|Cause|Fix):\*\* ?(.*)$")
 
