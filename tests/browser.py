@@ -116,6 +116,23 @@ def new_session(driver_url: str, profile: Path) -> WebDriver:
     return webdriver.Remote(command_executor=connection, options=options)
 
 
+SESSION_START_ATTEMPTS = 3
+
+
+def _started_session(driver_url: str, tmp_path: Path) -> WebDriver:
+    """A new session; a chromium that fails to start (seen once under heavy load) is started again
+    on a fresh profile, because a browser that never came up says nothing about the page under test."""
+    from selenium.common.exceptions import WebDriverException
+
+    for attempt in range(1, SESSION_START_ATTEMPTS + 1):
+        try:
+            return new_session(driver_url, tmp_path / f"chromium-profile-{attempt}")
+        except WebDriverException:
+            if attempt == SESSION_START_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
 @dataclass
 class Browser:
     """One chromium session of one test."""
@@ -163,7 +180,7 @@ def chromedriver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chromedri
 
 @pytest.fixture
 def browser(request: pytest.FixtureRequest, chromedriver: Chromedriver, tmp_path: Path) -> Iterator[Browser]:
-    session = Browser(new_session(chromedriver.url, tmp_path / "chromium-profile"), artifact_dir(request.node.nodeid))
+    session = Browser(_started_session(chromedriver.url, tmp_path), artifact_dir(request.node.nodeid))
     try:
         yield session
     finally:
