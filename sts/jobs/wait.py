@@ -23,14 +23,17 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from flask import Blueprint, Flask, Response, jsonify, request
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import func, select
 
 from realms.errors import JobstsError
+from sts.db import DatabaseUnavailable
 from sts.http.auth import authenticated_node, require_agent
 from sts.http.errors import problem, render
 from sts.jobs.errors import JobInvalidSpec
 from sts.jobs.models import Job
 from sts.jobs.states import JobState
+from sts.jobs.views import maybe_reap
 from sts.jobs.wakeup import WaiterRegistry, install, listen, listen_conninfo
 from sts.nodes.models import Node
 from sts.nodes.presence import CONNECTED_SECONDS, FLUSH_SECONDS, Presence
@@ -136,6 +139,7 @@ class AgentWaits:
         self.presence = Presence()
         self.registry: WaiterRegistry | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._soon: set[asyncio.Task[None]] = set()
         self._last_flush = time.monotonic()
 
     async def start(self) -> None:
@@ -154,7 +158,9 @@ class AgentWaits:
         install(None)
 
     def _poll_soon(self) -> None:
-        asyncio.get_running_loop().create_task(self._poll_once())
+        task = asyncio.get_running_loop().create_task(self._poll_once())
+        self._soon.add(task)  # held until done: the loop keeps only weak references to tasks
+        task.add_done_callback(self._soon.discard)
 
     async def _poll_forever(self) -> None:
         while True:
@@ -175,8 +181,6 @@ class AgentWaits:
 
     def _poll_work(self, nodes: list[str]) -> set[str]:
         """In a thread: the reaper, the presence flush when due, and which waiting nodes have work."""
-        from sts.jobs.views import maybe_reap
-
         try:
             maybe_reap(self.services)
             if time.monotonic() - self._last_flush >= FLUSH_SECONDS:
@@ -200,6 +204,10 @@ class AgentWaits:
                 node = authenticated_node()
             except JobstsError as exc:
                 return _reply_of(render(exc))
+            except (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError) as exc:
+                # As every Flask endpoint answers (sts.http.errors): a 503, never a 500.
+                log.warning("database unavailable: %s", type(exc).__name__)
+                return _reply_of(render(DatabaseUnavailable("the database is unavailable; retry shortly")))
         self.presence.seen(node.id)
         return node.id
 
@@ -248,7 +256,7 @@ class AgentWaits:
         try:
             # Registered before this check, so a submit between the check and the wait still wakes it.
             try:
-                if await loop.run_in_executor(self.threads, self._has_work, node_id):
+                if await loop.run_in_executor(self.threads, self._has_work, node_id) and not future.done():
                     future.set_result(True)
             except JobstsError as exc:
                 await self._refusal(exc).send(send)

@@ -7,6 +7,7 @@ import asyncio
 import re
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,10 +70,13 @@ class Fleet:
     @classmethod
     def register(cls, server: StsProcess, count: int, prefix: str = "n") -> Fleet:
         fleet = cls(server.token("admin"))
-        for index in range(count):
+
+        def one(index: int) -> tuple[str, str]:
             node = f"{prefix}{index:04d}"
-            private = server.register_node(fleet.admin, node)
-            fleet.tokens[node] = server.agent_token(node, private)
+            return node, server.agent_token(node, server.register_node(fleet.admin, node))
+
+        with ThreadPoolExecutor(8) as pool:
+            fleet.tokens.update(sorted(pool.map(one, range(count))))
         return fleet
 
 
@@ -88,6 +92,7 @@ class SimulatedAgent:
     waiting_on: str | None = None
     leased: list[str] = field(default_factory=list)
     errors: int = 0
+    refusals: list[str] = field(default_factory=list)
 
     async def run(self, client: httpx.AsyncClient, stop: asyncio.Event, timeout: int = 60) -> None:
         headers = bearer(self.token)
@@ -97,9 +102,14 @@ class SimulatedAgent:
                 self.waiting_on = url
                 answer = await client.get(f"{url}{WAIT}", params={"timeout": timeout}, headers=headers)
                 self.waiting_on = None
-                assert answer.status_code == 200, answer.text
-                if answer.json()["work"]:
+                if answer.status_code != 200:  # a refusal is a test failure, seen in ``refusals``
+                    self.refusals.append(answer.text)
+                    await asyncio.sleep(0.5)
+                elif answer.json()["work"]:
                     await self._drain(client, url, headers)
+            except AssertionError as exc:  # a lease, start or result refused: recorded, retried
+                self.refusals.append(str(exc))
+                await asyncio.sleep(0.5)
             except httpx.TransportError:
                 self.waiting_on = None
                 self.errors += 1

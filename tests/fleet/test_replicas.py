@@ -79,7 +79,7 @@ def test_killed_replica_agents_reconnect_and_no_job_is_lost(pair: tuple[StsProce
 
             def all_done() -> bool:
                 states = [
-                    survivor.client.get(f"/api/v1/jobs/{job}", headers=bearer(fleet.admin)).json()["state"]
+                    survivor.client.get(f"/api/v1/jobs/{job}", headers=bearer(fleet.admin)).json().get("state")
                     for job in jobs
                 ]
                 return all(state == "succeeded" for state in states)
@@ -94,7 +94,11 @@ def test_killed_replica_agents_reconnect_and_no_job_is_lost(pair: tuple[StsProce
             await asyncio.gather(*running, return_exceptions=True)
             return jobs
 
-    jobs = asyncio.run(scenario())
+    try:
+        jobs = asyncio.run(scenario())
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; survivor's log: {survivor.stderr()[-4000:]}") from None
+    assert [refusal for agent in agents for refusal in agent.refusals] == []
     leased = Counter(job for agent in agents for job in agent.leased)
     assert set(leased) == set(jobs) and all(count == 1 for count in leased.values())
     assert all(agent.errors >= 1 for agent in agents)  # every one was cut off and moved
