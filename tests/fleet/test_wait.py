@@ -4,13 +4,18 @@ like the other agent endpoints. On SQLite and, with ``-m db``, on PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
+from agent_client.api.login_store import store_session
+from agent_client.api.oauth import TokenResponse
+from agent_client.commands.admin import node as node_command
 from tests.fleet.fleet import WAIT, Fleet, config_for, metric, replicas, until
 from tests.production.servers import StsProcess, bearer
 
@@ -106,7 +111,7 @@ def test_wait_authenticates_like_the_agent_endpoints(sts: StsProcess) -> None:
     assert post.status_code == 405 and post.json()["code"] == "request.method"
 
 
-def test_last_seen_and_connected(sts: StsProcess) -> None:
+def test_last_seen_and_connected(sts: StsProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fleet = Fleet.register(sts, 2)
     before = sts.client.get("/api/v1/nodes/n0000", headers=bearer(fleet.admin)).json()
     assert before["last_seen_at"] is None and before["connected"] is False
@@ -120,3 +125,15 @@ def test_last_seen_and_connected(sts: StsProcess) -> None:
     listed = {node["id"]: node for node in sts.client.get("/api/v1/nodes", headers=bearer(fleet.admin)).json()["nodes"]}
     assert listed["n0000"]["connected"] is True and listed["n0001"]["connected"] is False
     assert metric(sts, "jobsts_nodes_connected") == 1
+    # ``jobsts node list`` shows the same, in lines and with --json.
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    tokens = sts.login("admin").body
+    store_session(sts.url, "jobmgr", "admin", TokenResponse(tokens["access_token"], 300, tokens["refresh_token"]))
+    lines = CliRunner().invoke(node_command, ["list", "--url", sts.url])
+    assert lines.exit_code == 0, lines.output
+    by_node = {line.split("\t")[0]: line for line in lines.output.splitlines()}
+    assert "\tconnected\tlast_seen=20" in by_node["n0000"]
+    assert "\tdisconnected\tlast_seen=never" in by_node["n0001"]
+    as_json = CliRunner().invoke(node_command, ["list", "--url", sts.url, "--json"])
+    listed_json = {item["id"]: item for item in json.loads(as_json.output)}
+    assert listed_json["n0000"]["connected"] is True and isinstance(listed_json["n0000"]["last_seen_at"], int)
