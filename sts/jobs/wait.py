@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +38,7 @@ from sts.jobs.views import maybe_reap
 from sts.jobs.wakeup import WaiterRegistry, install, listen, listen_conninfo
 from sts.nodes.models import Node
 from sts.nodes.presence import CONNECTED_SECONDS, FLUSH_SECONDS, Presence
-from sts.observability.metrics import AGENT_WAITS, FleetSnapshot
+from sts.observability.metrics import AGENT_WAITS, AGENTS_WAITING, FleetSnapshot
 from sts.services import Services, current_services
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,19 @@ WAIT_PATH = "/api/v1/agent/wait"
 DEFAULT_TIMEOUT = 25
 MAX_TIMEOUT = 60
 POLL_SECONDS = 2.0
+POLL_ENV = "JOBSTS_WAIT_POLL_SECONDS"
+
+
+def poll_seconds() -> float:
+    """The fallback poll's period: ``JOBSTS_WAIT_POLL_SECONDS`` or ``POLL_SECONDS``."""
+    raw = os.environ.get(POLL_ENV, "")
+    try:
+        value = float(raw)
+    except ValueError:
+        return POLL_SECONDS
+    return value if value > 0 else POLL_SECONDS
+
+
 CHUNK = 500
 
 
@@ -163,8 +177,9 @@ class AgentWaits:
         task.add_done_callback(self._soon.discard)
 
     async def _poll_forever(self) -> None:
+        period = poll_seconds()
         while True:
-            await asyncio.sleep(POLL_SECONDS)
+            await asyncio.sleep(period)
             await self._poll_once()
 
     async def _poll_once(self) -> None:
@@ -263,7 +278,12 @@ class AgentWaits:
                 return
             disconnect = asyncio.create_task(_disconnected(receive))
             pending: set[asyncio.Future[Any]] = {future, disconnect}
-            done, _ = await asyncio.wait(pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            # Counted once parked (after the check): the gauge is the agents really waiting.
+            AGENTS_WAITING.inc()
+            try:
+                done, _ = await asyncio.wait(pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                AGENTS_WAITING.dec()
         finally:
             registry.discard(node_id, future)
             if disconnect is not None:

@@ -21,7 +21,7 @@ from sqlalchemy import event, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from sts.observability.metrics import AGENTS_WAITING, WAKEUPS
+from sts.observability.metrics import WAKEUPS
 
 log = logging.getLogger(__name__)
 CHANNEL = "jobsts_work"
@@ -39,7 +39,6 @@ class WaiterRegistry:
     def add(self, node_id: str) -> asyncio.Future[bool]:
         future: asyncio.Future[bool] = self.loop.create_future()
         self._waiting.setdefault(node_id, set()).add(future)
-        AGENTS_WAITING.inc()
         return future
 
     def discard(self, node_id: str, future: asyncio.Future[bool]) -> None:
@@ -49,7 +48,6 @@ class WaiterRegistry:
         futures.discard(future)
         if not futures:
             del self._waiting[node_id]
-        AGENTS_WAITING.dec()
 
     def wake(self, node_id: str, source: str = "notify") -> int:
         """Tell every agent of ``node_id`` waiting here that work may be available."""

@@ -19,6 +19,8 @@ from tests.ldap_harness import ldif_realm_table
 from tests.production.servers import StsProcess, bearer, write_sts_config
 
 WAIT = "/api/v1/agent/wait"
+# A fallback poll too slow to matter within a test: only a notification can wake an agent.
+NO_POLL = {"JOBSTS_WAIT_POLL_SECONDS": "3600"}
 
 
 def config_for(workdir: Path, database_url: str) -> Path:
@@ -26,7 +28,7 @@ def config_for(workdir: Path, database_url: str) -> Path:
 
 
 @contextmanager
-def replicas(config: Path, workdir: Path, count: int) -> Iterator[list[StsProcess]]:
+def replicas(config: Path, workdir: Path, count: int, env: dict[str, str] | None = None) -> Iterator[list[StsProcess]]:
     """``count`` STS processes (one uvicorn worker each) on one database, all ready. Each
     process gets its own metrics directory, so its gauges are its own."""
     servers: list[StsProcess] = []
@@ -34,7 +36,7 @@ def replicas(config: Path, workdir: Path, count: int) -> Iterator[list[StsProces
         for index in range(count):
             metrics = workdir / f"metrics-{index}"
             metrics.mkdir()
-            servers.append(StsProcess(config, workdir, 1, metrics_dir=metrics))
+            servers.append(StsProcess(config, workdir, 1, env=env, metrics_dir=metrics))
         for server in servers:
             server.wait_ready()
         yield servers

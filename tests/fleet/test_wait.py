@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from agent_client.api.login_store import store_session
 from agent_client.api.oauth import TokenResponse
 from agent_client.commands.admin import node as node_command
-from tests.fleet.fleet import WAIT, Fleet, config_for, metric, replicas, until
+from tests.fleet.fleet import NO_POLL, WAIT, Fleet, config_for, metric, replicas, until
 from tests.production.servers import StsProcess, bearer
 
 pytestmark = [pytest.mark.db]
@@ -66,6 +66,19 @@ def test_waiting_agents_hold_no_thread(sts: StsProcess) -> None:
                 wait.result()
             except httpx.TransportError:
                 pass
+
+
+def test_a_submit_wakes_a_waiting_agent_of_its_process(tmp_path: Path, database_url: str) -> None:
+    """With the fallback poll off, the submit itself wakes the agent: on SQLite the submitting
+    process after its commit, on PostgreSQL the notification."""
+    with replicas(config_for(tmp_path, database_url), tmp_path, 1, env=NO_POLL) as (server,):
+        fleet = Fleet.register(server, 1)
+        with ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(_wait, server.url, fleet.tokens["n0000"])
+            until(lambda: metric(server, "jobsts_agents_waiting") == 1, "the wait")
+            server.submit(fleet.admin, "n0000")
+            assert waiting.result().json() == {"work": True}
+        assert metric(server, "jobsts_agent_wakeups_total", '{source="notify"}') == 1
 
 
 def test_queued_work_answers_at_once(sts: StsProcess) -> None:
