@@ -133,7 +133,8 @@ def login(client: httpx.Client) -> None:
 def wakeups(
     submit_on: StsProcess, wait_on: StsProcess, admin: str, node: str, token: str, parked: float
 ) -> list[float]:
-    """Submit-to-lease: from the submit's answer (the job committed) to the leased job in hand."""
+    """Submit-to-lease: from sending the submit to the leased job in the agent's hand (an upper
+    bound: it includes the submit's own processing before its commit)."""
     out: list[float] = []
     for _ in range(WAKE_SAMPLES):
         woke: dict[str, float] = {}
@@ -156,10 +157,10 @@ def wakeups(
         thread.start()
         # Submit once the probe's wait is parked on its replica (its gauge counts it).
         until(lambda: metric(wait_on, "jobsts_agents_waiting") >= parked, "the probe's wait", 120)
+        sent = time.perf_counter()
         submit_on.submit(admin, node)
-        submitted = time.perf_counter()
         thread.join()
-        out.append((woke["at"] - submitted) * 1000)
+        out.append((woke["at"] - sent) * 1000)
     return out
 
 
@@ -296,8 +297,9 @@ def section(results: dict[int, list[dict[str, float]]]) -> str:
         )
     lines += [
         "",
-        "Wake-up is measured from the submit's answer (job committed) to the leased job in the "
-        "agent's hand: NOTIFY, the wait's answer, and one lease call. Memory is the replica's "
+        "Wake-up is measured from sending the submit to the leased job in the agent's hand: the "
+        "submit's own work up to its commit, NOTIFY, the wait's answer and one lease call (an upper "
+        "bound of the wake-up itself). Memory is the replica's "
         "resident set (master + worker) with the crowd connected minus before, divided by N.",
         END,
     ]
