@@ -130,11 +130,39 @@ def login(client: httpx.Client) -> None:
     assert answer.status_code == 200, answer.text
 
 
+class CommitClock:
+    """When each node's wake-up notification left PostgreSQL, i.e. when its submit committed: a
+    LISTEN connection of the bench's own on the STS's channel, timestamped on arrival."""
+
+    def __init__(self, database_url: str) -> None:
+        import psycopg
+
+        from sts.jobs.wakeup import CHANNEL, listen_conninfo
+
+        conninfo = listen_conninfo(database_url)
+        assert conninfo is not None
+        self.conn = psycopg.connect(conninfo, autocommit=True)
+        self.conn.execute(f"LISTEN {CHANNEL}")
+        self.seen: dict[str, float] = {}
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            for note in self.conn.notifies():
+                self.seen[note.payload] = time.perf_counter()
+        except Exception:  # closed at the end of the run
+            return
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 def wakeups(
-    submit_on: StsProcess, wait_on: StsProcess, admin: str, node: str, token: str, parked: float
+    clock: CommitClock, submit_on: StsProcess, wait_on: StsProcess, admin: str, node: str, token: str, parked: float
 ) -> list[float]:
-    """Submit-to-lease: from sending the submit to the leased job in the agent's hand (an upper
-    bound: it includes the submit's own processing before its commit)."""
+    """Submit-to-lease: from the submit's commit (its NOTIFY, seen by ``clock``) to the leased
+    job in the agent's hand."""
     out: list[float] = []
     for _ in range(WAKE_SAMPLES):
         woke: dict[str, float] = {}
@@ -157,10 +185,11 @@ def wakeups(
         thread.start()
         # Submit once the probe's wait is parked on its replica (its gauge counts it).
         until(lambda: metric(wait_on, "jobsts_agents_waiting") >= parked, "the probe's wait", 120)
-        sent = time.perf_counter()
+        clock.seen.pop(node, None)
         submit_on.submit(admin, node)
         thread.join()
-        out.append((woke["at"] - sent) * 1000)
+        until(lambda: node in clock.seen, "the commit's notification", 60)
+        out.append((woke["at"] - clock.seen[node]) * 1000)
     return out
 
 
@@ -190,7 +219,7 @@ def one_run(count: int) -> dict[str, float]:
         crowd_process: subprocess.Popen[str] | None = None
         try:
             for server in servers:
-                server.wait_ready()
+                server.wait_ready(timeout=240)
             a, b = servers
             fleet = Fleet.register(a, CROWD_NODES, prefix="c")
             probes = Fleet.register(a, 2, prefix="p")
@@ -198,10 +227,11 @@ def one_run(count: int) -> dict[str, float]:
             tokens_file.write_text(json.dumps(list(fleet.tokens.values())))
             figures: dict[str, float] = {}
             probe_node, probe_token = next(iter(probes.tokens.items()))
+            clock = CommitClock(url)
             with httpx.Client(base_url=a.url, timeout=60) as client:
                 idle_health = latencies(client, HEALTH_SAMPLES, health)
                 idle_login = latencies(client, LOGIN_SAMPLES, login)
-                idle_wake = wakeups(a, a, fleet.admin, probe_node, probe_token, 1)
+                idle_wake = wakeups(clock, a, a, fleet.admin, probe_node, probe_token, 1)
                 rss_before = rss_kib(a.process.pid)
                 crowd_process = subprocess.Popen(
                     [sys.executable, __file__, "--crowd", a.url, str(tokens_file), str(count)],
@@ -213,10 +243,11 @@ def one_run(count: int) -> dict[str, float]:
                 rss_after = rss_kib(a.process.pid)
                 loaded_health = latencies(client, HEALTH_SAMPLES, health)
                 loaded_login = latencies(client, LOGIN_SAMPLES, login)
-                loaded_wake = wakeups(a, a, fleet.admin, probe_node, probe_token, count + 1)
+                loaded_wake = wakeups(clock, a, a, fleet.admin, probe_node, probe_token, count + 1)
                 other_node, other_token = list(probes.tokens.items())[1]
-                cross_wake = wakeups(a, b, fleet.admin, other_node, other_token, 1)
+                cross_wake = wakeups(clock, a, b, fleet.admin, other_node, other_token, 1)
                 waiting = metric(a, "jobsts_agents_waiting")
+            clock.close()
             for name, values in (
                 ("health_idle", idle_health),
                 ("health_loaded", loaded_health),
@@ -297,9 +328,9 @@ def section(results: dict[int, list[dict[str, float]]]) -> str:
         )
     lines += [
         "",
-        "Wake-up is measured from sending the submit to the leased job in the agent's hand: the "
-        "submit's own work up to its commit, NOTIFY, the wait's answer and one lease call (an upper "
-        "bound of the wake-up itself). Memory is the replica's "
+        "Wake-up is measured from the submit's commit (the arrival of its notification at a LISTEN "
+        "connection of the bench) to the leased job in the agent's hand: delivery to the replica, "
+        "the wait's answer and one lease call. Memory is the replica's "
         "resident set (master + worker) with the crowd connected minus before, divided by N.",
         END,
     ]
@@ -319,7 +350,7 @@ def write(text_block: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agents", type=int, nargs="+", default=[1000])
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, nargs="+", default=[3], help="runs per --agents value (the last repeats)")
     parser.add_argument("--crowd", nargs=3, metavar=("URL", "TOKENS", "COUNT"), help=argparse.SUPPRESS)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
@@ -328,8 +359,8 @@ def main() -> None:
         return
     raise_nofile()  # the STS processes inherit it: one descriptor per connected agent
     results: dict[int, list[dict[str, float]]] = {}
-    for count in args.agents:
-        for index in range(args.runs):
+    for position, count in enumerate(args.agents):
+        for index in range(args.runs[min(position, len(args.runs) - 1)]):
             figures = one_run(count)
             print(count, index, json.dumps({k: round(v, 2) for k, v in figures.items()}), flush=True)
             results.setdefault(count, []).append(figures)

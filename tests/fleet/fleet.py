@@ -38,7 +38,7 @@ def replicas(config: Path, workdir: Path, count: int, env: dict[str, str] | None
             metrics.mkdir()
             servers.append(StsProcess(config, workdir, 1, env=env, metrics_dir=metrics))
         for server in servers:
-            server.wait_ready()
+            server.wait_ready(timeout=240)  # a loaded machine may take long to boot a worker
         yield servers
     finally:
         for server in servers:
