@@ -139,6 +139,7 @@ class Agent:
     cancel: threading.Event
     credentials: CredentialStore | None = None
     node_key: OpeningKey | None = None  # opens a remote login the STS sealed to this node
+    waits: bool = True  # the STS has GET /api/v1/agent/wait (False after an older STS's 404)
 
     def close(self) -> None:
         self.client.close()
@@ -224,7 +225,12 @@ class Agent:
 
     def run_once(self) -> str | None:
         """Lease at most one job and handle it; ``None`` when there was none."""
-        lease = self.client.lease(self.config.poll_wait)
+        work = self.client.wait(self.config.poll_wait) if self.waits else None
+        if work is None:  # an STS without the wait route: long-poll the lease
+            self.waits = False
+            lease = self.client.lease(self.config.poll_wait)
+        else:
+            lease = self.client.lease(0) if work else None
         if lease is None:
             return None
         return self.handle(lease)

@@ -70,6 +70,7 @@ def create_app(config: StsConfig | str | Path | None = None) -> Flask:
 
     from sts.jobs import agent_views
     from sts.jobs import views as job_views
+    from sts.jobs import wait as agent_wait
     from sts.keys import views as key_views
     from sts.nodes import access_ids
     from sts.nodes import views as node_views
@@ -88,6 +89,7 @@ def create_app(config: StsConfig | str | Path | None = None) -> Flask:
     app.register_blueprint(access_ids.bp)
     app.register_blueprint(job_views.bp)
     app.register_blueprint(agent_views.bp)
+    app.register_blueprint(agent_wait.bp)
     app.register_blueprint(openapi_views.bp)
     app.register_blueprint(authz_admin_views.bp)
     app.register_blueprint(console_routes.bp)

@@ -4,7 +4,7 @@ Used by ``jobsts serve --production`` (which loads these settings through gunico
 ``BaseApplication``, so master and workers are one process tree), or directly::
 
     JOBSTS_CONFIG=/etc/jobsts/sts.toml PROMETHEUS_MULTIPROC_DIR=/run/jobsts-metrics \\
-        gunicorn -c python:sts.gunicorn_conf 'sts.wsgi:app'
+        gunicorn -c python:sts.gunicorn_conf 'sts.asgi:app'
 
 Every setting can be overridden from the environment (``JOBSTS_GUNICORN_*``), so a container
 or unit file tunes it without editing code:
@@ -12,13 +12,17 @@ or unit file tunes it without editing code:
 - ``workers`` (``JOBSTS_GUNICORN_WORKERS``): one per CPU. Each request is mostly CPU work
   (signature checks, ORM) with short database waits, so more processes than cores only adds
   contention; on SQLite, more workers measurably lowered throughput (one writer at a time).
-- ``threads`` (``JOBSTS_GUNICORN_THREADS``, gthread worker): 8 per worker, so agents that
-  long-poll ``/api/v1/agent/lease`` (up to 30 s) do not starve other requests. The
-  database pool (10 + 20 overflow per process, see ``sts.db``) is larger than this.
-- ``timeout`` 75 s: above the longest legitimate request (a 30 s lease long-poll plus a slow
-  directory), so only a truly stuck worker is killed; ``graceful_timeout`` 35 s lets running
-  long-polls end on a restart.
-- The STS configuration file comes from ``JOBSTS_CONFIG`` (read by ``sts.wsgi`` in each worker).
+- ``worker_class``: ``sts.asgi_worker.Worker``, uvicorn's worker serving ``sts.asgi``. One
+  event loop per process holds every waiting agent (``GET /api/v1/agent/wait``) as a future,
+  with no thread and no database connection; Flask runs on a thread pool beside it.
+- ``threads`` (``JOBSTS_GUNICORN_THREADS``): 8 Flask threads per worker. Waiting agents no
+  longer hold any of them. The database pool (10 + 20 overflow per process, see ``sts.db``)
+  is larger than this plus the 4 threads that check agent tokens and poll for work.
+- ``timeout`` 75 s: above the longest legitimate request (a 60 s wait, a slow directory,
+  an old agent's 30 s lease long-poll), so only a truly stuck worker is killed;
+  ``graceful_timeout`` 35 s lets running requests end on a restart (waiting agents are cut
+  after 5 s and reconnect).
+- The STS configuration file comes from ``JOBSTS_CONFIG`` (read by ``sts.asgi`` in each worker).
 - ``preload_app`` off: each worker builds its own app (database engine, key cache, LDAP
   connections) after the fork, so no socket or lock is shared between processes.
 - Prometheus multiprocess mode: ``PROMETHEUS_MULTIPROC_DIR`` must be set before workers start
@@ -41,7 +45,7 @@ def _int_env(name: str, default: int) -> int:
 
 bind = os.environ.get("JOBSTS_GUNICORN_BIND", "127.0.0.1:8080")
 workers = _int_env("JOBSTS_GUNICORN_WORKERS", os.cpu_count() or 1)
-worker_class = "gthread"
+worker_class = "sts.asgi_worker.Worker"
 threads = _int_env("JOBSTS_GUNICORN_THREADS", 8)
 timeout = _int_env("JOBSTS_GUNICORN_TIMEOUT", 75)
 graceful_timeout = 35

@@ -1,5 +1,6 @@
-"""WSGI entry point for gunicorn: ``gunicorn -c python:sts.gunicorn_conf 'sts.wsgi:app'`` with
-``JOBSTS_CONFIG`` set (and ``PROMETHEUS_MULTIPROC_DIR`` for metrics merged across workers)."""
+"""The plain WSGI entry point, for a WSGI server of your own (``gunicorn --worker-class gthread
+'sts.wsgi:app'`` with ``JOBSTS_CONFIG`` set). Here an agent's ``GET /api/v1/agent/wait`` holds a
+thread while it waits; the production entry is ``sts.asgi``, where it holds none."""
 
 from __future__ import annotations
 

@@ -28,6 +28,7 @@ MARKS_BY_PATH = {
     "tests/security/": "security",
     "tests/e2e/": "processes",
     "tests/production/": "processes",
+    "tests/fleet/": "processes",
     "tests/jobs/test_faults.py": "processes",
     "tests/security/test_faults.py": "processes",
     "tests/security/test_agent_os.py": "processes",

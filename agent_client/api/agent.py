@@ -10,7 +10,7 @@ import httpx
 from agent_client.api import oauth
 from agent_client.api.auth import AgentAuth
 from agent_client.api.client import StsApi
-from agent_client.api.problems import malformed
+from agent_client.api.problems import malformed, refusal
 from realms.tokens.algorithms import PrivateKey
 from realms.wire.documents import Lease, Result, parse_lease, parse_revocations
 from realms.wire.errors import JobInvalidSpec
@@ -65,6 +65,30 @@ class AgentApi:
         except (ValueError, JobInvalidSpec) as exc:
             problem = exc.message if isinstance(exc, JobInvalidSpec) else "not JSON"
             raise malformed("lease", self.api.caller, problem) from None
+
+    def wait(self, timeout: int) -> bool | None:
+        """Wait up to ``timeout`` seconds until the node may have work (``GET /api/v1/agent/wait``,
+        which holds no thread at the STS); then lease. ``None`` when the STS has no such route
+        (an older STS): the caller long-polls the lease instead."""
+        response = self.api.call(
+            "GET",
+            "/api/v1/agent/wait",
+            "a wait for work",
+            params={"timeout": max(1, timeout)},
+            timeout=timeout + LEASE_GRACE,
+            check=False,
+        )
+        if response.status_code in (404, 405):
+            return None
+        if not response.is_success:
+            raise refusal(response, self.api.base_url, "a wait for work", self.api.caller)
+        try:
+            document = response.json()
+        except ValueError:
+            raise malformed("wait", self.api.caller, "not JSON") from None
+        if not isinstance(document, dict) or not isinstance(document.get("work"), bool):
+            raise malformed("wait", self.api.caller, "no boolean work member")
+        return bool(document["work"])
 
     def start(self, job_id: str) -> None:
         self.api.call("POST", f"/api/v1/agent/jobs/{job_id}/start", f"job {job_id}", json={})

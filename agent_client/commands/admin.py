@@ -7,6 +7,7 @@ STS file and asks the realm's directory directly, without a login.
 from __future__ import annotations
 
 import json
+import time
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -176,8 +177,17 @@ def node_list(url: str | None, as_json: bool) -> None:
     for item in nodes:
         click.echo(
             f"{item['id']}\t{item['realm']}\tauthgroups={','.join(item['authgroups']) or '-'}\t"
-            f"trusted={','.join(item['trusted_realms']) or '-'}"
+            f"trusted={','.join(item['trusted_realms']) or '-'}\t{_presence(item)}"
         )
+
+
+def _presence(item: dict[str, Any]) -> str:
+    """``connected``/``disconnected`` and when the node's agent was last seen (an older STS: ``-``)."""
+    seen = item.get("last_seen_at")
+    if "connected" not in item:
+        return "last_seen=-"
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seen)) if isinstance(seen, int) else "never"
+    return f"{'connected' if item['connected'] else 'disconnected'}\tlast_seen={when}"
 
 
 @node.command("show")

@@ -1,5 +1,6 @@
-"""``jobsts serve``: the STS on Werkzeug's threaded server, or with ``--production`` under gunicorn
-(settings in ``sts.gunicorn_conf``) as one master and its workers."""
+"""``jobsts serve``: the STS's ASGI app (``sts.asgi``) on one uvicorn process, or with
+``--production`` under gunicorn with uvicorn workers (settings in ``sts.gunicorn_conf``) as one
+master and its workers."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from realms.logs import LOG_FORMAT_OPTION, LOG_LEVEL_OPTION
 from sts.commands.options import CONFIG_OPTION
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+INHERITED_FD_ENV = "WERKZEUG_SERVER_FD"
 
 
 @click.command()
@@ -44,24 +46,20 @@ def serve(
     if production:
         _serve_production(config_path, host, port, workers)
         return
-    from werkzeug.serving import run_simple
+    import uvicorn
 
-    from sts.app import create_app
-    from sts.http.redaction import PathOnlyRequestHandler
+    from sts.asgi import StsAsgi, uvicorn_settings
     from sts.observability.audit import configure_logging
 
     configure_logging(log_level, log_format)
+    from sts.app import create_app
+
     app = create_app(config_path)
     click.echo(f"jobsts STS on http://{host}:{port} (issuer base {app.extensions['jobsts'].config.base_url})")
-    run_simple(
-        host,
-        port,
-        app,
-        threaded=True,
-        use_debugger=False,
-        use_reloader=False,
-        request_handler=PathOnlyRequestHandler,
-    )
+    # A listening socket handed over by the parent (tests, socket activation) is served as is.
+    inherited = os.environ.get(INHERITED_FD_ENV, "")
+    placement: dict[str, Any] = {"fd": int(inherited)} if inherited.isdigit() else {"host": host, "port": port}
+    uvicorn.run(StsAsgi(app), log_config=None, log_level=log_level.lower(), **placement, **uvicorn_settings())
 
 
 def _prepare_metrics_dir() -> str | None:
@@ -99,7 +97,7 @@ def _serve_production(config_path: Path, host: str, port: int, workers: int | No
         if workers is not None:
             options["workers"] = workers
         click.echo(
-            f"jobsts STS (gunicorn, {options['workers']} worker(s) x {options['threads']} threads) "
+            f"jobsts STS (gunicorn + uvicorn, {options['workers']} worker(s) x {options['threads']} threads) "
             f"on http://{options['bind']}"
         )
         _GunicornApplication(options).run()
@@ -121,7 +119,8 @@ class _GunicornApplication(BaseApplication):  # type: ignore[misc]
 
     def load(self) -> Any:
         from sts.app import create_app
+        from sts.asgi import StsAsgi
         from sts.observability.audit import configure_logging
 
         configure_logging()
-        return create_app(os.environ["JOBSTS_CONFIG"])
+        return StsAsgi(create_app(os.environ["JOBSTS_CONFIG"]), threads=self.options.get("threads"))

@@ -19,6 +19,7 @@ from realms.errors import ConfigError, LoginFailed
 from realms.tokens import JOB_TOKEN
 from realms.wire.claims import job_token_claims, new_jti
 from realms.wire.digest import canonical_json, job_digest
+from sts.jobs import wakeup
 from sts.jobs.errors import (
     CredentialsRejected,
     JobIdempotencyConflict,
@@ -219,6 +220,7 @@ def submit(
             token = env.keys.sign(identity.realm, claims, JOB_TOKEN.typ, session=session)
             job.token_ciphertext = env.master_key.encrypt(token.encode("ascii"), job_id.encode("ascii"))
             session.add(job)
+            wakeup.notify(session, node_id)  # delivered at commit, never for a rolled-back job
             if key is not None:
                 session.flush()
                 session.add(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Integer, String
+from sqlalchemy import JSON, BigInteger, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from sts.db import Base
@@ -23,3 +23,5 @@ class Node(Base):
     created_by: Mapped[str] = mapped_column(String(1200))
     updated_at: Mapped[int] = mapped_column(Integer)
     updated_by: Mapped[str] = mapped_column(String(1200))
+    # When its agent last called the STS (epoch seconds; sts.nodes.presence batches the writes).
+    last_seen_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

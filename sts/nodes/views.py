@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -10,6 +11,7 @@ from authz_tables.roles import Role
 from sts.http.auth import authenticated_caller, require_role
 from sts.nodes.errors import NodeInvalid, NodeUnknown
 from sts.nodes.models import Node
+from sts.nodes.presence import is_connected
 from sts.nodes.service import get_node, list_nodes, register_node, unregister_node, update_node
 from sts.observability import audit
 from sts.services import current_services
@@ -29,6 +31,8 @@ def node_view(node: Node) -> dict[str, Any]:
         "created_by": node.created_by,
         "updated_at": node.updated_at,
         "updated_by": node.updated_by,
+        "last_seen_at": node.last_seen_at,
+        "connected": is_connected(node.last_seen_at, int(time.time())),
     }
 
 

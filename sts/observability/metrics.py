@@ -12,9 +12,21 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from realms.identity.principal import Principal
 from realms.registries.base import Registry
@@ -39,6 +51,51 @@ DISPATCH = Counter(
     ["state", "code"],
 )
 REFUSALS = Counter("jobsts_agent_refusals", "Jobs refused by agents, by refusal code.", ["code"])
+# Summed over live processes: the agents holding GET /api/v1/agent/wait open on this host.
+AGENTS_WAITING = Gauge(
+    "jobsts_agents_waiting", "Agents waiting for work on this STS (connected).", multiprocess_mode="livesum"
+)
+AGENT_WAITS = Histogram(
+    "jobsts_agent_wait_seconds",
+    "How long agent waits lasted, by outcome (work, timeout, gone).",
+    ["outcome"],
+    buckets=(0.005, 0.025, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+)
+WAKEUPS = Counter("jobsts_agent_wakeups", "Waiting agents woken, by source (notify, poll).", ["source"])
+
+
+@dataclass(frozen=True, slots=True)
+class FleetSnapshot:
+    """What the database says about the fleet at scrape time (the same for every replica)."""
+
+    queued: dict[str, int] = field(default_factory=dict)  # node -> queued jobs (only nodes with any)
+    last_seen: dict[str, int] = field(default_factory=dict)  # node -> epoch seconds
+    connected: int = 0
+
+
+class FleetCollector(Collector):
+    """Queue depth per node, agent last-seen per node and connected nodes, read at scrape time.
+    Node labels come from the registered nodes only (an administrator's bounded set)."""
+
+    def __init__(self, read: Callable[[], FleetSnapshot]) -> None:
+        self.read = read
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        snapshot = self.read()
+        depth = GaugeMetricFamily("jobsts_queue_depth", "Queued jobs per node.", labels=["node"])
+        for node, count in sorted(snapshot.queued.items()):
+            depth.add_metric([node], count)
+        seen = GaugeMetricFamily(
+            "jobsts_node_last_seen_timestamp_seconds", "When each node's agent was last seen.", labels=["node"]
+        )
+        for node, stamp in sorted(snapshot.last_seen.items()):
+            seen.add_metric([node], stamp)
+        yield depth
+        yield seen
+        yield GaugeMetricFamily(
+            "jobsts_nodes_connected", "Nodes whose agent was seen recently, on any replica.", value=snapshot.connected
+        )
+
 
 CODE = re.compile(r"[a-z][a-z0-9_]{0,30}(\.[a-z][a-z0-9_]{0,30}){1,3}")
 
@@ -79,12 +136,19 @@ class TimedRegistry:
         return getattr(self.inner, name)
 
 
-def exposition() -> tuple[bytes, str]:
-    """The current samples (all workers' in multiprocess mode) and their content type."""
+def exposition(fleet: Collector | None = None) -> tuple[bytes, str]:
+    """The current samples (all workers' in multiprocess mode), plus ``fleet``'s, and their content type."""
+    body = b""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+        body = generate_latest(registry)
+    else:
+        body = generate_latest(REGISTRY)
+    if fleet is not None:
+        extra = CollectorRegistry()
+        extra.register(fleet)
+        body += generate_latest(extra)
+    return body, CONTENT_TYPE_LATEST

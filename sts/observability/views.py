@@ -13,7 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from realms.errors import JobstsError
 from realms.registries.base import Registry
-from sts.observability.metrics import exposition
+from sts.observability.metrics import FleetCollector, exposition
 from sts.services import current_services
 
 bp = Blueprint("health", __name__)
@@ -70,5 +70,8 @@ def readyz() -> tuple[dict[str, Any], int]:
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    body, content_type = exposition()
+    from sts.jobs.wait import fleet_snapshot
+
+    services = current_services()
+    body, content_type = exposition(FleetCollector(lambda: fleet_snapshot(services)))
     return Response(body, content_type=content_type)

@@ -24,7 +24,8 @@ pytestmark = [pytest.mark.db]
 def test_gunicorn_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = gunicorn_conf.settings()
     assert settings["workers"] == (os.cpu_count() or 1)
-    assert settings["worker_class"] == "gthread" and settings["threads"] >= 4
+    # uvicorn workers: agents wait on the event loop; Flask runs on ``threads`` threads.
+    assert settings["worker_class"] == "sts.asgi_worker.Worker" and settings["threads"] >= 4
     assert settings["preload_app"] is False
     # Longer than the longest legitimate request (a 30 s lease long-poll), or busy agents get killed.
     assert settings["timeout"] > 30 and settings["graceful_timeout"] > 30
@@ -128,7 +129,7 @@ def test_the_images_command_line_is_a_valid_serve_invocation() -> None:
 
 
 def test_plain_gunicorn_with_the_config_module(tmp_path: Path) -> None:
-    """``gunicorn -c python:sts.gunicorn_conf sts.wsgi:app``: the documented way without the CLI."""
+    """``gunicorn -c python:sts.gunicorn_conf sts.asgi:app``: the documented way without the CLI."""
     import signal
     import time
 
@@ -157,7 +158,7 @@ def test_plain_gunicorn_with_the_config_module(tmp_path: Path) -> None:
     stderr_path = tmp_path / "gunicorn.stderr"
     with stderr_path.open("wb") as stderr:
         process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "python:sts.gunicorn_conf", "sts.wsgi:app"],
+            [sys.executable, "-m", "gunicorn", "-c", "python:sts.gunicorn_conf", "sts.asgi:app"],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=stderr,

@@ -172,18 +172,19 @@ def test_commands_without_login_say_so(tmp_path: Path, monkeypatch: pytest.Monke
     assert result.exit_code == 2 and "error: session.missing: " in result.output and "jobsts login" in result.output
 
 
-def test_serve_builds_the_app_and_runs_werkzeug(config_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_serve_builds_the_app_and_runs_uvicorn(config_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict[str, Any] = {}
 
-    def fake_run_simple(host: str, port: int, app: Flask, **options: Any) -> None:
-        seen.update(host=host, port=port, app=app, **options)
+    def fake_run(app: Any, **options: Any) -> None:
+        seen.update(app=app, **options)
 
-    monkeypatch.setattr("werkzeug.serving.run_simple", fake_run_simple)
+    monkeypatch.setattr("uvicorn.run", fake_run)
+    monkeypatch.delenv("WERKZEUG_SERVER_FD", raising=False)
     result = CliRunner().invoke(cli, ["serve", "--config", str(config_file), "--port", "9999"])
     assert result.exit_code == 0, result.output
-    assert seen["port"] == 9999 and seen["host"] == "127.0.0.1" and seen["use_debugger"] is False
-    assert seen["app"].debug is False
-    seen["app"].extensions["jobsts"].close()
+    assert seen["port"] == 9999 and seen["host"] == "127.0.0.1" and seen["lifespan"] == "on"
+    assert seen["app"].flask.debug is False
+    seen["app"].flask.extensions["jobsts"].close()
 
 
 def test_wsgi_entry_point_reads_jobsts_config(config_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:

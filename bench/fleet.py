@@ -1,0 +1,374 @@
+"""Fleet benchmark: N agents waiting at once (GET /api/v1/agent/wait) from a separate process
+with an asynchronous client (aiohttp), N up to 10,000, on loopback.
+
+Reports, with N agents connected vs idle (same run): /healthz and password-login latency
+p50/p99; submit-to-lease wake-up latency p50/p99 (the agent on the same replica, and on the
+other of two replicas over one PostgreSQL); STS resident memory per connected agent.
+Writes its own section of bench/results.md (min / median / max over runs).
+
+    .venv/bin/python bench/fleet.py --agents 1000 10000 --runs 3
+
+Needs PostgreSQL (JOBSTS_BENCH_DATABASE_URL, default the test server's ``test`` database, a
+fresh schema per run) and ``pip install -e '.[fleet]'``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+from sqlalchemy import create_engine, text  # noqa: E402
+
+from tests.fleet.fleet import WAIT, Fleet, config_for, metric, until  # noqa: E402
+from tests.production.servers import StsProcess, bearer  # noqa: E402
+
+PG = os.environ.get("JOBSTS_BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+CROWD_NODES = 100
+WAKE_SAMPLES = 30
+HEALTH_SAMPLES = 300
+LOGIN_SAMPLES = 40
+CROWD_WAIT = 55
+RESULTS = ROOT / "bench" / "results.md"
+BEGIN, END = "<!-- bench/fleet.py -->", "<!-- end bench/fleet.py -->"
+
+
+def raise_nofile() -> int:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+# ---- the crowd: a separate process of N waiting agents ------------------------------------
+
+
+async def crowd(url: str, tokens: list[str], count: int) -> None:
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(limit=0, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=CROWD_WAIT + 60)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def agent(index: int) -> None:
+            headers = {"Authorization": f"Bearer {tokens[index % len(tokens)]}"}
+            while True:
+                try:
+                    async with session.get(f"{url}{WAIT}", params={"timeout": str(CROWD_WAIT)}, headers=headers) as r:
+                        await r.read()
+                except (TimeoutError, aiohttp.ClientError):
+                    await asyncio.sleep(1)
+
+        tasks = []
+        for index in range(count):
+            tasks.append(asyncio.create_task(agent(index)))
+            if index % 250 == 249:
+                await asyncio.sleep(0.05)  # a ramp, not a SYN flood on the backlog
+        print("started", flush=True)
+        await asyncio.gather(*tasks)
+
+
+def crowd_main(url: str, tokens_file: str, count: int) -> None:
+    raise_nofile()
+    tokens = json.loads(Path(tokens_file).read_text())
+    asyncio.run(crowd(url, tokens, count))
+
+
+# ---- the driver ------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of a process and its children (the gunicorn master and workers)."""
+    total = 0
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False).stdout.split()
+    for each in [pid, *map(int, children)]:
+        for line in Path(f"/proc/{each}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total
+
+
+def latencies(client: httpx.Client, samples: int, call: Any) -> list[float]:
+    out = []
+    for _ in range(samples):
+        started = time.perf_counter()
+        call(client)
+        out.append((time.perf_counter() - started) * 1000)
+    return out
+
+
+def health(client: httpx.Client) -> None:
+    assert client.get("/healthz").status_code == 200
+
+
+def login(client: httpx.Client) -> None:
+    answer = client.post(
+        "/realms/jobmgr/token", data={"grant_type": "password", "username": "john", "password": "john-password"}
+    )
+    assert answer.status_code == 200, answer.text
+
+
+class CommitClock:
+    """When each node's wake-up notification left PostgreSQL, i.e. when its submit committed: a
+    LISTEN connection of the bench's own on the STS's channel, timestamped on arrival."""
+
+    def __init__(self, database_url: str) -> None:
+        import psycopg
+
+        from sts.jobs.wakeup import CHANNEL, listen_conninfo
+
+        conninfo = listen_conninfo(database_url)
+        assert conninfo is not None
+        self.conn = psycopg.connect(conninfo, autocommit=True)
+        self.conn.execute(f"LISTEN {CHANNEL}")
+        self.seen: dict[str, float] = {}
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            for note in self.conn.notifies():
+                self.seen[note.payload] = time.perf_counter()
+        except Exception:  # closed at the end of the run
+            return
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def wakeups(
+    clock: CommitClock, submit_on: StsProcess, wait_on: StsProcess, admin: str, node: str, token: str, parked: float
+) -> list[float]:
+    """Submit-to-lease: from the submit's commit (its NOTIFY, seen by ``clock``) to the leased
+    job in the agent's hand."""
+    out: list[float] = []
+    for _ in range(WAKE_SAMPLES):
+        woke: dict[str, float] = {}
+
+        def agent(woke: dict[str, float] = woke) -> None:
+            with httpx.Client(base_url=wait_on.url, timeout=120) as client:
+                answer = client.get(WAIT, params={"timeout": 60}, headers=bearer(token))
+                assert answer.json()["work"] is True, answer.text
+                leased = client.post("/api/v1/agent/lease", json={"wait": 0}, headers=bearer(token))
+                assert leased.status_code == 200, leased.text
+                woke["at"] = time.perf_counter()
+                job = leased.json()["job"]
+                client.post(
+                    f"/api/v1/agent/jobs/{job['id']}/result",
+                    headers=bearer(token),
+                    json={"outcome": "refused", "code": "authz.denied", "reason": "bench", "trace": []},
+                )
+
+        thread = threading.Thread(target=agent)
+        thread.start()
+        # Submit once the probe's wait is parked on its replica (its gauge counts it).
+        until(lambda: metric(wait_on, "jobsts_agents_waiting") >= parked, "the probe's wait", 120)
+        clock.seen.pop(node, None)
+        submit_on.submit(admin, node)
+        thread.join()
+        until(lambda: node in clock.seen, "the commit's notification", 60)
+        out.append((woke["at"] - clock.seen[node]) * 1000)
+    return out
+
+
+@contextmanager
+def schema() -> Iterator[str]:
+    name = f"fleet_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{name}"'))
+    try:
+        yield f"{PG}{'&' if '?' in PG else '?'}options=-csearch_path%3D{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+        admin.dispose()
+
+
+def one_run(count: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="jobsts-fleet-") as folder, schema() as url:
+        workdir = Path(folder)
+        config = config_for(workdir, url)
+        servers = []
+        for index in range(2):
+            metrics = workdir / f"metrics-{index}"
+            metrics.mkdir()
+            servers.append(StsProcess(config, workdir, 1, metrics_dir=metrics))
+        crowd_process: subprocess.Popen[str] | None = None
+        try:
+            for server in servers:
+                server.wait_ready(timeout=240)
+            a, b = servers
+            fleet = Fleet.register(a, CROWD_NODES, prefix="c")
+            probes = Fleet.register(a, 2, prefix="p")
+            tokens_file = workdir / "tokens.json"
+            tokens_file.write_text(json.dumps(list(fleet.tokens.values())))
+            figures: dict[str, float] = {}
+            probe_node, probe_token = next(iter(probes.tokens.items()))
+            clock = CommitClock(url)
+            with httpx.Client(base_url=a.url, timeout=60) as client:
+                idle_health = latencies(client, HEALTH_SAMPLES, health)
+                idle_login = latencies(client, LOGIN_SAMPLES, login)
+                idle_wake = wakeups(clock, a, a, fleet.admin, probe_node, probe_token, 1)
+                rss_before = rss_kib(a.process.pid)
+                crowd_process = subprocess.Popen(
+                    [sys.executable, __file__, "--crowd", a.url, str(tokens_file), str(count)],
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+                until(lambda: metric(a, "jobsts_agents_waiting") >= count, f"{count} waiting agents", 900)
+                time.sleep(CROWD_WAIT / 5)  # settle: connections, buffers, the first re-waits
+                rss_after = rss_kib(a.process.pid)
+                loaded_health = latencies(client, HEALTH_SAMPLES, health)
+                loaded_login = latencies(client, LOGIN_SAMPLES, login)
+                loaded_wake = wakeups(clock, a, a, fleet.admin, probe_node, probe_token, count + 1)
+                other_node, other_token = list(probes.tokens.items())[1]
+                cross_wake = wakeups(clock, a, b, fleet.admin, other_node, other_token, 1)
+                waiting = metric(a, "jobsts_agents_waiting")
+            clock.close()
+            for name, values in (
+                ("health_idle", idle_health),
+                ("health_loaded", loaded_health),
+                ("login_idle", idle_login),
+                ("login_loaded", loaded_login),
+                ("wake_idle", idle_wake),
+                ("wake_loaded", loaded_wake),
+                ("wake_cross", cross_wake),
+            ):
+                figures[f"{name}_p50"] = percentile(values, 0.5)
+                figures[f"{name}_p99"] = percentile(values, 0.99)
+            figures["kib_per_agent"] = (rss_after - rss_before) / count
+            figures["waiting"] = waiting
+            return figures
+        finally:
+            if crowd_process is not None:
+                crowd_process.kill()
+                crowd_process.wait()
+            for server in servers:
+                server.stop()
+
+
+def spread(runs: list[dict[str, float]], key: str, digits: int = 1) -> str:
+    values = [run[key] for run in runs]
+    return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f} to {max(values):.{digits}f})"
+
+
+def section(results: dict[int, list[dict[str, float]]]) -> str:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if "model name" in line
+        ),
+        "unknown",
+    )
+    lines = [
+        BEGIN,
+        "## Fleet: connected agents (bench/fleet.py)",
+        "",
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {os.cpu_count()} CPUs ({cpu}), "
+        f"{platform.platform()}, Python {platform.python_version()}; PostgreSQL on loopback; two STS "
+        "replicas (`jobsts serve --production --workers 1`, 8 Flask threads each) on one database; the "
+        f"agents in a separate process (aiohttp), spread over {CROWD_NODES} registered nodes, each "
+        f"re-waiting every {CROWD_WAIT} s. Figures: median (min to max) over runs.",
+        "",
+        "| figure (ms unless said) | goal | "
+        + " | ".join(
+            f"{count} agents: median (min to max), {len(runs)} run(s)" for count, runs in sorted(results.items())
+        )
+        + " |",
+        "|---|---|" + "---|" * len(results),
+    ]
+    for runs in results.values():
+        for run in runs:
+            run["login_ratio"] = run["login_loaded_p99"] / run["login_idle_p99"]
+            run["health_ratio"] = run["health_loaded_p99"] / run["health_idle_p99"]
+    rows = [
+        ("/healthz p99, idle", "", "health_idle_p99"),
+        ("/healthz p99, agents connected", "< 100", "health_loaded_p99"),
+        ("/healthz p50, agents connected", "", "health_loaded_p50"),
+        ("login p99, idle", "", "login_idle_p99"),
+        ("login p99, agents connected", "", "login_loaded_p99"),
+        ("login p99 ratio, connected ÷ idle", "< 2", "login_ratio"),
+        ("wake-up p50, same replica, idle", "", "wake_idle_p50"),
+        ("wake-up p50, same replica, agents connected", "≤ 50", "wake_loaded_p50"),
+        ("wake-up p99, same replica, agents connected", "≤ 250", "wake_loaded_p99"),
+        ("wake-up p50, agent on the other replica", "≤ 50", "wake_cross_p50"),
+        ("wake-up p99, agent on the other replica", "≤ 250", "wake_cross_p99"),
+        ("STS memory per connected agent, KiB", "≤ 20", "kib_per_agent"),
+    ]
+    for label, goal, key in rows:
+        digits = 2 if key == "login_ratio" else 1
+        lines.append(
+            f"| {label} | {goal} | "
+            + " | ".join(spread(runs, key, digits) for _, runs in sorted(results.items()))
+            + " |"
+        )
+    lines += [
+        "",
+        "Wake-up is measured from the submit's commit (the arrival of its notification at a LISTEN "
+        "connection of the bench) to the leased job in the agent's hand: delivery to the replica, "
+        "the wait's answer and one lease call. Memory is the replica's "
+        "resident set (master + worker) with the crowd connected minus before, divided by N.",
+        END,
+    ]
+    return "\n".join(lines)
+
+
+def write(text_block: str) -> None:
+    current = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else ""
+    if BEGIN in current and END in current:
+        head, rest = current.split(BEGIN, 1)
+        current = head + text_block + rest.split(END, 1)[1]
+    else:
+        current = current.rstrip("\n") + "\n\n" + text_block + "\n"
+    RESULTS.write_text(current, encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agents", type=int, nargs="+", default=[1000])
+    parser.add_argument("--runs", type=int, nargs="+", default=[3], help="runs per --agents value (the last repeats)")
+    parser.add_argument("--crowd", nargs=3, metavar=("URL", "TOKENS", "COUNT"), help=argparse.SUPPRESS)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    if args.crowd:
+        crowd_main(args.crowd[0], args.crowd[1], int(args.crowd[2]))
+        return
+    raise_nofile()  # the STS processes inherit it: one descriptor per connected agent
+    results: dict[int, list[dict[str, float]]] = {}
+    for position, count in enumerate(args.agents):
+        for index in range(args.runs[min(position, len(args.runs) - 1)]):
+            figures = one_run(count)
+            print(count, index, json.dumps({k: round(v, 2) for k, v in figures.items()}), flush=True)
+            results.setdefault(count, []).append(figures)
+    block = section(results)
+    print(block)
+    if not args.no_write:
+        write(block)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""The ASGI entry of the STS: the Flask app in a thread pool, and one native route where agents
+wait for work without holding a thread (``sts.jobs.wait``).
+
+Served by uvicorn: ``jobsts serve --production`` runs gunicorn with ``Worker`` below (one event
+loop per worker process), or directly::
+
+    JOBSTS_CONFIG=/etc/jobsts/sts.toml gunicorn -c python:sts.gunicorn_conf 'sts.asgi:app'
+
+Every request but ``GET /api/v1/agent/wait`` goes to Flask through a2wsgi, on a pool of
+``JOBSTS_GUNICORN_THREADS`` threads: logins, submits and health checks never queue behind
+waiting agents, because a waiting agent is one asyncio future and one socket, nothing more.
+See docs/architecture.md ("Agents wait on an event loop") for why this and not gevent or push.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from a2wsgi import WSGIMiddleware
+from flask import Flask
+
+from sts.http.redaction import path_only
+from sts.jobs.wait import WAIT_PATH, AgentWaits, Receive, Scope, Send
+
+DEFAULT_THREADS = 8
+# Seconds a stopping server lets open requests finish; waiting agents are then cut off and
+# reconnect (to another replica behind the load balancer).
+SHUTDOWN_GRACE = 5
+
+
+def flask_threads() -> int:
+    raw = os.environ.get("JOBSTS_GUNICORN_THREADS", "")
+    return int(raw) if raw.isdigit() and int(raw) > 0 else DEFAULT_THREADS
+
+
+class PathOnlyAccessLog(logging.Filter):
+    """uvicorn's access log with the path instead of the full target (no query string)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # Why: a query string may carry a token or code (RFC 6750 §5.3); log only the path.
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], path_only(args[2]), *args[3:])
+        return True
+
+
+class StsAsgi:
+    """Routes ``GET /api/v1/agent/wait`` to ``AgentWaits`` and everything else to Flask."""
+
+    def __init__(self, app: Flask, threads: int | None = None) -> None:
+        self.flask = app
+        self.wsgi = WSGIMiddleware(app, workers=threads or flask_threads())  # type: ignore[arg-type]
+        # Token checks and the fallback poll of waiting agents; never the Flask pool.
+        self.wait_threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="jobsts-wait")
+        self.waits = AgentWaits(app, self.wait_threads)
+        logging.getLogger("uvicorn.access").addFilter(PathOnlyAccessLog())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http" and scope.get("path") == WAIT_PATH:
+            await self.waits.handle(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        else:
+            await self.wsgi(scope, receive, send)  # type: ignore[arg-type]
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message: MutableMapping[str, Any] = await receive()
+            if message["type"] == "lifespan.startup":
+                await self.waits.start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.waits.stop()
+                self.wait_threads.shutdown(wait=False, cancel_futures=True)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def build(config: Any = None) -> StsAsgi:
+    """The ASGI app over ``create_app(config)``."""
+    from sts.app import create_app
+
+    return StsAsgi(create_app(config))
+
+
+def uvicorn_settings() -> dict[str, Any]:
+    """What uvicorn needs for the STS, in ``jobsts serve`` and in ``Worker``."""
+    return {"loop": "asyncio", "http": "httptools", "lifespan": "on", "timeout_graceful_shutdown": SHUTDOWN_GRACE}
+
+
+def __getattr__(name: str) -> Any:
+    # ``sts.asgi:app`` for gunicorn and uvicorn: built on first access, from JOBSTS_CONFIG.
+    if name == "app":
+        from sts.observability.audit import configure_logging
+
+        configure_logging()
+        application = build()
+        globals()["app"] = application
+        return application
+    raise AttributeError(name)

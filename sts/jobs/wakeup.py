@@ -1,0 +1,120 @@
+"""Waking the agents that wait for work (``GET /api/v1/agent/wait``, ``sts.jobs.wait``).
+
+Each process keeps one ``WaiterRegistry``: one asyncio future per waiting agent, keyed by node,
+on the event loop of the ASGI server (``sts.asgi``). Nothing else is held while an agent waits:
+no thread, no database connection.
+
+A submit calls ``notify(session, node)`` inside its transaction. On PostgreSQL that is a
+``pg_notify`` on ``CHANNEL`` with the node as payload, delivered at commit to every STS process
+(each runs one ``LISTEN`` connection, ``listen``), wherever the node's agent waits. On SQLite
+there is no cross-process channel: the submitting process wakes its own waiters after the
+commit, and the fallback poll of ``sts.jobs.wait`` finds the rest within a few seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from sqlalchemy import event, func, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from sts.observability.metrics import WAKEUPS
+
+log = logging.getLogger(__name__)
+CHANNEL = "jobsts_work"
+MAX_BACKOFF = 10.0
+
+
+class WaiterRegistry:
+    """The agents waiting in this process, by node. Used only on its event loop, except
+    ``wake_threadsafe``, which any thread may call."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._waiting: dict[str, set[asyncio.Future[bool]]] = {}
+
+    def add(self, node_id: str) -> asyncio.Future[bool]:
+        future: asyncio.Future[bool] = self.loop.create_future()
+        self._waiting.setdefault(node_id, set()).add(future)
+        return future
+
+    def discard(self, node_id: str, future: asyncio.Future[bool]) -> None:
+        futures = self._waiting.get(node_id)
+        if futures is None or future not in futures:
+            return
+        futures.discard(future)
+        if not futures:
+            del self._waiting[node_id]
+
+    def wake(self, node_id: str, source: str = "notify") -> int:
+        """Tell every agent of ``node_id`` waiting here that work may be available."""
+        woken = 0
+        for future in self._waiting.get(node_id, ()):
+            if not future.done():
+                future.set_result(True)
+                woken += 1
+        if woken:
+            WAKEUPS.labels(source).inc(woken)
+        return woken
+
+    def wake_threadsafe(self, node_id: str) -> None:
+        self.loop.call_soon_threadsafe(self.wake, node_id)
+
+    def nodes(self) -> list[str]:
+        return list(self._waiting)
+
+    def __len__(self) -> int:
+        return sum(len(futures) for futures in self._waiting.values())
+
+
+_local: WaiterRegistry | None = None
+
+
+def install(registry: WaiterRegistry | None) -> None:
+    """Make ``registry`` this process's (the ASGI lifespan does; ``None`` on shutdown)."""
+    global _local
+    _local = registry
+
+
+def notify(session: Session, node_id: str) -> None:
+    """Wake the agents of ``node_id`` once this transaction commits (never before: an agent
+    woken early would lease before the job is visible and go back to waiting)."""
+    if session.get_bind().dialect.name == "postgresql":
+        # Delivered at commit to every listening STS process, this one included; dropped on rollback.
+        session.execute(select(func.pg_notify(CHANNEL, node_id)))
+        return
+    registry = _local
+    if registry is not None:
+        event.listen(session, "after_commit", lambda _session: registry.wake_threadsafe(node_id), once=True)
+
+
+def listen_conninfo(database_url: str) -> str | None:
+    """The libpq connection string of a PostgreSQL database URL; ``None`` for other databases."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "postgresql":
+        return None
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def listen(conninfo: str, registry: WaiterRegistry, on_connected: Callable[[], None]) -> None:
+    """``LISTEN`` on ``CHANNEL`` forever and wake the waiters of each notified node; reconnect
+    with backoff. ``on_connected`` runs after each (re)connect: notifications sent while the
+    connection was down are lost, so the caller polls once then."""
+    import psycopg
+
+    delay = 0.5
+    while True:
+        try:
+            async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+                await conn.execute(f"LISTEN {CHANNEL}")
+                delay = 0.5
+                on_connected()
+                async for note in conn.notifies():
+                    registry.wake(note.payload)
+        except (psycopg.Error, OSError) as exc:
+            log.warning("wake-up listener lost its database connection (%s); reconnecting", type(exc).__name__)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, MAX_BACKOFF)
