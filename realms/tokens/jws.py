@@ -72,21 +72,6 @@ def _refuse_constant(name: str) -> Any:
 
 # One decoder for every segment: building one per call would rebuild its scanner each time.
 _DECODER = json.JSONDecoder(object_pairs_hook=_refuse_duplicates, parse_constant=_refuse_constant)
-# Without the duplicate check, for the one shape where duplicates can be ruled out by counting.
-_PLAIN_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
-
-
-def _strict_decode(text: str) -> Any:
-    """``_DECODER.decode``, skipping the per-object duplicate hook where counting proves it moot."""
-    if text.count("{") == 1 and " " not in text and "\n" not in text and "\t" not in text and "\r" not in text:
-        value = _PLAIN_DECODER.decode(text)
-        # Why this proves there is no duplicate member: with one "{" the value holds at most one
-        # object; with no whitespace, each member's key is followed at once by ':', so the text
-        # holds at least one '":' per member (more only inside strings). A dict with as many
-        # entries as there are '":' therefore lost no member to a duplicate.
-        if isinstance(value, dict) and text.count('":') == len(value):
-            return value
-    return _DECODER.decode(text)
 
 
 def _too_deep(container: dict[str, Any] | list[Any], depth: int = 1) -> bool:
@@ -105,7 +90,7 @@ def _json_text(raw: bytes, what: str) -> str:
 
 def _json_value(text: str, what: str) -> dict[str, Any]:
     try:
-        value = _strict_decode(text)
+        value = _DECODER.decode(text)
     except RecursionError:
         raise TokenMalformed(f"{what} is nested too deeply") from None
     except ValueError as exc:

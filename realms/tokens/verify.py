@@ -107,6 +107,8 @@ def _subject_id(text: str) -> AccessId | None:
 
 def _numeric_date(claims: dict[str, Any], name: str) -> float:
     value = claims[name]
+    if type(value) is int and 0 <= value <= MAX_NUMERIC_DATE:
+        return float(value)  # the common case: a whole number of seconds in range
     # Why: bool is an int in Python, and strings, NaN or infinity would make "expired" comparisons
     # silently false; a NumericDate must be a finite number in a sane range (RFC 7519 §2).
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
