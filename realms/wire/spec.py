@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from realms.text import check_text
+from realms.text import check_text, is_utf8_text
 from realms.wire.digest import canonical_json, document_digest
 from realms.wire.errors import JobIdentityField, JobInvalidSpec
 
@@ -147,6 +147,11 @@ def text(value: Any, field: str, max_chars: int, *, allow_empty: bool = True) ->
     return check_text(value, field, lambda message: invalid(message, field))
 
 
+def _is_text(value: Any, max_chars: int) -> bool:
+    """True if ``text`` would accept ``value`` (empty allowed): the check without building a field name."""
+    return type(value) is str and len(value) <= max_chars and "\x00" not in value and is_utf8_text(value)
+
+
 def refuse_identity_fields(document: Mapping[str, Any], where: str) -> None:
     """``job.identity_field`` for the first identity member of ``document``."""
     if IDENTITY_FIELDS.isdisjoint(document):
@@ -166,7 +171,10 @@ def _argv(raw: Any) -> tuple[str, ...]:
         raise invalid("spec.argv: must be a non-empty list of strings", "spec.argv")
     if len(raw) > limits.max_argv:
         raise invalid(f"spec.argv: more than {limits.max_argv} items", "spec.argv")
-    argv = tuple(text(item, f"spec.argv[{i}]", limits.max_arg_chars) for i, item in enumerate(raw))
+    for i, item in enumerate(raw):
+        if not _is_text(item, limits.max_arg_chars):
+            text(item, f"spec.argv[{i}]", limits.max_arg_chars)  # raises, naming the item
+    argv = tuple(raw)
     # Why: the sudo executor runs `env -i NAME=VALUE... ARGV`; a program name containing "="
     # would be read by env(1) as one more assignment instead of the command.
     if not argv[0] or "=" in argv[0]:
@@ -190,7 +198,8 @@ def _env(raw: Any) -> dict[str, str]:
         # Why: only shell-safe names; "BASH_FUNC_x%%" or "A=B" could make a shell import a function.
         if not isinstance(name, str) or len(name) > limits.max_env_name_chars or not ENV_NAME.fullmatch(name):
             raise invalid(f"spec.env: bad variable name {str(name)[:64]!r}", "spec.env")
-        text(value, f"spec.env.{name}", limits.max_env_value_chars)
+        if not _is_text(value, limits.max_env_value_chars):
+            text(value, f"spec.env.{name}", limits.max_env_value_chars)  # raises, naming the variable
     return dict(sorted(raw.items()))
 
 
