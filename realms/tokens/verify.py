@@ -43,6 +43,7 @@ MAX_NUMERIC_DATE = 253402300799  # 9999-12-31T23:59:59Z
 # The profiles whose subject is a user access ID of the issuing realm.
 _USER_PROFILES = frozenset({"at+jwt", "job+jwt"})
 _ABSENT = object()
+_STR_ONLY = {str}  # JSON decodes strings as exactly ``str``, never a subclass
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +146,7 @@ def _check_claims(
         raise TokenClaimInvalid(f"realm claim {claims['realm']!r} is not the issuing realm", claim="realm")
     if "groups" in profile.required_claims:
         groups = claims["groups"]
-        if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
+        if not isinstance(groups, list) or (groups and set(map(type, groups)) != _STR_ONLY):
             raise TokenClaimInvalid("claim groups is not a list of strings", claim="groups")
     if profile.typ in _USER_PROFILES:
         # Why: a realm may only vouch for its own users; a subject of another realm is an

@@ -242,7 +242,11 @@ def parse_spec(raw: Any) -> JobSpec:
         if remote["sudo_user"] is not None and remote["remote_host"] is None:
             raise invalid("spec.sudo_user: needs spec.remote_host (sudo after an SSH login)", "spec.sudo_user")
         spec = JobSpec(argv, env, cwd, timeout, authgroup, **remote)
-    canonical = canonical_json(spec.as_document())
+    # The document as_document() builds, without its second sort of env: canonical JSON sorts keys.
+    document: dict[str, Any] = {"argv": list(argv), "env": env, "cwd": cwd, "timeout": timeout, "authgroup": authgroup}
+    if spec.remote_host is not None or spec.credential is not None or spec.sudo_user is not None:
+        document = spec.as_document()
+    canonical = canonical_json(document)
     if len(canonical) > limits.max_spec_bytes:
         raise invalid(f"spec: larger than {limits.max_spec_bytes} bytes", "spec")
     object.__setattr__(spec, "canonical", canonical)
