@@ -9,6 +9,7 @@ from __future__ import annotations
 import binascii
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +73,18 @@ def _refuse_constant(name: str) -> Any:
 
 # One decoder for every segment: building one per call would rebuild its scanner each time.
 _DECODER = json.JSONDecoder(object_pairs_hook=_refuse_duplicates, parse_constant=_refuse_constant)
+# The C scanner that ``JSONDecoder.decode`` calls through two Python frames and two regex matches.
+_SCAN: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
+
+
+def _decode(text: str) -> Any:
+    """``_DECODER.decode(text)``: the scanner alone for a value that fills the whole text; the
+    full decoder (surrounding whitespace, extra data, its errors) for anything else."""
+    try:
+        value, end = _SCAN(text, 0)
+    except StopIteration:
+        return _DECODER.decode(text)
+    return value if end == len(text) else _DECODER.decode(text)
 
 
 def _too_deep(container: dict[str, Any] | list[Any], depth: int = 1) -> bool:
@@ -90,7 +103,7 @@ def _json_text(raw: bytes, what: str) -> str:
 
 def _json_value(text: str, what: str) -> dict[str, Any]:
     try:
-        value = _DECODER.decode(text)
+        value = _decode(text)
     except RecursionError:
         raise TokenMalformed(f"{what} is nested too deeply") from None
     except ValueError as exc:

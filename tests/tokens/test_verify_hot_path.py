@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from realms.tokens import ACCESS_TOKEN, JOB_TOKEN, TokenClaimInvalid, TokenMalformed, TokenTypeMismatch, verify
 from realms.tokens.errors import TokenSignatureInvalid
-from realms.tokens.jws import b64url_decode, may_hold_surrogates
+from realms.tokens.jws import b64url_decode, decode_segment, may_hold_surrogates
 from realms.wire.digest import canonical_json, job_digest
 from realms.wire.spec import parse_spec
 from tests.tokens.conftest import Mint, Realm, StaticResolver
@@ -141,3 +141,29 @@ def test_the_spec_digest_from_its_canonical_bytes_is_the_job_digest(
 ) -> None:
     spec = parse_spec({"argv": argv, "env": env, "timeout": 60})
     assert spec.digest(job_id, "node1", "run") == job_digest(job_id, "node1", "run", spec.as_document())
+
+
+@pytest.mark.parametrize(
+    ("text", "accepted"),
+    [
+        ('{"a":1}', True),
+        (' {"a":1}', True),
+        ('{"a":1} ', True),
+        ('\n{"a": 1}\n', True),
+        ('{"a":1}x', False),
+        ('{"a":1}{"b":2}', False),
+        ("", False),
+        (" ", False),
+        ("[1]", False),
+        ('{"a":NaN}', False),
+        ('{"a":1,"a":1}', False),
+    ],
+)
+def test_the_scanner_shortcut_decides_as_the_full_decoder(text: str, accepted: bool) -> None:
+    segment = _b64(text.encode())
+    try:
+        decode_segment(segment, "payload")
+    except TokenMalformed:
+        assert not accepted
+    else:
+        assert accepted
