@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent_client.config_issuers import issuers_config
 from agent_client.config_reader import TableReader, check_account_name, config_path
 from agent_client.config_remote import credentials_config, remote_hosts_config
 from agent_client.credentials.store import CredentialsConfig
@@ -112,10 +113,17 @@ class AgentConfig:
     verify_tls: bool | str = True
     remote_hosts: Mapping[str, RemoteHost] = field(default_factory=dict)
     credentials: CredentialsConfig | None = None
+    issuers: Mapping[str, str] = field(default_factory=dict)  # pinned ([issuers]) or discovered
 
     def issuer(self, realm: str) -> str:
-        """The issuer of ``realm`` as the STS names it (``StsConfig.issuer``)."""
-        return f"{self.sts_url}/realms/{realm}"
+        """The issuer of ``realm`` as the STS names it: pinned in ``[issuers]`` or read from
+        discovery (``config_issuers.py``), else ``<sts_url>/realms/<realm>``."""
+        return self.issuers.get(realm) or f"{self.sts_url}/realms/{realm}"
+
+    @property
+    def assertion_audience(self) -> str:
+        """RFC 7523 §3: the agent's assertions name the own realm's token endpoint, as the STS knows it."""
+        return f"{self.issuer(self.realm)}/token"
 
     @property
     def realms(self) -> frozenset[str]:
@@ -333,6 +341,7 @@ def config_from_mapping(data: Mapping[str, Any], path: Path, environ: Mapping[st
     limits = _limits(path, top.get("limits", dict, {}))
     remote_hosts = remote_hosts_config(path, top.get("remote_hosts", dict, {}))
     credentials = credentials_config(path, base, key_file, top.get("credentials", dict, {}))
+    issuers = issuers_config(path, top.get("issuers", dict, {}), frozenset(trusted))
     top.done()
     return AgentConfig(
         path=path,
@@ -355,6 +364,7 @@ def config_from_mapping(data: Mapping[str, Any], path: Path, environ: Mapping[st
         poll_wait=poll_wait,
         remote_hosts=remote_hosts,
         credentials=credentials,
+        issuers=issuers,
     )
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from agent_client.authorization import Decider, Principals, authorize, principals_of, required_role, scopes_for
 from agent_client.config import AgentConfig, MappingConfig
 from agent_client.credentials.access import check_credential_use, describe_grant
-from agent_client.credentials.errors import CredentialUnsuitable
+from agent_client.credentials.local_use import check_local_credential, describe_local
 from agent_client.credentials.store import CredentialInfo, Secret
 from agent_client.errors import AgentInternalError, TrustUnavailable
 from agent_client.journal import StartedJournal
@@ -54,6 +54,7 @@ class AgentDecision:
     principals: Principals | None = None
     account: Account | None = None
     remote: RemoteJob | None = None  # set instead of ``account`` for a job on a remote host
+    credential: CredentialInfo | None = None  # a local job's sudo password key (never the secret)
 
     @property
     def jti(self) -> str | None:
@@ -255,19 +256,15 @@ class NodeDecider:
             self._step(decision, "f", "pass", decision.remote.describe())
             decision.allowed = True
             return decision
-        if credential is not None:
-            unsuitable = CredentialUnsuitable(
-                f"credential {credential.key!r} is used by jobs on remote hosts; a local job cannot use it",
-                key=credential.key,
-            )
-            return self._refuse(decision, "f", unsuitable)
-
         try:
             account = map_account(principals, policy.mapping, self.table, scopes)
+            if credential is not None:
+                decision.credential = check_local_credential(credential, account)
         except JobstsError as exc:
             return self._refuse(decision, "f", exc)
         decision.account = account
-        self._step(decision, "f", "pass", lambda: _account_detail(account))
+        local = f"; {describe_local(credential)}" if credential is not None else ""
+        self._step(decision, "f", "pass", lambda: _account_detail(account) + local)
         decision.allowed = True
         return decision
 

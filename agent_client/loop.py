@@ -213,7 +213,10 @@ class Agent:
             assert decision.account is not None
             executor = executor_for(self.config.executor, decision.account)
             log.info("job %s starting as %s via %s", job_id, decision.account.name, executor.name)
-            result = run_job(executor, decision.account, spec, limits, self.cancel, heartbeat)
+            result = run_job(
+                executor, decision.account, spec, limits, self.cancel, heartbeat,
+                credential=decision.credential, store=self.credentials,
+            )  # fmt: skip
             executor_name = executor.name
         report = executed_result(decision, result, executor_name)
         self._report(job_id, report)
@@ -258,7 +261,13 @@ def open_agent(config: AgentConfig, *, check_modes: bool = True, cancel: threadi
     with contextlib.ExitStack() as opened:
         client = opened.enter_context(
             AgentApi.connect(
-                config.sts_url, config.node_id, config.realm, key, config.key_algorithm, verify=config.verify_tls
+                config.sts_url,
+                config.node_id,
+                config.realm,
+                key,
+                config.key_algorithm,
+                verify=config.verify_tls,
+                audience=config.assertion_audience,
             )
         )
         trust = TrustStore(

@@ -42,7 +42,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -57,7 +56,7 @@ from cryptography.x509.oid import NameOID
 from ldap3 import Connection, Server
 
 from realms.registries.ldif.format import read_ldif
-from tests.loopback import Listener, RefusedPort
+from tests.loopback import AcceptLoop, Listener, RefusedPort
 
 LDAP_DIR = Path(__file__).resolve().parent / "ldap"
 SLAPD = os.environ.get("JOBSTS_SLAPD", "/usr/sbin/slapd")
@@ -442,7 +441,7 @@ def _parse_request(data: bytes) -> tuple[bytes, int] | None:
     return data[pos + 2 : tag_pos], data[tag_pos]
 
 
-class FakeDirectory:
+class FakeDirectory(AcceptLoop):
     """A fake LDAP server: answers every request with ``result_code`` and records what it received.
 
     ``result_code`` 52 (unavailable) makes StartTLS fail; 51 (busy) makes every bind fail.
@@ -450,37 +449,17 @@ class FakeDirectory:
 
     def __init__(self, result_code: int = 52) -> None:
         self.result_code = result_code
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.sock.settimeout(0.2)
-        self.url = f"ldap://127.0.0.1:{self.sock.getsockname()[1]}"
         self.received: list[bytes] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        super().__init__(accept_timeout=0.2)
+        self.url = f"ldap://127.0.0.1:{self.port}"
 
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            with conn:
-                conn.settimeout(1.0)
-                try:
-                    while data := conn.recv(65536):
-                        self.received.append(data)
-                        request = _parse_request(data)
-                        if request is not None:
-                            conn.sendall(_response(request[0], request[1], self.result_code))
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self.sock.close()
+    def handle(self, conn: socket.socket) -> None:
+        conn.settimeout(1.0)
+        while data := conn.recv(65536):
+            self.received.append(data)
+            request = _parse_request(data)
+            if request is not None:
+                conn.sendall(_response(request[0], request[1], self.result_code))
 
 
 StartTlsRefusingServer = FakeDirectory

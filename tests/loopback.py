@@ -12,7 +12,9 @@ wrong server. Every helper here holds the socket from the moment the kernel pick
   and nobody else can start listening there while the test runs.
 * ``HeldPort``: a port reserved for the test's lifetime that can stop and start listening
   (a service "restart") without ever being free for someone else to take in between.
-* ``Listener``: records every connection to a held port; a defence holds if it stays empty.
+* ``AcceptLoop``: a held port whose thread hands each connection to ``handle``; the base of
+  ``Listener`` (records every connection; a defence holds if it stays empty) and of the fake
+  directory of ``tests/ldap_harness.py``.
 * ``Forwarder``: a TCP forwarder on a ``HeldPort`` that may be paused (refusing), resumed,
   pointed at a new target, and can watch what clients send (``tests/ldap_proxy.py``).
 """
@@ -129,19 +131,20 @@ def werkzeug_fd_environment(sock: socket.socket) -> dict[str, str]:
     return {"WERKZEUG_RUN_MAIN": "true", "WERKZEUG_SERVER_FD": str(sock.fileno())}
 
 
-class Listener:
-    """A loopback TCP listener on a held port that records what each connection sends first;
-    a defence holds if ``connections`` stays empty."""
+class AcceptLoop:
+    """A loopback TCP server on a held port: a thread accepts each connection and hands it to
+    ``handle`` (closed afterwards); ``close`` stops the thread and frees the port."""
 
-    def __init__(self) -> None:
-        self.sock = listening_socket(backlog=16)
-        self.sock.settimeout(0.1)
+    def __init__(self, backlog: int = 16, accept_timeout: float = 0.1) -> None:
+        self.sock = listening_socket(backlog=backlog)
+        self.sock.settimeout(accept_timeout)
         self.port = port_of(self.sock)
-        self.url = f"http://{HOST}:{self.port}/keys.json"
-        self.connections: list[bytes] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
+
+    def handle(self, conn: socket.socket) -> None:
+        raise NotImplementedError
 
     def _serve(self) -> None:
         while not self._stop.is_set():
@@ -150,16 +153,33 @@ class Listener:
             except OSError:
                 continue
             with conn:
-                conn.settimeout(0.5)
                 try:
-                    self.connections.append(conn.recv(65536))
+                    self.handle(conn)
                 except OSError:
-                    self.connections.append(b"")
+                    pass  # the client went away; the next connection is served as usual
 
     def close(self) -> None:
         self._stop.set()
         self._thread.join(5)
         self.sock.close()
+
+
+class Listener(AcceptLoop):
+    """A loopback TCP listener on a held port that records what each connection sends first;
+    a defence holds if ``connections`` stays empty."""
+
+    def __init__(self) -> None:
+        self.url = ""
+        self.connections: list[bytes] = []
+        super().__init__()
+        self.url = f"http://{HOST}:{self.port}/keys.json"
+
+    def handle(self, conn: socket.socket) -> None:
+        conn.settimeout(0.5)
+        try:
+            self.connections.append(conn.recv(65536))
+        except OSError:
+            self.connections.append(b"")
 
 
 Observer = Callable[[int, bytes], None]

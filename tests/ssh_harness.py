@@ -1,12 +1,10 @@
 """A real OpenSSH server for tests: Debian's ``/usr/sbin/sshd`` in inetd mode, on loopback.
 
-How it works: the harness binds a listening socket to 127.0.0.1 port 0 and keeps it, so no
-other process can take the port between choosing and using it. For each accepted connection
-it starts ``sshd -i -f CONFIG`` with the connection as stdin and stdout (inetd mode): one
-sshd per connection, nothing else listening. The server has its own host keys (made with
-``ssh-keygen`` in a private directory), its own ``sshd_config`` (password and public-key
-logins, no PAM, ``StrictModes yes``, only the harness's test accounts may log in) and a log
-file (``server.log``).
+How it works: ``sts/commands/inetd_sshd.py`` (shared with ``jobsts demo``) keeps a listening
+socket on 127.0.0.1 port 0 and starts one ``sshd -i`` per accepted connection. The server
+has its own host keys (made with ``ssh-keygen`` in a private directory), its own
+``sshd_config`` (password and public-key logins, no PAM, ``StrictModes yes``, only the
+harness's test accounts may log in) and a log file (``server.log``).
 
 Test accounts (root only): ``SshAccounts`` creates OS users with unique names, passwords
 (``chpasswd``), authorized keys and sudoers drop-ins (checked with ``visudo -cf`` and
@@ -25,19 +23,16 @@ import pwd
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-SSHD = "/usr/sbin/sshd"
-SSH_KEYGEN = "/usr/bin/ssh-keygen"
-PRIVSEP_DIR = Path("/run/sshd")
+from sts.commands.inetd_sshd import SSH_KEYGEN, SSHD, InetdSshd, keygen, prepare_privsep
+
 USER_PREFIX = "jssh"
 HOST_KEY_TYPES = ("ed25519", "ecdsa")
 IS_ROOT = os.geteuid() == 0
@@ -75,18 +70,8 @@ LogLevel VERBOSE
 """
 
 
-def keygen(path: Path, key_type: str, passphrase: str = "", comment: str = "jobsts-test") -> str:
-    """Make a key pair with ssh-keygen; returns the public key line."""
-    subprocess.run(
-        [SSH_KEYGEN, "-q", "-t", key_type, "-N", passphrase, "-C", comment, "-f", str(path)],
-        check=True,
-        capture_output=True,
-    )
-    return path.with_name(path.name + ".pub").read_text().strip()
-
-
 class SshServer:
-    """sshd in inetd mode behind a listening socket that the harness owns."""
+    """The harness's sshd: its own host keys and ``sshd_config``, checked with ``sshd -t``."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -96,55 +81,17 @@ class SshServer:
         self.config = directory / "sshd_config"
         self.config.write_text(CONFIG.format(directory=directory, prefix=USER_PREFIX))
         self.log = directory / "server.log"
-        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(16)
-        self.port: int = self._listener.getsockname()[1]
-        self.address = "127.0.0.1"
-        self._sessions: list[subprocess.Popen[bytes]] = []
-        self._lock = threading.Lock()
-        self._closed = threading.Event()
         check = subprocess.run([SSHD, "-t", "-f", str(self.config)], capture_output=True, text=True, check=False)
         if check.returncode != 0:
             raise RuntimeError(f"sshd -t refused the harness config: {check.stderr}")
-        self._thread = threading.Thread(target=self._serve, name="sshd-harness", daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while not self._closed.is_set():
-            try:
-                connection, _ = self._listener.accept()
-            except OSError:
-                return
-            with connection:
-                session = subprocess.Popen(
-                    [SSHD, "-i", "-f", str(self.config), "-E", str(self.log)],
-                    stdin=connection.fileno(),
-                    stdout=connection.fileno(),
-                    stderr=subprocess.DEVNULL,
-                    close_fds=True,
-                )
-            with self._lock:
-                self._sessions = [s for s in self._sessions if s.poll() is None]
-                self._sessions.append(session)
+        self._server = InetdSshd(self.config, self.log)
+        self.address, self.port = self._server.address, self._server.port
 
     def host_key(self, kind: str = "ed25519") -> str:
         return self.host_keys[kind]
 
     def close(self) -> None:
-        self._closed.set()
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)
-        self._listener.close()
-        self._thread.join(timeout=10)
-        with self._lock:
-            sessions = list(self._sessions)
-        for session in sessions:
-            if session.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    session.kill()  # by the pid we started
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                session.wait(timeout=10)
+        self._server.close()
 
 
 class SshAccounts:
@@ -247,18 +194,12 @@ class SshAccounts:
             subprocess.run(["groupdel", group], check=False, capture_output=True)
 
 
-def _prepare_privsep() -> None:
-    # sshd needs its privilege-separation directory (created by the service unit normally).
-    if not PRIVSEP_DIR.is_dir():
-        PRIVSEP_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
-
-
 @pytest.fixture(scope="session")
 def sshd() -> Iterator[SshServer]:
     """One real sshd for the test session (skips unless root and openssh-server are there)."""
     if not (IS_ROOT and HAVE_SSHD):
         pytest.skip("needs root and Debian's openssh-server")
-    _prepare_privsep()
+    prepare_privsep()
     directory = Path(tempfile.mkdtemp(prefix="jobsts-sshd-"))
     directory.chmod(0o700)
     server = SshServer(directory)
@@ -281,7 +222,7 @@ def ssh_accounts(tmp_path: Path) -> Iterator[SshAccounts]:
 
 
 def main() -> None:  # pragma: no cover - manual use
-    _prepare_privsep()
+    prepare_privsep()
     directory = Path(tempfile.mkdtemp(prefix="jobsts-sshd-"))
     server = SshServer(directory)
     print(f"sshd on {server.address}:{server.port}; host key: {server.host_key()}; log {server.log}", flush=True)

@@ -38,8 +38,9 @@ class AgentApi:
         verify: bool | str = True,
         timeout: float = AGENT_TIMEOUT,
         transport: httpx.BaseTransport | None = None,
+        audience: str | None = None,
     ) -> AgentApi:
-        auth = AgentAuth(base_url, node_id, realm, key, algorithm)
+        auth = AgentAuth(base_url, node_id, realm, key, algorithm, audience=audience)
         api = StsApi(base_url, auth, caller=f"node {node_id}", verify=verify, timeout=timeout, transport=transport)
         return cls(api, auth)
 

@@ -77,10 +77,14 @@ class AgentAuth(httpx.Auth):
         algorithm: str,
         *,
         clock: Callable[[], float] = time.time,
+        audience: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.node_id, self.realm, self.key, self.algorithm = node_id, realm, key, algorithm
         self.token_url = f"{self.base_url}/realms/{realm}/token"
+        # The token endpoint as the STS names it (its issuer + /token): behind a proxy it is not
+        # the URL the agent posts to.
+        self.audience = audience or self.token_url
         self._kid = jwk_thumbprint(key.public_key())
         self._clock = clock
         self._token: str | None = None
@@ -92,7 +96,7 @@ class AgentAuth(httpx.Auth):
         claims = {
             "iss": self.node_id,
             "sub": self.node_id,
-            "aud": self.token_url,
+            "aud": self.audience,
             "jti": uuid.uuid4().hex,
             "iat": issued,
             "exp": issued + ASSERTION_LIFETIME,

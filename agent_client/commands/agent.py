@@ -14,7 +14,10 @@ from cryptography.hazmat.primitives import serialization
 
 from agent_client.api.agent import AgentApi
 from agent_client.api.auth import load_node_key
+from agent_client.commands.online_check import check_online
+from agent_client.commands.privileged_mappings import privileged_mappings
 from agent_client.config import AgentConfig, load_agent_config
+from agent_client.config_issuers import with_discovered_issuers
 from agent_client.credentials.cli import credentials
 from agent_client.credentials.store import CredentialStore
 from agent_client.decision import NodeDecider, NodePolicy
@@ -134,6 +137,8 @@ def run(config_path: Path, once: bool, verbose: bool, log_level: str, log_format
     """The poll loop: lease, decide, start, run, report."""
     setup_logging("debug" if verbose else log_level, log_format)
     config = load_agent_config(config_path)
+    config.require_key()  # a node never initialised says so before any network call
+    config = with_discovered_issuers(config)
     cancel = threading.Event()
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -188,8 +193,11 @@ def config_problems(config: AgentConfig) -> list[str]:
 @agent.command()
 @click.option("--config", "config_path", required=True, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
+@click.option(
+    "--online", is_flag=True, help="Also reach the STS: discovery and issuers, JWKS, an agent token, clock skew."
+)
 @click.pass_context
-def check(ctx: click.Context, config_path: Path, as_json: bool) -> None:
+def check(ctx: click.Context, config_path: Path, as_json: bool, online: bool) -> None:
     """Validate the configuration, file modes, trust store and executor; one line per problem."""
     try:
         config = load_agent_config(config_path)
@@ -200,15 +208,34 @@ def check(ctx: click.Context, config_path: Path, as_json: bool) -> None:
             click.echo(f"{exc.code}: {exc.message}")
         ctx.exit(1)
     problems = config_problems(config)
+    report = check_online(config) if online else None
+    if report is not None:
+        problems.extend(report.problems)
+    # Why: a mapping into sudo, disk, docker and the like is refused per job unless allowed by
+    # name; listing them here shows the administrator which allows are in force before any job.
+    privileged = privileged_mappings(config.mapping)
     if as_json:
         click.echo(json.dumps({"ok": not problems, "node": config.node_id, "realm": config.realm,
-                               "executor": config.executor, "problems": problems}))  # fmt: skip
+                               "executor": config.executor, "problems": problems,
+                               "allow_privileged_groups": sorted(config.mapping.allow_privileged_groups),
+                               "privilege_map_allow_groups": sorted(config.mapping.privilege_map.allow_groups),
+                               "privileged_mappings": [entry.as_json() for entry in privileged],
+                               "online": report.as_json() if report is not None else None}))  # fmt: skip
         ctx.exit(1 if problems else 0)
     for line in problems:
         click.echo(line)
+    if not problems:
+        click.echo(f"ok: node {config.node_id}, realm {config.realm}, executor {config.executor}")
+    for verdict, name, detail in report.lines if report is not None else []:
+        if verdict != "fail":  # failures are among the problems above
+            click.echo(f"online {name}: {verdict}: {detail}")
+    allowed = ", ".join(sorted(config.mapping.allow_privileged_groups)) or "none"
+    for entry in privileged:
+        click.echo(entry.describe())
+    if privileged:
+        click.echo(f"privileged groups: allow_privileged_groups = {allowed}")
     if problems:
         ctx.exit(1)
-    click.echo(f"ok: node {config.node_id}, realm {config.realm}, executor {config.executor}")
 
 
 def _read_token(value: str) -> str:
@@ -227,7 +254,7 @@ def _read_token(value: str) -> str:
 @click.pass_context
 def explain(ctx: click.Context, config_path: Path, job_path: Path, token: str | None) -> None:
     """Run the whole decision (a)-(f) for a job without executing it; print each step's verdict."""
-    config = load_agent_config(config_path)
+    config = with_discovered_issuers(load_agent_config(config_path))  # as agent run matches issuers
     document = json.loads(job_path.read_text(encoding="utf-8"))
     job = document.get("job", document) if isinstance(document, dict) else document
     if token is None:
@@ -239,7 +266,7 @@ def explain(ctx: click.Context, config_path: Path, job_path: Path, token: str | 
     try:
         key_client = AgentApi.connect(
             config.sts_url, config.node_id, config.realm, load_node_key(config.key_file, config.key_algorithm),
-            config.key_algorithm, verify=config.verify_tls,
+            config.key_algorithm, verify=config.verify_tls, audience=config.assertion_audience,
         )  # fmt: skip
     except JobstsError:
         key_client = None

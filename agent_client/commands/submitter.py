@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -85,6 +86,22 @@ def _credentials(username: str | None) -> dict[str, str]:
     return {"username": username, "password": password}
 
 
+def _remote_login(user: str, password_file: Path | None, stdin_taken: bool) -> dict[str, str]:
+    """``remote_credentials`` for the spec's remote host: the password from a file, the terminal
+    or standard input, never from the command line (ps shows those)."""
+    if password_file is not None:
+        password = password_file.read_text(encoding="utf-8").split("\n", 1)[0].rstrip("\r")
+    elif sys.stdin.isatty():
+        password = str(click.prompt(f"Password of {user} on the remote host", hide_input=True, err=True))
+    elif stdin_taken:
+        raise click.UsageError("--credentials-from-prompt already reads stdin; give --remote-password-file FILE")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise click.UsageError("the remote host's password is empty")
+    return {"user": user, "password": password}
+
+
 def _summary(job: dict[str, Any]) -> str:
     code = f" code={job['code']}" if job.get("code") else ""
     return f"{job['id']}\t{job['state']}\t{job['node']}\t{job['type']}\t{job['submitter']}{code}"
@@ -106,6 +123,21 @@ def _summary(job: dict[str, Any]) -> str:
     help="Ask for a username and password of the node's realm (stdin when not a tty); never stored.",
 )
 @click.option("--credentials-username", default=None, help="Username for --credentials-from-prompt.")
+@click.option("--remote-host", default=None, help="Run on this remote host of the node (over SSH).")
+@click.option("--credential", default=None, help="Credential key of the agent's store (remote login or sudo password).")
+@click.option("--sudo-user", default=None, help="On the remote host, sudo to this user after login.")
+@click.option(
+    "--remote-user",
+    default=None,
+    help="Log in to --remote-host as USER; the password comes from --remote-password-file, the terminal or stdin "
+    "(sealed by the STS to the node's key).",
+)
+@click.option(
+    "--remote-password-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Read the --remote-user password from the first line of FILE.",
+)
 @click.option("--idempotency-key", default=None, help="Default: a fresh random key per invocation.")
 @click.option("--wait", is_flag=True, help="Follow the job until it ends; exit with its outcome.")
 @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
@@ -122,6 +154,11 @@ def submit(
     authgroup: str | None,
     credentials_from_prompt: bool,
     credentials_username: str | None,
+    remote_host: str | None,
+    credential: str | None,
+    sudo_user: str | None,
+    remote_user: str | None,
+    remote_password_file: Path | None,
     idempotency_key: str | None,
     wait: bool,
     as_json: bool,
@@ -129,7 +166,9 @@ def submit(
 ) -> None:
     """Submit a job: jobsts submit --node N --type T [options] -- ARGV..."""
     spec: dict[str, Any] = {"argv": list(argv), "env": _env_pairs(env_pairs)}
-    for name, value in (("cwd", cwd), ("timeout", timeout), ("authgroup", authgroup)):
+    named = (("cwd", cwd), ("timeout", timeout), ("authgroup", authgroup), ("remote_host", remote_host),
+             ("credential", credential), ("sudo_user", sudo_user))  # fmt: skip
+    for name, value in named:
         if value is not None:
             spec[name] = value
     body: dict[str, Any] = {"node": node, "type": job_type, "spec": spec}
@@ -138,6 +177,10 @@ def submit(
             body[name] = int(text) if text.isdigit() else text
     if credentials_from_prompt:
         body["credentials"] = _credentials(credentials_username)
+    if remote_password_file is not None and remote_user is None:
+        raise click.UsageError("--remote-password-file needs --remote-user")
+    if remote_user is not None:
+        body["remote_credentials"] = _remote_login(remote_user, remote_password_file, credentials_from_prompt)
     with user_api(url) as api:
         job = jobs_api.submit(api, body, idempotency_key or str(uuid.uuid4()))
         click.echo(json.dumps(job, indent=2) if as_json else _summary(job))

@@ -9,12 +9,16 @@ cancel, resource limits and capped output (``run_job``).
 from __future__ import annotations
 
 import os
+import subprocess
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from agent_client.config import Limits
-from agent_client.errors import AgentConfigInvalid, ExecCwdRefused, ExecError
+from agent_client.credentials.errors import CredentialUnsuitable, CredentialWrongPassword
+from agent_client.credentials.local_use import open_sudo_password
+from agent_client.credentials.store import CredentialInfo, CredentialStore
+from agent_client.errors import AgentConfigInvalid, ExecCwdRefused
 from agent_client.executors.base import (
     ChildSetup,
     ExecResult,
@@ -27,8 +31,9 @@ from agent_client.executors.base import (
 from agent_client.executors.environment import build_environment
 from agent_client.executors.self_exec import SelfExecutor
 from agent_client.executors.setuid import SetuidExecutor
-from agent_client.executors.sudo import CWD_FAILED_EXIT, SudoExecutor
+from agent_client.executors.sudo import CWD_FAILED_EXIT, WRONG_PASSWORD_MARKERS, SudoExecutor
 from agent_client.mapping import Account
+from realms.errors import JobstsError
 from realms.wire.spec import JobSpec
 
 __all__ = ["ExecResult", "Executor", "executor_for", "login_shell_argv", "run_job"]
@@ -75,8 +80,14 @@ def run_job(
     limits: Limits,
     cancel: threading.Event | None = None,
     on_tick: Callable[[], None] | None = None,
+    *,
+    credential: CredentialInfo | None = None,
+    store: CredentialStore | None = None,
 ) -> ExecResult:
-    """Run ``spec`` as ``account``; an exec failure is an ``ExecResult`` with a code, never an exception."""
+    """Run ``spec`` as ``account``; an exec failure is an ``ExecResult`` with a code, never an exception.
+
+    ``credential`` (decided in step f) is the key whose password sudo asks for; it is opened
+    from ``store`` only here, and only the ``sudo`` executor can use it."""
     env, dropped = build_environment(account, spec.env)
     argv = login_shell_argv(account, spec.argv) if account.load_profile else list(spec.argv)
     timeout = min(spec.timeout, limits.max_timeout)
@@ -89,9 +100,14 @@ def run_job(
     try:
         try:
             child, spawn_cwd = executor.setup(account, spec.cwd, limits.rlimits)
-            command = executor.command(account, argv, env, spec.cwd)
-            process = spawn(command, env, child, cwd=spawn_cwd)
-        except ExecError as exc:
+            if credential is None:
+                command = executor.command(account, argv, env, spec.cwd)
+                process = spawn(command, env, child, cwd=spawn_cwd)
+            else:
+                process = _spawn_with_password(
+                    executor, account, argv, env, spec.cwd, child, spawn_cwd, credential, store
+                )
+        except JobstsError as exc:
             return ExecResult(None, "", "", exc.code, exc.message, dropped)
         result = capture(
             process,
@@ -110,4 +126,39 @@ def run_job(
     if executor.name == "sudo" and cwd_failed:
         error = ExecCwdRefused(f"{account.name} cannot enter {spec.cwd or account.home}")
         result.code, result.reason = error.code, error.message
+    if (
+        credential is not None
+        and result.exit_code == 1
+        and any(m in result.stderr_tail for m in WRONG_PASSWORD_MARKERS)
+    ):
+        wrong = CredentialWrongPassword(
+            f"sudo refused the password of credential {credential.key!r} (user {credential.user}); the job did not "
+            f"run. Store the right one with `jobsts agent credentials add {credential.key} --replace ...`"
+        )
+        result.exit_code, result.code, result.reason = None, wrong.code, wrong.message
     return result
+
+
+def _spawn_with_password(
+    executor: Executor,
+    account: Account,
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    cwd: str | None,
+    child: ChildSetup,
+    spawn_cwd: str | None,
+    credential: CredentialInfo,
+    store: CredentialStore | None,
+) -> subprocess.Popen[bytes]:
+    """Start ``sudo -S`` and type the credential's password into its standard input."""
+    if not isinstance(executor, SudoExecutor):
+        raise CredentialUnsuitable(
+            f"credential {credential.key!r}: a local job uses a password only through the sudo executor, "
+            f"and this job runs through {executor.name}",
+            key=credential.key,
+        )
+    command = executor.command(account, argv, env, cwd, password=True)
+    line = open_sudo_password(store, credential)
+    # Why LC_ALL=C for sudo itself: its refusal must be recognisable, whatever the job's locale;
+    # env -i gives the job its own environment afterwards.
+    return spawn(command, {**env, "LC_ALL": "C"}, child, cwd=spawn_cwd, stdin_line=line)

@@ -65,8 +65,12 @@ def spawn(
     setup: Callable[[int], None],
     *,
     cwd: str | None = None,
+    stdin_line: bytes | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start ``argv`` in a new process group; ``setup(status_fd)`` runs in the child before exec."""
+    """Start ``argv`` in a new process group; ``setup(status_fd)`` runs in the child before exec.
+
+    ``stdin_line`` (a sudo password) is written to a pipe that is the child's standard input,
+    then the pipe is closed: the job itself finds its input at end of file, as with /dev/null."""
     read_fd, write_fd = os.pipe()  # both close-on-exec (PEP 446)
     try:
         try:
@@ -74,7 +78,7 @@ def spawn(
                 list(argv),
                 env=dict(env),
                 cwd=cwd,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL if stdin_line is None else subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 # Why: no agent descriptor (the journal, the STS connection, the key) may leak
@@ -96,6 +100,16 @@ def spawn(
         if write_fd >= 0:
             os.close(write_fd)
         os.close(read_fd)
+    if stdin_line is not None:
+        assert process.stdin is not None
+        try:
+            # A line is far below the pipe's buffer, so this never blocks on a slow reader.
+            process.stdin.write(stdin_line)
+            process.stdin.flush()
+        except BrokenPipeError:
+            pass  # the child ended before reading; its exit status tells what happened
+        finally:
+            process.stdin.close()
     return process
 
 

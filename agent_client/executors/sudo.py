@@ -3,7 +3,9 @@
 Never ``-E``: the job's environment is passed explicitly through ``env -i NAME=VALUE...``,
 which runs as the target account, so it also enters the working directory (``-C``) only
 after sudo dropped to that account. sudoers must allow the agent's account to run
-``/usr/bin/env`` as the mapped accounts without a password (see README).
+``/usr/bin/env`` as the mapped accounts without a password (see README), or the job names a
+credential key whose password the agent types into ``sudo -S`` on a pipe
+(``agent_client/credentials/local_use.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from agent_client.mapping import Account
 
 ENV_PROGRAM = "/usr/bin/env"
 CWD_FAILED_EXIT = 125
+# sudo's own words when the password it read was wrong or missing (with LC_ALL=C).
+WRONG_PASSWORD_MARKERS = ("incorrect password attempt", "no password was provided")
 
 
 class SudoExecutor:
@@ -37,10 +41,17 @@ class SudoExecutor:
             lines.append(f"executor sudo: {ENV_PROGRAM} is missing")
         return lines
 
-    def command(self, account: Account, argv: Sequence[str], env: Mapping[str, str], cwd: str | None) -> list[str]:
+    def command(
+        self, account: Account, argv: Sequence[str], env: Mapping[str, str], cwd: str | None, *, password: bool = False
+    ) -> list[str]:
         # Why: the name passed the strict pattern, so sudo can never read it as "#uid" or an option.
         check_account_name(account.name)
-        command = [self.sudo, "-n", "-u", account.name]
+        # Why -S -k -p "": the password comes on standard input (a pipe), never argv, the
+        # environment or a file; -k makes sudo ignore and NOT write its credential cache, or the
+        # agent's next job without a password would ride on this one's authentication for minutes.
+        # Without a password, -n: sudo never waits for a prompt nobody answers.
+        asks = ["-S", "-k", "-p", ""] if password else ["-n"]
+        command = [self.sudo, *asks, "-u", account.name]
         if account.primary_group is not None:
             command += ["-g", check_account_name(account.primary_group, "group")]
         command += ["--", ENV_PROGRAM, "-i", "-C", job_directory(account, cwd)]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from agent_client.credentials.local_use import agent_account
 from agent_client.credentials.store import CredentialsConfig, CredentialStore
 from agent_client.decision import AgentDecision, NodeDecider
 from agent_client.journal import StartedJournal
@@ -146,9 +147,19 @@ def test_sudo_only_to_users_the_host_lists(trust: TrustStore, journal: StartedJo
     assert refused.code == "remote.sudo_not_allowed"
 
 
-def test_local_job_cannot_use_a_credential(trust: TrustStore, journal: StartedJournal, store: CredentialStore) -> None:
-    decider = decider_with(trust, journal, store, (OPS_JM, "operator"), GRANTS[1])
+def test_local_job_uses_only_a_password_of_the_agent_or_the_mapped_account(
+    trust: TrustStore, journal: StartedJournal, store: CredentialStore
+) -> None:
+    store.put("sudo-me", agent_account(), password="s3cret")
+    store.put("my-key", agent_account(), private_key="not read here")
+    grants = [(OPS_JM, "operator", "allow", f"credential:{key}") for key in ("sudo-me", "my-key")]
+    decider = decider_with(trust, journal, store, (OPS_JM, "operator"), GRANTS[1], *grants)
+    # Why: sudo asks for the agent's or the target's password; any third account's is refused.
     assert decide(decider, {"credential": "web1-deploy"}).code == "credential.unsuitable"
+    assert decide(decider, {"credential": "my-key"}).code == "credential.unsuitable"
+    allowed = decide(decider, {"credential": "sudo-me"})
+    assert allowed.allowed and allowed.credential is not None and allowed.credential.key == "sudo-me"
+    assert "sudo password from credential sudo-me" in allowed.explain()
 
 
 @pytest.mark.parametrize(

@@ -9,27 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import click
 import pytest
 from click.testing import CliRunner
 
 from realms.console import cli
+from tests.cli.reference import command_paths
 
 JOBSTS = Path(sys.executable).parent / "jobsts"
-
-
-def command_paths(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
-    """Every command path below ``group`` (groups included), walked through click's own API."""
-    context = click.Context(group, info_name="jobsts")
-    found: list[tuple[str, ...]] = [prefix]
-    for name in group.list_commands(context):
-        command = group.get_command(context, name)
-        assert command is not None, f"jobsts {' '.join(prefix)} {name}: listed but not loadable"
-        if isinstance(command, click.Group):
-            found += command_paths(command, (*prefix, name))
-        else:
-            found.append((*prefix, name))
-    return found
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """The examples of the user documentation, exercised so they cannot rot.
 
 * The README's first command installs and runs ``jobsts demo`` (``test_demo.py`` runs it).
-* Every line of the README's "## CLI" block names real commands and real options.
 * The "By hand: two realms and an agent" block runs as written (bash, a real STS and agent).
 * Every test that ``docs/security.md`` cites exists.
 """
@@ -15,10 +14,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-import click
-import pytest
-
-from realms.console import cli
+from tests.cli.reference import code_blocks, section
 from tests.e2e.harness import IS_ROOT, JOBSTS, jobsts
 from tests.loopback import listening_socket, port_of, werkzeug_fd_environment
 
@@ -26,18 +22,6 @@ ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 SECURITY = ROOT / "docs" / "security.md"
 FIRST_COMMAND = "python3 -m venv .venv && .venv/bin/pip install -q -e . && .venv/bin/jobsts demo"
-
-
-def section(text: str, title: str) -> str:
-    """The body of the ``## title`` (or ``### title``) section, up to the next heading of that level."""
-    level = title.split(" ", 1)[0]
-    start = text.index(f"\n{title}\n")
-    end = text.find(f"\n{level} ", start + len(title) + 2)
-    return text[start : end if end != -1 else len(text)]
-
-
-def code_blocks(text: str, language: str = "") -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.DOTALL)
 
 
 def readme_demo_args() -> list[str]:
@@ -49,62 +33,6 @@ def readme_demo_args() -> list[str]:
 
 def test_the_readme_first_command_installs_and_runs_the_demo() -> None:
     assert readme_demo_args() == ["demo"]
-
-
-# --- the CLI reference ------------------------------------------------------------------------
-def _command(path: list[str]) -> click.Command:
-    command: click.Command = cli
-    for name in path:
-        assert isinstance(command, click.Group), f"jobsts {' '.join(path)}: {name!r} under a plain command"
-        with click.Context(command) as ctx:
-            found = command.get_command(ctx, name)
-        assert found is not None, f"jobsts {' '.join(path)}: no such command"
-        command = found
-    return command
-
-
-def _options(command: click.Command) -> set[str]:
-    return {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
-
-
-def cli_lines() -> list[str]:
-    block = code_blocks(section(README.read_text(encoding="utf-8"), "## CLI"))[0]
-    return [line for line in block.splitlines() if line.startswith("jobsts ")]
-
-
-def check_cli_line(line: str) -> list[str]:
-    """Walk ``jobsts a|b c ... --opt`` and return the command paths it names (asserting options)."""
-    usage = re.split(r"\s{2,}", line)[0]  # the description follows two or more spaces
-    paths: list[list[str]] = [[]]
-    for token in usage.split()[1:]:
-        if token == "--":
-            break
-        word = token.strip("[]")
-        if word.startswith("--"):
-            for path in paths:
-                assert word in _options(_command(path)), f"{line!r}: jobsts {' '.join(path)} has no {word}"
-            continue
-        names = word.split("|")
-        if all(re.fullmatch(r"[a-z][a-z-]*", name) for name in names) and isinstance(_command(paths[0]), click.Group):
-            paths = [[*path, name] for path in paths for name in names]
-            for path in paths:
-                _command(path)
-    return [" ".join(path) for path in paths]
-
-
-def test_every_line_of_the_cli_reference_names_real_commands_and_options() -> None:
-    covered = set()
-    for line in cli_lines():
-        covered.update(check_cli_line(line))
-    top = set(cli.list_commands(click.Context(cli)))
-    assert top <= {path.split(" ")[0] for path in covered}, f"not in the CLI reference: {top - covered}"
-
-
-def test_the_cli_reference_check_catches_a_wrong_option() -> None:
-    with pytest.raises(AssertionError, match="has no --colour"):
-        check_cli_line("jobsts login --url URL --colour")
-    with pytest.raises(AssertionError, match="no such command"):
-        check_cli_line("jobsts node frobnicate NODE")
 
 
 # --- the walkthrough ----------------------------------------------------------------------------
