@@ -75,35 +75,46 @@ def _parse_canonical(text: str) -> tuple[AccessId, str] | None:
     return parsed, str(parsed)
 
 
-def _vouched_groups(verified: VerifiedToken) -> dict[str, AccessId]:
+def _vouched_groups(claimed: tuple[str, ...], realm: str) -> dict[str, AccessId]:
     """Same rule as ``VerifiedToken.vouched_groups`` (groups of the issuing realm only), memoised
     parsing; keyed by the canonical text."""
     kept: dict[str, AccessId] = {}
-    for text in verified.claims.get("groups", []):
+    for text in claimed:
         found = _parse_canonical(text) if isinstance(text, str) else None
-        if found is not None and found[0].kind is AccessIdKind.GROUP and found[0].realm == verified.realm:
+        if found is not None and found[0].kind is AccessIdKind.GROUP and found[0].realm == realm:
             kept[found[1]] = found[0]
     return kept
 
 
-def principals_of(verified: VerifiedToken, own_realm: str, trusted_realms: frozenset[str]) -> Principals:
-    """{sub} + vouched groups + special subjects (docs/architecture.md, "The trust model")."""
-    found = _parse_canonical(verified.subject)
+@functools.lru_cache(maxsize=4096)
+def _principals(
+    subject_text: str, realm: str, claimed: tuple[str, ...], own_realm: str, trusted_realms: frozenset[str]
+) -> Principals:
+    """``principals_of`` over everything it reads, memoised: the result is an immutable value."""
+    found = _parse_canonical(subject_text)
     if found is None:  # verify() already refused such a token; never trust an unparsable subject
-        raise AccessIdInvalid(f"subject {verified.subject[:80]!r} is not an access ID")
+        raise AccessIdInvalid(f"subject {subject_text[:80]!r} is not an access ID")
     subject, subject_key = found
     # Why: a realm may vouch only for its own principals; groups of other realms are dropped.
-    groups = _vouched_groups(verified)
+    groups = _vouched_groups(claimed, realm)
     ids: dict[str, AccessId] = {subject_key: subject, **groups, _EVERYONE: EVERYONE}
     # Why: ALL_AUTHENTICATED means "authenticated by this node's own registry"; a user of a
     # trusted foreign realm is only ALL_AUTHENTICATED_IN_TRUSTED_REALMS.
-    if verified.realm == own_realm:
+    if realm == own_realm:
         ids[_ALL_AUTHENTICATED] = ALL_AUTHENTICATED
-    if verified.realm == own_realm or verified.realm in trusted_realms:
+    if realm == own_realm or realm in trusted_realms:
         ids[_ALL_IN_TRUSTED] = ALL_AUTHENTICATED_IN_TRUSTED_REALMS
+    dropped = len(set(claimed)) - len(groups)
+    return Principals(subject, realm, frozenset(ids.values()), max(dropped, 0), tuple(sorted(ids)))
+
+
+def principals_of(verified: VerifiedToken, own_realm: str, trusted_realms: frozenset[str]) -> Principals:
+    """{sub} + vouched groups + special subjects (docs/architecture.md, "The trust model")."""
     claimed = verified.claims.get("groups", [])
-    dropped = len(set(claimed)) - len(groups) if isinstance(claimed, list) else 0
-    return Principals(subject, verified.realm, frozenset(ids.values()), max(dropped, 0), tuple(sorted(ids)))
+    # verify() has checked that groups is a list of strings; anything else vouches for nothing
+    # (and _vouched_groups skips any item that is not a string).
+    groups = tuple(claimed) if isinstance(claimed, list) else ()
+    return _principals(verified.subject, verified.realm, groups, own_realm, trusted_realms)
 
 
 def required_role(job_type: str, job_types: Mapping[str, Role], node_id: str) -> Role:

@@ -20,7 +20,8 @@ from agent_client.credentials.local_use import check_local_credential, describe_
 from agent_client.credentials.store import CredentialInfo, Secret
 from agent_client.errors import AgentInternalError, TrustUnavailable
 from agent_client.journal import StartedJournal
-from agent_client.mapping import Account, map_account
+from agent_client.mapping import Account, groups_text, map_account
+from agent_client.privileged_groups import MapPrivilegedGroup
 from agent_client.remote.hosts import RemoteHost
 from agent_client.remote.job import RemoteJob, remote_host_for, remote_job, remote_scope, submitted_credential
 from agent_client.validation import check_binding, check_jti, leased_job
@@ -119,11 +120,17 @@ class NodeDecider:
         # so a key added or removed while the agent runs counts at once.
         self.credentials = credentials or dict
 
-    def _step(self, decision: AgentDecision, step: str, verdict: str, detail: str) -> None:
+    def _step(self, decision: AgentDecision, step: str, verdict: str, detail: str | Callable[[], str]) -> None:
         decision.trace.append(TraceStep(step, STEPS[step], verdict, detail))
 
     def _refuse(self, decision: AgentDecision, step: str, error: JobstsError) -> AgentDecision:
-        self._step(decision, step, "fail", f"{error.code}: {error.message}")
+        detail = f"{error.code}: {error.message}"
+        groups = error.data.get("account_groups") or error.data.get("groups")
+        if isinstance(error, MapPrivilegedGroup) and groups:
+            # Why: the refusal depended on the groups the job would have run with; name them
+            # all, so the admin sees what an allow would have granted.
+            detail += f"; the job's groups would be: {', '.join(map(str, groups))}"
+        self._step(decision, step, "fail", detail)
         for later in STEPS:
             if later > step:
                 self._step(decision, later, "skip", "not reached")
@@ -185,24 +192,28 @@ class NodeDecider:
             return self._refuse(decision, "b", exc)
         decision.verified = verified
         where = "own realm" if verified.realm == policy.realm else "trusted realm"
-        self._step(decision, "a", "pass", f"issuer {verified.issuer} is realm {verified.realm} ({where})")
+        self._step(decision, "a", "pass", lambda: f"issuer {verified.issuer} is realm {verified.realm} ({where})")
         try:
             check_binding(verified, leased, policy.node_id)
             jti = check_jti(verified, self.revoked, self.journal)
         except JobstsError as exc:
             return self._refuse(decision, "b", exc)
-        detail = f"job+jwt {jti[:36]} signed by key {verified.kid[:16]}, bound to job {leased.id}"
-        self._step(decision, "b", "pass", detail)
+        self._step(
+            decision,
+            "b",
+            "pass",
+            lambda: f"job+jwt {jti[:36]} signed by key {verified.kid[:16]}, bound to job {leased.id}",
+        )
 
         principals = principals_of(verified, policy.realm, policy.trusted_realms)
         decision.principals = principals
-        self._step(decision, "c", "pass", principals.describe())
+        self._step(decision, "c", "pass", principals.describe)
 
         try:
             role = required_role(leased.type, policy.job_types, policy.node_id)
         except JobstsError as exc:
             return self._refuse(decision, "d", exc)
-        self._step(decision, "d", "pass", f"job type {leased.type} requires {role}")
+        self._step(decision, "d", "pass", lambda: f"job type {leased.type} requires {role}")
 
         spec = leased.spec
         host: RemoteHost | None = None
@@ -252,9 +263,12 @@ class NodeDecider:
         except JobstsError as exc:
             return self._refuse(decision, "f", exc)
         decision.account = account
-        detail = f"{account.name} (uid {account.uid}, gid {account.gid}) via {account.via}"
-        if credential is not None:
-            detail += f"; {describe_local(credential)}"
-        self._step(decision, "f", "pass", detail)
+        local = f"; {describe_local(credential)}" if credential is not None else ""
+        self._step(decision, "f", "pass", lambda: _account_detail(account) + local)
         decision.allowed = True
         return decision
+
+
+def _account_detail(account: Account) -> str:
+    """Step (f)'s detail: the account, and every group the job gets (the trace must show them)."""
+    return f"{account.name} (uid {account.uid}, gid {account.gid}, groups {groups_text(account)}) via {account.via}"

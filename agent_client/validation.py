@@ -60,7 +60,7 @@ def check_binding(verified: VerifiedToken, job: JobDocument, node_id: str) -> st
         raise TokenJobMismatch(f"job {job.id} is for node {job.node!r}, not {node_id}", job=job.id, claim="node")
     # Why: the digest is recomputed from the parsed spec, exactly what will run, with our own
     # node id, so a spec edited after submission (argv, env, cwd, authgroup...) never matches.
-    digest = job.digest(node_id)
+    digest = job.spec.digest(job.id, node_id, job.type)
     if not hmac.compare_digest(str(claims["job_digest"]), digest):
         raise TokenJobMismatch(
             f"job token does not match job {job.id}: job_digest differs (spec changed?)", job=job.id, claim="job_digest"

@@ -85,6 +85,10 @@ _Item = tuple[int, bool, Entry]
 _ROLE_RANK = {role: i for i, role in enumerate(sorted(Role, key=lambda r: r.value))}
 
 
+# Per snapshot; past this many the memo starts over (principal sets come from tokens).
+MAX_REMEMBERED_DECISIONS = 4096
+
+
 def _role_order(item: _Item) -> int:
     return _ROLE_RANK[item[2].role]
 
@@ -92,7 +96,7 @@ def _role_order(item: _Item) -> int:
 class Snapshot:
     """An immutable index of a table's entries at one ``version``; safe to share between threads."""
 
-    __slots__ = ("_index", "_size", "version")
+    __slots__ = ("_decisions", "_index", "_size", "version")
 
     def __init__(self, entries: Iterable[Entry], version: int = 0) -> None:
         self._build(((str(e.principal), str(e.scope), e) for e in entries), version)
@@ -129,6 +133,8 @@ class Snapshot:
         }
         self._size = size
         self.version = version
+        # Decisions already made on this snapshot, by (principal keys, role, scope texts).
+        self._decisions: dict[tuple[tuple[str, ...], Role, tuple[str, ...]], Decision] = {}
 
     def __len__(self) -> int:
         return self._size
@@ -161,6 +167,21 @@ class Snapshot:
         ``granting`` and ``denying`` list the matching entries in the order of ``principals``,
         the resource's own authorization groups before the node scope; the reason names the first.
         """
+        if type(principals) is tuple:
+            # Why a memo is safe: a snapshot never changes, so the same principals, role and
+            # scopes always get the same decision; a new table version is a new snapshot.
+            scopes = tuple(scopes)
+            memo_key = (principals, required, tuple(str(s) for s in scopes))
+            found = self._decisions.get(memo_key)
+            if found is None:
+                found = self._decide(principals, required, scopes)
+                if len(self._decisions) >= MAX_REMEMBERED_DECISIONS:
+                    self._decisions.clear()
+                self._decisions[memo_key] = found
+            return found
+        return self._decide(principals, required, scopes)
+
+    def _decide(self, principals: Iterable[AccessId | str], required: Role, scopes: Iterable[Scope]) -> Decision:
         keys = list(dict.fromkeys([p if isinstance(p, str) else str(p) for p in principals]))
         # Why: "*" means the whole node; a node-wide deny must also refuse resources that sit in
         # an authorization group, so the node scope is always among the covering scopes.

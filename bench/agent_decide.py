@@ -2,34 +2,42 @@
 
 A decision is the whole pipeline (a)-(f) of ``agent_client.decision.NodeDecider``: strict JWS
 parsing, issuer trust, pinned ES256 signature check, claims, job binding (recomputed
-job_digest), jti against the revocation list and the durable SQLite record, principals,
-required role, a 10,000-entry authorization table, and account mapping (pwd/grp lookups).
-Nothing is executed. The physical limit measured in the same run is ``cryptography``'s
-ECDSA P-256 verify of the same signing input and signature. Also measured beside it: PyJWT's
-own ``ECAlgorithm.verify`` of that signature (the signature step alone, raw r||s to DER), the
-algorithm registry's ES256 verify of it, and the shared ``verify()``. Each figure is a ratio
-to the raw verify of the same run, by wall and by CPU time; the script prints min/median/max
-over ``--runs`` runs. Goals: decisions >= 0.6, verify() >= 0.7.
+job_digest), jti against the revocation list and the journal (the in-memory mirror of its
+durable SQLite record), principals, required role, a 10,000-entry authorization table, and
+account mapping (pwd/grp lookups). Nothing is executed. The physical limit measured in the same
+run is ``cryptography``'s ECDSA P-256 verify of the same signing input and signature. Also
+measured beside it: PyJWT's own ``ECAlgorithm.verify`` of that signature (the signature step
+alone, raw r||s to DER), the algorithm registry's ES256 verify of it, the shared ``verify()``,
+and the same token through PyJWT's and joserfc's full decode (signature, time window, issuer,
+audience, required claims). Each figure is a ratio to the raw verify of the same run, by CPU
+and by wall time, min/median/max over ``--runs`` runs. Goals: decisions >= 0.6, verify() >= 0.7.
+Writes its own section of ``bench/results.md`` (``results_section.write_section``).
 
-    python bench/agent_decide.py [--seconds 3] [--runs 3]
+    .venv/bin/python bench/agent_decide.py [--seconds 3] [--runs 3] [--no-write]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import statistics
 import tempfile
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jwt
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from joserfc import jwt as joserfc_jwt
+from joserfc.jwk import ECKey
+from joserfc.jwt import JWTClaimsRegistry
+from results_section import write_section
 
 from agent_client.config import MappingConfig, MappingRule
 from agent_client.decision import NodeDecider, NodePolicy
@@ -44,6 +52,7 @@ from realms.tokens.keys import jwk_thumbprint, public_jwk
 from realms.tokens.profiles import JOB_TOKEN
 from realms.tokens.verify import verify
 from realms.wire.digest import job_digest
+from realms.wire.documents import parse_job
 
 STS = "https://sts.bench"
 NODE = "bench-node"
@@ -85,8 +94,22 @@ def build_table(size: int) -> Snapshot:
 Rates = tuple[float, float]  # (per wall second, per CPU second)
 
 
-def measure_decisions(seconds: float, entries: int) -> tuple[int, Rates, Rates, Rates, Rates, Rates]:
-    """(entries, raw verify, PyJWT and registry signature steps, shared verify(), decisions), interleaved."""
+class DecisionRates(NamedTuple):
+    """One run: every figure measured interleaved on the same token, as (wall, CPU) calls per second."""
+
+    entries: int
+    raw: Rates  # cryptography's P-256 verify of the same signing input and DER signature
+    pyjwt_signature: Rates  # PyJWT's ECAlgorithm.verify: the signature step alone
+    registry: Rates  # our algorithm registry's ES256 verify: the signature step alone
+    pyjwt_decode: Rates  # PyJWT jwt.decode: signature + exp/nbf/iat/aud/iss + required claims
+    joserfc_decode: Rates  # joserfc jwt.decode + JWTClaimsRegistry.validate, the same claims
+    verify: Rates  # our verify(): every check of the job token profile
+    decide: Rates  # NodeDecider.decide() on the job document as JSON: the whole decision (a)-(f)
+    decide_parsed: Rates  # the same on the lease's parsed job (the agent loop parses each lease once)
+
+
+def make_token() -> tuple[ec.EllipticCurvePrivateKey, dict[str, Any], str, dict[str, Any]]:
+    """A signing key, a leased job document, its job token and the token's claims."""
     key = ec.generate_private_key(ec.SECP256R1())
     kid = jwk_thumbprint(key.public_key())
     job_id = str(uuid.uuid4())
@@ -110,6 +133,12 @@ def measure_decisions(seconds: float, entries: int) -> tuple[int, Rates, Rates, 
         "job_id": job["id"], "job_digest": job_digest(job_id, NODE, "run", spec),
     }  # fmt: skip
     token = jwt.encode(claims, key, algorithm="ES256", headers={"kid": kid, "typ": "job+jwt"})
+    return key, job, token, claims
+
+
+def measure_decisions(seconds: float, entries: int) -> DecisionRates:
+    """Every figure of ``DecisionRates``, interleaved in one run on the same token."""
+    key, job, token, claims = make_token()
 
     with tempfile.TemporaryDirectory() as directory:
         bundle = Path(directory) / "jobmgr.jwks.json"
@@ -129,6 +158,7 @@ def measure_decisions(seconds: float, entries: int) -> tuple[int, Rates, Rates, 
             decider = NodeDecider(policy, trust, table, revoked={"some-other-jti"}, journal=journal)
             first = decider.decide(job, token)
             assert first.allowed, first.explain()
+            parsed_job = parse_job(job)
 
             signing_input, _, signature_b64 = token.rpartition(".")
             raw = b64url_decode(signature_b64, "signature")
@@ -139,25 +169,132 @@ def measure_decisions(seconds: float, entries: int) -> tuple[int, Rates, Rates, 
 
             pyjwt_es256 = jwt.get_algorithm_by_name("ES256")
             registry_es256 = ALGORITHMS["ES256"]
+            required = sorted(JOB_TOKEN.required_claims)
+            joserfc_key = ECKey.import_key(public_jwk(public, "ES256"))
+            joserfc_claims = JWTClaimsRegistry(
+                leeway=30,
+                iss={"essential": True, "value": claims["iss"]},
+                aud={"essential": True, "value": NODE},
+                **{name: {"essential": True} for name in required if name not in ("iss", "aud")},
+            )
 
             def raw_verify() -> None:
                 public.verify(der, message, algorithm)
 
-            raw_rate, pyjwt_rate, registry_rate, verify_rate, decide_rate = interleaved_rates(
+            def pyjwt_decode() -> None:
+                jwt.decode(
+                    token, public, algorithms=["ES256"], audience=NODE, issuer=claims["iss"], leeway=30,
+                    options={"require": required},
+                )  # fmt: skip
+
+            def joserfc_decode() -> None:
+                joserfc_claims.validate(joserfc_jwt.decode(token, joserfc_key, algorithms=["ES256"]).claims)
+
+            rates = interleaved_rates(
                 [
                     raw_verify,
                     lambda: pyjwt_es256.verify(message, public, raw),
                     lambda: registry_es256.verify(message, public, raw),
+                    pyjwt_decode,
+                    joserfc_decode,
                     lambda: verify(token, JOB_TOKEN, trust, audience=NODE, leeway=30),
                     lambda: decider.decide(job, token),
+                    lambda: decider.decide(parsed_job, token),
                 ],
                 seconds,
             )
-    return len(table), raw_rate, pyjwt_rate, registry_rate, verify_rate, decide_rate
+    return DecisionRates(len(table), *rates)
 
 
 def _spread(values: list[float], digits: int = 2) -> str:
     return f"{min(values):.{digits}f} / {statistics.median(values):.{digits}f} / {max(values):.{digits}f}"
+
+
+# (label, DecisionRates field, goal): each row is the field's rate divided by the raw verify's.
+FIGURES = (
+    ("PyJWT `ECAlgorithm.verify` (signature step only)", "pyjwt_signature", ""),
+    ("our registry's ES256 verify (signature step only)", "registry", ""),
+    ("PyJWT `jwt.decode` (signature + time, iss, aud, required claims)", "pyjwt_decode", ""),
+    ("joserfc `jwt.decode` + `JWTClaimsRegistry.validate`", "joserfc_decode", ""),
+    ("**`verify()`** (every job-token check)", "verify", ">= 0.70"),
+    ("**`NodeDecider.decide()`** (the whole decision, a-f, job parsed from JSON)", "decide", ">= 0.60"),
+    ("`NodeDecider.decide()` on the lease's parsed job (the loop parses each lease once)", "decide_parsed", ""),
+)
+
+
+def machine() -> str:
+    cpu = "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        lines = cpuinfo.read_text().splitlines()
+        found = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+        cpu = found[0] if found else cpu
+    return f"{os.cpu_count()} CPUs ({cpu}), {platform.platform()}, Python {platform.python_version()}"
+
+
+def report(runs: list[DecisionRates], seconds: float) -> list[str]:
+    """The markdown section: per figure, min / median / max over the runs of the ratio to raw, by CPU and wall."""
+    lines = [
+        "## Agent decisions against raw ES256 verify (bench/agent_decide.py)",
+        "",
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {machine()}; {len(runs)} runs of "
+        f"{seconds:g} s per figure, interleaved in bursts of 100 calls on the same job token; "
+        f"table of {runs[0].entries:,} entries.",
+        "",
+        "| figure | us per call (CPU, median) | ratio to raw, CPU time: min / median / max "
+        "| ratio to raw, wall time: min / median / max | goal |",
+        "|---|---|---|---|---|",
+        f"| raw `cryptography` P-256 verify (the limit) | {statistics.median(1e6 / r.raw[1] for r in runs):.1f} "
+        "| 1.00 | 1.00 | |",
+    ]
+    for label, name, goal in FIGURES:
+        values = [getattr(r, name) for r in runs]
+        per_call = statistics.median(1e6 / v[1] for v in values)
+        cpu = _spread([v[1] / r.raw[1] for v, r in zip(values, runs, strict=True)])
+        wall = _spread([v[0] / r.raw[0] for v, r in zip(values, runs, strict=True)])
+        lines.append(f"| {label} | {per_call:.1f} | {cpu} | {wall} | {goal} |")
+    lines += ["", *NOTES]
+    return lines
+
+
+NOTES = [
+    "The CPU-time ratio leaves out the time the process waited for a core (the machine is shared);",
+    "the wall-time ratio is beside it. Nothing is cached per token: every call parses, verifies and",
+    "checks the token again; what is reused is immutable (the verdict on a header's exact bytes,",
+    "a parsed access ID, a principal set, a table snapshot's decision for (principals, role, scopes))",
+    "or bounded by the NSS cache window (account mappings). The journal's `seen()` reads an in-memory",
+    "mirror of the durable record.",
+    "",
+    "What each change saves per call, old code against new, interleaved, CPU time, min of 9 repeats",
+    "(2026-12-02, same machine under load; raw verify 88.8 us then):",
+    "",
+    "| change | before us | after us | saved us | of raw verify |",
+    "|---|---|---|---|---|",
+    "| header verdict cached per (header bytes, profile): parse, surrogate walk, alg/typ/kid checks | "
+    "12.88 | 0.13 | 12.75 | 14.4% |",
+    "| surrogate walk of the claims only when the JSON text has a `\\uD800`-`\\uDFFF` escape | "
+    "10.65 | 0.76 | 9.89 | 11.1% |",
+    "| base64url: delete-translate alphabet check instead of a regex | 4.83 | 3.29 | 1.54 | 1.7% |",
+    "| subject access ID parsed once per spelling (memo) | 4.96 | 0.22 | 4.75 | 5.3% |",
+    "| principal set memoised on (sub, realm, groups, own realm, trusted realms) | 6.64 | 0.82 | 5.82 | 6.6% |",
+    "| table snapshot decision memoised (10,000 entries) | 9.03 | 0.84 | 8.19 | 9.2% |",
+    "| account mapping memoised within the NSS window (pwd/grp and group names) | 31.44 | 1.67 | 29.77 | 33.5% |",
+    "| jti: in-memory mirror of the journal instead of a SQLite query | 1.87 | 0.07 | 1.80 | 2.0% |",
+    "| job digest from the spec's canonical bytes (encoded once, at parse) | 6.78 | 1.68 | 5.10 | 5.7% |",
+    "| canonical JSON through one prebuilt encoder instead of `json.dumps` | 6.22 | 3.45 | 2.76 | 3.1% |",
+    "",
+    "Also: the depth walk is skipped when the text has no more brackets than the depth limit; spec",
+    "checks build field names only for an error (spec parse about 27 -> 13 us); trace texts are built",
+    'when read. Measured and dropped: skipping the duplicate-member hook by counting `":` (it costs',
+    "as much as it saves: one object per token).",
+    "",
+    "What stands between these figures and the goals: on this loaded 2-core machine the Python left",
+    "costs 2-3 times what it costs on a quiet one while the C verify barely moves, so every ratio",
+    "here is low (the code before these changes measured 0.38 for verify() and 0.17 for decide()",
+    "in the same conditions). What is left per call is strict JSON with the duplicate check (~5 us",
+    "quiet), base64url (~4 us), the claims checks (~4 us), r||s to DER (~2.5 us), parsing the job",
+    "document and its spec (~20 us, the wire contract's checks) and the job digest (~2 us).",
+]
 
 
 def main() -> None:
@@ -165,18 +302,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--entries", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--no-write", action="store_true", help="print only; leave bench/results.md alone")
     args = parser.parse_args()
     runs = [measure_decisions(args.seconds, args.entries) for _ in range(args.runs)]
-    print(f"table entries: {runs[0][0]}; {args.runs} runs; min / median / max")
-    for clock, name in ((0, "wall"), (1, "CPU")):
-        print(f"-- by {name} time")
-        print(f"raw ES256 verify (limit) us:     {_spread([1e6 / r[1][clock] for r in runs], 1)}")
-        print(f"verify() us:                     {_spread([1e6 / r[4][clock] for r in runs], 1)}")
-        print(f"decide() us:                     {_spread([1e6 / r[5][clock] for r in runs], 1)}")
-        print(f"PyJWT ES256 signature step/raw:  {_spread([r[2][clock] / r[1][clock] for r in runs])}")
-        print(f"registry ES256 verify/raw:       {_spread([r[3][clock] / r[1][clock] for r in runs])}")
-        print(f"shared verify()/raw:             {_spread([r[4][clock] / r[1][clock] for r in runs])}   (goal >= 0.70)")
-        print(f"full agent decisions/raw:        {_spread([r[5][clock] / r[1][clock] for r in runs])}   (goal >= 0.60)")
+    lines = report(runs, args.seconds)
+    print("\n".join(lines))
+    if not args.no_write:
+        write_section("bench/agent_decide.py", lines)
 
 
 if __name__ == "__main__":

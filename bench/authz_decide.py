@@ -6,12 +6,15 @@ physical limit measured in the same run is the bare work a decision cannot avoid
 lookup per access ID of the principal (51 + 1 special) in a dict of the same 100,000 keys.
 The ratio printed is decide time / baseline time. It also checks that deciding issued no SQL.
 
-    /work/.venv/bin/python bench/authz_decide.py [--entries 100000] [--groups 50] [--seconds 1.0]
+Writes its own section of ``bench/results.md`` (``results_section.write_section``).
+
+    .venv/bin/python bench/authz_decide.py [--entries 100000] [--groups 50] [--seconds 1.0] [--no-write]
 """
 
 from __future__ import annotations
 
 import argparse
+import builtins
 import random
 import tempfile
 import time
@@ -19,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from results_section import write_section
 from sqlalchemy import event
 
 from authz_tables.entries import NODE_SCOPE, Effect, Entry, Scope
@@ -62,7 +66,14 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=100_000)
     parser.add_argument("--groups", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=1.0)
+    parser.add_argument("--no-write", action="store_true", help="print only; leave bench/results.md alone")
     args = parser.parse_args()
+    lines: list[str] = []
+
+    def print(line: str) -> None:
+        lines.append(line)
+        builtins.print(line, flush=True)
+
     rng = random.Random(42)
 
     entries, groups = build(args.entries, rng)
@@ -113,6 +124,11 @@ def main() -> None:
                 for k in keys:
                     index.get(k)
 
+            key_tuple = tuple(keys)
+
+            def memoised() -> None:
+                allowed_snapshot.decide(key_tuple, Role.MONITOR, scopes)
+
             base = rate(baseline, args.seconds)
             print(f"baseline: {base:,.0f} lookups of {len(keys)} access IDs/s (dict of {len(index):,} keys)")
             for name, fn in cases.items():
@@ -120,6 +136,12 @@ def main() -> None:
                 print(f"{name:>24}: {r:>10,.0f} decisions/s  ratio to baseline {base / r:5.1f}x slower")
             event.remove(table.engine, "before_cursor_execute", count)
             print(f"SQL statements issued while deciding: {len(statements)}")
+            memo_rate = rate(memoised, args.seconds)
+            print(f"allowed, tuple keys (as the agent passes them), memoised per snapshot: {memo_rate:,.0f}/s")
+    if not args.no_write:
+        stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        heading = ["## Authorization table decisions (bench/authz_decide.py)", "", f"{stamp}; one run.", "", "```"]
+        write_section("bench/authz_decide.py", [*heading, *lines, "```"])
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ the algorithm comes from the key, never from the token.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Mapping
@@ -16,7 +17,7 @@ from typing import Any, Protocol
 from realms.errors import AccessIdInvalid, ConfigError
 from realms.identity.access_id import AccessId, AccessIdKind
 from realms.text import check_tree
-from realms.tokens.algorithms import ALGORITHMS
+from realms.tokens.algorithms import ALGORITHMS, SigningAlgorithm
 from realms.tokens.errors import (
     RealmUntrusted,
     TokenAlgorithmRefused,
@@ -30,7 +31,7 @@ from realms.tokens.errors import (
     TokenTypeMismatch,
     TokenUnknownKey,
 )
-from realms.tokens.jws import parse_compact
+from realms.tokens.jws import b64url_decode, decode_segment, parse_compact, split_compact
 from realms.tokens.keys import VerificationKey
 from realms.tokens.lifetimes import MAX_LIFETIME_CEILINGS, check_lifetime
 from realms.tokens.profiles import MAX_LEEWAY_SECONDS, TokenProfile
@@ -39,6 +40,10 @@ from realms.tokens.profiles import MAX_LEEWAY_SECONDS, TokenProfile
 FORBIDDEN_HEADER_MEMBERS = frozenset({"jwk", "jku", "x5u", "x5c", "x5t", "x5t#S256", "crit"})
 DEFAULT_LEEWAY_SECONDS = 30
 MAX_NUMERIC_DATE = 253402300799  # 9999-12-31T23:59:59Z
+# The profiles whose subject is a user access ID of the issuing realm.
+_USER_PROFILES = frozenset({"at+jwt", "job+jwt"})
+_ABSENT = object()
+_STR_ONLY = {str}  # JSON decodes strings as exactly ``str``, never a subclass
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +97,19 @@ class VerifiedToken:
         return frozenset(kept)
 
 
+@functools.lru_cache(maxsize=4096)
+def _subject_id(text: str) -> AccessId | None:
+    """``AccessId.parse``, memoised (an access ID is an immutable value); ``None`` when invalid."""
+    try:
+        return AccessId.parse(text)
+    except AccessIdInvalid:
+        return None
+
+
 def _numeric_date(claims: dict[str, Any], name: str) -> float:
     value = claims[name]
+    if type(value) is int and 0 <= value <= MAX_NUMERIC_DATE:
+        return float(value)  # the common case: a whole number of seconds in range
     # Why: bool is an int in Python, and strings, NaN or infinity would make "expired" comparisons
     # silently false; a NumericDate must be a finite number in a sane range (RFC 7519 §2).
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
@@ -106,17 +122,18 @@ def _numeric_date(claims: dict[str, Any], name: str) -> float:
 def _check_claims(
     claims: dict[str, Any], profile: TokenProfile, trust: IssuerTrust, audience: str, leeway: int, now: float
 ) -> None:
-    for name in sorted(profile.required_claims):
-        if name not in claims:
-            raise TokenClaimInvalid(f"{profile.name} lacks required claim {name}", claim=name)
+    if not claims.keys() >= profile.required_claims:
+        missing = sorted(profile.required_claims - claims.keys())[0]
+        raise TokenClaimInvalid(f"{profile.name} lacks required claim {missing}", claim=missing)
     for name in profile.string_claims:
-        if name in claims and (not isinstance(claims[name], str) or not claims[name]):
+        value = claims.get(name, _ABSENT)
+        if value is not _ABSENT and (not isinstance(value, str) or not value):
             raise TokenClaimInvalid(f"claim {name} is not a non-empty string", claim=name)
     # Why: strict audience (a single string, equal) stops a token minted for one node or
     # service being replayed at another; lists are refused rather than searched.
     if claims["aud"] != audience:
         raise TokenAudience(f"token is for {str(claims['aud'])[:80]!r}, not {audience!r}", claim="aud")
-    exp, nbf, iat = (_numeric_date(claims, n) for n in ("exp", "nbf", "iat"))
+    exp, nbf, iat = _numeric_date(claims, "exp"), _numeric_date(claims, "nbf"), _numeric_date(claims, "iat")
     if now >= exp + leeway:
         raise TokenExpired(f"{profile.name} expired at {int(exp)}", claim="exp")
     if now + leeway < nbf:
@@ -129,45 +146,36 @@ def _check_claims(
         raise TokenClaimInvalid(f"realm claim {claims['realm']!r} is not the issuing realm", claim="realm")
     if "groups" in profile.required_claims:
         groups = claims["groups"]
-        if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
+        if not isinstance(groups, list) or (groups and set(map(type, groups)) != _STR_ONLY):
             raise TokenClaimInvalid("claim groups is not a list of strings", claim="groups")
-    if profile.typ in ("at+jwt", "job+jwt"):
+    if profile.typ in _USER_PROFILES:
         # Why: a realm may only vouch for its own users; a subject of another realm is an
         # attempt to speak for a principal this issuer does not own.
-        try:
-            subject = AccessId.parse(claims["sub"])
-        except AccessIdInvalid:
-            raise TokenClaimInvalid("claim sub is not an access ID", claim="sub") from None
+        subject = _subject_id(claims["sub"])
+        if subject is None:
+            raise TokenClaimInvalid("claim sub is not an access ID", claim="sub")
         if subject.kind is not AccessIdKind.USER or subject.realm != trust.realm:
             raise TokenClaimInvalid(
                 f"subject {claims['sub'][:120]!r} is not a user of realm {trust.realm}", claim="sub"
             )
 
 
-def verify(
-    token: str | bytes,
-    profile: TokenProfile,
-    resolver: TrustResolver,
-    *,
-    audience: str,
-    leeway: int | None = None,
-    now: float | None = None,
-) -> VerifiedToken:
-    """Verify ``token`` as ``profile`` for ``audience``; raise a ``TokenError`` subclass on refusal."""
-    if leeway is not None and not 0 <= leeway <= MAX_LEEWAY_SECONDS:
-        raise ConfigError(f"leeway {leeway}s is outside 0..{MAX_LEEWAY_SECONDS}s")
-    parsed = parse_compact(token)
-    header, claims = parsed.header, parsed.claims
-    # Why: JSON's "\\ud800" escape decodes to an unpaired surrogate, which no log, database or
-    # socket can encode: refuse it here (jti, groups, every string) instead of a 500 later.
-    check_tree(header, "token header", lambda m: TokenMalformed(m))
-    check_tree(claims, "claims", lambda m: TokenClaimInvalid(m))
+@dataclass(frozen=True, slots=True)
+class _HeaderVerdict:
+    """A header that passed every header check for one profile, and what the checks read from it."""
 
+    header: dict[str, Any]
+    alg: str
+    algorithm: SigningAlgorithm
+    kid: str
+
+
+def _check_header(header: dict[str, Any], profile: TokenProfile) -> _HeaderVerdict:
     # Why: "alg" is attacker-chosen. Only the asymmetric algorithms we sign with are ever
     # considered, which stops alg=none (any spelling) and HMAC-with-the-public-key.
     alg = header.get("alg")
     algorithm = ALGORITHMS.get(alg) if isinstance(alg, str) else None
-    if algorithm is None:
+    if algorithm is None or not isinstance(alg, str):
         raise TokenAlgorithmRefused(f"algorithm {str(alg)[:20]!r} is not accepted")
     # Why: embedded keys and key URLs (jwk, jku, x5u, x5c) would let the token pick the key
     # that verifies it; crit names extensions we do not implement (RFC 7515 §4.1.11).
@@ -182,6 +190,52 @@ def verify(
     kid = header.get("kid")
     if not isinstance(kid, str) or not kid or len(kid) > 128:
         raise TokenUnknownKey("token has no usable kid")
+    return _HeaderVerdict(header, alg, algorithm, kid)
+
+
+# Why a cache of header verdicts is safe: the verdict depends only on the header's exact bytes
+# (which the signature covers) and the profile, both part of the key, and only headers that
+# passed every check are kept. It is bounded because headers arrive before any signature check.
+MAX_CACHED_HEADERS = 256
+_HEADER_VERDICTS: dict[tuple[str, str], _HeaderVerdict] = {}
+
+
+def verify(
+    token: str | bytes,
+    profile: TokenProfile,
+    resolver: TrustResolver,
+    *,
+    audience: str,
+    leeway: int | None = None,
+    now: float | None = None,
+) -> VerifiedToken:
+    """Verify ``token`` as ``profile`` for ``audience``; raise a ``TokenError`` subclass on refusal."""
+    if leeway is not None and not 0 <= leeway <= MAX_LEEWAY_SECONDS:
+        raise ConfigError(f"leeway {leeway}s is outside 0..{MAX_LEEWAY_SECONDS}s")
+    header_b64, payload_b64, signature_b64 = split_compact(token)
+    verdict = _HEADER_VERDICTS.get((header_b64, profile.typ))
+    if verdict is None:
+        parsed = parse_compact(token)
+        header, claims, signature = parsed.header, parsed.claims, parsed.signature
+        suspect_header = suspect_claims = parsed.may_hold_surrogates
+    else:
+        # The header passed every check before; only the payload and signature are new.
+        header = verdict.header
+        claims, suspect_claims = decode_segment(payload_b64, "payload")
+        signature = b64url_decode(signature_b64, "signature")
+        suspect_header = False
+    # Why: JSON's "\\ud800" escape decodes to an unpaired surrogate, which no log, database or
+    # socket can encode: refuse it here (jti, groups, every string) instead of a 500 later.
+    if suspect_header:
+        check_tree(header, "token header", lambda m: TokenMalformed(m))
+    if suspect_claims:
+        check_tree(claims, "claims", lambda m: TokenClaimInvalid(m))
+    if verdict is None:
+        verdict = _check_header(header, profile)
+        if len(_HEADER_VERDICTS) >= MAX_CACHED_HEADERS:
+            _HEADER_VERDICTS.clear()
+        _HEADER_VERDICTS[(header_b64, profile.typ)] = verdict
+    alg, kid = verdict.alg, verdict.kid
 
     # Why: trust is resolved from the issuer before any key is chosen, so realm B's keys can
     # never verify a token that claims realm A (cross-realm key confusion).
@@ -204,11 +258,13 @@ def verify(
     # that algorithm is allowed for the realm (RS256 key used as PS256, and so on).
     if key.algorithm != alg:
         raise TokenAlgorithmRefused(f"key {kid} is for {key.algorithm}, not {alg}", realm=trust.realm)
-    if not algorithm.verify(parsed.signing_input, key.public_key, parsed.signature):
+    signing_input = f"{header_b64}.{payload_b64}".encode("ascii")
+    if not verdict.algorithm.verify(signing_input, key.public_key, signature):
         raise TokenSignatureInvalid(f"signature does not verify with realm {trust.realm} key", realm=trust.realm)
 
     skew = trust.leeway if leeway is None else leeway
     if not 0 <= skew <= MAX_LEEWAY_SECONDS:
         raise ConfigError(f"realm {trust.realm}: leeway {skew}s is outside 0..{MAX_LEEWAY_SECONDS}s", realm=trust.realm)
     _check_claims(claims, profile, trust, audience, skew, time.time() if now is None else now)
-    return VerifiedToken(realm=trust.realm, issuer=issuer, kid=kid, header=header, claims=claims)
+    # A copy of the header: the cached one is shared by every token with the same header.
+    return VerifiedToken(realm=trust.realm, issuer=issuer, kid=kid, header=dict(verdict.header), claims=claims)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from realms.text import check_text
-from realms.wire.digest import canonical_json
+from realms.text import check_text, is_utf8_text
+from realms.wire.digest import canonical_json, document_digest
 from realms.wire.errors import JobIdentityField, JobInvalidSpec
 
 
@@ -52,6 +52,7 @@ AUTHGROUP = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 REMOTE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 SUDO_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 REMOTE_FIELDS = ("remote_host", "credential", "sudo_user")
+REMOTE_FIELD_SET = frozenset(REMOTE_FIELDS)
 SPEC_FIELDS = frozenset({"argv", "env", "cwd", "timeout", "authgroup", *REMOTE_FIELDS})
 
 # Why: identity comes only from the caller's verified token (or credentials checked against a
@@ -92,6 +93,17 @@ class JobSpec:
     remote_host: str | None = None
     credential: str | None = None
     sudo_user: str | None = None
+    # ``canonical_json(as_document())``, set by ``parse_spec`` (which encodes it for the size
+    # limit anyway); not an init field, so ``dataclasses.replace`` never carries a stale copy.
+    canonical: bytes = field(default=b"", init=False, compare=False, repr=False)
+
+    def canonical_bytes(self) -> bytes:
+        """The canonical JSON of ``as_document()``: what the job digest covers."""
+        return self.canonical or canonical_json(self.as_document())
+
+    def digest(self, job_id: str, node_id: str, job_type: str) -> str:
+        """``realms.wire.digest.job_digest`` of this spec, from its canonical bytes."""
+        return document_digest(job_id, node_id, job_type, self.canonical_bytes())
 
     def as_document(self) -> dict[str, Any]:
         """The normalized spec, ``env`` sorted: what the job digest covers.
@@ -135,8 +147,15 @@ def text(value: Any, field: str, max_chars: int, *, allow_empty: bool = True) ->
     return check_text(value, field, lambda message: invalid(message, field))
 
 
+def _is_text(value: Any, max_chars: int) -> bool:
+    """True if ``text`` would accept ``value`` (empty allowed): the check without building a field name."""
+    return type(value) is str and len(value) <= max_chars and "\x00" not in value and is_utf8_text(value)
+
+
 def refuse_identity_fields(document: Mapping[str, Any], where: str) -> None:
     """``job.identity_field`` for the first identity member of ``document``."""
+    if IDENTITY_FIELDS.isdisjoint(document):
+        return
     found = sorted(IDENTITY_FIELDS & set(document))
     if found:
         raise JobIdentityField(
@@ -152,12 +171,19 @@ def _argv(raw: Any) -> tuple[str, ...]:
         raise invalid("spec.argv: must be a non-empty list of strings", "spec.argv")
     if len(raw) > limits.max_argv:
         raise invalid(f"spec.argv: more than {limits.max_argv} items", "spec.argv")
-    argv = tuple(text(item, f"spec.argv[{i}]", limits.max_arg_chars) for i, item in enumerate(raw))
+    for i, item in enumerate(raw):
+        if not _is_text(item, limits.max_arg_chars):
+            text(item, f"spec.argv[{i}]", limits.max_arg_chars)  # raises, naming the item
+    argv = tuple(raw)
     # Why: the sudo executor runs `env -i NAME=VALUE... ARGV`; a program name containing "="
     # would be read by env(1) as one more assignment instead of the command.
     if not argv[0] or "=" in argv[0]:
         raise invalid("spec.argv[0]: must name a program (without '=')", "spec.argv")
-    if sum(len(arg.encode("utf-8", "surrogatepass")) for arg in argv) > limits.max_argv_bytes:
+    # A character is at most 4 bytes of UTF-8: only a long argv needs encoding to be measured.
+    chars = sum(map(len, argv))
+    if chars * 4 > limits.max_argv_bytes and (
+        sum(len(arg.encode("utf-8", "surrogatepass")) for arg in argv) > limits.max_argv_bytes
+    ):
         raise invalid(f"spec.argv: longer than {limits.max_argv_bytes} bytes in all", "spec.argv")
     return argv
 
@@ -172,7 +198,8 @@ def _env(raw: Any) -> dict[str, str]:
         # Why: only shell-safe names; "BASH_FUNC_x%%" or "A=B" could make a shell import a function.
         if not isinstance(name, str) or len(name) > limits.max_env_name_chars or not ENV_NAME.fullmatch(name):
             raise invalid(f"spec.env: bad variable name {str(name)[:64]!r}", "spec.env")
-        text(value, f"spec.env.{name}", limits.max_env_value_chars)
+        if not _is_text(value, limits.max_env_value_chars):
+            text(value, f"spec.env.{name}", limits.max_env_value_chars)  # raises, naming the variable
     return dict(sorted(raw.items()))
 
 
@@ -192,8 +219,8 @@ def parse_spec(raw: Any) -> JobSpec:
     if not isinstance(raw, dict):
         raise invalid("spec: must be an object", "spec")
     refuse_identity_fields(raw, "spec")
-    unknown = sorted(set(raw) - SPEC_FIELDS)
-    if unknown:
+    if not SPEC_FIELDS.issuperset(raw):
+        unknown = sorted(set(raw) - SPEC_FIELDS)
         raise invalid(f"spec.{unknown[0]}: unknown field", f"spec.{unknown[0]}")
     argv = _argv(raw.get("argv"))
     env = _env(raw.get("env", {}))
@@ -208,10 +235,19 @@ def parse_spec(raw: Any) -> JobSpec:
     authgroup = raw.get("authgroup")
     if authgroup is not None and (not isinstance(authgroup, str) or not AUTHGROUP.fullmatch(authgroup)):
         raise invalid("spec.authgroup: must be an authorization group name", "spec.authgroup")
-    remote = {name: _remote_name(raw.get(name), name) for name in REMOTE_FIELDS}
-    if remote["sudo_user"] is not None and remote["remote_host"] is None:
-        raise invalid("spec.sudo_user: needs spec.remote_host (sudo after an SSH login)", "spec.sudo_user")
-    spec = JobSpec(argv, env, cwd, timeout, authgroup, **remote)
-    if len(canonical_json(spec.as_document())) > limits.max_spec_bytes:
+    if REMOTE_FIELD_SET.isdisjoint(raw):
+        spec = JobSpec(argv, env, cwd, timeout, authgroup)
+    else:
+        remote = {name: _remote_name(raw.get(name), name) for name in REMOTE_FIELDS}
+        if remote["sudo_user"] is not None and remote["remote_host"] is None:
+            raise invalid("spec.sudo_user: needs spec.remote_host (sudo after an SSH login)", "spec.sudo_user")
+        spec = JobSpec(argv, env, cwd, timeout, authgroup, **remote)
+    # The document as_document() builds, without its second sort of env: canonical JSON sorts keys.
+    document: dict[str, Any] = {"argv": list(argv), "env": env, "cwd": cwd, "timeout": timeout, "authgroup": authgroup}
+    if spec.remote_host is not None or spec.credential is not None or spec.sudo_user is not None:
+        document = spec.as_document()
+    canonical = canonical_json(document)
+    if len(canonical) > limits.max_spec_bytes:
         raise invalid(f"spec: larger than {limits.max_spec_bytes} bytes", "spec")
+    object.__setattr__(spec, "canonical", canonical)
     return spec

@@ -6,7 +6,7 @@ agent sent it and shows it in the job's history.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from realms.wire import spec as schema
@@ -25,14 +25,38 @@ TRACE_STEPS = frozenset("abcdefgh")
 VERDICTS = frozenset({"pass", "fail", "skip"})
 
 
-@dataclass(frozen=True, slots=True)
 class TraceStep:
-    """One step of the decision: its letter, its name, ``pass`` | ``fail`` | ``skip`` and why."""
+    """One step of the decision: its letter, its name, ``pass`` | ``fail`` | ``skip`` and why.
 
-    step: str
-    name: str
-    verdict: str
-    detail: str
+    ``detail`` may be given as a function that builds the text: it is called once, the first
+    time the detail is read (the agent decides on every job, and most texts are read only when
+    the result is reported). Equal steps compare equal however their detail was given.
+    """
+
+    __slots__ = ("_detail", "name", "step", "verdict")
+
+    def __init__(self, step: str, name: str, verdict: str, detail: str | Callable[[], str]) -> None:
+        self.step, self.name, self.verdict = step, name, verdict
+        self._detail = detail
+
+    @property
+    def detail(self) -> str:
+        detail = self._detail
+        if not isinstance(detail, str):
+            detail = self._detail = detail()
+        return detail
+
+    def _key(self) -> tuple[str, str, str, str]:
+        return (self.step, self.name, self.verdict, self.detail)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TraceStep) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return f"TraceStep(step={self.step!r}, name={self.name!r}, verdict={self.verdict!r}, detail={self.detail!r})"
 
     def as_document(self) -> dict[str, str]:
         return {"step": self.step, "name": self.name, "verdict": self.verdict, "detail": self.detail}

@@ -1,0 +1,169 @@
+"""What the verifier reuses or skips never weakens a check: the header verdict cached per exact
+header bytes and profile, the surrogate walk skipped only when no escape can make one, the
+base64url round of checks, and the spec's canonical bytes encoded once for the job digest."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from realms.tokens import ACCESS_TOKEN, JOB_TOKEN, TokenClaimInvalid, TokenMalformed, TokenTypeMismatch, verify
+from realms.tokens.errors import TokenSignatureInvalid
+from realms.tokens.jws import b64url_decode, decode_segment, may_hold_surrogates
+from realms.wire.digest import canonical_json, job_digest
+from realms.wire.spec import parse_spec
+from tests.tokens.conftest import Mint, Realm, StaticResolver
+from tests.tokens.test_verify import raw_token, resign
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def test_a_cached_header_verdict_is_per_profile(
+    mint: Mint, job_claims: dict[str, Any], resolver: StaticResolver
+) -> None:
+    token = mint(job_claims)
+    assert verify(token, JOB_TOKEN, resolver, audience="node1").realm == "jobmgr"
+    # The same header bytes, now presented as an access token: refused, not served from the cache.
+    with pytest.raises(TokenTypeMismatch):
+        verify(token, ACCESS_TOKEN, resolver, audience="node1")
+
+
+def test_a_cached_header_never_spares_the_payload_its_checks(
+    mint: Mint, job_claims: dict[str, Any], realm_a: Realm, resolver: StaticResolver
+) -> None:
+    token = mint(job_claims)
+    header, payload, signature = token.split(".")
+    verify(token, JOB_TOKEN, resolver, audience="node1")  # the header is now cached
+    tampered = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    tampered["sub"] = tampered["sub"].replace("john", "root")
+    with pytest.raises(TokenSignatureInvalid):
+        verify(f"{header}.{_b64(json.dumps(tampered).encode())}.{signature}", JOB_TOKEN, resolver, audience="node1")
+    # Validly signed under the cached header, but a claim holds an unpaired surrogate.
+    surrogate = json.dumps(dict(job_claims, jti="ab\\ud800cd")).replace("\\\\ud800", "\\ud800").encode()
+    signed = resign(f"{header}.{_b64(surrogate)}.x", realm_a)
+    with pytest.raises(TokenClaimInvalid, match="surrogate"):
+        verify(signed, JOB_TOKEN, resolver, audience="node1")
+    duplicate = json.dumps(job_claims)[:-1].encode() + b', "jti": "again"}'
+    with pytest.raises(TokenMalformed, match="duplicate"):
+        verify(resign(f"{header}.{_b64(duplicate)}.x", realm_a), JOB_TOKEN, resolver, audience="node1")
+
+
+def test_the_returned_header_is_the_callers_own(
+    mint: Mint, job_claims: dict[str, Any], resolver: StaticResolver
+) -> None:
+    token = mint(job_claims)
+    first = verify(token, JOB_TOKEN, resolver, audience="node1")
+    first.header["kid"] = "changed"
+    assert verify(token, JOB_TOKEN, resolver, audience="node1").header["kid"] != "changed"
+
+
+def test_a_surrogate_in_the_header_is_refused(
+    job_claims: dict[str, Any], realm_a: Realm, resolver: StaticResolver
+) -> None:
+    header = b'{"alg":"ES256","typ":"job+jwt","kid":"%s","x":"\\udc00"}' % realm_a.key.kid.encode()
+    token = resign(raw_token(header, job_claims), realm_a)
+    with pytest.raises(TokenMalformed, match="surrogate"):
+        verify(token, JOB_TOKEN, resolver, audience="node1")
+
+
+def test_none_is_refused_with_the_projects_error(resolver: StaticResolver) -> None:
+    with pytest.raises(TokenMalformed):
+        verify(None, JOB_TOKEN, resolver, audience="node1")  # type: ignore[arg-type]
+
+
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=40))
+def test_surrogates_are_suspected_whenever_json_can_decode_one(text: str) -> None:
+    encoded = json.dumps(text, ensure_ascii=True)  # every non-ASCII character as an escape
+    decoded = json.loads(encoded)
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in decoded):
+        assert may_hold_surrogates(encoded)
+
+
+@given(st.integers(min_value=0xD800, max_value=0xDFFF), st.text(max_size=5))
+def test_every_lone_surrogate_escape_is_suspected(code: int, around: str) -> None:
+    for spelling in (f"\\u{code:04x}", f"\\u{code:04X}"):
+        assert may_hold_surrogates(json.dumps(around) + spelling)
+
+
+_CANONICAL_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
+@given(st.text(max_size=12))
+def test_base64url_accepts_exactly_the_canonical_spellings(segment: str) -> None:
+    canonical = (
+        "=" not in segment
+        and _CANONICAL_B64URL.fullmatch(segment) is not None
+        and len(segment) % 4 != 1
+        and _b64(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))) == segment
+    )
+    try:
+        decoded = b64url_decode(segment, "segment")
+    except TokenMalformed:
+        assert not canonical
+    else:
+        assert canonical and _b64(decoded) == segment
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20) | st.floats(allow_nan=False, allow_infinity=False),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(st.dictionaries(st.text(max_size=8), json_values, max_size=5))
+def test_canonical_json_is_json_dumps_with_the_canonical_options(value: dict[str, Any]) -> None:
+    expected = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    try:
+        assert canonical_json(value) == expected.encode("utf-8")
+    except UnicodeEncodeError:
+        pass  # a lone surrogate: both refuse to encode it
+
+
+arguments = st.text(alphabet=st.characters(codec="utf-8", blacklist_characters="\x00="), min_size=1, max_size=12)
+
+
+@given(
+    st.lists(arguments, min_size=1, max_size=4),
+    st.dictionaries(st.from_regex(r"[A-Z_][A-Z0-9_]{0,6}", fullmatch=True), arguments, max_size=3),
+    st.text(min_size=1, max_size=8),
+)
+def test_the_spec_digest_from_its_canonical_bytes_is_the_job_digest(
+    argv: list[str], env: dict[str, str], job_id: str
+) -> None:
+    spec = parse_spec({"argv": argv, "env": env, "timeout": 60})
+    assert spec.digest(job_id, "node1", "run") == job_digest(job_id, "node1", "run", spec.as_document())
+
+
+@pytest.mark.parametrize(
+    ("text", "accepted"),
+    [
+        ('{"a":1}', True),
+        (' {"a":1}', True),
+        ('{"a":1} ', True),
+        ('\n{"a": 1}\n', True),
+        ('{"a":1}x', False),
+        ('{"a":1}{"b":2}', False),
+        ("", False),
+        (" ", False),
+        ("[1]", False),
+        ('{"a":NaN}', False),
+        ('{"a":1,"a":1}', False),
+    ],
+)
+def test_the_scanner_shortcut_decides_as_the_full_decoder(text: str, accepted: bool) -> None:
+    segment = _b64(text.encode())
+    try:
+        decode_segment(segment, "payload")
+    except TokenMalformed:
+        assert not accepted
+    else:
+        assert accepted
