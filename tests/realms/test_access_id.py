@@ -18,10 +18,15 @@ from realms.identity.access_id import (
     Special,
     check_realm_name,
 )
+from realms.text import invisible_character
 
 realm_names = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", fullmatch=True)
 # Printable unique ids: no control/format/surrogate/private-use, no line or paragraph separators.
-id_chars = st.characters(blacklist_categories=("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"))
+# Every character an access ID may hold: realms/text.py's invisible_character refuses separators
+# (Zs included: U+00A0 is no more visible than U+0020), C*, and the blank-rendering letters.
+id_chars = st.characters(blacklist_categories=("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs")).filter(
+    lambda ch: invisible_character(ch) is None
+)
 unique_ids = st.text(id_chars, min_size=1, max_size=200).filter(lambda s: s == s.strip())
 bad_chars = st.characters(whitelist_categories=("Cc", "Cf", "Zl", "Zp"))
 
