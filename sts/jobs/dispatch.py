@@ -134,11 +134,12 @@ class LeasedJob:
     sealed_credentials: str | None
 
 
-def lease_statement(node_id: str, now: int, stamp: float, limit: int, lease_seconds: int) -> Update:
-    """ONE statement leases up to ``limit`` jobs: ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP
-    LOCKED LIMIT n) RETURNING …``. On PostgreSQL concurrent lessees skip each other's rows; SQLite
-    ignores the lock clause and relies on the caller's ``BEGIN IMMEDIATE`` (one writer at a time).
-    The inner SELECT is one seek of ``ix_sts_jobs_lease`` whatever the queue's length."""
+def lease_statement(node_id: str, now: int, stamp: float, limit: int, lease_seconds: int, *, postgres: bool) -> Update:
+    """ONE statement leases up to ``limit`` jobs: ``WITH picked AS MATERIALIZED (SELECT … FOR UPDATE
+    SKIP LOCKED LIMIT n) UPDATE … FROM picked RETURNING …``. On PostgreSQL concurrent lessees skip
+    each other's rows; SQLite has no lock clause and relies on the caller's ``BEGIN IMMEDIATE``
+    (one writer at a time). The inner SELECT is one seek of ``ix_sts_jobs_lease`` whatever the
+    queue's length."""
     candidates = (
         select(JOBS.c.id)
         .where(
@@ -151,10 +152,15 @@ def lease_statement(node_id: str, now: int, stamp: float, limit: int, lease_seco
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
+    # Why a materialized CTE and not ``id IN (subquery)``: PostgreSQL may rescan an IN subquery,
+    # and with SKIP LOCKED each rescan picks other rows, so LIMIT 1 leased every queued job.
+    picked = candidates.cte("picked")
+    if postgres:
+        picked = picked.prefix_with("MATERIALIZED")
     until = now + lease_seconds
     return (
         update(JOBS)
-        .where(JOBS.c.id.in_(candidates), JOBS.c.state == JobState.QUEUED.value)
+        .where(JOBS.c.id == picked.c.id, JOBS.c.state == JobState.QUEUED.value)
         .values(
             state=JobState.LEASED.value,
             attempts=JOBS.c.attempts + 1,
@@ -171,7 +177,8 @@ def _try_lease(env: Services, node_id: str, limit: int) -> list[Lease]:
     with env.session(immediate=True) as session:
         now = env.now()
         reap(env, session, now, node_id)
-        rows = session.execute(lease_statement(node_id, now, env.clock(), limit, env.lease_seconds)).all()
+        statement = lease_statement(node_id, now, env.clock(), limit, env.lease_seconds, postgres=not env.db.is_sqlite)
+        rows = session.execute(statement).all()
     leases = []
     # RETURNING has no order: hand the jobs out in queue order.
     for row in sorted(rows, key=lambda r: (r.not_before, r.created_at)):
