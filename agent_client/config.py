@@ -110,6 +110,7 @@ class AgentConfig:
     limits: Limits
     leeway: int = 30
     poll_wait: int = 20
+    max_jobs: int = 1  # slots: jobs run at once, each in its own executor child
     verify_tls: bool | str = True
     remote_hosts: Mapping[str, RemoteHost] = field(default_factory=dict)
     credentials: CredentialsConfig | None = None
@@ -133,6 +134,10 @@ class AgentConfig:
     @property
     def journal_file(self) -> Path:
         return self.state_dir / "started.sqlite"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.state_dir / "outbox"
 
     @property
     def jwks_cache_dir(self) -> Path:
@@ -323,6 +328,7 @@ def config_from_mapping(data: Mapping[str, Any], path: Path, environ: Mapping[st
     authz_table = config_path(base, agent.get("authz_table", str, "authz.sqlite"))
     leeway = agent.number("leeway", 30, 0, MAX_LEEWAY_SECONDS)
     poll_wait = agent.number("poll_wait", 20, 0, 30)
+    max_jobs = agent.number("max_jobs", 1, 1, 64)
     agent.done()
 
     job_types_reader = TableReader(path, top.get("job_types", dict), "job_types")
@@ -362,6 +368,7 @@ def config_from_mapping(data: Mapping[str, Any], path: Path, environ: Mapping[st
         authz_table=authz_table,
         leeway=leeway,
         poll_wait=poll_wait,
+        max_jobs=max_jobs,
         remote_hosts=remote_hosts,
         credentials=credentials,
         issuers=issuers,

@@ -1,13 +1,17 @@
-"""The agent's poll loop: lease → decide → record → start → run → report.
+"""The agent's poll loop: lease (up to the free slots) → decide → record → claim → run → report.
 
 Crash-safe ordering:
 
-1. A refused job is reported as ``refused`` from the leased state, without ``/start``.
-2. An allowed job's jti is written to the durable started record (fsync'd) BEFORE ``/start``
-   and before anything runs. If the agent dies after that point, the job, leased again, is
-   refused as ``token.replayed``: a job token never runs twice, at the price of a job that
-   may not run at all after a crash (fail closed).
-3. Only after the STS confirmed ``/start`` does the executor run the job.
+1. A refused job is reported as ``refused`` from the leased state, without a claim.
+2. An allowed job's jti is written to the durable started record (fsync'd) BEFORE the claim
+   (``/claims``, the batched ``/start``) and before anything runs. If the agent dies after that
+   point, the job, leased again, is refused as ``token.replayed``; if it dies after the claim,
+   the job ends ``lost``: a job token never runs twice, at the price of a job that may not run
+   at all after a crash (fail closed).
+3. Only the jobs the STS confirmed as started are run, each in its own executor child, at
+   most ``max_jobs`` at once.
+4. Every result goes to the durable outbox first and is delivered from there (batched, oldest
+   first, with backoff), so an STS outage never turns a finished job into a forgotten result.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from agent_client.api.agent import AgentApi
@@ -24,17 +29,18 @@ from agent_client.api.auth import load_node_key
 from agent_client.config import AgentConfig
 from agent_client.credentials.store import CredentialStore, Secret
 from agent_client.decision import AgentDecision, NodeDecider, NodePolicy
-from agent_client.errors import ExecUnavailable, LeaseLost, StsUnavailable, TrustUnavailable
+from agent_client.errors import ExecUnavailable, TrustUnavailable
 from agent_client.executors import EXECUTORS, ExecResult, executor_for, run_job
 from agent_client.file_modes import require_safe
 from agent_client.journal import StartedJournal
+from agent_client.outbox import Outbox
 from agent_client.remote.run import EXECUTOR_NAME, run_decided_remote_job
 from agent_client.remote.submitted import open_submitted_login
 from agent_client.trust_store import TrustStore
 from authz_tables.store import AuthzTable
 from realms.errors import JobstsError
 from realms.sealing import OpeningKey
-from realms.wire.documents import Lease, Result, tail
+from realms.wire.documents import Claim, Lease, Result, tail
 from realms.wire.trace import STEP_NAMES, TraceStep
 
 log = logging.getLogger(__name__)
@@ -43,7 +49,6 @@ HEARTBEAT_SECONDS = 20.0
 REVOCATIONS_SECONDS = 30.0
 REVOCATIONS_MAX_AGE = 300.0
 MAX_BACKOFF = 60.0
-RESULT_ATTEMPTS = 5
 
 
 class RevocationSet:
@@ -128,8 +133,17 @@ def executed_result(decision: AgentDecision, result: ExecResult, executor: str) 
 
 
 @dataclass(slots=True)
+class Prepared:
+    """A leased job the decision allowed and the journal recorded: ready to be claimed and run."""
+
+    lease: Lease
+    decision: AgentDecision
+    submitted: object
+
+
+@dataclass(slots=True)
 class Agent:
-    """One node's agent: its STS client, its decision pipeline and its durable record."""
+    """One node's agent: its STS client, its decision pipeline, its durable record and outbox."""
 
     config: AgentConfig
     client: AgentApi
@@ -137,6 +151,7 @@ class Agent:
     journal: StartedJournal
     revocations: RevocationSet
     cancel: threading.Event
+    outbox: Outbox
     credentials: CredentialStore | None = None
     node_key: OpeningKey | None = None  # opens a remote login the STS sealed to this node
     waits: bool = True  # the STS has GET /api/v1/agent/wait (False after an older STS's 404)
@@ -149,19 +164,14 @@ class Agent:
             table.close()
 
     def _report(self, job_id: str, result: Result) -> None:
-        delay = 1.0
-        for attempt in range(RESULT_ATTEMPTS):
-            try:
-                self.client.result(job_id, result)
-                return
-            except StsUnavailable:
-                if attempt == RESULT_ATTEMPTS - 1:
-                    raise
-                self.cancel.wait(delay)
-                delay = min(delay * 2, MAX_BACKOFF)
+        # Why: on disk first, so a result survives an STS outage (and an agent restart) and is
+        # delivered later instead of the finished job ending as lost.
+        self.outbox.put(job_id, result)
+        self.outbox.flush(self.client.results)
 
-    def handle(self, lease: Lease) -> str:
-        """Decide on and run one leased job; returns the outcome reported (or ``lease_lost``)."""
+    def prepare(self, lease: Lease) -> Prepared | str:
+        """Decide on one leased job; a refusal is reported, an allowed job recorded in the journal.
+        Returns the prepared job, or the outcome reported (``refused``)."""
         job_id = lease.job.id
         self.revocations.refresh()
         submitted = open_submitted_login(self.node_key, lease.sealed_credentials, job_id)
@@ -173,20 +183,37 @@ class Agent:
         assert decision.job is not None and (decision.account is not None or decision.remote is not None)
         jti, exp = decision.jti, decision.exp
         assert jti is not None and exp is not None
-        # Why: durable BEFORE /start and before running, so a crash or a second lease of the
-        # same token can never make it run twice.
+        # Why: durable BEFORE the claim (/start) and before running, so a crash or a second lease
+        # of the same token can never make it run twice.
         if not self.journal.record(jti, decision.job.id, exp):
             decision.allowed, decision.code = False, "token.replayed"
             decision.reason = f"job token {jti[:64]} was already used to start a job"
             self._report(job_id, refused_result(decision))
             return "refused"
-        try:
-            self.client.start(decision.job.id)
-        except LeaseLost as exc:
-            log.warning("job %s not started: %s", job_id, exc.message)
-            return "lease_lost"
+        return Prepared(lease, decision, submitted)
+
+    def claim(self, prepared: list[Prepared]) -> list[tuple[Prepared, int | None]]:
+        """Start the recorded jobs in one call; returns those the STS started, with their lease end."""
+        if not prepared:
+            return []
+        claims = [Claim(item.lease.job.id, getattr(item.lease.job, "attempt", None)) for item in prepared]
+        outcomes = {outcome.job_id: outcome for outcome in self.client.claim(claims)}
+        started = []
+        for item in prepared:
+            outcome = outcomes.get(item.lease.job.id)
+            if outcome is None or outcome.code is not None:
+                reason = outcome.message if outcome is not None else "no answer"
+                log.warning("job %s not started: %s", item.lease.job.id, reason)
+                continue
+            started.append((item, outcome.lease_expires_at))
+        return started
+
+    def execute(self, prepared: Prepared, expires: int | None) -> str:
+        """Run one claimed job in its own executor child and report its result (via the outbox)."""
+        decision, submitted = prepared.decision, prepared.submitted
+        assert decision.job is not None
+        job_id = decision.job.id
         last_beat = time.monotonic()
-        expires = lease.lease_expires_at
         interval = HEARTBEAT_SECONDS
         if expires is not None:
             # Beat at least three times per lease period, so one lost heartbeat never loses the lease.
@@ -197,7 +224,7 @@ class Agent:
             if time.monotonic() - last_beat >= interval:
                 last_beat = time.monotonic()
                 try:
-                    self.client.heartbeat(decision.job.id)  # type: ignore[union-attr]
+                    self.client.heartbeat(job_id)
                 except JobstsError as exc:
                     log.warning("heartbeat for job %s failed: %s", job_id, exc.code)
 
@@ -205,10 +232,11 @@ class Agent:
         if decision.remote is not None:
             log.info("job %s starting as %s via %s", job_id, decision.remote.account, EXECUTOR_NAME)
             login = submitted if isinstance(submitted, Secret) else None
+            prepared.submitted = None  # the opened password lives no longer than the job
             result = run_decided_remote_job(
                 decision.remote, spec, self.credentials, limits, self.cancel, heartbeat, submitted=login
             )
-            del login, submitted  # the opened password lives no longer than the job
+            del login, submitted
             executor_name = EXECUTOR_NAME
         else:
             assert decision.account is not None
@@ -223,35 +251,89 @@ class Agent:
         self._report(job_id, report)
         return report.outcome
 
+    def handle(self, lease: Lease) -> str:
+        """Decide on and run one leased job; returns the outcome reported (or ``lease_lost``)."""
+        prepared = self.prepare(lease)
+        if isinstance(prepared, str):
+            return prepared
+        started = self.claim([prepared])
+        if not started:
+            return "lease_lost"
+        return self.execute(*started[0])
+
+    def _lease(self, free: int) -> list[Lease]:
+        """Up to ``free`` jobs. Wait for work on ``GET /api/v1/agent/wait``, which holds no thread
+        at the STS, then lease at once; an STS without that route is long-polled on the lease."""
+        if self.waits:
+            work = self.client.wait(self.config.poll_wait)
+            if work is not None:
+                return self.client.leases(free, 0) if work else []
+            self.waits = False
+        return self.client.leases(free, self.config.poll_wait)
+
     def run_once(self) -> str | None:
         """Lease at most one job and handle it; ``None`` when there was none."""
-        work = self.client.wait(self.config.poll_wait) if self.waits else None
-        if work is None:  # an STS without the wait route: long-poll the lease
-            self.waits = False
-            lease = self.client.lease(self.config.poll_wait)
-        else:
-            lease = self.client.lease(0) if work else None
-        if lease is None:
+        if self.outbox.due():
+            self.outbox.flush(self.client.results)
+        leases = self._lease(1)
+        if not leases:
             return None
-        return self.handle(lease)
+        return self.handle(leases[0])
+
+    def _fill_slots(
+        self, free: int, pool: ThreadPoolExecutor, running: set[Future[str]], freed: threading.Event
+    ) -> None:
+        leases = self._lease(free)
+        prepared: list[Prepared] = []
+        for lease in leases:
+            try:
+                found = self.prepare(lease)
+            except JobstsError as exc:
+                # Not recorded and not started: its lease expires and it is handed out again.
+                log.warning("job %s left leased: %s: %s", lease.job.id, exc.code, exc.message)
+                continue
+            if isinstance(found, Prepared):
+                prepared.append(found)
+        for item, expires in self.claim(prepared):
+            future = pool.submit(self._execute_logged, item, expires)
+            future.add_done_callback(lambda _: freed.set())
+            running.add(future)
+
+    def _execute_logged(self, prepared: Prepared, expires: int | None) -> str:
+        try:
+            return self.execute(prepared, expires)
+        except Exception:
+            log.exception("job %s failed inside the agent; its lease will expire (lost)", prepared.lease.job.id)
+            raise
 
     def run(self, *, once: bool = False) -> None:
-        """Poll until cancelled (or one round with ``once``); an unreachable STS is retried with backoff."""
+        """Poll until cancelled (or one round with ``once``): up to ``max_jobs`` jobs at once, each
+        in its own executor child; an unreachable STS is retried with backoff."""
         delay = 1.0
         self.journal.prune()
-        while not self.cancel.is_set():
-            try:
-                self.run_once()
-                delay = 1.0
-            except JobstsError as exc:
-                # Why: the loop must outlive one bad answer of the STS; it backs off and retries.
-                if once:
-                    raise
-                log.warning("%s: %s; retrying in %.0fs", exc.code, exc.message, delay)
-                self.cancel.wait(delay)
-                delay = min(delay * 2, MAX_BACKOFF)
-            if once:
-                return
+        if once:
+            self.run_once()
+            return
+        slots = self.config.max_jobs
+        running: set[Future[str]] = set()
+        freed = threading.Event()
+        with ThreadPoolExecutor(max_workers=slots, thread_name_prefix="job") as pool:
+            while not self.cancel.is_set():
+                running = {future for future in running if not future.done()}
+                try:
+                    if self.outbox.due():
+                        self.outbox.flush(self.client.results)
+                    if len(running) >= slots:
+                        freed.wait(1.0)
+                        freed.clear()
+                        continue
+                    self._fill_slots(slots - len(running), pool, running, freed)
+                    delay = 1.0
+                except JobstsError as exc:
+                    # Why: the loop must outlive one bad answer of the STS; it backs off and retries.
+                    log.warning("%s: %s; retrying in %.0fs", exc.code, exc.message, delay)
+                    self.cancel.wait(delay)
+                    delay = min(delay * 2, MAX_BACKOFF)
 
 
 def open_agent(config: AgentConfig, *, check_modes: bool = True, cancel: threading.Event | None = None) -> Agent:
@@ -292,10 +374,11 @@ def open_agent(config: AgentConfig, *, check_modes: bool = True, cancel: threadi
             # Why: whoever can delete rows of the record can make a used token look new.
             require_safe([config.journal_file])
         revocations = RevocationSet(client.revocations)
+        outbox = Outbox(config.outbox_dir, check_modes=check_modes)
         store = CredentialStore(config.credentials) if config.credentials is not None else None
         decider = NodeDecider(
             NodePolicy.from_config(config), trust, table, revoked=revocations, journal=journal,
             credentials=store.infos if store is not None else None,
         )  # fmt: skip
         opened.pop_all()
-    return Agent(config, client, decider, journal, revocations, cancel or threading.Event(), store, key)
+    return Agent(config, client, decider, journal, revocations, cancel or threading.Event(), outbox, store, key)

@@ -4,19 +4,25 @@ For SQLite and PostgreSQL, with 1 and 8 concurrent clients, it serves the STS un
 (2 workers x 8 threads, loopback) and measures, in the same run:
 
 * ``submit/s``: ``POST /api/v1/jobs`` (validate, authorize, mint + encrypt the job token, insert);
-* ``jobs/s``: agents (all on the same node, so they contend) each looping lease -> start ->
-  result, i.e. three HTTP round trips and three transactions per job;
+* ``jobs/s``: agents (all on the same node, so they contend) each looping lease (up to 10 jobs,
+  one UPDATE … RETURNING) -> claim (start them, one UPDATE) -> results (one transaction): three
+  HTTP round trips per batch of up to 10 jobs;
 * ``raw/s``: the physical limit on the same database: a bare SQLAlchemy Core loop of one
   INSERT transaction then one UPDATE transaction per row, with the same number of threads.
 
-Ratios printed: submit/s / raw/s and jobs/s / raw/s (a job's dispatch is 3 writes, a raw pair 2).
+Ratios printed: submit/s / raw/s and jobs/s / raw/s. On PostgreSQL, each run also measures the
+dedicated job queues pgqueuer and procrastinate (bench/peers/queues.py, the ``bench`` extra) on the
+same server, and the table gives jobsts ÷ peer for submit (enqueue) and dispatch (dequeue +
+complete) at 1 and 8 clients/workers, min/median/max of ``--runs`` runs.
 
-    /work/.venv/bin/python bench/jobs.py [--jobs 300] [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/test]
+    .venv/bin/python bench/jobs.py [--jobs 300] [--runs 3] [--sqlite] \
+        [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/test]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import socket
@@ -37,6 +43,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from authz_tables.roles import Role  # noqa: E402
+from bench.peers.queues import QueueFigures  # noqa: E402
+from bench.peers.stats import Spread, markdown_table, paired_ratios  # noqa: E402
 from realms.identity.access_id import AccessId  # noqa: E402
 from sts.config import load_sts_config  # noqa: E402
 from sts.db import make_engine  # noqa: E402
@@ -46,6 +54,8 @@ from sts.services import build_services  # noqa: E402
 from tests.loopback import listening_socket, port_of, socket_activation  # noqa: E402
 
 JOHN = AccessId.user("jobmgr", "uid=john,ou=people,dc=jobmgr,dc=example")
+BATCH = 10  # jobs per lease call: pgqueuer's default batch_size, so both sides batch alike
+RESULT = {"outcome": "succeeded", "exit_code": 0, "stdout_tail": "bench\n", "stderr_tail": ""}
 
 
 @contextmanager
@@ -107,7 +117,7 @@ def prepare(config_path: Path) -> tuple[str, str]:
                 )
             )
         now = int(time.time())
-        common = {"iss": config.issuer("jobmgr"), "aud": config.audience, "iat": now, "nbf": now, "exp": now + 3000}
+        common = {"iss": config.issuer("jobmgr"), "aud": config.audience, "iat": now, "nbf": now, "exp": now + 300}
         user = services.keys.sign(
             "jobmgr",
             {
@@ -180,25 +190,25 @@ def measure_http(url: str, user: str, agent: str, jobs: int, clients: int) -> tu
     done: list[str] = []
 
     def dispatcher(_index: int) -> None:
+        # An agent with BATCH free slots: lease up to BATCH jobs in one call, claim (start) them in
+        # one call, report their results in one call: three round trips per batch, not per job.
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {agent}"}, timeout=60) as http:
             while len(done) < jobs:
-                response = http.post("/api/v1/agent/lease", json={"wait": 0})
+                response = http.post("/api/v1/agent/leases", json={"max_jobs": BATCH, "wait": 0})
                 if response.status_code == 204:
                     continue
                 assert response.status_code == 200, response.text
-                job_id = response.json()["job"]["id"]
-                assert http.post(f"/api/v1/agent/jobs/{job_id}/start", json={}).status_code == 200
-                assert (
-                    http.post(
-                        f"/api/v1/agent/jobs/{job_id}/result",
-                        json={"outcome": "succeeded", "exit_code": 0, "stdout_tail": "bench\n", "stderr_tail": ""},
-                    ).status_code
-                    == 200
-                )
-                done.append(job_id)
+                jobs_leased = [lease["job"] for lease in response.json()["leases"]]
+                claims = [{"job_id": job["id"], "attempt": job["attempt"]} for job in jobs_leased]
+                outcomes = http.post("/api/v1/agent/claims", json={"claims": claims}).json()["outcomes"]
+                started = [outcome["job_id"] for outcome in outcomes if "code" not in outcome]
+                results = [{"job_id": job_id, "result": RESULT} for job_id in started]
+                reported = http.post("/api/v1/agent/results", json={"results": results}).json()["outcomes"]
+                assert all("code" not in outcome for outcome in reported), reported
+                done.extend(started)
 
     dispatch_seconds = run_threads(clients, dispatcher)
-    assert len(done) == len(set(done)) == jobs, "a job was dispatched twice"
+    assert len(done) == len(set(done)) == jobs, f"dispatched {len(done)} ({len(set(done))} distinct) of {jobs}"
     return jobs / submit_seconds, jobs / dispatch_seconds
 
 
@@ -235,15 +245,18 @@ def sqlite_file(folder: Path) -> Iterator[str]:
     yield f"sqlite:///{folder / 'bench.db'}"
 
 
-def bench_backend(name: str, postgres: str | None, jobs: int) -> None:
+def bench_backend(name: str, postgres: str | None, jobs: int) -> dict[int, tuple[float, float]]:
+    """One run of jobsts on ``postgres`` (or SQLite): clients -> (submit/s, dispatch jobs/s)."""
+    figures = {}
     for clients in (1, 8):
         with tempfile.TemporaryDirectory() as folder_name:
             folder = Path(folder_name)
             with postgres_schema(postgres) if postgres else sqlite_file(folder) as url:
-                _run(name, folder, url, jobs, clients)
+                figures[clients] = _run(name, folder, url, jobs, clients)
+    return figures
 
 
-def _run(name: str, folder: Path, url: str, jobs: int, clients: int) -> None:
+def _run(name: str, folder: Path, url: str, jobs: int, clients: int) -> tuple[float, float]:
     sock = listening_socket()
     config_path = write_config(folder, url, port_of(sock))
     user, agent = prepare(config_path)
@@ -251,25 +264,58 @@ def _run(name: str, folder: Path, url: str, jobs: int, clients: int) -> None:
         submits, dispatched = measure_http(base, user, agent, jobs, clients)
     raw = measure_raw(url, jobs, clients)
     print(
-        f"{name:10s} clients={clients}: submit {submits:7.1f}/s  lease+start+result {dispatched:7.1f} jobs/s "
-        f"({3 * dispatched:7.1f} calls/s)  raw insert+update {raw:7.1f}/s  "
-        f"ratios submit/raw {submits / raw:.2f}  jobs/raw {dispatched / raw:.2f}",
+        f"{name:10s} clients={clients}: submit {submits:7.1f}/s  lease+claim+result {dispatched:7.1f} jobs/s "
+        f"raw insert+update {raw:7.1f}/s  ratios submit/raw {submits / raw:.2f}  jobs/raw {dispatched / raw:.2f}",
         flush=True,
     )
+    return submits, dispatched
+
+
+def peer_table(ours: list[dict[int, tuple[float, float]]], peers: list[list[QueueFigures]]) -> str:
+    """Markdown: jobsts ÷ peer, per measure and concurrency, ratios taken within each run."""
+    rows = []
+    for position, first in enumerate(peers[0]):
+        for label, index, attribute in (("submit", 0, "enqueue_per_s"), ("dispatch", 1, "dispatch_per_s")):
+            for clients in (1, 8):
+                mine = [run[clients][index] for run in ours]
+                theirs = [getattr(run[position], attribute)[clients] for run in peers]
+                rows.append(
+                    (
+                        f"{label}, {clients} client{'s' if clients > 1 else ''}",
+                        Spread.of(mine).format(".0f"),
+                        f"{first.peer}: {Spread.of(theirs).format('.0f')}",
+                        paired_ratios(mine, theirs).format(".2f") + "x",
+                    )
+                )
+    header = ["measure", "jobsts jobs/s", "peer jobs/s", f"jobsts ÷ peer, median (min-max) of {len(ours)} runs"]
+    return markdown_table(header, rows)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=300)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--sqlite", action="store_true", help="also measure jobsts on SQLite (no peers there)")
     parser.add_argument(
         "--postgres",
         default=os.environ.get("JOBSTS_TEST_DATABASE_URL"),
         help="PostgreSQL URL (a scratch schema is created and dropped); omit to skip",
     )
     args = parser.parse_args()
-    bench_backend("sqlite", None, args.jobs)
-    if args.postgres:
-        bench_backend("postgresql", args.postgres, args.jobs)
+    if args.sqlite:
+        bench_backend("sqlite", None, args.jobs)
+    if not args.postgres:
+        return
+    # procrastinate warns about an App built in ``__main__``; the imported module builds it.
+    queues = importlib.import_module("bench.peers.queues")
+    ours, peers = [], []
+    for index in range(args.runs):
+        ours.append(bench_backend("postgresql", args.postgres, args.jobs))
+        run = queues.measure_queues(args.postgres, args.jobs, (1, 8))
+        peers.append(run)
+        for figures in run:
+            print(f"run {index + 1}: {figures}", flush=True)
+    print(peer_table(ours, peers))
 
 
 if __name__ == "__main__":

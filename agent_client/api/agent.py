@@ -1,5 +1,6 @@
-"""The agent's endpoints: ``/api/v1/agent/lease``, ``/jobs/<id>/start``, ``/heartbeat``,
-``/result``, ``/revocations``, and the realms' JWKS. Documents travel as ``realms.wire`` types."""
+"""The agent's endpoints: ``/api/v1/agent/lease`` and ``/leases``, ``/jobs/<id>/start`` and
+``/claims``, ``/heartbeat``, ``/result`` and ``/results``, ``/revocations``, and the realms' JWKS.
+Documents travel as ``realms.wire`` types."""
 
 from __future__ import annotations
 
@@ -12,7 +13,18 @@ from agent_client.api.auth import AgentAuth
 from agent_client.api.client import StsApi
 from agent_client.api.problems import malformed, refusal
 from realms.tokens.algorithms import PrivateKey
-from realms.wire.documents import Lease, Result, parse_lease, parse_revocations
+from realms.wire.documents import (
+    Claim,
+    ItemOutcome,
+    Lease,
+    LeaseRequest,
+    Result,
+    parse_lease,
+    parse_leases,
+    parse_outcomes,
+    parse_revocations,
+    results_document,
+)
 from realms.wire.errors import JobInvalidSpec
 
 AGENT_TIMEOUT = 10.0
@@ -89,6 +101,38 @@ class AgentApi:
         if not isinstance(document, dict) or not isinstance(document.get("work"), bool):
             raise malformed("wait", self.api.caller, "no boolean work member")
         return bool(document["work"])
+
+    def leases(self, max_jobs: int, wait: float = 0) -> list[Lease]:
+        """Up to ``max_jobs`` jobs (the free slots), long-polled up to ``wait`` seconds."""
+        response = self.api.call(
+            "POST",
+            "/api/v1/agent/leases",
+            "a lease",
+            json=LeaseRequest(max_jobs, wait).as_document(),
+            timeout=wait + LEASE_GRACE,
+        )
+        if response.status_code == 204:
+            return []
+        try:
+            return parse_leases(response.json())
+        except (ValueError, JobInvalidSpec) as exc:
+            problem = exc.message if isinstance(exc, JobInvalidSpec) else "not JSON"
+            raise malformed("lease", self.api.caller, problem) from None
+
+    def _outcomes(self, path: str, what: str, body: dict[str, Any]) -> list[ItemOutcome]:
+        answer = self.api.call_json("POST", path, what, json=body)
+        try:
+            return parse_outcomes(answer)
+        except JobInvalidSpec as exc:
+            raise malformed(f"answer to {what}", self.api.caller, exc.message) from None
+
+    def claim(self, claims: list[Claim]) -> list[ItemOutcome]:
+        """Start jobs already recorded in the journal; one outcome per job (``code`` when refused)."""
+        return self._outcomes("/api/v1/agent/claims", "a claim", {"claims": [claim.as_document() for claim in claims]})
+
+    def results(self, results: list[tuple[str, Result]]) -> list[ItemOutcome]:
+        """Report several results at once (the outbox's sender); one outcome per job."""
+        return self._outcomes("/api/v1/agent/results", "results", results_document(results))
 
     def start(self, job_id: str) -> None:
         self.api.call("POST", f"/api/v1/agent/jobs/{job_id}/start", f"job {job_id}", json={})

@@ -73,6 +73,31 @@ def login_shell_argv(account: Account, argv: Sequence[str]) -> list[str]:
     return [shell, "-l", "-c", 'exec "$0" "$@"', *argv]
 
 
+# Jobs of one agent may run at once (``max_jobs`` slots): the subreaper stays on while any
+# contained job runs, and one job's end never kills another job's own process.
+_SLOTS_LOCK = threading.Lock()
+_LIVE_JOB_PIDS: set[int] = set()
+_CONTAINED = [0]
+
+
+def _contain_begin() -> bool:
+    with _SLOTS_LOCK:
+        if _CONTAINED[0] == 0 and not set_child_subreaper(True):
+            return False
+        _CONTAINED[0] += 1
+        return True
+
+
+def _contain_end(uid: int, known: set[int]) -> None:
+    with _SLOTS_LOCK:
+        spared = known | _LIVE_JOB_PIDS
+    kill_orphans(uid, spared)
+    with _SLOTS_LOCK:
+        _CONTAINED[0] -= 1
+        if _CONTAINED[0] == 0:
+            set_child_subreaper(False)
+
+
 def run_job(
     executor: Executor,
     account: Account,
@@ -95,8 +120,9 @@ def run_job(
     # misses it. As the subreaper, the agent inherits such orphans and kills every one that runs
     # as the job's account (never root or the agent itself) when the job ends, is cancelled or
     # times out (found by tests/security/test_agent_os.py). Only while this job runs.
-    contain = account.uid not in (0, os.getuid()) and set_child_subreaper(True)
+    contain = account.uid not in (0, os.getuid()) and _contain_begin()
     known = children_of(account.uid) if contain else set()
+    pid: int | None = None
     try:
         try:
             child, spawn_cwd = executor.setup(account, spec.cwd, limits.rlimits)
@@ -107,6 +133,9 @@ def run_job(
                 process = _spawn_with_password(
                     executor, account, argv, env, spec.cwd, child, spawn_cwd, credential, store
                 )
+            pid = process.pid
+            with _SLOTS_LOCK:
+                _LIVE_JOB_PIDS.add(pid)
         except JobstsError as exc:
             return ExecResult(None, "", "", exc.code, exc.message, dropped)
         result = capture(
@@ -118,9 +147,11 @@ def run_job(
             on_tick=on_tick,
         )
     finally:
+        if pid is not None:
+            with _SLOTS_LOCK:
+                _LIVE_JOB_PIDS.discard(pid)
         if contain:
-            kill_orphans(account.uid, known)
-            set_child_subreaper(False)
+            _contain_end(account.uid, known)
     result.dropped_env = dropped
     cwd_failed = result.exit_code == CWD_FAILED_EXIT and "cannot change directory" in result.stderr_tail
     if executor.name == "sudo" and cwd_failed:

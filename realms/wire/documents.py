@@ -1,8 +1,10 @@
 """The documents the STS and the agent exchange, as typed values: job, lease, result, revocations.
 
 ``POST /api/v1/agent/lease`` answers a ``Lease``; ``POST /api/v1/agent/jobs/<id>/result`` takes
-a ``Result``; ``GET /api/v1/agent/revocations`` lists revoked ``jti``s. Each is parsed once,
-where it enters a process; past that point only the typed value travels.
+a ``Result``; ``GET /api/v1/agent/revocations`` lists revoked ``jti``s. The batch calls carry the
+same documents: ``/leases`` answers up to ``max_jobs`` leases, ``/claims`` starts recorded jobs,
+``/results`` reports several results, each answered by one ``ItemOutcome`` per job. Each is parsed
+once, where it enters a process; past that point only the typed value travels.
 """
 
 from __future__ import annotations
@@ -219,3 +221,154 @@ def parse_revocations(raw: Any) -> dict[str, int]:
             exp = item.get("exp")
             revoked[item["jti"]] = exp if isinstance(exp, int) and not isinstance(exp, bool) else 0
     return revoked
+
+
+# -- batches: ``POST /api/v1/agent/leases``, ``/claims``, ``/results`` ---------------------------
+
+# Why a bound: one request must not lock or write an unbounded number of rows.
+MAX_BATCH = 64
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRequest:
+    """``POST /api/v1/agent/leases``: up to ``max_jobs`` jobs (the agent's free slots), long-polled
+    up to ``wait`` seconds when none is queued."""
+
+    max_jobs: int
+    wait: float
+
+    def as_document(self) -> dict[str, Any]:
+        return {"max_jobs": self.max_jobs, "wait": self.wait}
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """One leased job the agent recorded in its journal and now starts (``leased`` → ``running``)."""
+
+    job_id: str
+    attempt: int | None = None
+
+    def as_document(self) -> dict[str, Any]:
+        return {"job_id": self.job_id, "attempt": self.attempt}
+
+
+@dataclass(frozen=True, slots=True)
+class ItemOutcome:
+    """The STS's answer for one item of a batch: the job's state now, or the refusal of that item
+    (``code`` and ``message``, as the single-job endpoint would answer). ``late`` marks a result
+    recorded for a job that was already ``lost``."""
+
+    job_id: str
+    state: str | None
+    code: str | None = None
+    message: str | None = None
+    lease_expires_at: int | None = None
+    late: bool = False
+
+    def as_document(self) -> dict[str, Any]:
+        document: dict[str, Any] = {"job_id": self.job_id, "state": self.state}
+        if self.code is not None:
+            document["code"], document["message"] = self.code, self.message
+        if self.lease_expires_at is not None:
+            document["lease_expires_at"] = self.lease_expires_at
+        if self.late:
+            document["late"] = True
+        return document
+
+
+def _items(raw: Any, member: str) -> list[Any]:
+    items = raw.get(member) if isinstance(raw, dict) else None
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
+        raise invalid(f"{member}: must be a list of 1 to {MAX_BATCH} items", member)
+    return items
+
+
+def _job_id(value: Any, field: str) -> str:
+    if not isinstance(value, str) or not JOB_ID.fullmatch(value):
+        raise invalid(f"{field}: must be a job id", field)
+    return value
+
+
+def parse_lease_request(raw: Any, max_wait: float) -> LeaseRequest:
+    """Validate a batch lease request; ``max_jobs`` defaults to 1 and ``wait`` to 0."""
+    if not isinstance(raw, dict):
+        raise invalid("body: must be a JSON object", "body")
+    count, wait = raw.get("max_jobs", 1), raw.get("wait", 0)
+    if not is_int(count) or not 1 <= count <= MAX_BATCH:
+        raise invalid(f"max_jobs: must be 1 to {MAX_BATCH}", "max_jobs")
+    if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 <= wait <= max_wait:
+        raise invalid(f"wait: must be 0 to {max_wait:g} seconds", "wait")
+    return LeaseRequest(int(count), float(wait))
+
+
+def parse_leases(raw: Any) -> list[Lease]:
+    """``{"leases": [lease, ...]}``: each lease parsed as ``parse_lease`` does."""
+    items = raw.get("leases") if isinstance(raw, dict) else None
+    if not isinstance(items, list) or len(items) > MAX_BATCH:
+        raise invalid(f"leases: must be a list of at most {MAX_BATCH} leases", "leases")
+    return [parse_lease(item) for item in items]
+
+
+def parse_claims(raw: Any) -> list[Claim]:
+    """``{"claims": [{"job_id", "attempt"}, ...]}``; a job id may appear once."""
+    claims: list[Claim] = []
+    for item in _items(raw, "claims"):
+        if not isinstance(item, dict):
+            raise invalid("claims: each claim must be an object", "claims")
+        attempt = item.get("attempt")
+        if attempt is not None and not is_int(attempt):
+            raise invalid("claims.attempt: must be an integer", "claims.attempt")
+        claims.append(Claim(_job_id(item.get("job_id"), "claims.job_id"), attempt))
+    if len({claim.job_id for claim in claims}) != len(claims):
+        raise invalid("claims: a job may be claimed once per call", "claims")
+    return claims
+
+
+def results_document(results: list[tuple[str, Result]]) -> dict[str, Any]:
+    """The body of ``POST /api/v1/agent/results``."""
+    return {"results": [{"job_id": job_id, "result": result.as_document()} for job_id, result in results]}
+
+
+def parse_results(raw: Any) -> list[tuple[str, Result | JobInvalidSpec]]:
+    """``{"results": [{"job_id", "result"}, ...]}``. A malformed result is kept as its error, so that
+    it is refused alone (its item outcome) while the others of the batch are recorded."""
+    parsed: list[tuple[str, Result | JobInvalidSpec]] = []
+    for item in _items(raw, "results"):
+        if not isinstance(item, dict):
+            raise invalid("results: each item must be an object", "results")
+        job_id = _job_id(item.get("job_id"), "results.job_id")
+        try:
+            parsed.append((job_id, parse_result(item.get("result"))))
+        except JobInvalidSpec as exc:
+            parsed.append((job_id, exc))
+    if len({job_id for job_id, _ in parsed}) != len(parsed):
+        raise invalid("results: a job may be reported once per call", "results")
+    return parsed
+
+
+def parse_outcomes(raw: Any) -> list[ItemOutcome]:
+    """The STS's answer to ``/claims`` or ``/results``: ``{"outcomes": [...]}``."""
+    items = raw.get("outcomes") if isinstance(raw, dict) else None
+    if not isinstance(items, list):
+        raise invalid("outcomes: must be a list", "outcomes")
+    outcomes: list[ItemOutcome] = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise invalid("outcomes: each item must be an object", "outcomes")
+        state, code, message, expires = (
+            item.get("state"),
+            item.get("code"),
+            item.get("message"),
+            item.get("lease_expires_at"),
+        )
+        outcomes.append(
+            ItemOutcome(
+                job_id=_job_id(item.get("job_id"), "outcomes.job_id"),
+                state=state if isinstance(state, str) else None,
+                code=code if isinstance(code, str) else None,
+                message=message if isinstance(message, str) else None,
+                lease_expires_at=expires if isinstance(expires, int) and not isinstance(expires, bool) else None,
+                late=item.get("late") is True,
+            )
+        )
+    return outcomes

@@ -1,23 +1,26 @@
 """``/api/v1/agent/*``: what an agent calls with its ``agent+jwt`` (the STS <-> agent contract).
 
-lease (long-poll, one job per call), start, heartbeat, result (idempotent), revocations; and
-the job document an agent receives with a lease.
+lease (long-poll, one job per call) and leases (up to the agent's free slots), start and claims
+(start, batched), heartbeat, result and results (idempotent, batched; late results for lost jobs),
+revocations; and the job document an agent receives with a lease.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
 from realms.tokens.profiles import MAX_LEEWAY_SECONDS
-from realms.wire.documents import parse_result
+from realms.wire.documents import MAX_BATCH, ItemOutcome, parse_claims, parse_lease_request, parse_result, parse_results
 from realms.wire.spec import LIMITS
 from sts.http.auth import authenticated_node, require_agent
-from sts.jobs.dispatch import MAX_WAIT_SECONDS, heartbeat, lease, report, start
+from sts.jobs.dispatch import MAX_WAIT_SECONDS, Lease, LeasedJob, claim_many, heartbeat, lease_many, start
 from sts.jobs.errors import JobInvalidSpec
-from sts.jobs.models import Job
-from sts.jobs.views import maybe_reap, spec_of
+from sts.jobs.results import Recorded, report, report_many
+from sts.jobs.views import maybe_reap
+from sts.nodes.models import Node
 from sts.oauth.revocation import list_active
 from sts.observability import audit
 from sts.observability.metrics import DISPATCH, LEASES, REFUSALS, code_label
@@ -28,13 +31,13 @@ bp = Blueprint("agent", __name__, url_prefix="/api/v1/agent")
 RESULT_MAX_BYTES = 12 * LIMITS.max_tail_chars + 256 * 1024
 
 
-def job_document(job: Job) -> dict[str, Any]:
+def job_document(job: LeasedJob) -> dict[str, Any]:
     """The contract's ``job`` object, exactly what the agent hashes and checks."""
     return {
         "id": job.id,
         "node": job.node_id,
         "type": job.type,
-        "spec": spec_of(job),
+        "spec": json.loads(job.spec),
         "submitter": job.subject,
         "realm": job.realm,
         "not_before": job.not_before,
@@ -52,20 +55,7 @@ def _body() -> dict[str, Any]:
     return body
 
 
-@bp.post("/lease")
-@require_agent
-def lease_job() -> Response | tuple[str, int]:
-    """At most one job for the calling node, with its job token; 204 when none came in ``wait`` s."""
-    wait = _body().get("wait", 0)
-    if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 <= wait <= MAX_WAIT_SECONDS:
-        raise JobInvalidSpec(f"wait: must be 0 to {MAX_WAIT_SECONDS} seconds", field="wait")
-    services, node = current_services(), authenticated_node()
-    maybe_reap(services)
-    found = lease(services, node.id, float(wait))
-    if found is None:
-        LEASES.labels("empty").inc()
-        return "", 204
-    LEASES.labels("leased").inc()
+def _lease_document(node: Node, found: Lease) -> dict[str, Any]:
     audit.record(
         "job.leased",
         actor=f"node:{node.id}",
@@ -78,9 +68,48 @@ def lease_job() -> Response | tuple[str, int]:
     body = {"job": job_document(found.job), "job_token": found.job_token, "lease_expires_at": found.lease_expires_at}
     if found.job.sealed_credentials is not None:
         body["sealed_credentials"] = found.job.sealed_credentials  # opens only with this node's key
+    return body
+
+
+def _no_store(body: dict[str, Any]) -> Response:
     response = jsonify(body)
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+@bp.post("/lease")
+@require_agent
+def lease_job() -> Response | tuple[str, int]:
+    """At most one job for the calling node, with its job token; 204 when none came in ``wait`` s."""
+    wanted = parse_lease_request({"wait": _body().get("wait", 0)}, MAX_WAIT_SECONDS)
+    services, node = current_services(), authenticated_node()
+    maybe_reap(services)
+    found = lease_many(services, node.id, 1, wanted.wait)
+    if not found:
+        LEASES.labels("empty").inc()
+        return "", 204
+    LEASES.labels("leased").inc()
+    return _no_store(_lease_document(node, found[0]))
+
+
+@bp.post("/leases")
+@require_agent
+def lease_jobs() -> Response | tuple[str, int]:
+    """Up to ``max_jobs`` jobs (the agent's free slots) in one statement; 204 when none came in ``wait`` s."""
+    wanted = parse_lease_request(_body(), MAX_WAIT_SECONDS)
+    services, node = current_services(), authenticated_node()
+    maybe_reap(services)
+    found = lease_many(services, node.id, wanted.max_jobs, wanted.wait)
+    if not found:
+        LEASES.labels("empty").inc()
+        return "", 204
+    LEASES.labels("leased").inc(len(found))
+    return _no_store({"leases": [_lease_document(node, lease) for lease in found]})
+
+
+def _audit_started(node: Node, outcome: ItemOutcome) -> None:
+    DISPATCH.labels("running", "").inc()
+    audit.record("job.started", actor=f"node:{node.id}", realm=node.realm, node=node.id, job=outcome.job_id)
 
 
 @bp.post("/jobs/<job_id>/start")
@@ -90,12 +119,21 @@ def start_job(job_id: str) -> Response:
     if attempt is not None and (isinstance(attempt, bool) or not isinstance(attempt, int)):
         raise JobInvalidSpec("attempt: must be an integer", field="attempt")
     node = authenticated_node()
-    job = start(current_services(), node.id, job_id, attempt)
-    DISPATCH.labels("running", "").inc()
-    audit.record(
-        "job.started", actor=f"node:{node.id}", realm=node.realm, node=node.id, job=job.id, attempt=job.attempts
-    )
+    _audit_started(node, start(current_services(), node.id, job_id, attempt))
     return jsonify({"state": "running"})
+
+
+@bp.post("/claims")
+@require_agent
+def claim_jobs() -> Response:
+    """Start the listed leased jobs (each recorded in the agent's journal first); one outcome each."""
+    claims = parse_claims(_body())
+    node = authenticated_node()
+    outcomes = claim_many(current_services(), node.id, claims)
+    for outcome in outcomes:
+        if outcome.code is None:
+            _audit_started(node, outcome)
+    return jsonify({"outcomes": [outcome.as_document() for outcome in outcomes]})
 
 
 @bp.post("/jobs/<job_id>/heartbeat")
@@ -104,35 +142,58 @@ def heartbeat_job(job_id: str) -> Response:
     return jsonify({"lease_expires_at": heartbeat(current_services(), authenticated_node().id, job_id)})
 
 
+def _audit_result(node: Node, recorded: Recorded) -> None:
+    reported = recorded.result
+    if reported is None or not recorded.new:
+        return
+    code = code_label(reported.code)
+    DISPATCH.labels(recorded.outcome.state or "", code).inc()
+    if reported.outcome == "refused":
+        REFUSALS.labels(code).inc()
+    # The agent's decision (its trace verdicts) and the result; never the output tails.
+    audit.record(
+        "job.late_result" if recorded.outcome.late else "job.result",
+        actor=f"node:{node.id}",
+        realm=node.realm,
+        node=node.id,
+        job=recorded.outcome.job_id,
+        outcome=reported.outcome,
+        code=reported.code,
+        exit_code=reported.exit_code,
+        account=reported.account,
+        subject=recorded.subject,
+        decision=[f"{step.step}:{step.verdict}" for step in reported.trace],
+    )
+
+
 @bp.post("/jobs/<job_id>/result")
 @require_agent
 def result(job_id: str) -> Response:
     reported = parse_result(_body())
     node = authenticated_node()
-    job = report(current_services(), node.id, job_id, reported)
-    code = code_label(reported.code)
-    DISPATCH.labels(job.state, code).inc()
-    if reported.outcome == "refused":
-        REFUSALS.labels(code).inc()
-    # The agent's decision (its trace verdicts) and the result; never the output tails.
-    audit.record(
-        "job.result",
-        actor=f"node:{node.id}",
-        realm=node.realm,
-        node=node.id,
-        job=job.id,
-        outcome=reported.outcome,
-        code=reported.code,
-        exit_code=reported.exit_code,
-        account=reported.account,
-        subject=job.subject,
-        decision=[f"{step.step}:{step.verdict}" for step in reported.trace],
-    )
-    return jsonify({"state": job.state})
+    recorded = report(current_services(), node.id, job_id, reported)
+    _audit_result(node, recorded)
+    body: dict[str, Any] = {"state": recorded.outcome.state}
+    if recorded.outcome.late:
+        body["late"] = True
+    return jsonify(body)
+
+
+@bp.post("/results")
+@require_agent
+def results() -> Response:
+    """Several results in one transaction; one outcome each (a refused item leaves the others)."""
+    items = parse_results(_body())
+    node = authenticated_node()
+    recorded = report_many(current_services(), node.id, items)
+    for item in recorded:
+        _audit_result(node, item)
+    return jsonify({"outcomes": [item.outcome.as_document() for item in recorded]})
 
 
 # Results carry two output tails: a larger body than the app's default (read by sts.http.text_inputs).
 result.max_body_bytes = RESULT_MAX_BYTES  # type: ignore[attr-defined]
+results.max_body_bytes = MAX_BATCH * RESULT_MAX_BYTES  # type: ignore[attr-defined]
 
 
 @bp.get("/revocations")

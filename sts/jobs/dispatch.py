@@ -1,4 +1,4 @@
-"""Dispatch to agents: lease, start, heartbeat, result, and the reaper.
+"""Dispatch to agents: lease (batched), claim (start, batched), heartbeat, and the reaper.
 
 A job is leased to exactly one caller: ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL
 (concurrent leasers skip each other's rows instead of waiting), and a ``BEGIN IMMEDIATE``
@@ -8,19 +8,19 @@ transaction on SQLite (one writer at a time). Every state change goes through
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
 from dataclasses import dataclass
+from typing import cast
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Table, Update, and_, case, or_, select, update
 from sqlalchemy.orm import Session
 
-from realms.wire.documents import Result
-from sts.jobs.errors import JobLeaseLost, JobNotFound, JobResultConflict
+from realms.wire.documents import Claim, ItemOutcome
+from sts.jobs.errors import JobInvalidSpec, JobLeaseLost, JobNotFound, JobResultConflict
 from sts.jobs.models import Job
-from sts.jobs.states import RESULT_STATES, JobState, check_transition
+from sts.jobs.states import JobState, can_transition, check_transition
 from sts.services import Services
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ REAP_BATCH = 200
 
 @dataclass(frozen=True, slots=True)
 class Lease:
-    job: Job
+    job: LeasedJob
     job_token: str
     lease_expires_at: int
 
@@ -95,82 +95,220 @@ def reap_all(env: Services) -> int:
         return reap(env, session, env.now())
 
 
-def _try_lease(env: Services, node_id: str) -> Lease | None:
+JOBS: Table = cast(Table, Job.__table__)
+# What a lease hands out, straight from the UPDATE's RETURNING: no second read.
+LEASED_COLUMNS = (
+    JOBS.c.id,
+    JOBS.c.node_id,
+    JOBS.c.type,
+    JOBS.c.spec,
+    JOBS.c.subject,
+    JOBS.c.realm,
+    JOBS.c.not_before,
+    JOBS.c.deadline,
+    JOBS.c.attempts,
+    JOBS.c.created_at,
+    JOBS.c.lease_expires_at,
+    JOBS.c.token_ciphertext,
+    JOBS.c.token_jti,
+    JOBS.c.sealed_credentials,
+)
+# The lease statement's WHERE clause is its transition check: only queued → leased.
+assert can_transition(JobState.QUEUED, JobState.LEASED) and can_transition(JobState.LEASED, JobState.RUNNING)
+
+
+@dataclass(frozen=True, slots=True)
+class LeasedJob:
+    """A row the lease statement returned: the job document's fields and its job token."""
+
+    id: str
+    node_id: str
+    type: str
+    spec: str
+    subject: str
+    realm: str
+    not_before: int
+    deadline: int
+    attempts: int
+    token_jti: str
+    sealed_credentials: str | None
+
+
+def lease_statement(node_id: str, now: int, stamp: float, limit: int, lease_seconds: int, *, postgres: bool) -> Update:
+    """ONE statement leases up to ``limit`` jobs: ``WITH picked AS MATERIALIZED (SELECT … FOR UPDATE
+    SKIP LOCKED LIMIT n) UPDATE … FROM picked RETURNING …``. On PostgreSQL concurrent lessees skip
+    each other's rows; SQLite has no lock clause and relies on the caller's ``BEGIN IMMEDIATE``
+    (one writer at a time). The inner SELECT is one seek of ``ix_sts_jobs_lease`` whatever the
+    queue's length."""
+    candidates = (
+        select(JOBS.c.id)
+        .where(
+            JOBS.c.node_id == node_id,
+            JOBS.c.state == JobState.QUEUED.value,
+            JOBS.c.not_before <= now,
+            JOBS.c.deadline > now,
+        )
+        .order_by(JOBS.c.not_before, JOBS.c.created_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    # Why a materialized CTE and not ``id IN (subquery)``: PostgreSQL may rescan an IN subquery,
+    # and with SKIP LOCKED each rescan picks other rows, so LIMIT 1 leased every queued job.
+    picked = candidates.cte("picked")
+    if postgres:
+        picked = picked.prefix_with("MATERIALIZED")
+    until = now + lease_seconds
+    return (
+        update(JOBS)
+        .where(JOBS.c.id == picked.c.id, JOBS.c.state == JobState.QUEUED.value)
+        .values(
+            state=JobState.LEASED.value,
+            attempts=JOBS.c.attempts + 1,
+            lease_holder=node_id,
+            lease_expires_at=case((JOBS.c.deadline < until, JOBS.c.deadline), else_=until),
+            leased_at=stamp,
+            updated_at=stamp,
+        )
+        .returning(*LEASED_COLUMNS)
+    )
+
+
+def _try_lease(env: Services, node_id: str, limit: int) -> list[Lease]:
     with env.session(immediate=True) as session:
         now = env.now()
         reap(env, session, now, node_id)
-        job = session.scalars(
-            select(Job)
-            .where(
-                Job.node_id == node_id, Job.state == JobState.QUEUED.value, Job.not_before <= now, Job.deadline > now
-            )
-            .order_by(Job.not_before, Job.created_at)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-        ).first()
-        if job is None:
-            return None
-        stamp = env.clock()
-        move(job, JobState.LEASED, stamp)
-        job.attempts += 1
-        job.lease_holder = node_id
-        job.lease_expires_at = min(now + env.lease_seconds, job.deadline)
-        job.leased_at = stamp
-        token = env.cipher.decrypt(job.token_ciphertext, job.id.encode("ascii")).decode("ascii")
-        return Lease(job, token, job.lease_expires_at)
+        statement = lease_statement(node_id, now, env.clock(), limit, env.lease_seconds, postgres=not env.db.is_sqlite)
+        rows = session.execute(statement).all()
+    leases = []
+    # RETURNING has no order: hand the jobs out in queue order.
+    for row in sorted(rows, key=lambda r: (r.not_before, r.created_at)):
+        token = env.cipher.decrypt(row.token_ciphertext, row.id.encode("ascii")).decode("ascii")
+        job = LeasedJob(
+            row.id, row.node_id, row.type, row.spec, row.subject, row.realm, row.not_before, row.deadline,
+            row.attempts, row.token_jti, row.sealed_credentials,
+        )  # fmt: skip
+        leases.append(Lease(job, token, row.lease_expires_at))
+    return leases
+
+
+def lease_many(env: Services, node_id: str, limit: int = 1, wait: float = 0) -> list[Lease]:
+    """Up to ``limit`` jobs for ``node_id``; long-polls up to ``wait`` seconds (capped at 30)."""
+    give_up = time.monotonic() + max(0.0, min(float(wait), MAX_WAIT_SECONDS))
+    while True:
+        found = _try_lease(env, node_id, limit)
+        if found:
+            return found
+        remaining = give_up - time.monotonic()
+        if remaining <= 0:
+            return []
+        env.wait_for_work(min(remaining, env.poll_interval))
 
 
 def lease(env: Services, node_id: str, wait: float = 0) -> Lease | None:
     """At most one job for ``node_id``; long-polls up to ``wait`` seconds (capped at 30)."""
-    give_up = time.monotonic() + max(0.0, min(float(wait), MAX_WAIT_SECONDS))
-    while True:
-        found = _try_lease(env, node_id)
-        if found is not None:
-            return found
-        remaining = give_up - time.monotonic()
-        if remaining <= 0:
-            return None
-        env.wait_for_work(min(remaining, env.poll_interval))
+    found = lease_many(env, node_id, 1, wait)
+    return found[0] if found else None
+
+
+def _not_found(node_id: str, job_id: str) -> JobNotFound:
+    return JobNotFound(f"node {node_id} has no job {job_id[:64]!r}", job_id=job_id[:64], node=node_id)
 
 
 def _held(session: Session, node_id: str, job_id: str) -> Job:
-    try:
-        uuid.UUID(job_id)
-    except ValueError:
-        # Why: job ids are UUIDs; anything else is simply not found. A NUL in the id used to
-        # reach PostgreSQL, which cannot store one, and answer 500 (tests/security/test_api.py).
-        raise JobNotFound(f"node {node_id} has no job {job_id[:64]!r}", job_id=job_id[:64], node=node_id) from None
+    # Why: job ids are UUIDs; anything else is simply not found. A NUL in the id used to
+    # reach PostgreSQL, which cannot store one, and answer 500 (tests/security/test_api.py).
+    if not is_job_id(job_id):
+        raise _not_found(node_id, job_id)
     job = session.scalars(select(Job).where(Job.id == job_id).with_for_update()).first()
     # Why: another node's job answers exactly like a missing one, so ids cannot be probed.
     if job is None or job.node_id != node_id:
-        raise JobNotFound(f"node {node_id} has no job {job_id}", job_id=job_id, node=node_id)
+        raise _not_found(node_id, job_id)
     return job
 
 
-def _lease_lost(job: Job, node_id: str) -> JobLeaseLost:
+def _lease_lost_of(job_id: str, state: str, node_id: str) -> JobLeaseLost:
     return JobLeaseLost(
-        f"node {node_id} no longer holds the lease on job {job.id} (job is {job.state})", job_id=job.id, node=node_id
+        f"node {node_id} no longer holds the lease on job {job_id} (job is {state})", job_id=job_id, node=node_id
     )
 
 
-def start(env: Services, node_id: str, job_id: str, attempt: int | None = None) -> Job:
-    """Mark a leased job running. Needs an unexpired lease held by ``node_id`` (and, when the
-    agent sends it, the attempt number it leased), so a job never starts twice."""
+def _lease_lost(job: Job, node_id: str) -> JobLeaseLost:
+    return _lease_lost_of(job.id, job.state, node_id)
+
+
+def is_job_id(job_id: str) -> bool:
+    try:
+        uuid.UUID(job_id)
+    except ValueError:
+        return False
+    return True
+
+
+def claim_many(env: Services, node_id: str, claims: list[Claim]) -> list[ItemOutcome]:
+    """Start (``leased`` → ``running``) the jobs the agent recorded in its journal, in one UPDATE.
+    Each needs an unexpired lease held by ``node_id`` (and the attempt it leased, when sent), so a
+    job never starts twice; the others are answered ``job.lease_lost`` or ``job.not_found``."""
+    wanted = [claim for claim in claims if is_job_id(claim.job_id)]
+    started: dict[str, int] = {}
+    states: dict[str, str] = {}
     with env.session(immediate=True) as session:
-        job = _held(session, node_id, job_id)
-        now = env.now()
-        if (
-            job.state != JobState.LEASED.value
-            or job.lease_holder != node_id
-            or (job.lease_expires_at or 0) <= now
-            or (attempt is not None and attempt != job.attempts)
-        ):
-            raise _lease_lost(job, node_id)
-        stamp = env.clock()
-        move(job, JobState.RUNNING, stamp)
-        job.started_at = stamp
-        job.lease_expires_at = now + env.lease_seconds
-        return job
+        now, stamp = env.now(), env.clock()
+        until = now + env.lease_seconds
+        if wanted:
+            matches = [
+                JOBS.c.id == claim.job_id
+                if claim.attempt is None
+                else and_(JOBS.c.id == claim.job_id, JOBS.c.attempts == claim.attempt)
+                for claim in wanted
+            ]
+            statement = (
+                update(JOBS)
+                .where(
+                    or_(*matches),
+                    JOBS.c.node_id == node_id,
+                    JOBS.c.state == JobState.LEASED.value,
+                    JOBS.c.lease_holder == node_id,
+                    JOBS.c.lease_expires_at > now,
+                )
+                .values(state=JobState.RUNNING.value, started_at=stamp, updated_at=stamp, lease_expires_at=until)
+                .returning(JOBS.c.id, JOBS.c.attempts)
+            )
+            started = {row.id: row.attempts for row in session.execute(statement)}
+        missing = [claim.job_id for claim in wanted if claim.job_id not in started]
+        if missing:
+            query = select(JOBS.c.id, JOBS.c.state).where(JOBS.c.id.in_(missing), JOBS.c.node_id == node_id)
+            states = {row.id: row.state for row in session.execute(query)}
+    outcomes = []
+    for claim in claims:
+        if claim.job_id in started:
+            outcomes.append(ItemOutcome(claim.job_id, JobState.RUNNING.value, lease_expires_at=until))
+        elif claim.job_id in states:
+            error = _lease_lost_of(claim.job_id, states[claim.job_id], node_id)
+            outcomes.append(ItemOutcome(claim.job_id, states[claim.job_id], error.code, error.message))
+        else:
+            # Why: another node's job answers exactly like a missing one, so ids cannot be probed.
+            missing_job = _not_found(node_id, claim.job_id)
+            outcomes.append(ItemOutcome(claim.job_id, None, missing_job.code, missing_job.message))
+    return outcomes
+
+
+def start(env: Services, node_id: str, job_id: str, attempt: int | None = None) -> ItemOutcome:
+    """Mark one leased job running (``claim_many`` of one); raises the refusal of that job."""
+    (outcome,) = claim_many(env, node_id, [Claim(job_id, attempt)])
+    raise_refusal(outcome, node_id)
+    return outcome
+
+
+def raise_refusal(outcome: ItemOutcome, node_id: str) -> None:
+    """Raise the error behind a refused batch item (for the single-job endpoints)."""
+    if outcome.code == JobNotFound.code:
+        raise _not_found(node_id, outcome.job_id)
+    if outcome.code == JobLeaseLost.code:
+        raise _lease_lost_of(outcome.job_id, outcome.state or "unknown", node_id)
+    if outcome.code == JobResultConflict.code:
+        raise JobResultConflict(outcome.message or "conflicting result", job_id=outcome.job_id)
+    if outcome.code is not None:
+        raise JobInvalidSpec(outcome.message or "invalid result", field="result")
 
 
 def heartbeat(env: Services, node_id: str, job_id: str) -> int:
@@ -186,34 +324,3 @@ def heartbeat(env: Services, node_id: str, job_id: str) -> int:
         job.lease_expires_at = expires
         job.updated_at = env.clock()
         return expires
-
-
-def report(env: Services, node_id: str, job_id: str, result: Result) -> Job:
-    """Record a result. Idempotent: the same report again is accepted, a different one is
-    ``job.result_conflict``. A refusal may come straight from ``leased`` (decided before start)."""
-    digest = result.digest()
-    with env.session(immediate=True) as session:
-        job = _held(session, node_id, job_id)
-        if job.state in RESULT_STATES:
-            if job.result_digest == digest:
-                return job
-            raise JobResultConflict(f"job {job.id} already has a different result ({job.state})", job_id=job.id)
-        target = JobState(result.outcome)
-        allowed_from = (
-            (JobState.LEASED.value, JobState.RUNNING.value) if target is JobState.REFUSED else (JobState.RUNNING.value,)
-        )
-        if job.state not in allowed_from or job.lease_holder != node_id:
-            raise _lease_lost(job, node_id)
-        stamp = env.clock()
-        move(job, target, stamp)
-        job.finished_at = stamp
-        job.lease_expires_at = None
-        job.exit_code = result.exit_code
-        job.stdout_tail = result.stdout_tail
-        job.stderr_tail = result.stderr_tail
-        job.result_code = result.code
-        job.reason = result.reason
-        job.account = result.account
-        job.trace = json.dumps(result.as_document()["trace"])
-        job.result_digest = digest
-        return job

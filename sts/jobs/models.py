@@ -2,7 +2,8 @@
 
 Times are epoch seconds: integers where the HTTP contract speaks in whole seconds
 (``not_before``, ``deadline``, ``lease_expires_at``, token ``exp``), floats for audit stamps.
-The schema is created by the Alembic revisions ``0002_jobs`` and ``0004_sealed_credentials``; keep them in step.
+The schema is created by the Alembic revisions ``0002_jobs``, ``0004_sealed_credentials`` and
+``0006_late_results``; keep them in step.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ class Job(Base):
     account: Mapped[str | None] = mapped_column(String(256), nullable=True)
     trace: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON list of decision steps
     result_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # A result that arrived after the job was marked ``lost``: its outcome (the state stays ``lost``).
+    late_outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)
     # Why: the job token is a bearer credential for the node; it is stored only as AES-GCM
     # ciphertext under the master key, bound to the job id as AAD so it cannot be moved.
     token_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)

@@ -11,7 +11,9 @@
 
 A lease that expires before ``start`` puts the job back in ``queued`` (it never ran). A lease
 that expires after ``start`` makes the job ``lost``: it may have run, so it is never run again.
-Terminal states never change.
+Terminal states never change. A result that arrives for a ``lost`` job (from the agent's outbox,
+after an STS outage) is a late result: it is recorded beside the job (exit code, output, trace,
+``late_outcome``) but is not a transition: the job stays ``lost``.
 """
 
 from __future__ import annotations

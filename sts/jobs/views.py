@@ -65,6 +65,8 @@ def history_view(job: Job) -> dict[str, Any]:
             "reason": job.reason,
             "account": job.account,
             "trace": json.loads(job.trace) if job.trace else [],
+            # A result that arrived after the job was marked lost: what it reported (state stays lost).
+            "late": job.late_outcome is not None,
         }
     return {
         "id": job.id,

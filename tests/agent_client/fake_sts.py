@@ -118,6 +118,45 @@ def create_fake_sts(state: FakeState) -> Flask:
         state.results[job_id] = body
         return jsonify({"state": body.get("outcome")})
 
+    @app.post("/api/v1/agent/leases")
+    def leases() -> Response:
+        if not authorized():
+            return _problem(401, "auth.required", "no agent token")
+        body = request.get_json(force=True)
+        if not isinstance(body, dict) or not 0 <= float(body.get("wait", 0)) <= 30:
+            return _problem(400, "input.invalid", "wait")
+        count = int(body.get("max_jobs", 1))
+        handed, state.leases[:] = state.leases[:count], state.leases[count:]
+        return jsonify({"leases": handed}) if handed else Response(status=204)
+
+    @app.post("/api/v1/agent/claims")
+    def claims() -> Response:
+        if not authorized():
+            return _problem(401, "auth.required", "no agent token")
+        outcomes = []
+        for claim in request.get_json(force=True)["claims"]:
+            job_id = claim["job_id"]
+            if job_id in state.lease_lost:
+                outcomes.append({"job_id": job_id, "state": "queued", "code": "job.lease_lost", "message": "lost"})
+            else:
+                state.started.append(job_id)
+                outcomes.append({"job_id": job_id, "state": "running", "lease_expires_at": 2_000_000_000})
+        return jsonify({"outcomes": outcomes})
+
+    @app.post("/api/v1/agent/results")
+    def results() -> Response:
+        if not authorized():
+            return _problem(401, "auth.required", "no agent token")
+        outcomes = []
+        for item in request.get_json(force=True)["results"]:
+            job_id, body = item["job_id"], item["result"]
+            if job_id in state.results and state.results[job_id] != body:
+                outcomes.append({"job_id": job_id, "state": None, "code": "job.result_conflict", "message": "x"})
+                continue
+            state.results[job_id] = body
+            outcomes.append({"job_id": job_id, "state": body.get("outcome")})
+        return jsonify({"outcomes": outcomes})
+
     @app.get("/api/v1/agent/revocations")
     def revocations() -> Response:
         if not authorized():

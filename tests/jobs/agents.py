@@ -15,7 +15,7 @@ from pathlib import Path
 
 from realms.wire.documents import parse_result
 from sts.config import JobSettings, StsConfig
-from sts.jobs import dispatch
+from sts.jobs import dispatch, results
 from sts.services import Services, build_services
 
 
@@ -50,7 +50,7 @@ def run(env: Services, node: str, name: str, expected: int, deadline: float) -> 
             time.sleep(0.01)
             continue
         dispatch.start(env, node, found.job.id, found.job.attempts)
-        dispatch.report(env, node, found.job.id, result)
+        results.report(env, node, found.job.id, result)
         print(json.dumps({"job": found.job.id, "agent": name, "attempt": found.job.attempts}), flush=True)
 
 

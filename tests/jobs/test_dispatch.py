@@ -217,9 +217,16 @@ def test_a_started_job_whose_agent_vanished_is_lost_never_rerun(world: World, cl
     clock.offset = 61
     assert world.lease() is None  # the reaper runs on lease: lost, not requeued
     assert state_of(world, job["id"]) == "lost"
-    late = world.agent_post(f"jobs/{job['id']}/result", result())
-    assert late.status_code == 409 and late.get_json()["code"] == "job.lease_lost"
     assert world.agent_post(f"jobs/{job['id']}/heartbeat").status_code == 409
+    # The result arrives late (it sat in the agent's outbox): recorded, marked late, still lost.
+    late = world.agent_post(f"jobs/{job['id']}/result", result())
+    assert late.status_code == 200 and late.get_json() == {"state": "lost", "late": True}
+    assert world.agent_post(f"jobs/{job['id']}/result", result()).get_json() == {"state": "lost", "late": True}
+    conflict = world.agent_post(f"jobs/{job['id']}/result", result(outcome="failed", exit_code=1))
+    assert conflict.status_code == 409 and conflict.get_json()["code"] == "job.result_conflict"
+    shown = world.client.get(f"/api/v1/jobs/{job['id']}", headers=world.as_user("john")).get_json()
+    assert shown["state"] == "lost" and shown["result"]["exit_code"] == 0 and shown["result"]["late"] is True
+    assert world.lease() is None and state_of(world, job["id"]) == "lost"
 
 
 def test_jobs_past_their_deadline_expire_and_their_tokens_are_revoked(world: World, clock: Clock) -> None:

@@ -1,0 +1,153 @@
+"""Results reported by agents, one or a batch per call, and late results for ``lost`` jobs.
+
+A result moves a ``running`` job (or a ``leased`` one, for a refusal decided before start) to
+``succeeded``, ``failed`` or ``refused``. Reporting the same result again is accepted (the agent
+retries from its outbox); a different one is ``job.result_conflict``.
+
+A result for a job the STS already marked ``lost`` (its lease expired after start, e.g. while
+the STS was down and the agent kept the result in its outbox) is a **late result**: what happened
+is recorded (exit code, output tails, account, trace, and ``late_outcome``, the reported outcome)
+but the state stays ``lost``, which is terminal: the job is never leased or run again.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import bindparam, select, update
+
+from realms.wire.documents import ItemOutcome, Result
+from realms.wire.errors import JobInvalidSpec
+from sts.jobs.dispatch import JOBS, is_job_id, raise_refusal
+from sts.jobs.errors import JobLeaseLost, JobNotFound, JobResultConflict
+from sts.jobs.states import RESULT_STATES, JobState, can_transition
+from sts.services import Services
+
+_RESULT_VALUES = ("exit_code", "stdout_tail", "stderr_tail", "result_code", "reason", "account", "trace")
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """One item's outcome, and (when it was recorded now) who the job ran for, for the audit."""
+
+    outcome: ItemOutcome
+    result: Result | None = None
+    subject: str | None = None
+    attempt: int | None = None
+    new: bool = False
+
+
+def _refused(job_id: str, error: JobInvalidSpec | JobNotFound | JobLeaseLost | JobResultConflict) -> Recorded:
+    return Recorded(ItemOutcome(job_id, None, error.code, error.message))
+
+
+def _values(
+    job_id: str, state: str, result: Result, stamp: float, late: bool, finished: float | None
+) -> dict[str, Any]:
+    return {
+        "b_id": job_id,
+        "b_state": state,
+        "b_finished_at": finished if late else stamp,
+        "b_updated_at": stamp,
+        "b_exit_code": result.exit_code,
+        "b_stdout_tail": result.stdout_tail,
+        "b_stderr_tail": result.stderr_tail,
+        "b_result_code": result.code,
+        "b_reason": result.reason,
+        "b_account": result.account,
+        "b_trace": json.dumps(result.as_document()["trace"]),
+        "b_result_digest": result.digest(),
+        "b_late_outcome": result.outcome if late else None,
+    }
+
+
+RECORD = (
+    update(JOBS)
+    .where(JOBS.c.id == bindparam("b_id"))
+    .values(
+        state=bindparam("b_state"),
+        finished_at=bindparam("b_finished_at"),
+        updated_at=bindparam("b_updated_at"),
+        lease_expires_at=None,
+        # Why: the sealed remote login is needed only until the job ran; a final job keeps no
+        # copy (this Core statement bypasses the ORM event that drops it elsewhere).
+        sealed_credentials=None,
+        result_digest=bindparam("b_result_digest"),
+        late_outcome=bindparam("b_late_outcome"),
+        **{name: bindparam(f"b_{name}") for name in _RESULT_VALUES},
+    )
+)
+
+
+def report_many(env: Services, node_id: str, items: list[tuple[str, Result | JobInvalidSpec]]) -> list[Recorded]:
+    """Record a batch of results in one transaction: one locking SELECT, one executemany UPDATE.
+    Each item is answered on its own; a refused item does not refuse the others."""
+    wanted = [job_id for job_id, _ in items if is_job_id(job_id)]
+    recorded: list[Recorded] = []
+    with env.session(immediate=True) as session:
+        rows = {}
+        if wanted:
+            query = (
+                select(
+                    JOBS.c.id,
+                    JOBS.c.state,
+                    JOBS.c.lease_holder,
+                    JOBS.c.result_digest,
+                    JOBS.c.finished_at,
+                    JOBS.c.subject,
+                    JOBS.c.attempts,
+                )
+                .where(JOBS.c.id.in_(wanted), JOBS.c.node_id == node_id)
+                .with_for_update()
+            )
+            rows = {row.id: row for row in session.execute(query)}
+        stamp = env.clock()
+        changes: list[dict[str, Any]] = []
+        for job_id, result in items:
+            row = rows.get(job_id)
+            if isinstance(result, JobInvalidSpec):
+                recorded.append(_refused(job_id, result))
+                continue
+            if row is None:
+                # Why: another node's job answers exactly like a missing one, so ids cannot be probed.
+                missing = JobNotFound(f"node {node_id} has no job {job_id[:64]!r}", job_id=job_id[:64], node=node_id)
+                recorded.append(_refused(job_id, missing))
+                continue
+            late = row.state == JobState.LOST.value
+            if row.result_digest is not None and (row.state in RESULT_STATES or late):
+                if row.result_digest == result.digest():  # the same report again (an outbox retry)
+                    recorded.append(Recorded(ItemOutcome(job_id, row.state, late=late)))
+                else:
+                    conflict = JobResultConflict(
+                        f"job {job_id} already has a different result ({row.state})", job_id=job_id
+                    )
+                    recorded.append(_refused(job_id, conflict))
+                continue
+            target = JobState(result.outcome)
+            allowed = (row.state == JobState.LEASED.value and target is JobState.REFUSED) or (
+                row.state == JobState.RUNNING.value and can_transition(row.state, target)
+            )
+            if not (allowed or late) or row.lease_holder != node_id:
+                lost = JobLeaseLost(
+                    f"node {node_id} no longer holds the lease on job {job_id} (job is {row.state})",
+                    job_id=job_id,
+                    node=node_id,
+                )
+                recorded.append(_refused(job_id, lost))
+                continue
+            state = JobState.LOST.value if late else target.value
+            changes.append(_values(job_id, state, result, stamp, late, row.finished_at))
+            outcome = ItemOutcome(job_id, state, late=late)
+            recorded.append(Recorded(outcome, result, row.subject, row.attempts, new=True))
+        if changes:
+            session.execute(RECORD, changes)
+    return recorded
+
+
+def report(env: Services, node_id: str, job_id: str, result: Result) -> Recorded:
+    """Record one result (``report_many`` of one); raises the refusal of that job."""
+    (recorded,) = report_many(env, node_id, [(job_id, result)])
+    raise_refusal(recorded.outcome, node_id)
+    return recorded
