@@ -13,6 +13,7 @@ from sqlalchemy import delete
 from sqlalchemy.exc import SQLAlchemyError
 
 from sts.db import Database
+from sts.oauth.id_tokens import purge_expired as purge_id_token_grants
 from sts.oauth.models import LoginFailures, RefreshToken, SeenAssertion
 from sts.oauth.revocation import purge_expired
 
@@ -49,6 +50,7 @@ class Housekeeper:
         with self.db.session() as session:
             revoked = purge_expired(session, now)
             session.execute(delete(RefreshToken).where(RefreshToken.expires_at < now))
+            purge_id_token_grants(session, now)
             session.execute(delete(SeenAssertion).where(SeenAssertion.exp < now))
             # A counter idle for longer than the reset window would start over anyway.
             session.execute(

@@ -1,4 +1,5 @@
-"""Key lifecycle: pre-published signing keys (``activates_at``) and node join tokens.
+"""Key lifecycle: pre-published signing keys (``activates_at``), the ``openid`` grants that
+refreshes answer with an ID token, and node join tokens.
 
 Revision ID: 0007_key_lifecycle
 Revises: 0004_sealed_credentials
@@ -18,8 +19,20 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("sts_signing_keys") as batch:
         batch.add_column(sa.Column("activates_at", sa.Integer(), nullable=True))
+    op.create_table(
+        "sts_id_token_grants",
+        sa.Column("family_id", sa.String(36), primary_key=True),
+        sa.Column("realm", sa.String(63), nullable=False),
+        sa.Column("client_id", sa.String(64), nullable=False),
+        sa.Column("subject", sa.String(1200), nullable=False),
+        sa.Column("auth_time", sa.Integer(), nullable=False),
+        sa.Column("expires_at", sa.Integer(), nullable=False),
+    )
+    op.create_index("ix_sts_id_token_grants_expires_at", "sts_id_token_grants", ["expires_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_sts_id_token_grants_expires_at", table_name="sts_id_token_grants")
+    op.drop_table("sts_id_token_grants")
     with op.batch_alter_table("sts_signing_keys") as batch:
         batch.drop_column("activates_at")
