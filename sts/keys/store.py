@@ -79,7 +79,7 @@ class StoredKey:
 class _RealmKeys:
     generation: int
     keys: tuple[StoredKey, ...]
-    private: dict[str, PrivateKey]  # kid -> private key, for the active and next keys
+    privates: dict[str, PrivateKey]  # kid -> private key, for the active and next keys
     checked_at: float
     clock: Callable[[], float]
 
@@ -88,9 +88,15 @@ class _RealmKeys:
         """The key that signs now."""
         return self.signer(self.clock())
 
+    @property
+    def private(self) -> PrivateKey | None:
+        """The private key of the key that signs now."""
+        active = self.active
+        return None if active is None else self.privates[active.kid]
+
     def signer(self, now: float) -> StoredKey | None:
         found = lifecycle.signer(self.keys, now)
-        return found if found is not None and found.kid in self.private else None
+        return found if found is not None and found.kid in self.privates else None
 
 
 def id_token_ring(realm: str, algorithm: str) -> str:
@@ -133,12 +139,17 @@ class KeyStore:
             self.realm_keys(realm, force=True)
 
     def _ensure_ring(self, ring: str) -> None:
+        if self._has_signer(self._rows(ring), ring):
+            return  # the usual start: read only, no write lock
         with self.db.session(immediate=True) as session:
             self._lock_ring(session, ring)
             rows = self._live_rows(session, ring)
-            current = lifecycle.signer(rows, self.clock())
-            if current is None or current.algorithm != self._ring_algorithm(ring):
+            if not self._has_signer(rows, ring):
                 self._schedule_locked(session, ring, rows, immediate=True)
+
+    def _has_signer(self, rows: list[SigningKey], ring: str) -> bool:
+        current = lifecycle.signer(rows, self.clock())
+        return current is not None and current.algorithm == self._ring_algorithm(ring)
 
     def rings(self, realm: str) -> list[str]:
         """The realm's key rings: its own, and the RS256 ID-token ring when it signs with another algorithm."""
@@ -402,7 +413,7 @@ class KeyStore:
         key = current.signer(self.clock())
         if key is None:
             raise SigningKeyMissing(f"realm {realm} has no active signing key; run jobsts init", realm=realm)
-        token = sign_compact(claims, current.private[key.kid], key.algorithm, key.kid, typ)
+        token = sign_compact(claims, current.privates[key.kid], key.algorithm, key.kid, typ)
         if len(token) > MAX_TOKEN_BYTES:
             # Why: a token the verifiers refuse (a user in thousands of groups) must fail here,
             # with its cause, not later at an agent as a malformed token.
