@@ -229,21 +229,26 @@ class KeyStore:
         policy = self._realm_policy(ring)
         pending = [r for r in rows if r.state in ("active", "next") and lifecycle.signs_from(r) > now]
         algorithm = self._ring_algorithm(ring)
-        # Strictly after every other key, so that the successor is unambiguous (same-second rotations).
         reuse = pending[-1] if pending and pending[-1].algorithm == algorithm else None
-        latest = max((lifecycle.signs_from(r) for r in rows if r is not reuse), default=now - 1)
-        starts = max(now if immediate else now + policy.key_prepublish_seconds, latest + 1)
+        # A scheduled key starts strictly after every other key, so the successor is unambiguous.
+        latest = max((lifecycle.signs_from(r) for r in rows if r not in pending), default=now - 1)
+        starts = now if immediate else max(now + policy.key_prepublish_seconds, latest + 1)
         if reuse is not None:
             successor = reuse
             if immediate:
                 successor.activates_at = starts
         else:
             successor = self._new_key(session, ring, algorithm, now, starts)
+        for row in pending:
+            if row is not successor:  # scheduled for an algorithm the realm no longer uses; it never signed
+                row.state, row.retired_at, row.private_key = "retired", now, None
         starts = lifecycle.signs_from(successor)
         for row in rows:
             if row is not successor and row.state in ("active", "next") and lifecycle.signs_from(row) <= starts:
                 # Why: it signs until its successor does, so tokens it signed live until then + the longest lifetime.
                 row.published_until = max(row.published_until, lifecycle.published_until(starts, policy))
+                if starts <= now:  # replaced now: written down at once, so no same-second tie remains
+                    row.state, row.retiring_since = "retiring", now
         return successor.kid
 
     def _new_key(self, session: Session, ring: str, algorithm: str, now: int, activates_at: int) -> SigningKey:

@@ -211,3 +211,18 @@ def test_a_token_larger_than_the_verifier_accepts_is_refused_at_the_signer(servi
     with pytest.raises(TokenTooLarge) as refused:
         services.keys.sign("jobmgr", claims, "at+jwt")
     assert refused.value.code == "token.too_large" and "16384" in refused.value.message
+
+
+def test_a_scheduled_key_of_an_abandoned_algorithm_never_signs(tmp_path: Path, database_url: str) -> None:
+    one = build_services(make_config(tmp_path, database_url))
+    pending = one.keys.rotate("jobmgr")  # an ES256 key, scheduled
+    one.close()
+    two = build_services(make_config(tmp_path, database_url, algorithms={"jobmgr": "EdDSA"}))
+    try:
+        clock = Clock()
+        clock.now += 2 * PREPUBLISH
+        two.keys.clock, two.keys.check_interval = clock, 0
+        assert two.keys.realm_keys("jobmgr").active.algorithm == "EdDSA"  # type: ignore[union-attr]
+        assert pending not in {k.kid for k in two.keys.published("jobmgr")}
+    finally:
+        two.close()

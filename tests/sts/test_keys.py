@@ -128,12 +128,15 @@ def test_another_process_sees_a_rotation(tmp_path: Path, database_url: str) -> N
     one = build_services(make_config(tmp_path, database_url))
     two = build_services(make_config(tmp_path, database_url))
     try:
-        two.keys.check_interval = 0
+        clock = Clock()
+        one.keys.clock = two.keys.clock = clock
+        one.keys.check_interval = two.keys.check_interval = 0
         before = two.keys.realm_keys("jobmgr").active.kid  # type: ignore[union-attr]
         new_kid = one.keys.rotate("jobmgr", immediate=True)
-        token = one.keys.sign("jobmgr", _claims(one), "at+jwt")
+        clock.now += 2  # --now: the new key signs within the second (strictly after the old one)
+        token = one.keys.sign("jobmgr", _claims(one, now=clock.now), "at+jwt")
         assert two.keys.realm_keys("jobmgr").active.kid == new_kid != before  # type: ignore[union-attr]
-        verify(token, ACCESS_TOKEN, two.keys.trust_resolver(), audience=two.config.audience)
+        verify(token, ACCESS_TOKEN, two.keys.trust_resolver(), audience=two.config.audience, now=clock.now)
     finally:
         one.close()
         two.close()
