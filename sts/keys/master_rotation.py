@@ -24,6 +24,7 @@ from sts.db import Database
 from sts.jobs.models import Job
 from sts.keys.master_key import MasterKey
 from sts.keys.models import SigningKey
+from sts.keys.ring_keys import signing_key_aad
 
 DEFAULT_BATCH = 200
 
@@ -38,12 +39,10 @@ class SealedColumn:
     aad: Callable[[Any], bytes]
 
 
-def _signing_key_aad(row: Any) -> bytes:
-    return f"jobsts/signing-key/{row.realm}/{row.kid}".encode()
-
-
 SEALED_COLUMNS = (
-    SealedColumn("signing keys", SigningKey.kid, SigningKey.private_key, _signing_key_aad),
+    SealedColumn(
+        "signing keys", SigningKey.kid, SigningKey.private_key, lambda row: signing_key_aad(row.realm, row.kid)
+    ),
     SealedColumn("job tokens", Job.id, Job.token_ciphertext, lambda row: row.id.encode("ascii")),
 )
 

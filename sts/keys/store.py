@@ -20,7 +20,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from sqlalchemy import select, update
@@ -28,15 +27,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from realms.config import TokenPolicy
-from realms.errors import ConfigError, InputError
+from realms.errors import InputError
 from realms.tokens.jws import MAX_TOKEN_BYTES
-from realms.tokens.keys import VerificationKey, jwk_thumbprint, public_jwk
+from realms.tokens.keys import jwk_thumbprint, public_jwk
 from sts.config import StsConfig
 from sts.db import Database
 from sts.keys import lifecycle
 from sts.keys.master_key import MasterKey
-from sts.keys.material import PrivateKey, generate_private_key, load_sealed_private_key, private_key_bytes
+from sts.keys.material import generate_private_key, private_key_bytes
 from sts.keys.models import KeyRing, SigningKey
+from sts.keys.ring_keys import RingKeys, SigningKeyMissing, StoredKey, load_ring_keys, signing_key_aad
 from sts.keys.signer import sign_compact
 from sts.keys.trust import StsTrustResolver
 
@@ -48,10 +48,7 @@ ID_TOKEN_ALGORITHM = "RS256"  # noqa: S105 (an algorithm name, not a secret)
 RING_SEPARATOR = "#"
 # Called after each signature with (realm, claims, typ, kid).
 SignedHook = Callable[[str, dict[str, Any], str, str], None]
-
-
-class SigningKeyMissing(ConfigError):
-    code: ClassVar[str] = "keys.missing"
+__all__ = ["KeyStore", "SigningKeyMissing", "StoredKey", "TokenTooLarge", "id_token_ring"]
 
 
 class TokenTooLarge(InputError):
@@ -61,51 +58,9 @@ class TokenTooLarge(InputError):
     status: ClassVar[int] = 400
 
 
-@dataclass(frozen=True, slots=True)
-class StoredKey:
-    kid: str
-    realm: str
-    algorithm: str
-    state: str  # the stored state; ``lifecycle.effective_states`` gives the state now
-    verification: VerificationKey
-    jwk: dict[str, str]
-    published_until: int
-    created_at: int
-    retiring_since: int | None
-    activates_at: int | None
-
-
-@dataclass(slots=True)
-class _RealmKeys:
-    generation: int
-    keys: tuple[StoredKey, ...]
-    privates: dict[str, PrivateKey]  # kid -> private key, for the active and next keys
-    checked_at: float
-    clock: Callable[[], float]
-
-    @property
-    def active(self) -> StoredKey | None:
-        """The key that signs now."""
-        return self.signer(self.clock())
-
-    @property
-    def private(self) -> PrivateKey | None:
-        """The private key of the key that signs now."""
-        active = self.active
-        return None if active is None else self.privates[active.kid]
-
-    def signer(self, now: float) -> StoredKey | None:
-        found = lifecycle.signer(self.keys, now)
-        return found if found is not None and found.kid in self.privates else None
-
-
 def id_token_ring(realm: str, algorithm: str) -> str:
     """The key ring that signs ``realm``'s ID tokens: the realm's own when it uses RS256."""
     return realm if algorithm == ID_TOKEN_ALGORITHM else f"{realm}{RING_SEPARATOR}{ID_TOKEN_ALGORITHM}"
-
-
-def _aad(realm: str, kid: str) -> bytes:
-    return f"jobsts/signing-key/{realm}/{kid}".encode()
 
 
 class KeyStore:
@@ -123,7 +78,7 @@ class KeyStore:
     ) -> None:
         self.db, self.master_key, self.config = db, master_key, config
         self.check_interval, self.clock, self.on_signed = check_interval, clock, on_signed
-        self._cache: dict[str, _RealmKeys] = {}
+        self._cache: dict[str, RingKeys] = {}
         self._lock = threading.Lock()
         self._resolver: StsTrustResolver | None = None
 
@@ -260,7 +215,7 @@ class KeyStore:
             realm=ring,
             algorithm=algorithm,
             state="active" if activates_at <= now else "next",
-            private_key=self.master_key.encrypt(private_key_bytes(private), _aad(ring, kid)),
+            private_key=self.master_key.encrypt(private_key_bytes(private), signing_key_aad(ring, kid)),
             public_jwk=public_jwk(public, algorithm),
             created_at=now,
             activates_at=activates_at,
@@ -349,34 +304,13 @@ class KeyStore:
         """The token policy of a realm, or of the realm a key ring (``<realm>#RS256``) belongs to."""
         return self.config.hosted_realm(realm.partition(RING_SEPARATOR)[0]).token
 
-    def _load(self, realm: str) -> _RealmKeys:
+    def _load(self, realm: str) -> RingKeys:
         with self.db.session() as session:
             ring = session.get(KeyRing, realm)
             rows = self._live_rows(session, realm)
-        keys: list[StoredKey] = []
-        private: dict[str, PrivateKey] = {}
-        for row in rows:
-            pub = VerificationKey(row.kid, row.algorithm, _public_from_jwk(row))
-            keys.append(
-                StoredKey(
-                    row.kid,
-                    realm,
-                    row.algorithm,
-                    row.state,
-                    pub,
-                    dict(row.public_jwk),
-                    row.published_until,
-                    row.created_at,
-                    row.retiring_since,
-                    row.activates_at,
-                )
-            )
-            if row.state in ("active", "next") and row.private_key is not None:
-                sealed = self.master_key.decrypt(row.private_key, _aad(realm, row.kid))
-                private[row.kid] = load_sealed_private_key(sealed)
-        return _RealmKeys(ring.generation if ring else 0, tuple(keys), private, self.clock(), self.clock)
+        return load_ring_keys(realm, ring.generation if ring else 0, rows, self.master_key, self.clock)
 
-    def realm_keys(self, realm: str, *, force: bool = False) -> _RealmKeys:
+    def realm_keys(self, realm: str, *, force: bool = False) -> RingKeys:
         """The ring's cached keys, reloaded when another process changed them; an empty ID-token
         ring gets its first key here."""
         self._realm_policy(realm)
@@ -471,12 +405,3 @@ class KeyStore:
                     for r in rows
                 ]
         return described
-
-
-def _public_from_jwk(row: SigningKey) -> Any:
-    from realms.tokens.keys import verification_key_from_jwk
-
-    key = verification_key_from_jwk(dict(row.public_jwk), frozenset({row.algorithm}))
-    if key is None:
-        raise SigningKeyMissing(f"realm {row.realm}: stored key {row.kid} is unusable", realm=row.realm)
-    return key.public_key
