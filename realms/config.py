@@ -26,6 +26,10 @@ class TokenPolicy:
     agent_token_ttl: int = 300
     job_token_max_ttl: int = 7 * 86400
     leeway: int = 30
+    # Key lifecycle: a new key is in the key set this long before it signs, and (when not 0)
+    # a new key is scheduled automatically every ``key_rotation_days``.
+    key_prepublish_seconds: int = 7200
+    key_rotation_days: int = 0
 
     def max_lifetimes(self) -> dict[str, int]:
         """The longest lifetime of each profile, by ``typ``, that this realm's verifier accepts."""
@@ -38,7 +42,9 @@ _TTL_BOUNDS = {
     "agent_token_ttl": (30, AGENT_TOKEN_CEILING),
     "job_token_max_ttl": (60, JOB_TOKEN_CEILING),
     "leeway": (0, MAX_LEEWAY_SECONDS),
+    "key_prepublish_seconds": (0, 30 * 86400),
 }
+_DAY_BOUNDS = {"key_rotation_days": (0, 3650)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +69,7 @@ def _token_policy(realm: str, table: Any) -> TokenPolicy:
         return TokenPolicy()
     if not isinstance(table, dict):
         raise _fail(realm, "token", "must be a table")
-    unknown = set(table) - {"algorithm", *_TTL_BOUNDS}
+    unknown = set(table) - {"algorithm", *_TTL_BOUNDS, *_DAY_BOUNDS}
     if unknown:
         raise _fail(realm, f"token.{sorted(unknown)[0]}", "unknown setting")
     algorithm = table.get("algorithm", DEFAULT_ALGORITHM)
@@ -75,6 +81,12 @@ def _token_policy(realm: str, table: Any) -> TokenPolicy:
             value = table[name]
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise _fail(realm, f"token.{name}", f"must be a whole number of seconds from {low} to {high}")
+            values[name] = value
+    for name, (low, high) in _DAY_BOUNDS.items():
+        if name in table:
+            value = table[name]
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise _fail(realm, f"token.{name}", f"must be a whole number of days from {low} to {high}")
             values[name] = value
     return TokenPolicy(algorithm=algorithm, **values)
 

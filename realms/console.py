@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, str] = {
     "db": "sts.commands.db:db",
     "serve": "sts.commands.serve:serve",
     "keys": "sts.commands.keys:keys",
+    "master-key": "sts.commands.master_key:master_key",
     "node": "agent_client.commands.admin:node",
     "access-id": "agent_client.commands.admin:access_id",
     "login": "agent_client.commands.submitter:login",

@@ -72,7 +72,7 @@ def create_app(config: StsConfig | str | Path | None = None) -> Flask:
     from sts.jobs import views as job_views
     from sts.jobs import wait as agent_wait
     from sts.keys import views as key_views
-    from sts.nodes import access_ids
+    from sts.nodes import access_ids, enrollment_views
     from sts.nodes import views as node_views
     from sts.oauth import authorize, introspection, userinfo
     from sts.oauth import views as oauth_views
@@ -86,6 +86,7 @@ def create_app(config: StsConfig | str | Path | None = None) -> Flask:
     app.register_blueprint(key_views.bp)
     app.register_blueprint(introspection.bp)
     app.register_blueprint(node_views.bp)
+    app.register_blueprint(enrollment_views.bp)
     app.register_blueprint(access_ids.bp)
     app.register_blueprint(job_views.bp)
     app.register_blueprint(agent_views.bp)

@@ -68,6 +68,8 @@ class StsConfig:
     throttle: ThrottlePolicy = field(default_factory=ThrottlePolicy)
     jobs: JobSettings = field(default_factory=JobSettings)
     base_dir: Path = Path(".")
+    # Master keys accepted for reading only, during a master-key rotation (sts.keys.master_rotation).
+    fallback_master_key_files: tuple[Path, ...] = ()
     # The longest a private_key_jwt client assertion may live (RFC 7523 §3; Authlib sends 3600 s).
     max_client_assertion_lifetime: int = 3600
     # The authorization code flow's registered clients, by (realm, client_id).
@@ -140,6 +142,9 @@ def sts_config_from_mapping(
     master_key_file = (base_dir / key_file_value).resolve() if isinstance(key_file_value, str) else None
     if master_key_env is None and master_key_file is None:
         raise ConfigError("sts.master_key_file: required unless JOBSTS_MASTER_KEY is set", field="sts.master_key_file")
+    fallbacks = sts.get("fallback_master_key_files", [])
+    if not isinstance(fallbacks, list) or not all(isinstance(f, str) and f for f in fallbacks):
+        raise ConfigError("sts.fallback_master_key_files: a list of paths", field="sts.fallback_master_key_files")
     admins: list[AccessId] = []
     for text in sts.get("bootstrap_admins", []):
         try:
@@ -171,6 +176,7 @@ def sts_config_from_mapping(
         "base_url",
         "database_url",
         "master_key_file",
+        "fallback_master_key_files",
         "audience",
         "bootstrap_admins",
         "trusted_proxies",
@@ -193,6 +199,7 @@ def sts_config_from_mapping(
         trusted_proxies=tuple(proxies),
         throttle=_throttle(data.get("throttle")),
         base_dir=base_dir,
+        fallback_master_key_files=tuple((base_dir / f).resolve() for f in fallbacks),
     )
 
 

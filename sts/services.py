@@ -155,7 +155,7 @@ def build_services(config: StsConfig, *, migrate: bool = True) -> Services:
         authz=AuthzTable(db.engine),
         throttle=throttle,
         login=LoginService(registries, throttle),
-        housekeeper=Housekeeper(db, config.throttle.reset_seconds),
+        housekeeper=Housekeeper(db, config.throttle.reset_seconds, also=keys.maintain),
         registries=registries,
     )
 

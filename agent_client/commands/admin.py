@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from agent_client.api import admin as admin_api
+from agent_client.api import enrollment as enrollment_api
 from agent_client.api.user import user_api
 from agent_client.commands.api_command import JSON_OPTION, URL_OPTION, ApiCommand, ApiGroup
 from realms.config import load_realms
@@ -198,6 +199,43 @@ def node_show(url: str | None, as_json: bool, node_id: str) -> None:
     """Show one node as JSON (always; --json is accepted for scripts' uniformity)."""
     with user_api(url) as api:
         click.echo(json.dumps(admin_api.show_node(api, node_id), indent=2))
+
+
+def _seconds(text: str) -> int:
+    """``900``, ``15m``, ``2h`` or ``1d`` as seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = (text[:-1], units[text[-1]]) if text and text[-1] in units else (text, 1)
+    if not number.isdigit():
+        raise click.BadParameter("expected seconds, or a number with s, m, h or d", param_hint="--ttl")
+    return int(number) * unit
+
+
+@node.command("join-token")
+@URL_OPTION
+@JSON_OPTION
+@click.argument("node_id")
+@click.option("--realm", default=None, help="The node's realm (default: the registered node's).")
+@click.option("--authgroup", "authgroups", multiple=True, help="An authorization group of the node (repeatable).")
+@click.option("--ttl", default="15m", show_default=True, help="How long the token can be used: 900, 15m, 2h.")
+def node_join_token(
+    url: str | None, as_json: bool, node_id: str, realm: str | None, authgroups: tuple[str, ...], ttl: str
+) -> None:
+    """Create a one-time join token for NODE_ID (administrator); the agent enrolls with it
+    (jobsts agent init --join-token, or jobsts agent enroll)."""
+    body: dict[str, Any] = {"ttl": _seconds(ttl)}
+    if realm is not None:
+        body["realm"] = realm
+    if authgroups:
+        body["authgroups"] = list(authgroups)
+    with user_api(url) as api:
+        issued = enrollment_api.create_join_token(api, node_id, body)
+    if as_json:
+        click.echo(json.dumps(issued, indent=2))
+        return
+    click.echo(issued.get("join_token"))
+    click.echo(
+        f"single use, for node {node_id} of realm {issued.get('realm')}, until {issued.get('expires_at')}", err=True
+    )
 
 
 def _local_view(config_path: Path, realm: str, username: str) -> dict[str, Any]:

@@ -96,8 +96,17 @@ def agent() -> None:
 @click.option("--sts", "sts_url", required=True, help="The STS base URL.")
 @click.option("--dir", "directory", type=click.Path(path_type=Path), default=Path("."), show_default=True)
 @click.option("--algorithm", type=click.Choice(["ES256", "EdDSA"]), default=DEFAULT_ALGORITHM, show_default=True)
-def init(node_id: str, realm: str, sts_url: str, directory: Path, algorithm: str) -> None:
-    """Write a node key pair (private key mode 0600) and a configuration template; print the public key."""
+@click.option(
+    "--join-token", default=None, help="Enroll at once with this one-time join token (jobsts node join-token)."
+)
+@click.option(
+    "--ca-file", default=None, type=click.Path(dir_okay=False), help="CA bundle that the STS's TLS must chain to."
+)
+def init(
+    node_id: str, realm: str, sts_url: str, directory: Path, algorithm: str, join_token: str | None, ca_file: str | None
+) -> None:
+    """Write a node key pair (private key mode 0600) and a configuration template; print the public
+    key, or with --join-token register it at the STS directly."""
     if REALM_NAME.fullmatch(node_id) is None:
         raise click.BadParameter("expected [A-Za-z0-9][A-Za-z0-9._-]{0,62}", param_hint="--node")
     if not is_valid_realm_name(realm):
@@ -122,6 +131,10 @@ def init(node_id: str, realm: str, sts_url: str, directory: Path, algorithm: str
         handle.write(TEMPLATE.format(node=node_id, realm=realm, sts=sts_url.rstrip("/"), algorithm=algorithm))
     (directory / "state").mkdir(mode=0o700, exist_ok=True)
     click.echo(f"wrote {key_path} (mode 0600), {directory / 'node.pub.pem'} and {config_path}")
+    if join_token is not None:
+        jwk = public_jwk(key.public_key(), algorithm)
+        _enroll(sts_url, node_id, join_token, jwk, [], ca_file if ca_file else True)
+        return
     click.echo("Register this public key at the STS (a job-manager administrator runs `jobsts node register`):")
     click.echo(public_pem.decode("ascii").rstrip())
     click.echo(json.dumps(public_jwk(key.public_key(), algorithm)))
@@ -154,6 +167,29 @@ def run(config_path: Path, once: bool, verbose: bool, log_level: str, log_format
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _enroll(
+    sts_url: str, node_id: str, token: str, jwk: dict[str, str], trusted: list[str], verify: bool | str
+) -> None:
+    from agent_client.api.enrollment import enroll as enroll_node
+
+    try:
+        node = enroll_node(sts_url, node_id, token, jwk, trusted, verify=verify)
+    except JobstsError as exc:
+        raise click.ClickException(f"{exc.code}: {exc.message}") from None
+    click.echo(f"node {node.get('id')} enrolled: realm {node.get('realm')}, key {jwk.get('kid')}")
+
+
+@agent.command()
+@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path))
+@click.option("--join-token", required=True, help="The one-time join token (jobsts node join-token).")
+def enroll(config_path: Path, join_token: str) -> None:
+    """Register this node's public key at the STS with a one-time join token."""
+    config = load_agent_config(config_path)
+    key = load_node_key(config.key_file, config.key_algorithm)
+    jwk = public_jwk(key.public_key(), config.key_algorithm)
+    _enroll(config.sts_url, config.node_id, join_token, jwk, sorted(config.trusted_realms), config.verify_tls)
 
 
 def config_problems(config: AgentConfig) -> list[str]:

@@ -217,7 +217,7 @@ def submit(
         # One transaction: the job, its encrypted token and its idempotency record, or nothing.
         with env.session() as session:
             # The signing key's publication bump commits with the job, or not at all.
-            token = env.keys.sign(identity.realm, claims, JOB_TOKEN.typ, session=session)
+            token = env.keys.sign(identity.realm, claims, JOB_TOKEN.typ)
             job.token_ciphertext = env.master_key.encrypt(token.encode("ascii"), job_id.encode("ascii"))
             session.add(job)
             wakeup.notify(session, node_id)  # delivered at commit, never for a rolled-back job

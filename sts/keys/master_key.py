@@ -1,5 +1,8 @@
 """The master key: AES-256-GCM encryption of secrets at rest (signing keys, stored job tokens).
 
+During a master-key rotation the STS also holds fallback keys: blobs are always written under
+the current key and read under whichever key seals them (``sts.keys.master_rotation``).
+
 The key is 32 random bytes, written base64url in a file of mode 0600 (``jobsts init``) or
 given as ``JOBSTS_MASTER_KEY``. Blobs are ``version (1 byte) || nonce (12) || ciphertext+tag``;
 the caller's ``aad`` binds each blob to where it is stored, so a blob copied to another row
@@ -59,10 +62,11 @@ def encode_key(raw: bytes) -> str:
 class MasterKey:
     """AES-GCM with a random 96-bit nonce per blob (NIST SP 800-38D §8.2.2)."""
 
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, fallbacks: tuple[MasterKey, ...] = ()) -> None:
         if len(key) != KEY_BYTES:
             raise MasterKeyError(f"master key must be {KEY_BYTES} bytes")
-        self._aead = AESGCM(key)
+        self._key, self._aead = key, AESGCM(key)
+        self.fallbacks = fallbacks
         # Why: a MAC key derived for one purpose (RFC 2104 HMAC as a PRF, label-separated)
         # never equals the encryption key nor another purpose's MAC key.
         self._mac_root = hmac.new(key, b"jobsts/mac-root", hashlib.sha256).digest()
@@ -102,27 +106,44 @@ class MasterKey:
 
     @classmethod
     def load(cls, config: StsConfig) -> MasterKey:
-        """``JOBSTS_MASTER_KEY`` if set, else the configured key file."""
+        """``JOBSTS_MASTER_KEY`` if set, else the configured key file; with its fallback key files."""
+        fallbacks = tuple(cls.from_file(path) for path in config.fallback_master_key_files)
         if config.master_key_env:
-            return cls(_decode_key(config.master_key_env, "JOBSTS_MASTER_KEY"))
+            return cls(_decode_key(config.master_key_env, "JOBSTS_MASTER_KEY"), fallbacks)
         if config.master_key_file is None:
             raise MasterKeyError("no master key: set sts.master_key_file or JOBSTS_MASTER_KEY", field="master_key_file")
-        return cls.from_file(config.master_key_file)
+        return cls(cls.from_file(config.master_key_file)._key, fallbacks)
 
     def encrypt(self, plaintext: bytes, aad: bytes) -> bytes:
         nonce = secrets.token_bytes(NONCE_BYTES)
         return bytes([BLOB_VERSION]) + nonce + self._aead.encrypt(nonce, plaintext, aad)
 
     def decrypt(self, blob: bytes, aad: bytes) -> bytes:
+        """The plaintext, under the current key or, during a rotation, a fallback key."""
+        for key in (self, *self.fallbacks):
+            plaintext = key._open(blob, aad)
+            if plaintext is not None:
+                return plaintext
+        raise MasterKeyMismatch("a stored secret does not decrypt: wrong master key, or the row was altered or moved")
+
+    def is_current(self, blob: bytes, aad: bytes) -> bool:
+        """Whether ``blob`` is sealed under the current key."""
+        return self._open(blob, aad) is not None
+
+    def reseal(self, blob: bytes, aad: bytes) -> bytes | None:
+        """``blob`` sealed again under the current key, or ``None`` when it already is."""
+        if self.is_current(blob, aad):
+            return None
+        return self.encrypt(self.decrypt(blob, aad), aad)
+
+    def _open(self, blob: bytes, aad: bytes) -> bytes | None:
         if len(blob) < 1 + NONCE_BYTES + 16 or blob[0] != BLOB_VERSION:
             raise MasterKeyMismatch("stored secret has an unknown format or version")
         nonce, body = blob[1 : 1 + NONCE_BYTES], blob[1 + NONCE_BYTES :]
         try:
             return self._aead.decrypt(nonce, body, aad)
         except InvalidTag:
-            raise MasterKeyMismatch(
-                "a stored secret does not decrypt: wrong master key, or the row was altered or moved"
-            ) from None
+            return None
 
 
 def create_key_file(path: Path) -> None:

@@ -8,7 +8,14 @@ from realms.errors import ConfigError
 from realms.tokens.algorithms import PrivateKey, PublicKey, algorithm_named
 from realms.tokens.weak_keys import weak_key_reason
 
-__all__ = ["PrivateKey", "generate_private_key", "load_private_key", "private_key_bytes", "public_key_of"]
+__all__ = [
+    "PrivateKey",
+    "generate_private_key",
+    "load_private_key",
+    "load_sealed_private_key",
+    "private_key_bytes",
+    "public_key_of",
+]
 
 
 def generate_private_key(algorithm: str) -> PrivateKey:
@@ -38,6 +45,20 @@ def load_private_key(der: bytes) -> PrivateKey:
     if not isinstance(key, PrivateKey):
         raise ValueError("stored key is of an unsupported type")
     _refuse_weak(key)
+    return key
+
+
+def load_sealed_private_key(der: bytes) -> PrivateKey:
+    """A key this STS generated, checked and sealed itself (AES-GCM under the master key).
+
+    Why no RSA consistency check and no weak-key check here: both ran when the key was
+    generated, and the AES-GCM tag proves the bytes are the ones we sealed then. The RSA
+    check costs tens of milliseconds per key at every start; a key from anywhere else goes
+    through ``load_private_key``.
+    """
+    key = serialization.load_der_private_key(der, password=None, unsafe_skip_rsa_key_validation=True)
+    if not isinstance(key, PrivateKey):
+        raise ValueError("stored key is of an unsupported type")
     return key
 
 

@@ -26,11 +26,14 @@ class SigningKey(Base):
     kid: Mapped[str] = mapped_column(String(64), primary_key=True)
     realm: Mapped[str] = mapped_column(String(80), index=True)  # the key ring
     algorithm: Mapped[str] = mapped_column(String(16))
-    state: Mapped[str] = mapped_column(String(16))  # active | retiring | retired
+    state: Mapped[str] = mapped_column(String(16))  # next | active | retiring | retired
     private_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     public_jwk: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[int] = mapped_column(Integer)
     retiring_since: Mapped[int | None] = mapped_column(Integer, nullable=True)
     retired_at: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    # The latest exp of any token this key signed: it stays published at least until then.
+    # When a pre-published (``next``) key starts to sign; NULL for keys that signed at creation.
+    activates_at: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Set when the key's successor is scheduled: the key stopped signing then, so no token it
+    # signed is valid after this (sts.keys.lifecycle.published_until).
     published_until: Mapped[int] = mapped_column(Integer, default=0)

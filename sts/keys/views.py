@@ -7,7 +7,6 @@ from flask import Blueprint, Response, jsonify
 from sts.services import current_services
 
 bp = Blueprint("jwks", __name__)
-JWKS_MAX_AGE = 300
 
 
 @bp.get("/realms/<realm>/jwks")
@@ -15,6 +14,8 @@ def jwks(realm: str) -> Response:
     services = current_services()
     services.config.hosted_realm(realm)
     response = jsonify(services.keys.jwks(realm))
-    response.headers["Cache-Control"] = f"public, max-age={JWKS_MAX_AGE}"
+    # Why: a cache may serve this copy for max-age; it is at most half the pre-publication
+    # time, so every cache holds a new key before that key signs (RFC 9111 §5.2.2.1).
+    response.headers["Cache-Control"] = f"public, max-age={services.keys.jwks_max_age(realm)}"
     response.content_type = "application/jwk-set+json"
     return response

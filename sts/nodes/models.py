@@ -25,3 +25,17 @@ class Node(Base):
     updated_by: Mapped[str] = mapped_column(String(1200))
     # When its agent last called the STS (epoch seconds; sts.nodes.presence batches the writes).
     last_seen_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class JoinToken(Base):
+    """A one-time node join token (``sts.nodes.enrollment``), stored only as its SHA-256."""
+
+    __tablename__ = "sts_join_tokens"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    node_id: Mapped[str] = mapped_column(String(63), index=True)
+    realm: Mapped[str] = mapped_column(String(63))
+    authgroups: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[int] = mapped_column(Integer)
+    created_by: Mapped[str] = mapped_column(String(1200))
+    expires_at: Mapped[int] = mapped_column(Integer, index=True)
+    used_at: Mapped[int | None] = mapped_column(Integer, nullable=True)

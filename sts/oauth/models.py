@@ -71,3 +71,16 @@ class AuthorizationCode(Base):
     access_jti: Mapped[str | None] = mapped_column(String(128), nullable=True)
     access_exp: Mapped[int | None] = mapped_column(Integer, nullable=True)
     family_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+
+
+class IdTokenGrant(Base):
+    """A refresh-token family that came from an ``openid`` authorization: each refresh of it
+    returns an ID token too (OpenID Connect Core §12.2). Kept as long as the family can live."""
+
+    __tablename__ = "sts_id_token_grants"
+    family_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    realm: Mapped[str] = mapped_column(String(63))
+    client_id: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(1200))
+    auth_time: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[int] = mapped_column(Integer, index=True)

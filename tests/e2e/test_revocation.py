@@ -74,8 +74,8 @@ def test_a_key_rotated_while_the_job_was_queued_still_validates(
     token = _eve(sts)
     old_kids = _kids(sts, "cellC")
     queued = sts.submit(token, node.node_id, "run")
-    rotated = jobsts("keys", "rotate", "--config", str(sts.config_path), "--realm", "cellC").stdout
-    new_kid = rotated.strip().rsplit(" ", 1)[-1]
+    rotated = jobsts("keys", "rotate", "--now", "--config", str(sts.config_path), "--realm", "cellC").stdout
+    new_kid = rotated.partition("new key ")[2].split()[0]
     assert new_kid not in old_kids
     states = jobsts("keys", "list", "--config", str(sts.config_path), "--realm", "cellC").stdout
     assert "retiring" in states and "active" in states

@@ -43,9 +43,15 @@ def test_keys_rotate_and_list(config_file: Path) -> None:
     runner = CliRunner()
     assert runner.invoke(cli, ["init", "--config", str(config_file)]).exit_code == 0
     rotated = runner.invoke(cli, ["keys", "rotate", "--config", str(config_file), "--realm", "jobmgr"])
-    assert rotated.exit_code == 0 and "new active key" in rotated.output
+    assert rotated.exit_code == 0 and "published, signs from" in rotated.output
     listed = runner.invoke(cli, ["keys", "list", "--config", str(config_file), "--realm", "jobmgr"])
-    assert listed.output.count("active") == 1 and "retir" in listed.output
+    assert listed.output.count(" active ") == 1 and " next " in listed.output
+    now = runner.invoke(cli, ["keys", "rotate", "--now", "--config", str(config_file), "--realm", "jobmgr"])
+    assert now.exit_code == 0, now.output
+    listed = runner.invoke(cli, ["keys", "list", "--config", str(config_file), "--realm", "jobmgr"])
+    assert listed.output.count(" active ") == 1 and " retiring " in listed.output and " next " not in listed.output
+    due = runner.invoke(cli, ["keys", "rotate-due", "--config", str(config_file)])
+    assert due.exit_code == 0 and "0 new key(s)" in due.output
 
 
 def test_access_id_prints_the_access_id_and_groups(config_file: Path) -> None:

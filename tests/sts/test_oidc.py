@@ -19,7 +19,7 @@ from joserfc.jwt import JWTClaimsRegistry
 from sts import create_app
 from sts.oauth.authorization_codes import s256
 from sts.oauth.clients import RegisteredClient
-from sts.oauth.grants.authorization_code import at_hash
+from sts.oauth.id_tokens import at_hash
 from tests.sts.conftest import BASE_URL, bearer, login, make_config, spy_on_registries
 from tests.sts.oidc_flow import (
     CALLBACK,
@@ -144,6 +144,22 @@ def test_authlib_client_completes_the_code_flow_with_pkce(app: Flask) -> None:
         assert info.json()["preferred_username"] == "john"
         refreshed = oauth.refresh_token(f"{issuer}/token", refresh_token=token["refresh_token"])
         assert refreshed["access_token"] != token["access_token"]
+        # OpenID Connect Core §12.2: the same sub, aud and auth_time; no nonce.
+        again = jwt.decode(refreshed["id_token"], keys, algorithms=["RS256"]).claims
+        assert (again["sub"], again["aud"], again["auth_time"]) == (
+            decoded.claims["sub"],
+            CONSOLE,
+            decoded.claims["auth_time"],
+        )
+        assert "nonce" not in again and again["at_hash"] == at_hash(refreshed["access_token"])
+
+
+def test_a_refresh_without_openid_returns_no_id_token(client: FlaskClient) -> None:
+    tokens = login(client, "john")
+    refreshed = client.post(
+        "/realms/jobmgr/token", data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+    )
+    assert refreshed.status_code == 200 and "id_token" not in refreshed.get_json()
 
 
 def test_userinfo_refuses_missing_and_other_realm_tokens(client: FlaskClient) -> None:

@@ -1,7 +1,7 @@
 """The web console: its server-side sessions, and two indexes of the job list (by state, by node).
 
 Revision ID: 0008_console_sessions
-Revises: 0006_late_results
+Revises: 0007_key_lifecycle
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_console_sessions"
-down_revision = "0006_late_results"
+down_revision = "0007_key_lifecycle"
 branch_labels = None
 depends_on = None
 

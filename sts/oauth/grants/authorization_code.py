@@ -8,26 +8,16 @@ answer carries an access token, a refresh token and, for the ``openid`` scope, a
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import time
 import uuid
 from typing import Any, ClassVar
 
 from realms.tokens import ACCESS_TOKEN
-from realms.wire.claims import access_token_claims, id_token_claims, new_jti
-from sts.oauth import authorization_codes, refresh_tokens
+from realms.wire.claims import access_token_claims, new_jti
+from sts.oauth import authorization_codes, id_tokens, refresh_tokens
 from sts.oauth.errors import ClientUnknown, CodeInvalid, CodeReused
 from sts.oauth.grants.base import Grant
 from sts.oauth.models import AuthorizationCode
-
-ID_TOKEN_TYP = "JWT"  # noqa: S105 (a JOSE typ, not a secret)
-
-
-def at_hash(access_token: str) -> str:
-    """OpenID Connect Core §3.1.3.6: the left half of SHA-256 (the ID token is RS256), base64url."""
-    digest = hashlib.sha256(access_token.encode("ascii")).digest()
-    return base64.urlsafe_b64encode(digest[: len(digest) // 2]).rstrip(b"=").decode()
 
 
 class AuthorizationCodeGrant(Grant):
@@ -65,6 +55,16 @@ class AuthorizationCodeGrant(Grant):
             refresh = refresh_tokens.issue(
                 session, self.realm, grant.username, client_id, ttl=self.policy.refresh_token_ttl, family_id=family_id
             )
+            if "openid" in grant.scope.split():
+                id_tokens.remember(
+                    session,
+                    family_id,
+                    self.realm,
+                    client_id,
+                    grant.subject,
+                    grant.auth_time,
+                    now + self.policy.refresh_token_ttl,
+                )
         body: dict[str, Any] = {
             "access_token": access,
             "token_type": "Bearer",
@@ -73,7 +73,16 @@ class AuthorizationCodeGrant(Grant):
             "scope": grant.scope,
         }
         if "openid" in grant.scope.split():
-            body["id_token"] = self._id_token(grant, access, now)
+            body["id_token"] = id_tokens.sign_id_token(
+                self.services,
+                self.realm,
+                subject=grant.subject,
+                client_id=grant.client_id,
+                username=grant.username,
+                auth_time=grant.auth_time,
+                nonce=grant.nonce,
+                access_token=access,
+            )
         return body
 
     def _revoke_first_use(self, row: AuthorizationCode) -> None:
@@ -99,21 +108,6 @@ class AuthorizationCodeGrant(Grant):
             jti=jti,
         )
         return self.services.keys.sign(self.realm, claims, ACCESS_TOKEN.typ)
-
-    def _id_token(self, grant: _Snapshot, access: str, now: int) -> str:
-        claims = id_token_claims(
-            issuer=self.issuer,
-            subject=grant.subject,
-            client_id=grant.client_id,
-            username=grant.username,
-            auth_time=grant.auth_time,
-            issued_at=now,
-            expires_at=now + self.policy.access_token_ttl,
-            nonce=grant.nonce,
-            access_token_hash=at_hash(access),
-        )
-        keys = self.services.keys
-        return keys.sign(keys.id_token_ring(self.realm), claims, ID_TOKEN_TYP)
 
 
 class _Snapshot:

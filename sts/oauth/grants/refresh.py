@@ -2,14 +2,16 @@
 
 Refresh tokens are single-use: each use returns a new one of the same family, and a spent
 one presented again revokes the whole family (someone holds a stolen copy). The user is
-looked up in the directory again, so a deleted user cannot refresh.
+looked up in the directory again, so a deleted user cannot refresh. A family that came from
+an ``openid`` authorization gets a new ID token with each refresh (OpenID Connect Core §12.2):
+same ``sub``, ``aud`` and ``auth_time``, no ``nonce``.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from sts.oauth import refresh_tokens
+from sts.oauth import id_tokens, refresh_tokens
 from sts.oauth.errors import RefreshTokenInvalid, RefreshTokenReused
 from sts.oauth.grants.base import Grant, client_id_of
 
@@ -54,4 +56,19 @@ class RefreshTokenGrant(Grant):
             refresh_tokens.revoke_family_now(self.services.db, current.family_id)
             raise RefreshTokenInvalid(f"realm {self.realm}: refresh token was already used", realm=self.realm)
         token, ttl = self.access_token(principal, client_id)
-        return {"access_token": token, "token_type": "Bearer", "expires_in": ttl, "refresh_token": new}
+        body: dict[str, Any] = {"access_token": token, "token_type": "Bearer", "expires_in": ttl, "refresh_token": new}
+        with self.services.db.session() as session:
+            grant = id_tokens.find(session, current.family_id, self.realm, client_id)
+            openid = None if grant is None else (grant.subject, grant.auth_time)
+        if openid is not None:
+            body["id_token"] = id_tokens.sign_id_token(
+                self.services,
+                self.realm,
+                subject=openid[0],
+                client_id=client_id,
+                username=principal.username,
+                auth_time=openid[1],
+                nonce=None,
+                access_token=token,
+            )
+        return body
