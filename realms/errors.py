@@ -87,7 +87,8 @@ class RegistryRefused(JobstsError):
     """
 
     code: ClassVar[str] = "ldap.refused"
-    status: ClassVar[int] = 403
+    # Why 400: RFC 6749 §5.2 answers every token-endpoint refusal but invalid_client with 400.
+    status: ClassVar[int] = 400
     oauth_error: ClassVar[str] = "invalid_grant"
 
 

@@ -166,7 +166,7 @@ def test_more_groups_than_max_groups_is_a_refusal_not_an_outage(
     registry.page_size = 50
     with pytest.raises(RegistryTooManyGroups, match="max_groups") as raised:
         registry.authenticate("user2", "user2-password")
-    assert (raised.value.status, raised.value.oauth_error) == (403, "invalid_grant")
+    assert (raised.value.status, raised.value.oauth_error) == (400, "invalid_grant")
     # A wrong password still gets the wrong-password answer, never the group count.
     assert registry.authenticate("user2", "wrong-password") is None
 
@@ -200,7 +200,7 @@ def test_directory_values_that_are_not_text_are_refused(
             assert registry.authenticate(username, "wrong-password") is None
             with pytest.raises(RegistryValueInvalid) as raised:
                 registry.authenticate(username, password)
-            assert isinstance(raised.value, RegistryRefused) and raised.value.status == 403
+            assert isinstance(raised.value, RegistryRefused) and raised.value.status == 400
     finally:
         conn.delete(dn)
         conn.unbind()
