@@ -151,9 +151,11 @@ def main() -> None:
                 ours.append(measure(jobsts_worker, threads, args.seconds))
             raw, mine = statistics.median(raws), statistics.median(ours)
             results[threads] = (raw, mine)
+            ratios = sorted(a / b for a, b in zip(ours, raws, strict=True))
             print(
                 f"threads={threads}: raw ldap3 {raw:8.1f} calls/s   jobsts authenticate {mine:8.1f} calls/s"
-                f"   ratio {mine / raw:.2f}   (medians of {args.rounds} rounds)"
+                f"   ratio {statistics.median(ratios):.2f} ({ratios[0]:.2f}-{ratios[-1]:.2f})"
+                f"   (medians, and min-max of per-round ratios, of {args.rounds} rounds)"
             )
         single = results[1][1]
         print(
