@@ -25,7 +25,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
-from ldap3 import BASE, NONE, SIMPLE, SUBTREE, SYNC, Connection, Server
+from ldap3 import NONE, SIMPLE, SUBTREE, SYNC, Connection, Server
 from ldap3.core.exceptions import LDAPException, LDAPSASLPrepError, LDAPStartTLSError
 from ldap3.utils.config import set_config_parameter
 from ldap3.utils.conv import escape_filter_chars
@@ -34,10 +34,9 @@ from ldap3.utils.log import set_library_log_hide_sensitive_data
 from realms.errors import RegistryTLSError, RegistryTooManyGroups, RegistryUnavailable, RegistryValueInvalid
 from realms.identity.credentials import usable_password, usable_username
 from realms.identity.principal import Principal
-from realms.registries.directory import dn_key, is_locked, is_under
-from realms.registries.groups import resolve_nested
+from realms.registries.directory import is_locked
 from realms.registries.ldap.config import LdapRegistryConfig
-from realms.registries.ldap.group_cache import ClosureCache
+from realms.registries.ldap.group_reader import GroupReader, Scope
 from realms.registries.ldap.pool import ConnectionPool, close_connection
 from realms.registries.ldap.tls import VerifiedTls
 from realms.registries.ldap.values import DecodedEntry, decode_entry
@@ -58,9 +57,6 @@ _NO_SUCH_OBJECT = 32
 _PAGED_RESULTS = "1.2.840.113556.1.4.319"  # RFC 2696
 PAGE_SIZE = 500  # entries per page of a group search (RFC 2696)
 T = TypeVar("T")
-Scope = Literal["BASE", "LEVEL", "SUBTREE"]
-
-Entry = tuple[str, dict[str, list[str]]]  # (dn as the server returned it, attrs by lower-case name)
 
 
 class LdapRegistry:
@@ -84,7 +80,7 @@ class LdapRegistry:
         # that carried a user's bind never goes back to the service pool (RFC 4513 §5.1).
         self.bind_pool = ConnectionPool("bind", config.pool_size, self._bind_connection, wait)
         self.page_size = PAGE_SIZE
-        self.closures: ClosureCache[tuple[Entry, ...]] = ClosureCache(config.group_cache_seconds)
+        self.groups = GroupReader(realm, config, self._search, self._too_many, self._value_invalid)
         # Why: unknown, ambiguous and locked users get a bind too (to this DN, which does not
         # exist), so a failed login costs the same directory work whatever the reason (no user
         # enumeration by timing; tests/security/test_ldap.py counts the operations).
@@ -271,96 +267,6 @@ class LdapRegistry:
         # Why: server-side ppolicy refuses the bind too; checking here also covers lookup().
         return None if is_locked(found[0].attrs, any_value=False) else found[0]
 
-    def _class_filter(self) -> str:
-        classes = "".join(f"(objectClass={c})" for c in self.config.schema.group_object_classes)
-        return f"(|{classes})"
-
-    def _groups(self, user: DecodedEntry, username: str) -> tuple[Entry, ...]:
-        """The user's groups: direct ones read live, their closure from the cache when fresh."""
-        schema = self.config.schema
-        wanted = [] if schema.uses_dn else [schema.unique_id]
-        found: dict[str, Entry] = {}
-
-        def record(entries: list[DecodedEntry]) -> set[str]:
-            keys = set()
-            for entry in entries:
-                # Why: a group whose name is not text cannot be put in a token, and dropping it
-                # could drop a group that a node's table denies: refuse the login instead.
-                if problem := entry.problem():
-                    raise self._value_invalid(f"group {entry.dn!r}", problem)
-                # is_under() is False for a DN that does not parse, so dn_key() below is safe.
-                if is_under(entry.dn, schema.group_base):
-                    found.setdefault(dn_key(entry.dn), (entry.dn, entry.attrs))
-                    keys.add(dn_key(entry.dn))
-            return keys
-
-        def search_groups(filter_: str) -> list[DecodedEntry]:
-            return self._search(schema.group_base, filter_, SUBTREE, wanted, 0, complete=True)
-
-        parents_of: Callable[[frozenset[str]], set[str]]
-        if schema.group_mode == "posix":
-            return tuple(
-                found[k]
-                for k in sorted(
-                    record(search_groups(f"(&{self._class_filter()}(memberUid={escape_filter_chars(username)}))"))
-                )
-            )
-        if schema.group_mode == "member":
-
-            def members_of(dns: list[str]) -> list[DecodedEntry]:
-                terms = "".join(
-                    f"(member={escape_filter_chars(d)})(uniqueMember={escape_filter_chars(d)})" for d in dns
-                )
-                return search_groups(f"(&{self._class_filter()}(|{terms}))")
-
-            direct = record(members_of([user.dn]))
-            cache_key: frozenset[str] = frozenset(direct)
-
-            def parents_member(level: frozenset[str]) -> set[str]:
-                return record(members_of([found[k][0] for k in sorted(level)]))
-
-            parents_of = parents_member
-        else:
-            member_of: dict[str, list[str]] = {}
-            direct_dns = [dn for dn in user.attrs.get("memberof", []) if is_under(dn, schema.group_base)]
-            if len(direct_dns) > self.config.max_groups:
-                raise self._too_many("memberOf")
-            cache_key = frozenset(_dn_key_or_self(dn) for dn in direct_dns)
-            cached = self.closures.get(cache_key)
-            if cached is not None:
-                return cached
-
-            def read_groups(dns: list[str]) -> set[str]:
-                keys = set()
-                for dn in dns:
-                    if not is_under(dn, schema.group_base):
-                        continue
-                    entries = self._search(dn, self._class_filter(), BASE, [*wanted, "memberOf"], 1, missing_ok=True)
-                    for key in record(entries):
-                        member_of[key] = found[key][1].get("memberof", [])
-                        keys.add(key)
-                return keys
-
-            direct = read_groups(direct_dns)
-
-            def parents_memberof(level: frozenset[str]) -> set[str]:
-                return read_groups([p for k in sorted(level) for p in member_of.get(k, [])])
-
-            parents_of = parents_memberof
-        cached = self.closures.get(("member", cache_key)) if schema.group_mode == "member" else None
-        if cached is not None:
-            return (*[found[k] for k in sorted(direct)], *cached)
-        keys = resolve_nested(direct, parents_of, nested=schema.nested, max_depth=schema.max_depth, realm=self.realm)
-        if len(keys) > self.config.max_groups:
-            raise self._too_many(schema.group_base)
-        groups = tuple(found[k] for k in sorted(keys))
-        if schema.group_mode == "member":
-            # The direct groups are read live on every login; only their ancestors are cached.
-            self.closures.put(("member", cache_key), tuple(found[k] for k in sorted(keys - direct)))
-        else:
-            self.closures.put(cache_key, groups)
-        return groups
-
     def _principal(self, user: DecodedEntry, username: str) -> Principal | None:
         schema = self.config.schema
         display_attribute = schema.display_name_attribute.lower()
@@ -377,7 +283,7 @@ class LdapRegistry:
         name = next((n for n in names if n.casefold() == username.casefold()), names[0] if names else username)
         groups = frozenset(
             aid
-            for gdn, gattrs in self._groups(user, name)
+            for gdn, gattrs in self.groups.groups(user, name)
             if (aid := schema.group_id(self.realm, gdn, gattrs)) is not None
         )
         display = (attrs.get(display_attribute) or [name])[0]
@@ -435,13 +341,6 @@ class LdapRegistry:
         """Unbind every pooled connection."""
         self.service_pool.close()
         self.bind_pool.close()
-
-
-def _dn_key_or_self(dn: str) -> str:
-    try:
-        return dn_key(dn)
-    except ValueError:
-        return dn
 
 
 def _close(conn: Connection) -> None:
