@@ -330,3 +330,21 @@ def test_a_huge_group_list_is_never_silently_truncated(hostile_groups: SlapdServ
             registry.authenticate("frank", "frank-password")
     finally:
         registry.close()
+
+
+def test_too_many_groups_is_a_documented_400_at_the_token_endpoint(
+    slapd: SlapdServer, tmp_path: Path, database_url: str
+) -> None:
+    """Past ``max_groups`` the token endpoint answers RFC 6749 §5.2 ``invalid_grant`` with the
+    registry's own code: not a 500, and not the retry-inviting 503 of an outage. A wrong
+    password still gets the one wrong-password answer (the group count is never revealed)."""
+    application = ldap_app(tmp_path, database_url, [slapd.realm_table("jobmgr", max_groups=1)])
+    try:
+        client = application.test_client()
+        status, body = login(client, "john", "john-password")
+        assert (status, body["error"], body["code"]) == (400, "invalid_grant", "ldap.too_many_groups"), body
+        assert "max_groups" in body["error_description"]
+        status, body = login(client, "john", "wrong-password")
+        assert (status, body["code"]) == (400, "login.failed")
+    finally:
+        application.extensions["jobsts"].close()
