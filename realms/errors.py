@@ -79,6 +79,31 @@ class RegistryTLSError(RegistryUnavailable):
     code: ClassVar[str] = "ldap.tls"
 
 
+class RegistryRefused(JobstsError):
+    """The password was right, but the directory's answer cannot be vouched for in a token.
+
+    Not an outage: retrying gives the same answer until the directory (or the realm's
+    settings) change, so it is never ``temporarily_unavailable``.
+    """
+
+    code: ClassVar[str] = "ldap.refused"
+    # Why 400: RFC 6749 §5.2 answers every token-endpoint refusal but invalid_client with 400.
+    status: ClassVar[int] = 400
+    oauth_error: ClassVar[str] = "invalid_grant"
+
+
+class RegistryTooManyGroups(RegistryRefused):
+    """The user is in more groups than the realm's ``max_groups`` (or the server's size limit)."""
+
+    code: ClassVar[str] = "ldap.too_many_groups"
+
+
+class RegistryValueInvalid(RegistryRefused):
+    """An attribute value of the user or of one of their groups is not valid UTF-8 text."""
+
+    code: ClassVar[str] = "ldap.value_invalid"
+
+
 class RealmUnknown(InputError):
     """The name is not one of the configured realms."""
 

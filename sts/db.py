@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
-from sqlalchemy import Engine, MetaData, create_engine, event, text
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event, text
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
@@ -98,13 +98,14 @@ def _ping_when_idle(engine: Engine) -> None:
             raise DisconnectionError(f"idle connection failed its ping: {type(exc).__name__}") from exc
 
 
-def relax_durability(session: Session) -> None:
+def relax_durability(session: Session | Connection) -> None:
     """Let this PostgreSQL transaction commit without waiting for its WAL flush (a no-op elsewhere).
 
     Only for rows whose loss in a database crash is harmless, such as a new refresh token
     (its holder logs in again). Never for revocations, leases or job state.
     """
-    if session.get_bind().dialect.name == "postgresql":
+    dialect = session.dialect if isinstance(session, Connection) else session.get_bind().dialect
+    if dialect.name == "postgresql":
         session.execute(text("SET LOCAL synchronous_commit TO OFF"))
 
 

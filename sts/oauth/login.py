@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
+from sqlalchemy import Connection
+
 from realms.errors import LoginFailed
 from realms.identity.principal import Principal
 from realms.registries.base import Registry
@@ -25,17 +27,25 @@ class LoginService:
     def __init__(self, registries: Mapping[str, Registry], throttle: LoginThrottle) -> None:
         self.registries, self.throttle = registries, throttle
 
-    def login(self, realm: str, username: str, password: str, client_address: str) -> Principal:
+    def login(
+        self, realm: str, username: str, password: str, client_address: str, conn: Connection | None = None
+    ) -> Principal:
         """Check ``password`` for ``username`` in ``realm`` (the caller checked that it is hosted).
 
-        A directory outage (``ldap.unavailable``, 503) propagates and is deliberately not counted.
+        With ``conn``, the throttle is read in the transaction the caller goes on to write its
+        refresh token in (one database round trip fewer per login). A directory outage
+        (``ldap.unavailable``, 503) propagates and is deliberately not counted.
         """
         # Why: an empty password would be an anonymous bind in LDAP, which "succeeds"; a
         # malformed name is refused the same way so neither reveals anything.
         if not password or len(username) > MAX_USERNAME or not username.isprintable():
             raise LoginFailed(LOGIN_FAILED, realm=realm)
         counters = self.throttle.counters(realm, username, client_address)
-        locked, has_failures = self.throttle.state(counters)
+        locked, has_failures = self.throttle.state(counters, conn)
+        if conn is not None and conn.dialect.name == "sqlite":
+            # Why: a SQLite read transaction that later writes fails (SQLITE_BUSY_SNAPSHOT) if
+            # any other login committed meanwhile; end the read before the directory is asked.
+            conn.rollback()
         if locked:
             # Why: while locked the answer is exactly the wrong-password answer and the
             # directory is not asked, so a lock neither confirms the account nor lets

@@ -12,7 +12,7 @@ import secrets
 import time
 import uuid
 
-from sqlalchemy import update
+from sqlalchemy import Connection, insert, update
 from sqlalchemy.orm import Session
 
 from sts.db import Database
@@ -28,7 +28,7 @@ def token_hash(token: str) -> str:
 
 
 def issue(
-    session: Session,
+    session: Session | Connection,
     realm: str,
     username: str,
     client_id: str,
@@ -37,11 +37,12 @@ def issue(
     family_id: str | None = None,
     expires_at: int | None = None,
 ) -> str:
-    """A new refresh token; only its hash is stored. ``client_id`` is kept for the audit log only."""
+    """A new refresh token; only its hash is stored (one Core INSERT in the caller's
+    transaction). ``client_id`` is kept for the audit log only."""
     now = int(time.time())
     token = secrets.token_urlsafe(TOKEN_BYTES)
-    session.add(
-        RefreshToken(
+    session.execute(
+        insert(RefreshToken).values(
             token_hash=token_hash(token),
             family_id=family_id or str(uuid.uuid4()),
             realm=realm,

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, update
 from sqlalchemy.exc import IntegrityError
 
 from sts.config import ThrottlePolicy
@@ -42,7 +42,7 @@ class Counter:
 
 
 class LoginThrottle:
-    """Reads and updates the failure counters; every method is one short transaction."""
+    """Reads and updates the failure counters; every update is one short transaction."""
 
     def __init__(self, db: Database, policy: ThrottlePolicy, clock: Callable[[], float] = time.time) -> None:
         self.db, self.policy, self.clock = db, policy, clock
@@ -53,12 +53,19 @@ class LoginThrottle:
             Counter(address_key(address), self.policy.per_address_failure_factor),
         ]
 
-    def state(self, counters: Sequence[Counter]) -> tuple[bool, bool]:
-        """(locked, any failure on record) for these counters, in one read."""
+    def state(self, counters: Sequence[Counter], conn: Connection | None = None) -> tuple[bool, bool]:
+        """(locked, any failure on record) for these counters, in one Core read; on ``conn``
+        (inside the caller's transaction) when given."""
         now = int(self.clock())
-        with self.db.session() as session:
-            rows = list(session.scalars(select(LoginFailures).where(LoginFailures.key.in_([c.key for c in counters]))))
-        return any(row.locked_until > now for row in rows), any(row.failures for row in rows)
+        statement = select(LoginFailures.locked_until, LoginFailures.failures).where(
+            LoginFailures.key.in_([c.key for c in counters])
+        )
+        if conn is None:
+            with self.db.engine.connect() as own:
+                rows = own.execute(statement).all()
+        else:
+            rows = conn.execute(statement).all()
+        return any(locked_until > now for locked_until, _ in rows), any(failures for _, failures in rows)
 
     def locked(self, counters: Sequence[Counter]) -> bool:
         return self.state(counters)[0]

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from ldap3 import Connection
 
 from realms.errors import RegistryTLSError, RegistryUnavailable
 from realms.registries.base import Registry
@@ -105,15 +104,30 @@ def test_wrong_service_password_is_an_outage(slapd: SlapdServer, open_registry: 
 
 
 @pytest.mark.slapd
-def test_user_bind_never_happens_on_a_pooled_connection(slapd: SlapdServer, open_registry: OpenRegistry) -> None:
+def test_a_connection_that_carried_a_user_bind_never_serves_a_service_search(
+    slapd: SlapdServer, open_registry: OpenRegistry
+) -> None:
+    """User binds run on the bind pool only; every service connection is still the service
+    account (RFC 4513 §5.1: a connection's identity is whoever bound last). Without the
+    separate pool, a service search would run as the last user who logged in."""
     registry = open_registry(slapd.realm_table("jobmgr", pool_size=2))
     assert isinstance(registry, LdapRegistry)
+    user_bound: set[int] = set()
     for _ in range(3):
         assert registry.authenticate("john", "john-password") is not None
-    pooled: list[Connection] = list(registry._idle.queue)
-    assert pooled, "the service connection should be pooled for reuse"
-    for conn in pooled:
+        assert registry.authenticate("john", "wrong-password") is None
+        assert registry.authenticate("nosuchuser", "some-password") is None
+        assert registry.lookup("john") is not None
+        user_bound |= {id(conn) for conn in registry.bind_pool.idle()}
+    assert user_bound, "user binds should reuse pooled bind connections"
+    service = registry.service_pool.idle()
+    assert service, "the service connection should be pooled for reuse"
+    assert not {id(conn) for conn in service} & user_bound
+    for conn in service:
         assert conn.extend.standard.who_am_i() == f"dn:{slapd.service_dn('jobmgr')}"
+    assert registry.authenticate("john", "john-password") is not None
+    (bound,) = registry.bind_pool.idle()
+    assert bound.extend.standard.who_am_i() == "dn:uid=john,ou=people,dc=jobmgr,dc=example"
 
 
 @pytest.mark.slapd
@@ -121,7 +135,7 @@ def test_pool_recovers_from_a_dropped_connection(slapd: SlapdServer, open_regist
     registry = open_registry(slapd.realm_table("jobmgr", pool_size=1))
     assert isinstance(registry, LdapRegistry)
     assert registry.authenticate("john", "john-password") is not None
-    for conn in list(registry._idle.queue):
+    for conn in registry.service_pool.idle() + registry.bind_pool.idle():
         conn.socket.close()  # the server (or a firewall) dropped the idle connection
     assert registry.authenticate("john", "john-password") is not None
 

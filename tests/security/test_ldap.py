@@ -20,7 +20,7 @@ from flask.testing import FlaskClient
 from ldap3 import Connection, Server
 
 from realms.config import load_realms
-from realms.errors import JobstsError
+from realms.errors import JobstsError, RegistryTooManyGroups, UnavailableError
 from realms.registries.base import Registry
 from tests.ldap_harness import ROOT_PASSWORD, FakeDirectory, SlapdServer, _parse_request, seed_files
 from tests.ldap_proxy import LdapOpProxy
@@ -161,8 +161,8 @@ def test_unknown_wrong_locked_and_ambiguous_cost_the_same_directory_work(
 ) -> None:
     """No user enumeration by timing (CWE-208; OWASP ASVS V2.2), proven by counting instead of
     timing: an unknown user, a wrong password, a locked account and an ambiguous name each send
-    exactly one search (on the pooled service connection) and one bind (on a fresh connection,
-    then unbound). Without the decoy bind, unknown, locked and ambiguous logins would skip the
+    exactly one search (on the pooled service connection) and one bind (on a pooled bind-only
+    connection). Without the decoy bind, unknown, locked and ambiguous logins would skip the
     bind and answer one round trip sooner than a wrong password."""
     tables = [slapd.realm_table(realm, url=counted.url) for realm in ("jobmgr", "cellC")]
     realms = load_realms(tables, tmp_path)
@@ -174,7 +174,7 @@ def test_unknown_wrong_locked_and_ambiguous_cost_the_same_directory_work(
         "ambiguous name": ("cellC", "dup", "dup-password"),
     }
     try:
-        for registry in registries.values():  # open the pooled service connection first
+        for registry in registries.values():  # open the pooled service and bind connections first
             assert registry.authenticate("nosuchuser", "some-password") is None
         work = {
             name: _directory_work(counted, registries[realm], username, password)
@@ -184,7 +184,7 @@ def test_unknown_wrong_locked_and_ambiguous_cost_the_same_directory_work(
         for registry in registries.values():
             registry.close()
     assert counted.errors == []
-    expected = [("pooled", "searchRequest"), ("new", "bindRequest"), ("new", "unbindRequest")]
+    expected = [("pooled", "searchRequest"), ("pooled", "bindRequest")]
     assert work == dict.fromkeys(cases, expected), work
 
 
@@ -304,17 +304,47 @@ def test_cyclic_groups_end(hostile_groups: SlapdServer, tmp_path: Path, mode: st
 
 
 def test_a_huge_group_list_is_never_silently_truncated(hostile_groups: SlapdServer, tmp_path: Path) -> None:
-    """frank is in more groups than the directory returns in one answer. A partial list would
-    drop groups a node's table may *deny*, so the login must fail closed, not proceed with some."""
-    table = hostile_groups.realm_table("cellC", group_mode="member")
-    registry = load_realms([table], tmp_path)["cellC"].open_registry()
-    try:
-        started = time.monotonic()
+    """frank is in more groups than the directory returns to the service account, even paged
+    (RFC 2696; slapd's size limit is 500). A partial list would drop groups a node's table may
+    *deny*, so the login must fail closed, with a refusal that names the cause and is not an
+    outage (503 would invite retries); read through the memberOf overlay, all groups arrive."""
+    results: dict[str, Any] = {}
+    for mode in ("member", "memberOf"):
+        table = hostile_groups.realm_table("cellC", group_mode=mode)
+        registry = load_realms([table], tmp_path)["cellC"].open_registry()
         try:
-            principal = registry.authenticate("frank", "frank-password")
-        except JobstsError:
-            principal = None  # failed closed
-        assert time.monotonic() - started < 30
+            results[mode] = registry.authenticate("frank", "frank-password")
+        except JobstsError as exc:
+            results[mode] = exc
+        finally:
+            registry.close()
+    assert isinstance(results["member"], RegistryTooManyGroups), results["member"]
+    assert not isinstance(results["member"], UnavailableError)
+    assert "size limit" in results["member"].message
+    principal = results["memberOf"]
+    assert sum(1 for g in principal.groups if g.name.startswith("cn=huge-")) == HUGE
+    small = hostile_groups.realm_table("cellC", group_mode="memberOf", max_groups=HUGE - 1)
+    registry = load_realms([small], tmp_path)["cellC"].open_registry()
+    try:
+        with pytest.raises(RegistryTooManyGroups, match="max_groups"):
+            registry.authenticate("frank", "frank-password")
     finally:
         registry.close()
-    assert principal is None or sum(1 for g in principal.groups if g.name.startswith("cn=huge-")) == HUGE
+
+
+def test_too_many_groups_is_a_documented_400_at_the_token_endpoint(
+    slapd: SlapdServer, tmp_path: Path, database_url: str
+) -> None:
+    """Past ``max_groups`` the token endpoint answers RFC 6749 §5.2 ``invalid_grant`` with the
+    registry's own code: not a 500, and not the retry-inviting 503 of an outage. A wrong
+    password still gets the one wrong-password answer (the group count is never revealed)."""
+    application = ldap_app(tmp_path, database_url, [slapd.realm_table("jobmgr", max_groups=1)])
+    try:
+        client = application.test_client()
+        status, body = login(client, "john", "john-password")
+        assert (status, body["error"], body["code"]) == (400, "invalid_grant", "ldap.too_many_groups"), body
+        assert "max_groups" in body["error_description"]
+        status, body = login(client, "john", "wrong-password")
+        assert (status, body["code"]) == (400, "login.failed")
+    finally:
+        application.extensions["jobsts"].close()

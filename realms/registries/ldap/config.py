@@ -35,6 +35,8 @@ class LdapRegistryConfig:
     connect_timeout: float = 5.0
     receive_timeout: int = 10
     pool_size: int = 4
+    group_cache_seconds: float = 30.0
+    max_groups: int = 1000
 
     @classmethod
     def from_table(cls, realm: str, table: dict[str, Any], base_dir: Path) -> Self:
@@ -85,6 +87,9 @@ class LdapRegistryConfig:
             # ldap3 packs the receive timeout into SO_RCVTIMEO as whole seconds.
             receive_timeout=reader.integer("receive_timeout", 10, 1, 600),
             pool_size=reader.integer("pool_size", 4, 1, 64),
+            # 0 turns the nested-group closure cache off (realms.registries.ldap.group_cache).
+            group_cache_seconds=reader.number("group_cache_seconds", 30.0, 0, 3600),
+            max_groups=reader.integer("max_groups", 1000, 1, 100_000),
         )
         reader.finish()
         return config

@@ -5,56 +5,58 @@ Login (RFC 4513 §5.1.3 "name/password authentication"), in order:
 1. refuse empty, whitespace-only, SASLprep-empty and oversized input (``realms.identity.credentials``);
 2. search ``user_base`` with the service account for ``(&(objectClass=C)(A=<escaped name>))``
    (RFC 4515 escaping); exactly one entry must match;
-3. bind as the DN the *server* returned, on a fresh connection that is never pooled;
+3. bind as the DN the *server* returned, on a pooled connection used for nothing but user
+   binds (``realms.registries.ldap.pool``): never on a service connection;
 4. resolve groups (member search, ``memberOf`` or posixGroup ``memberUid``), nested ones with
-   cycle detection and a depth limit (``realms.registries.groups``).
+   cycle detection and a depth limit (``realms.registries.groups``). The direct groups are
+   read live; their closure may come from a short cache (``group_cache_seconds``). Group
+   searches are paged (RFC 2696) up to ``max_groups``.
 
 Outages (refused, timeout, TLS failure, busy/unavailable) raise ``RegistryUnavailable``;
-bad credentials of any kind return ``None``. Settings: ``realms.registries.ldap.config``.
+bad credentials of any kind return ``None``; a right password whose directory answer cannot go
+into a token (too many groups, values that are not UTF-8 text) raises ``RegistryRefused``.
+Settings: ``realms.registries.ldap.config``.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import secrets
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Literal, TypeVar
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
 
-from ldap3 import BASE, NONE, SUBTREE, SYNC, Connection, Server
+from ldap3 import NONE, SIMPLE, SUBTREE, SYNC, Connection, Server
 from ldap3.core.exceptions import LDAPException, LDAPSASLPrepError, LDAPStartTLSError
+from ldap3.utils.config import set_config_parameter
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.log import set_library_log_hide_sensitive_data
 
-from realms.errors import RegistryTLSError, RegistryUnavailable
+from realms.errors import RegistryTLSError, RegistryTooManyGroups, RegistryUnavailable, RegistryValueInvalid
 from realms.identity.credentials import usable_password, usable_username
 from realms.identity.principal import Principal
-from realms.registries.directory import dn_key, is_locked, is_under
-from realms.registries.groups import resolve_nested
+from realms.registries.directory import is_locked
 from realms.registries.ldap.config import LdapRegistryConfig
+from realms.registries.ldap.group_reader import GroupReader, Scope
+from realms.registries.ldap.pool import ConnectionPool, close_connection
 from realms.registries.ldap.tls import VerifiedTls
+from realms.registries.ldap.values import DecodedEntry, decode_entry
 
 log = logging.getLogger(__name__)
 
 # Why: ldap3's own debug logging would otherwise write bind passwords into log files.
 set_library_log_hide_sensitive_data(True)
+# Why: ldap3 would decode a DN that is not UTF-8 as Latin-1 or KOI8-R, so two different byte
+# strings could give one name; without fallbacks such a DN fails to decode and is refused.
+set_config_parameter("ADDITIONAL_SERVER_ENCODINGS", [])
 
 # RFC 4511 result codes that are a verdict on the credentials, not an outage.
 _BAD_CREDENTIALS = {49, 53}  # invalidCredentials, unwillingToPerform (e.g. locked, unauthenticated bind)
 _SIZE_LIMIT_EXCEEDED = 4
 _REFERRAL = 10
 _NO_SUCH_OBJECT = 32
-_GROUP_SIZE_LIMIT = 1000
+_PAGED_RESULTS = "1.2.840.113556.1.4.319"  # RFC 2696
+PAGE_SIZE = 500  # entries per page of a group search (RFC 2696)
 T = TypeVar("T")
-Scope = Literal["BASE", "LEVEL", "SUBTREE"]
-
-Entry = tuple[str, dict[str, list[str]]]  # (dn as the server returned it, attrs by lower-case name)
-
-
-def _decode(raw: dict[str, list[bytes]]) -> dict[str, list[str]]:
-    return {name.lower(): [v.decode("utf-8", "replace") for v in values] for name, values in raw.items()}
 
 
 class LdapRegistry:
@@ -72,12 +74,16 @@ class LdapRegistry:
             get_info=NONE,
             connect_timeout=config.connect_timeout,
         )
-        self._idle: queue.LifoQueue[Connection] = queue.LifoQueue()
-        self._slots = threading.BoundedSemaphore(config.pool_size)
-        self._closed = False
+        wait = config.connect_timeout + config.receive_timeout
+        self.service_pool = ConnectionPool("service", config.pool_size, self._service_connection, wait)
+        # Why a pool of its own: a connection's identity is whoever bound last, so a connection
+        # that carried a user's bind never goes back to the service pool (RFC 4513 §5.1).
+        self.bind_pool = ConnectionPool("bind", config.pool_size, self._bind_connection, wait)
+        self.page_size = PAGE_SIZE
+        self.groups = GroupReader(realm, config, self._search, self._too_many, self._value_invalid)
         # Why: unknown, ambiguous and locked users get a bind too (to this DN, which does not
-        # exist), so a failed login costs the same round trips whatever the reason (no user
-        # enumeration by timing; found by tests/security/test_ldap.py).
+        # exist), so a failed login costs the same directory work whatever the reason (no user
+        # enumeration by timing; tests/security/test_ldap.py counts the operations).
         self._decoy_dn = f"cn=jobsts-decoy-{secrets.token_hex(8)},{config.schema.user_base}"
 
     # -- connections -----------------------------------------------------------------
@@ -89,12 +95,15 @@ class LdapRegistry:
             url=self.config.url,
         )
 
-    def _connect(self, user: str | None, password: str | None) -> Connection:
+    def _connect(
+        self, user: str | None, password: str | None, authentication: Literal["SIMPLE"] | None = None
+    ) -> Connection:
         """Open a connection, StartTLS when configured, and return it unbound."""
         conn = Connection(
             self._server,
             user=user,
             password=password,
+            authentication=authentication,
             client_strategy=SYNC,
             auto_bind=False,
             # Why: a referral could send the search, or the user's password, to another server.
@@ -138,32 +147,16 @@ class LdapRegistry:
             raise self._unavailable(f"service account bind refused ({result.get('description')})")
         return conn
 
-    @contextmanager
-    def _borrow(self) -> Iterator[tuple[Connection, bool]]:
-        if not self._slots.acquire(timeout=self.config.connect_timeout + self.config.receive_timeout):
-            raise self._unavailable("all pooled connections are busy")
-        try:
-            try:
-                conn, reused = self._idle.get_nowait(), True
-            except queue.Empty:
-                conn, reused = self._service_connection(), False
-            healthy = False
-            try:
-                yield conn, reused
-                healthy = True
-            finally:
-                if healthy and not self._closed:
-                    self._idle.put(conn)
-                else:
-                    _close(conn)
-        finally:
-            self._slots.release()
+    def _bind_connection(self) -> Connection:
+        """An open, unbound connection for user binds (simple binds, RFC 4513 §5.1.3)."""
+        return self._connect(None, None, SIMPLE)
 
     def _with_service(self, operation: Callable[[Connection], T]) -> T:
-        """Run ``operation`` on a pooled service connection; a stale pooled one is replaced once."""
+        """Run ``operation`` on a pooled service connection. A search that fails on a reused
+        connection is retried once on a fresh one (searches are safe to repeat)."""
         for attempt in (1, 2):
             try:
-                with self._borrow() as (conn, reused):
+                with self.service_pool.borrow() as (conn, reused):
                     try:
                         return operation(conn)
                     except LDAPException as exc:
@@ -172,7 +165,10 @@ class LdapRegistry:
                             raise _Retry from None
                         raise self._unavailable(str(exc) or type(exc).__name__) from None
             except _Retry:
+                self.service_pool.drain()
                 continue
+            except TimeoutError as exc:
+                raise self._unavailable(str(exc)) from None
         raise AssertionError("unreachable")
 
     def _search(
@@ -185,34 +181,74 @@ class LdapRegistry:
         *,
         missing_ok: bool = False,
         complete: bool = False,
-    ) -> list[Entry]:
+    ) -> list[DecodedEntry]:
         """Search; ``missing_ok`` lets a missing base mean "no entries" (a group read by DN);
-        ``complete`` refuses a result the server cut short at its size limit."""
+        ``complete`` pages through every entry (RFC 2696) and refuses more than ``max_groups``."""
+        cap = self.config.max_groups
 
-        def run(conn: Connection) -> list[Entry]:
-            conn.search(base, filter_, search_scope=scope, attributes=attributes, size_limit=limit)
-            code = conn.result.get("result")
-            if code == _NO_SUCH_OBJECT and not missing_ok:
-                # A missing user_base or group_base is a configuration problem, not bad credentials.
-                raise self._unavailable(f"search base {base!r} does not exist or is not visible")
-            if code not in (0, _SIZE_LIMIT_EXCEEDED, _REFERRAL, _NO_SUCH_OBJECT):
-                raise self._unavailable(f"search failed ({conn.result.get('description')})")
-            if code == _SIZE_LIMIT_EXCEEDED and complete:
+        def run(conn: Connection) -> list[DecodedEntry]:
+            entries: list[DecodedEntry] = []
+            cookie: Any = None
+            while True:
+                paging: dict[str, Any] = {"paged_size": min(self.page_size, cap + 1), "paged_cookie": cookie}
+                try:
+                    conn.search(
+                        base,
+                        filter_,
+                        search_scope=scope,
+                        attributes=attributes,
+                        size_limit=0 if complete else limit,
+                        **(paging if complete else {}),
+                    )
+                except UnicodeError as exc:
+                    raise self._value_invalid(f"an entry under {base!r}", str(exc)) from None
+                code = conn.result.get("result")
+                if code == _NO_SUCH_OBJECT and not missing_ok:
+                    # A missing user_base or group_base is a configuration problem, not bad credentials.
+                    raise self._unavailable(f"search base {base!r} does not exist or is not visible")
+                if code not in (0, _SIZE_LIMIT_EXCEEDED, _REFERRAL, _NO_SUCH_OBJECT):
+                    raise self._unavailable(f"search failed ({conn.result.get('description')})")
+                # Why: search references (searchResRef) are skipped, never followed.
+                entries += [
+                    decode_entry(item["dn"], item["raw_attributes"])
+                    for item in conn.response or []
+                    if item.get("type") == "searchResEntry"
+                ]
+                if not complete:
+                    return entries
                 # Why: a truncated group list would drop groups a node's table may deny; fail
-                # closed rather than vouch for some of the user's groups.
-                raise self._unavailable(f"more entries under {base!r} than the directory returns at once")
-            # Why: search references (searchResRef) are skipped, never followed.
-            return [
-                (item["dn"], _decode(item["raw_attributes"]))
-                for item in conn.response or []
-                if item.get("type") == "searchResEntry"
-            ]
+                # closed, with a refusal that is not an outage (retrying cannot help).
+                if code == _SIZE_LIMIT_EXCEEDED or len(entries) > cap:
+                    raise self._too_many(base, server_limit=code == _SIZE_LIMIT_EXCEEDED)
+                controls = conn.result.get("controls") or {}
+                cookie = controls.get(_PAGED_RESULTS, {}).get("value", {}).get("cookie")
+                if not cookie:
+                    return entries
 
         return self._with_service(run)
 
+    def _too_many(self, where: str, *, server_limit: bool = False) -> RegistryTooManyGroups:
+        if server_limit:
+            cause = "more than the directory returns to the service account, even paged"
+            fix = "raise the service account's size limit in the directory (OpenLDAP: limits ... size.prtotal)"
+        else:
+            cause = f"more than the realm's max_groups ({self.config.max_groups})"
+            fix = "raise max_groups, or take the user out of groups they do not need"
+        return RegistryTooManyGroups(
+            f"realm {self.realm}: the user is in {cause} groups under {where!r}; {fix}",
+            realm=self.realm,
+            max_groups=self.config.max_groups,
+        )
+
+    def _value_invalid(self, what: str, problem: str) -> RegistryValueInvalid:
+        log.warning("realm %s: %s refused: %s", self.realm, what, problem)
+        return RegistryValueInvalid(
+            f"realm {self.realm}: {what} holds a value that is not UTF-8 text ({problem})", realm=self.realm
+        )
+
     # -- users and groups --------------------------------------------------------------
 
-    def _find_user(self, username: str) -> Entry | None:
+    def _find_user(self, username: str) -> DecodedEntry | None:
         if not usable_username(username):
             return None
         schema = self.config.schema
@@ -228,76 +264,17 @@ class LdapRegistry:
         # Why: exactly one entry; with two, either password could log in as "the" user.
         if len(found) != 1:
             return None
-        dn, attrs = found[0]
         # Why: server-side ppolicy refuses the bind too; checking here also covers lookup().
-        return None if is_locked(attrs, any_value=False) else (dn, attrs)
+        return None if is_locked(found[0].attrs, any_value=False) else found[0]
 
-    def _class_filter(self) -> str:
-        classes = "".join(f"(objectClass={c})" for c in self.config.schema.group_object_classes)
-        return f"(|{classes})"
-
-    def _groups(self, user_dn: str, attrs: dict[str, list[str]], username: str) -> list[Entry]:
+    def _principal(self, user: DecodedEntry, username: str) -> Principal | None:
         schema = self.config.schema
-        wanted = [] if schema.uses_dn else [schema.unique_id]
-        found: dict[str, Entry] = {}
-
-        def record(entries: list[Entry]) -> set[str]:
-            keys = set()
-            for dn, group_attrs in entries:
-                # is_under() is False for a DN that does not parse, so dn_key() below is safe.
-                if is_under(dn, schema.group_base):
-                    found.setdefault(dn_key(dn), (dn, group_attrs))
-                    keys.add(dn_key(dn))
-            return keys
-
-        if schema.group_mode == "posix":
-            filter_ = f"(&{self._class_filter()}(memberUid={escape_filter_chars(username)}))"
-            direct = record(self._search(schema.group_base, filter_, SUBTREE, wanted, _GROUP_SIZE_LIMIT, complete=True))
-        elif schema.group_mode == "member":
-
-            def members_of(dns: list[str]) -> list[Entry]:
-                terms = "".join(
-                    f"(member={escape_filter_chars(d)})(uniqueMember={escape_filter_chars(d)})" for d in dns
-                )
-                filter_ = f"(&{self._class_filter()}(|{terms}))"
-                return self._search(schema.group_base, filter_, SUBTREE, wanted, _GROUP_SIZE_LIMIT, complete=True)
-
-            direct = record(members_of([user_dn]))
-
-            def parents_member(level: frozenset[str]) -> set[str]:
-                return record(members_of([found[k][0] for k in sorted(level)]))
-
-            parents_of: Callable[[frozenset[str]], set[str]] = parents_member
-        else:
-            member_of: dict[str, list[str]] = {}
-
-            def read_groups(dns: list[str]) -> set[str]:
-                keys = set()
-                for dn in dns:
-                    if not is_under(dn, schema.group_base):
-                        continue
-                    entries = self._search(dn, self._class_filter(), BASE, [*wanted, "memberOf"], 1, missing_ok=True)
-                    for key in record(entries):
-                        member_of[key] = found[key][1].get("memberof", [])
-                        keys.add(key)
-                return keys
-
-            direct = read_groups(attrs.get("memberof", []))
-
-            def parents_memberof(level: frozenset[str]) -> set[str]:
-                return read_groups([p for k in sorted(level) for p in member_of.get(k, [])])
-
-            parents_of = parents_memberof
-        if schema.group_mode == "posix":
-            keys = frozenset(direct)
-        else:
-            keys = resolve_nested(
-                direct, parents_of, nested=schema.nested, max_depth=schema.max_depth, realm=self.realm
-            )
-        return [found[k] for k in sorted(keys)]
-
-    def _principal(self, dn: str, attrs: dict[str, list[str]], username: str) -> Principal | None:
-        schema = self.config.schema
+        display_attribute = schema.display_name_attribute.lower()
+        if problem := user.problem(ignore=(display_attribute,)):
+            raise self._value_invalid(f"user entry {user.dn!r}", problem)
+        if user.problem():
+            log.warning("realm %s: %s of %s is not UTF-8 text; not shown", self.realm, display_attribute, user.dn)
+        dn, attrs = user.dn, user.attrs
         access_id = schema.user_id(self.realm, dn, attrs)
         if access_id is None:
             log.warning("realm %s: user %s has no usable %s", self.realm, dn, schema.unique_id)
@@ -306,31 +283,39 @@ class LdapRegistry:
         name = next((n for n in names if n.casefold() == username.casefold()), names[0] if names else username)
         groups = frozenset(
             aid
-            for gdn, gattrs in self._groups(dn, attrs, name)
+            for gdn, gattrs in self.groups.groups(user, name)
             if (aid := schema.group_id(self.realm, gdn, gattrs)) is not None
         )
-        display = (attrs.get(schema.display_name_attribute.lower()) or [name])[0]
+        display = (attrs.get(display_attribute) or [name])[0]
         return Principal(self.realm, name, access_id, display, groups)
 
     def _bind(self, dn: str, password: str) -> bool:
-        """Bind as ``dn`` on a fresh connection that is closed right after (never pooled)."""
-        conn = self._connect(dn, password)
+        """Bind as ``dn`` on a pooled bind-only connection (never a service connection).
+
+        Never retried: a bind that may have reached the server counts against the account's
+        lockout there. A dead pooled connection is found before anything is sent (``pool``).
+        """
         try:
-            try:
-                if conn.bind():
+            with self.bind_pool.borrow() as (conn, _reused):
+                conn.user, conn.password = dn, password
+                try:
+                    ok = conn.bind()
+                except LDAPSASLPrepError:
+                    # Why: ldap3 refuses to send a password SASLprep prohibits (RFC 4013 §2.3);
+                    # that is a wrong password, not an outage (it must get the same answer).
+                    return False
+                except LDAPException as exc:
+                    raise self._unavailable(str(exc) or type(exc).__name__) from None
+                finally:
+                    conn.password = None  # the password is not kept beyond its bind
+                if ok:
                     return True
-            except LDAPSASLPrepError:
-                # Why: ldap3 refuses to send a password SASLprep prohibits (RFC 4013 §2.3); that
-                # is a wrong password, not an outage (it must get the same answer as one).
-                return False
-            except LDAPException as exc:
-                raise self._unavailable(str(exc) or type(exc).__name__) from None
-            code = conn.result.get("result")
-            if code in _BAD_CREDENTIALS:
-                return False
-            raise self._unavailable(f"bind failed ({conn.result.get('description')})")
-        finally:
-            _close(conn)
+                code = conn.result.get("result")
+                if code in _BAD_CREDENTIALS:
+                    return False
+                raise self._unavailable(f"bind failed ({conn.result.get('description')})")
+        except TimeoutError as exc:
+            raise self._unavailable(str(exc)) from None
 
     # -- Registry -----------------------------------------------------------------------
 
@@ -343,35 +328,23 @@ class LdapRegistry:
         if user is None:
             self._bind(self._decoy_dn, password)
             return None
-        dn, attrs = user
-        if not self._bind(dn, password):
+        if not self._bind(user.dn, password):
             return None
-        return self._principal(dn, attrs, username)
+        return self._principal(user, username)
 
     def lookup(self, username: str) -> Principal | None:
         """The principal for ``username`` without a password (None when unknown, ambiguous or locked)."""
         user = self._find_user(username)
-        return None if user is None else self._principal(user[0], user[1], username)
+        return None if user is None else self._principal(user, username)
 
     def close(self) -> None:
-        """Unbind every pooled service connection."""
-        self._closed = True
-        while True:
-            try:
-                _close(self._idle.get_nowait())
-            except queue.Empty:
-                return
+        """Unbind every pooled connection."""
+        self.service_pool.close()
+        self.bind_pool.close()
 
 
 def _close(conn: Connection) -> None:
-    """Unbind and close the socket; a connection that already broke is just dropped."""
-    try:
-        conn.unbind()
-    except (LDAPException, OSError):
-        pass
-    # ldap3 keeps the socket of a failed open() on the connection; close it here.
-    if conn.socket is not None:
-        conn.socket.close()
+    close_connection(conn)
 
 
 class _Retry(Exception):

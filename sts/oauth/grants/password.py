@@ -38,13 +38,16 @@ class PasswordGrant(Grant):
     def _login(self, username: str) -> tuple[dict[str, Any], Principal]:
         password = self.form.get("password") or ""
         client_id = client_id_of(self.form, self.realm, self.services.config.clients)
-        principal = self.services.login.login(self.realm, username, password, self.client_address)
-        token, ttl = self.access_token(principal, client_id)
-        with self.services.db.session() as session:
+        with self.services.db.engine.connect() as conn:
+            # One Core transaction for the throttle read and the refresh-token insert (on
+            # SQLite, sts.oauth.login ends the read before the directory call).
+            principal = self.services.login.login(self.realm, username, password, self.client_address, conn)
+            token, ttl = self.access_token(principal, client_id)
             # Why: a refresh token lost in a database crash only costs its holder a new login;
             # not waiting for the WAL flush takes a disk sync off every login.
-            relax_durability(session)
+            relax_durability(conn)
             refresh = refresh_tokens.issue(
-                session, self.realm, principal.username, client_id, ttl=self.policy.refresh_token_ttl
+                conn, self.realm, principal.username, client_id, ttl=self.policy.refresh_token_ttl
             )
+            conn.commit()
         return {"access_token": token, "token_type": "Bearer", "expires_in": ttl, "refresh_token": refresh}, principal
