@@ -46,6 +46,7 @@ from tests.sts.fakes import group_id, user_id  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
 from jobs import postgres_schema  # noqa: E402
+from results_section import replace_section  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results.md"
 BEGIN, END = "<!-- bench/console.py -->", "<!-- end bench/console.py -->"
@@ -206,14 +207,9 @@ def report(runs: list[dict[str, tuple[float, float]]], dialect: str, args: argpa
 
 
 def write(lines: list[str]) -> None:
-    text_ = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
-    section = "\n".join(lines)
-    if BEGIN in text_ and END in text_:
-        head, rest = text_.split(BEGIN, 1)
-        text_ = head + section + rest.split(END, 1)[1]
-    else:
-        text_ = text_.rstrip("\n") + "\n\n" + section + "\n"
-    RESULTS.write_text(text_, encoding="utf-8")
+    """Replace this bench's section (``lines`` carry its markers) and leave the others alone."""
+    text_ = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else ""
+    RESULTS.write_text(replace_section(text_, "bench/console.py", lines[1:-1]), encoding="utf-8")
 
 
 def main() -> None:

@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
+from results_section import replace_section  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
 from tests.fleet.fleet import WAIT, Fleet, config_for, metric, until  # noqa: E402
@@ -338,13 +339,9 @@ def section(results: dict[int, list[dict[str, float]]]) -> str:
 
 
 def write(text_block: str) -> None:
+    """Replace this bench's section (``text_block`` carries its markers) and leave the others alone."""
     current = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else ""
-    if BEGIN in current and END in current:
-        head, rest = current.split(BEGIN, 1)
-        current = head + text_block + rest.split(END, 1)[1]
-    else:
-        current = current.rstrip("\n") + "\n\n" + text_block + "\n"
-    RESULTS.write_text(current, encoding="utf-8")
+    RESULTS.write_text(replace_section(current, "bench/fleet.py", text_block.split("\n")[1:-1]), encoding="utf-8")
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from realms.registry import Registry  # noqa: E402
+from results_section import replace_section  # noqa: E402
 
 from realms.config import load_realms  # noqa: E402
 from tests.ldap_harness import SlapdServer, seed_files  # noqa: E402
@@ -85,14 +86,9 @@ def report(runs: list[dict[str, float]], samples: int) -> list[str]:
 
 
 def write(lines: list[str]) -> None:
-    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
-    section = "\n".join(lines)
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    RESULTS.write_text(text, encoding="utf-8")
+    """Replace this bench's section (``lines`` carry its markers) and leave the others alone."""
+    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else ""
+    RESULTS.write_text(replace_section(text, "bench/login_timing.py", lines[1:-1]), encoding="utf-8")
 
 
 def main() -> None:
