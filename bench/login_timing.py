@@ -27,10 +27,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from realms.registry import Registry  # noqa: E402
 from results_section import replace_section  # noqa: E402
 
 from realms.config import load_realms  # noqa: E402
+from realms.registries.base import Registry  # noqa: E402
 from tests.ldap_harness import SlapdServer, seed_files  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results.md"
