@@ -27,6 +27,7 @@ from sts.config import StsConfig
 from sts.db import Database, DatabaseUnavailable
 from sts.keys import KeyStore
 from sts.keys.master_key import MasterKey
+from sts.nodes.auth_cache import NodeAuthCache
 from sts.oauth.housekeeping import Housekeeper
 from sts.oauth.login import LoginService
 from sts.oauth.revocation import revoke_jti
@@ -53,6 +54,8 @@ class Services:
     last_reap: float = 0.0
     # Wakes long-polling lease calls of this process when a job is submitted here.
     wakeup: threading.Condition = field(default_factory=threading.Condition)
+    # This process's agent-authentication cache (node record, unrevoked jti), version-checked.
+    node_auth: NodeAuthCache = field(default_factory=NodeAuthCache)
 
     @property
     def lease_seconds(self) -> int:

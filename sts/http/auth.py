@@ -14,8 +14,6 @@ from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar, cast
 
 from flask import request
-from sqlalchemy import exists, select
-from sqlalchemy.orm import Session
 
 from authz_tables.errors import AuthzDenied
 from authz_tables.roles import Role
@@ -28,7 +26,6 @@ from sts.errors import AuthRequired
 from sts.http.context import Caller, request_context
 from sts.nodes.errors import NodeUnknown
 from sts.nodes.models import Node
-from sts.oauth.models import RevokedToken
 from sts.oauth.revocation import is_revoked
 from sts.services import current_services
 
@@ -76,15 +73,15 @@ def _revoked(verified: VerifiedToken) -> TokenRevoked:
     return TokenRevoked(f"token {verified.claims['jti'][:64]} was revoked", realm=verified.realm)
 
 
-def _node_and_revocation(session: Session, node_id: str, jti: str) -> tuple[Node | None, bool]:
-    """The registered node and whether ``jti`` is revoked, in one statement (two when the node
-    is unknown): every agent call needs both, and each round trip shows in its latency."""
-    if NODE_ID.fullmatch(node_id) is not None:
-        revoked = exists().where(RevokedToken.jti == jti[:128]).label("revoked")
-        row = session.execute(select(Node, revoked).where(Node.id == node_id)).first()
-        if row is not None:
-            return row[0], bool(row[1])
-    return None, is_revoked(session, jti)
+def _node_and_revocation(node_id: str, jti: str) -> tuple[Node | None, bool]:
+    """The registered node and whether ``jti`` is revoked: from this process's cache when the
+    authentication version has not moved (one primary-key read), else in one statement."""
+    services = current_services()
+    if NODE_ID.fullmatch(node_id) is None:
+        with services.db.session() as session:
+            return None, is_revoked(session, jti)
+    found = services.node_auth.lookup(services.db.engine, node_id, jti)
+    return found.node, found.revoked
 
 
 def authenticated_caller() -> Caller:
@@ -155,8 +152,7 @@ def authenticated_node() -> Node:
         raise TokenClaimInvalid("agent token subject is not node:<id>", claim="sub") from None
     if subject.kind is not AccessIdKind.NODE:
         raise TokenClaimInvalid("agent token subject is not node:<id>", claim="sub")
-    with current_services().db.session() as session:
-        node, revoked = _node_and_revocation(session, subject.name, verified.claims["jti"])
+    node, revoked = _node_and_revocation(subject.name, verified.claims["jti"])
     if revoked:
         raise _revoked(verified)
     # Why: a node may only act through the realm it was registered in; an agent token

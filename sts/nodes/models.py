@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Integer, String
+from sqlalchemy import JSON, BigInteger, CheckConstraint, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from sts.db import Base
@@ -39,3 +39,13 @@ class JoinToken(Base):
     created_by: Mapped[str] = mapped_column(String(1200))
     expires_at: Mapped[int] = mapped_column(Integer, index=True)
     used_at: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class AuthVersion(Base):
+    """The single row (id = 1) whose ``version`` grows with every revocation and node change."""
+
+    __tablename__ = "sts_auth_version"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(BigInteger)

@@ -11,11 +11,15 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from sts.nodes.auth_cache import bump_auth_version
 from sts.oauth.models import RevokedToken
 
 
 def revoke_jti(session: Session, jti: str, exp: int, reason: str) -> None:
-    """Revoke ``jti`` until ``exp``. Revoking twice keeps the later expiry."""
+    """Revoke ``jti`` until ``exp``. Revoking twice keeps the later expiry (RFC 7009 §2.1)."""
+    # Why: a revocation must refuse the very next agent call of every process, so the
+    # agent-authentication cache version moves in this same transaction.
+    bump_auth_version(session)
     values: dict[str, Any] = {"jti": jti[:128], "exp": int(exp), "reason": reason[:200], "revoked_at": int(time.time())}
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":

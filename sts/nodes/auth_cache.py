@@ -1,0 +1,122 @@
+"""The per-process cache of agent authentication: a node's record and "this jti is not revoked".
+
+Every agent call needs both, and reading them (the node row plus an EXISTS on revoked jtis) was
+half of a wait's time. The cache is invalidated exactly by ``sts_auth_version``, a single row
+bumped in the same transaction as every change that must take effect at once: a token
+revocation (``sts.oauth.revocation.revoke_jti``) and any ORM change of a node (register, update,
+re-key, unregister, enrollment; the ``before_flush`` hook below). Each request re-reads that one
+integer by primary key before it trusts the cache; a miss reads node, revocation and version in
+one statement, so what is cached is never newer than the version it is filed under.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, event, exists, select, update
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm import Session, UOWTransaction
+
+from sts.db import DatabaseUnavailable
+from sts.nodes.models import AuthVersion, Node
+from sts.oauth.models import RevokedToken
+
+MAX_CACHED_NODES = 10_000
+
+
+_NODES = Node.__table__
+_COLUMNS = [column for column in _NODES.c if column.name != "last_seen_at"]
+_VERSION = AuthVersion.__table__
+_READ_VERSION = select(_VERSION.c.version).where(_VERSION.c.id == 1)
+_BUMP = update(AuthVersion).where(AuthVersion.id == 1).values(version=AuthVersion.version + 1)
+
+
+def bump_auth_version(session: Session) -> None:
+    """Invalidate every process's cache when this transaction commits."""
+    session.connection().execute(_BUMP)
+
+
+@event.listens_for(Session, "before_flush")
+def _node_changed(session: Session, _flush: UOWTransaction, _instances: Any) -> None:
+    # Why: a node's update, re-key or removal must refuse its old credentials from the very
+    # next request; every ORM path that changes a node bumps the version in its own transaction.
+    if any(isinstance(obj, Node) for obj in (*session.dirty, *session.deleted)):
+        bump_auth_version(session)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    version: int
+    jti: str
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class NodeAuth:
+    """What an agent call learns: the registered node (``None`` if unknown) and whether its jti is revoked."""
+
+    node: Node | None
+    revoked: bool
+
+
+def _node_of(values: dict[str, Any]) -> Node:
+    # A fresh transient object per request, so no caller can alter what the cache holds.
+    return Node(
+        **{
+            **values,
+            "authgroups": list(values["authgroups"]),
+            "trusted_realms": list(values["trusted_realms"]),
+            "public_jwk": dict(values["public_jwk"]),
+        }
+    )
+
+
+class NodeAuthCache:
+    """Bounded LRU of ``node id -> (version, jti, node record)``; only a registered node with an
+    unrevoked jti is ever cached, and only under the version it was read with."""
+
+    def __init__(self, max_nodes: int = MAX_CACHED_NODES) -> None:
+        self.max_nodes = max_nodes
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def lookup(self, engine: Engine, node_id: str, jti: str) -> NodeAuth:
+        """The node and the revocation state of ``jti``; a database failure is ``db.unavailable``."""
+        jti = jti[:128]
+        try:
+            with engine.connect() as conn:
+                with self._lock:
+                    entry = self._entries.get(node_id)
+                if entry is not None and entry.jti == jti:
+                    # Why: the cache is trusted only when nothing was revoked or changed since it
+                    # was filled; a failed read raises, so it never serves a stale entry.
+                    if conn.execute(_READ_VERSION).scalar() == entry.version:
+                        with self._lock:
+                            self._entries.move_to_end(node_id)
+                        return NodeAuth(_node_of(entry.values), False)
+                revoked = exists().where(RevokedToken.__table__.c.jti == jti).label("revoked")
+                version = _READ_VERSION.scalar_subquery().label("auth_version")
+                row = conn.execute(select(*_COLUMNS, revoked, version).where(_NODES.c.id == node_id)).first()
+                if row is None:
+                    unknown = conn.execute(select(exists().where(RevokedToken.__table__.c.jti == jti))).scalar()
+                    return NodeAuth(None, bool(unknown))
+        except (sa_exc.DBAPIError, sa_exc.TimeoutError) as exc:
+            # Why: fail closed; without a fresh version the cache must not answer, nor may a 500.
+            raise DatabaseUnavailable(f"the database is unavailable ({type(exc).__name__}); retry shortly") from None
+        mapping = row._mapping
+        values = {column.name: mapping[column.name] for column in _COLUMNS}
+        if mapping["revoked"]:
+            return NodeAuth(_node_of(values), True)
+        if mapping["auth_version"] is not None:
+            with self._lock:
+                self._entries[node_id] = _Entry(int(mapping["auth_version"]), jti, values)
+                self._entries.move_to_end(node_id)
+                while len(self._entries) > self.max_nodes:
+                    self._entries.popitem(last=False)
+        return NodeAuth(_node_of(values), False)
