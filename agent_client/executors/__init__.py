@@ -90,9 +90,9 @@ def _contain_begin() -> bool:
 
 def _contain_end(uid: int, known: set[int]) -> None:
     with _SLOTS_LOCK:
-        spared = known | _LIVE_JOB_PIDS
-    kill_orphans(uid, spared)
-    with _SLOTS_LOCK:
+        # Why: under the lock that spawning holds too, so no slot's child can appear between
+        # the snapshot of live jobs and the kills and be taken for an orphan.
+        kill_orphans(uid, known | _LIVE_JOB_PIDS)
         _CONTAINED[0] -= 1
         if _CONTAINED[0] == 0:
             set_child_subreaper(False)
@@ -126,15 +126,17 @@ def run_job(
     try:
         try:
             child, spawn_cwd = executor.setup(account, spec.cwd, limits.rlimits)
-            if credential is None:
-                command = executor.command(account, argv, env, spec.cwd)
-                process = spawn(command, env, child, cwd=spawn_cwd)
-            else:
-                process = _spawn_with_password(
-                    executor, account, argv, env, spec.cwd, child, spawn_cwd, credential, store
-                )
-            pid = process.pid
+            # Why: another slot's orphan sweep must never see this child before it is registered
+            # as a live job, or one job's end would kill a job that had just started.
             with _SLOTS_LOCK:
+                if credential is None:
+                    command = executor.command(account, argv, env, spec.cwd)
+                    process = spawn(command, env, child, cwd=spawn_cwd)
+                else:
+                    process = _spawn_with_password(
+                        executor, account, argv, env, spec.cwd, child, spawn_cwd, credential, store
+                    )
+                pid = process.pid
                 _LIVE_JOB_PIDS.add(pid)
         except JobstsError as exc:
             return ExecResult(None, "", "", exc.code, exc.message, dropped)
