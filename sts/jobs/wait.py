@@ -24,8 +24,8 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from flask import Blueprint, Flask, Response, jsonify, request
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import func, select
 
 from realms.errors import JobstsError
 from sts.db import DatabaseUnavailable
@@ -84,7 +84,10 @@ class Reply:
 
 
 def ready_nodes(services: Services, nodes: list[str]) -> set[str]:
-    """Which of ``nodes`` have a job they could lease now (one index seek per node, chunked)."""
+    """Which of ``nodes`` have a job they could lease now, or a lease past its expiry (one index
+    seek per node and state, chunked). A lease reaps its node first, so an expired lease is work
+    too: the agent's next lease requeues (never started) or loses (started) that job at once,
+    instead of after the periodic reaper's interval."""
     now = services.now()
     ready: set[str] = set()
     with services.session() as session:
@@ -94,9 +97,13 @@ def ready_nodes(services: Services, nodes: list[str]) -> set[str]:
                 select(Job.node_id)
                 .where(
                     Job.node_id.in_(chunk),
-                    Job.state == JobState.QUEUED.value,
-                    Job.not_before <= now,
-                    Job.deadline > now,
+                    or_(
+                        and_(Job.state == JobState.QUEUED.value, Job.not_before <= now, Job.deadline > now),
+                        and_(
+                            Job.state.in_((JobState.LEASED.value, JobState.RUNNING.value)),
+                            Job.lease_expires_at < now,
+                        ),
+                    ),
                 )
                 .distinct()
             )

@@ -58,6 +58,7 @@ def test_keys_and_rotation_are_shared(pair: tuple[StsProcess, StsProcess], tmp_p
             str(tmp_path / "sts.toml"),
             "--realm",
             "jobmgr",
+            "--now",  # the emergency rotation: signs at once (a plain rotate pre-publishes first)
         ],
         capture_output=True,
         text=True,

@@ -23,10 +23,12 @@ from agent_client.config import Limits, MappingConfig, MappingRule
 from agent_client.decision import NodeDecider, NodePolicy
 from agent_client.journal import StartedJournal
 from agent_client.loop import Agent, RevocationSet
+from agent_client.outbox import Outbox
 from agent_client.trust_store import TrustStore
 from authz_tables.decision import Snapshot
 from authz_tables.entries import parse_entry
 from authz_tables.roles import Role
+from realms.wire.documents import Claim, ItemOutcome
 
 JOHN = "user:jobmgr/uid=john,ou=people,dc=jobmgr,dc=example"
 
@@ -53,7 +55,8 @@ def build_agent(sts: str, node: str, key: Path, state: Path, account: str, *, le
     )
     executor = "setuid" if os.geteuid() == 0 else "self"
     config: Any = SimpleNamespace(executor=executor, limits=Limits(kill_grace=1.0), poll_wait=0)
-    return Agent(config, client, decider, journal, revocations, threading.Event())
+    outbox = Outbox(state / "outbox")
+    return Agent(config, client, decider, journal, revocations, threading.Event(), outbox)
 
 
 def _pause(step: str) -> None:
@@ -75,15 +78,17 @@ def install_pause(agent: Agent, step: str) -> None:
 
         agent.journal.record = recorded  # type: ignore[method-assign]
     elif step == "started":
-        start = agent.client.start
+        claim = agent.client.claim
 
-        def started(job_id: str) -> None:
-            start(job_id)
+        def started(claims: list[Claim]) -> list[ItemOutcome]:
+            claim(claims)
             _pause(step)
+            return []
 
-        agent.client.start = started  # type: ignore[method-assign]
+        agent.client.claim = started  # type: ignore[method-assign]
     elif step == "ran":
-        agent.client.result = lambda *a, **k: _pause(step)  # type: ignore[method-assign]
+        # Killed before the result reached the outbox: nothing on disk to deliver later.
+        agent.outbox.put = lambda *a, **k: _pause(step)  # type: ignore[method-assign]
     else:
         raise SystemExit(f"unknown step {step}")
 
