@@ -93,6 +93,13 @@ def install_pause(agent: Agent, step: str) -> None:
         raise SystemExit(f"unknown step {step}")
 
 
+def _count(path: Path, rounds: int) -> None:
+    """Tell the test how many rounds of its loop the agent has finished (written whole, then renamed)."""
+    partial = path.with_suffix(".partial")
+    partial.write_text(str(rounds))
+    partial.replace(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sts", required=True)
@@ -102,6 +109,7 @@ def main() -> None:
     parser.add_argument("--account", required=True)
     parser.add_argument("--pause-at")
     parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--stop-file", type=Path, help="stop (exit 0) once this file exists")
     args = parser.parse_args()
     agent = build_agent(args.sts, args.node, args.key, args.state, args.account)
     try:
@@ -109,8 +117,12 @@ def main() -> None:
             install_pause(agent, args.pause_at)
         print("READY", flush=True)
         deadline = time.monotonic() + args.seconds
-        while time.monotonic() < deadline:
+        rounds = 0
+        while time.monotonic() < deadline and not (args.stop_file and args.stop_file.exists()):
             outcome = agent.run_once()
+            rounds += 1
+            if args.stop_file:
+                _count(args.stop_file.with_suffix(".rounds"), rounds)
             if outcome is None:
                 time.sleep(0.1)
             else:

@@ -376,10 +376,11 @@ def shared_dir() -> Iterator[Path]:
 
 @pytest.fixture
 def served(tmp_path: Path, database_url: str, shared_dir: Path) -> Iterator[Served]:
-    """A World's STS over HTTP on loopback (2 s leases), with node ``fnode`` and its key file."""
+    """A World's STS over HTTP on loopback (60 s leases: tests end a lease with ``expire_lease``), with node
+    ``fnode`` and its key file."""
     with listening_socket() as sock:
         url = f"http://127.0.0.1:{port_of(sock)}"
-        world = make_world(tmp_path, database_url, url, lease_seconds=2)
+        world = make_world(tmp_path, database_url, url, lease_seconds=60)
         server, thread = serve(world.app, sock)
         try:
             yield Served(world, url, register_node(world, tmp_path), shared_dir / "runs", tmp_path)

@@ -15,12 +15,14 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask
+from sqlalchemy import update
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from authz_tables.roles import Role
 from realms.tokens.keys import public_jwk
 from sts import create_app
 from sts.config import JobSettings
+from sts.jobs.dispatch import JOBS
 from tests.jobs.conftest import JOHN, World, migrate_database
 from tests.sts.conftest import make_config, spy_on_registries
 
@@ -51,6 +53,13 @@ class Served:
 
     def runs(self) -> list[str]:
         return self.marker.read_text().split() if self.marker.exists() else []
+
+    def expire_lease(self, job_id: str) -> None:
+        """Move the job's lease end into the past: what the STS sees once the lease ran out, without
+        a test waiting for a short lease (a short lease also runs out under load before the agent
+        has started the job, which is another scenario than the one the test sets up)."""
+        with self.world.services.session() as session:
+            session.execute(update(JOBS).where(JOBS.c.id == job_id).values(lease_expires_at=0))
 
 
 def make_world(tmp_path: Path, database_url: str, base_url: str, lease_seconds: int) -> World:

@@ -26,6 +26,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy.engine import make_url
 
+from realms.wire.documents import Claim, ItemOutcome
 from tests.jobs.tcp_proxy import TcpProxy
 from tests.ldap_harness import SlapdServer, seed_files
 from tests.loopback import Forwarder, listening_socket, port_of
@@ -59,8 +60,19 @@ def test_agent_killed_at_each_step(served: Served, step: str) -> None:
     finally:
         first.kill()
         first.communicate(timeout=30)
-    time.sleep(2.5)  # the 2 s lease runs out; the reaper requeues or loses the job
-    second = spawn("tests.security.agent_process", *agent_args(served, state), "--seconds", "6")
+    # The agent really got to its step: the STS holds the job in the state that step implies.
+    assert served.state(job_id)["state"] == ("leased" if step in ("leased", "recorded") else "running")
+    served.expire_lease(job_id)  # the lease runs out; the next lease requeues or loses the job
+    stop = served.tmp_path / "stop-second-agent"
+    second = spawn(
+        "tests.security.agent_process", *agent_args(served, state), "--seconds", "120", "--stop-file", str(stop)
+    )
+    try:
+        assert wait_for(lambda: served.state(job_id)["state"] in TERMINAL, 100), served.state(job_id)
+        # A few more rounds of the agent's loop: a job wrongly requeued would be leased again here.
+        _more_rounds(stop.with_suffix(".rounds"), 3)
+    finally:
+        stop.touch()
     out, err = second.communicate(timeout=60)
     assert second.returncode == 0, err[-3000:]
     wanted_states, wanted_runs = AGENT_STEPS[step]
@@ -70,6 +82,16 @@ def test_agent_killed_at_each_step(served: Served, step: str) -> None:
     assert set(served.runs()) <= {ACCOUNT}
     if shown["state"] == "refused":
         assert shown["code"] == "token.replayed"
+
+
+def _more_rounds(count_file: Path, more: int) -> None:
+    """Wait until the agent process has finished ``more`` further rounds of its loop."""
+
+    def rounds() -> int:
+        return int(count_file.read_text()) if count_file.exists() else 0
+
+    target = rounds() + more
+    assert wait_for(lambda: rounds() >= target, 60), (rounds(), target)
 
 
 @dataclass
@@ -178,15 +200,20 @@ def test_sts_killed_at_each_step(sts_proc: tuple[Served, StsProcesses], step: st
             _restart(served, processes)
             assert agent.handle(lease) == "succeeded"
         else:
-            run_job = agent.client.start
+            claim = agent.client.claim
+            killed: list[bool] = []
 
-            def start_then_kill(job: str) -> None:
-                run_job(job)
-                _kill(processes)  # the STS dies while the job runs; it is back 0.5 s later
+            def claim_then_kill(claims: list[Claim]) -> list[ItemOutcome]:
+                outcomes = claim(claims)
+                _kill(processes)  # the STS dies once the job is started; it is back 0.5 s later
+                killed.append(True)
                 threading.Timer(0.5, _start, args=(served, processes)).start()
+                return outcomes
 
-            agent.client.start = start_then_kill  # type: ignore[method-assign]
+            # The loop starts jobs through claim(): wrap exactly that call, so the kill happens.
+            setattr(agent.client, "claim", claim_then_kill)  # noqa: B010
             assert agent.run_once() == "succeeded"  # the result is retried until the STS is back
+            assert killed == [True]
     finally:
         agent.close()
     assert wait_for(lambda: _state_http(served, job_id) == "succeeded", 20)
