@@ -485,8 +485,8 @@ def _emitted_literal_codes(tree: ast.AST) -> set[str]:
                 found.update(v for a in node.args[1:] if (v := _string(a)))
         elif isinstance(node, ast.Dict):
             # {"code": "..."}: result documents and problem bodies built by hand.
-            for key, value in zip(node.keys, node.values, strict=True):
-                if isinstance(key, ast.Constant) and key.value == "code" and (text := _string(value)):
+            for key, item in zip(node.keys, node.values, strict=True):
+                if isinstance(key, ast.Constant) and key.value == "code" and (text := _string(item)):
                     found.add(text)
         elif isinstance(node, ast.Assign | ast.AnnAssign):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]

@@ -58,7 +58,7 @@ KEYS = {realm: RealmKey(realm) for realm in (OWN, TRUSTED, UNTRUSTED)}
 
 
 def make_job(spec: dict[str, Any] | None = None, *, job_type: str = "run", realm: str = TRUSTED) -> dict[str, Any]:
-    base = {"argv": ["/bin/true"], "env": {}, "cwd": None, "timeout": 30, "authgroup": None}
+    base: dict[str, Any] = {"argv": ["/bin/true"], "env": {}, "cwd": None, "timeout": 30, "authgroup": None}
     now = int(time.time())
     return {
         "id": str(uuid.uuid4()),

@@ -60,7 +60,7 @@ def test_refusal_carries_the_problem_code() -> None:
     problem = {"code": "node.unknown", "detail": "node node1 is not registered", "status": 403}
     with _client(lambda r: httpx.Response(403, json=problem)) as client, pytest.raises(StsRefused) as caught:
         client.lease(0)
-    assert caught.value.problem_code == "node.unknown" and "node1" in caught.value.message
+    assert caught.value.data["problem_code"] == "node.unknown" and "node1" in caught.value.message
 
 
 def test_lease_lost_is_its_own_error() -> None:

@@ -25,7 +25,7 @@ from agent_client.credentials.store import CredentialsConfig, CredentialStore
 from agent_client.errors import UnsafeFileMode
 from agent_client.file_modes import require_safe
 from realms.errors import JobstsError
-from tests.ssh_harness import keygen
+from sts.commands.inetd_sshd import keygen
 
 IS_ROOT = os.geteuid() == 0
 CANARY = f"canary-{secrets.token_hex(8)}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from typing import Any
 
 import jwt
 import pytest
@@ -100,7 +101,7 @@ def test_wrong_typ_is_refused(decider: NodeDecider) -> None:
         ({"jti": None}, "token.claims"),
     ],
 )
-def test_claim_refusals_have_their_own_codes(decider: NodeDecider, claims: dict[str, object], code: str) -> None:
+def test_claim_refusals_have_their_own_codes(decider: NodeDecider, claims: dict[str, Any], code: str) -> None:
     job = make_job()
     decision = decider.decide(job, mint(job, **claims))
     assert decision.code == code

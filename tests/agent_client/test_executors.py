@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -276,7 +277,7 @@ def test_sudo_executor_as_root(accounts: Accounts) -> None:
     probe = _probe(result.stdout_tail)
     _check_identity(probe, account)
     assert probe["cwd"] == str(workdir)
-    assert set(probe["env"]) == {"PATH", "HOME", "USER", "LOGNAME", "SHELL", "FOO", "LANG"}  # type: ignore[arg-type]
+    assert set(cast(dict[str, str], probe["env"])) == {"PATH", "HOME", "USER", "LOGNAME", "SHELL", "FOO", "LANG"}
 
 
 @pytest.mark.skipif(SUDO is None, reason="sudo is installed by tests/run.sh")

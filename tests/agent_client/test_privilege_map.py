@@ -10,6 +10,7 @@ from __future__ import annotations
 import grp
 import pwd
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -66,7 +67,7 @@ def test_root_equivalent_groups_are_refused_unless_allowed_one_by_one(accounts: 
         privilege_mapped_account(dedicated, lent, mapping(dedicated, lent, allow=(other,)), "rule")
     account = privilege_mapped_account(dedicated, lent, mapping(dedicated, lent, allow=(privileged,)), "rule")
     result = run_job(executor_for("setuid", account), account, _spec([PYTHON, "-c", PROBE]), Limits())
-    assert grp.getgrnam(privileged).gr_gid in _probe(result.stdout_tail)["groups"]
+    assert grp.getgrnam(privileged).gr_gid in cast(list[int], _probe(result.stdout_tail)["groups"])
 
 
 def test_group_zero_is_never_lent_by_default(accounts: Accounts) -> None:
@@ -116,7 +117,7 @@ def test_trace_and_result_name_the_privilege_map(
     assert sorted(result.stdout_tail.split()) == sorted({dedicated, lent, group})
     report = executed_result(decision, result, "setuid")
     assert report.account == dedicated
-    assert f"privilege map: groups of {lent}" in report.reason
+    assert f"privilege map: groups of {lent}" in (report.reason or "")
 
 
 def test_privilege_map_config(tmp_path: Path) -> None:

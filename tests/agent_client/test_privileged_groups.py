@@ -50,7 +50,7 @@ def test_an_account_in_a_root_equivalent_group_is_refused_by_name(member: str) -
     with pytest.raises(MapPrivilegedGroup) as caught:
         resolve_account(ACCOUNT, via="test rule", allow_root=False)
     assert caught.value.code == "map.privileged_group"
-    assert caught.value.group == member and repr(member) in caught.value.message
+    assert caught.value.data["group"] == member and repr(member) in caught.value.message
 
 
 def test_an_explicit_per_group_allow_lifts_the_refusal(member: str) -> None:

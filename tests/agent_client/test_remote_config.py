@@ -32,7 +32,7 @@ def test_a_remote_host_with_its_pinned_key(tmp_path: Path) -> None:
 
 
 def test_rsa_pins_offer_sha2_signatures_only(tmp_path: Path) -> None:
-    from tests.ssh_harness import keygen
+    from sts.commands.inetd_sshd import keygen
 
     key = parse_host_key(keygen(tmp_path / "rsa_host", "rsa"))
     assert key.algorithms == ("rsa-sha2-512", "rsa-sha2-256")  # never SHA-1 "ssh-rsa" signatures

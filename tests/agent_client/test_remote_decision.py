@@ -7,6 +7,7 @@ sudo users a host does not list are each refused with their own code.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -45,8 +46,8 @@ def decider_with(
     )
 
 
-def decide(decider: NodeDecider, spec: dict[str, object]) -> AgentDecision:
-    job = make_job(spec)
+def decide(decider: NodeDecider, spec: Mapping[str, object]) -> AgentDecision:
+    job = make_job(dict(spec))
     return decider.decide(job, mint(job))
 
 
@@ -89,7 +90,7 @@ def test_unknown_remote_host(trust: TrustStore, journal: StartedJournal, store: 
     decision = decide(
         decider_with(trust, journal, store, (OPS_JM, "operator")), {"remote_host": "web9", "credential": "x"}
     )
-    assert decision.code == "remote.unknown_host" and "web9" in decision.reason
+    assert decision.code == "remote.unknown_host" and "web9" in (decision.reason or "")
     assert [s.verdict for s in decision.trace][-2:] == ["fail", "skip"]
 
 
@@ -99,7 +100,7 @@ def test_node_wide_grant_does_not_open_a_credential(
     decider = decider_with(trust, journal, store, (OPS_JM, "operator"))
     decision = decide(decider, {"remote_host": "web1", "credential": "web1-deploy"})
     assert decision.code == "credential.not_granted"
-    assert "--scope credential:web1-deploy" in decision.reason
+    assert "--scope credential:web1-deploy" in (decision.reason or "")
 
 
 def test_grant_on_another_credential_does_not_open_this_one(
@@ -131,12 +132,13 @@ def test_missing_credential_names_the_key_and_how_to_add_it(
     decider = decider_with(trust, journal, store, *GRANTS, (OPS_JM, "operator", "allow", "credential:nope"))
     decision = decide(decider, {"remote_host": "web1", "credential": "nope"})
     assert decision.code == "credential.missing"
-    assert "'nope'" in decision.reason and "jobsts agent credentials add nope" in decision.reason
+    reason = decision.reason or ""
+    assert "'nope'" in reason and "jobsts agent credentials add nope" in reason
 
 
 def test_remote_job_needs_a_credential(trust: TrustStore, journal: StartedJournal, store: CredentialStore) -> None:
     decision = decide(decider_with(trust, journal, store, *GRANTS), {"remote_host": "web1"})
-    assert decision.code == "agent.job_invalid" and "spec.credential" in decision.reason
+    assert decision.code == "agent.job_invalid" and "spec.credential" in (decision.reason or "")
 
 
 def test_sudo_only_to_users_the_host_lists(trust: TrustStore, journal: StartedJournal, store: CredentialStore) -> None:
@@ -175,7 +177,7 @@ def test_bad_remote_fields_are_refused(
     trust: TrustStore, journal: StartedJournal, store: CredentialStore, spec: dict[str, str], field: str
 ) -> None:
     decision = decide(decider_with(trust, journal, store, *GRANTS), spec)
-    assert decision.code == "agent.job_invalid" and field in decision.reason
+    assert decision.code == "agent.job_invalid" and field in (decision.reason or "")
 
 
 def test_remote_fields_are_covered_by_the_job_digest(

@@ -19,7 +19,8 @@ from agent_client.executors.base import ExecResult
 from agent_client.remote.hosts import RemoteHost, parse_host_key
 from agent_client.remote.ssh import RemoteTarget, run_remote_job
 from realms.wire.spec import JobSpec
-from tests.ssh_harness import SshAccounts, SshServer, keygen, needs_sshd
+from sts.commands.inetd_sshd import keygen
+from tests.ssh_harness import SshAccounts, SshServer, needs_sshd
 
 pytestmark = needs_sshd
 

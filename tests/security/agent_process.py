@@ -67,7 +67,7 @@ def _pause(step: str) -> None:
 def install_pause(agent: Agent, step: str) -> None:
     """Stop the agent (until killed) right at ``step`` of the lifecycle."""
     if step == "leased":
-        agent.decider.decide = lambda *a, **k: _pause(step)  # type: ignore[method-assign]
+        setattr(agent.decider, "decide", lambda *a, **k: _pause(step))  # noqa: B010
     elif step == "recorded":
         record = agent.journal.record
 

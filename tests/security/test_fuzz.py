@@ -82,7 +82,7 @@ def test_access_ids_survive_a_token_claim_and_a_table_export(realm: str, name: s
 
     entry = parse_entry(str(group), "operator")
     for fmt in ("csv", "json"):
-        back = parse_text(export_entries([entry], fmt), fmt)  # type: ignore[arg-type]
+        back = parse_text(export_entries([entry], fmt), fmt)
         assert [item.entry for item in back] == [entry]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,8 @@ from realms.tokens.keys import public_jwk
 from realms.wire.digest import canonical_json
 from sts.jobs.models import Job
 from tests.jobs.conftest import JOHN, World
-from tests.security.conftest import Listener, sign_raw, signer_of, split, token_attacks
+from tests.loopback import Listener
+from tests.security.conftest import sign_raw, signer_of, split, token_attacks
 from tests.sts.fakes import group_id, user_id
 
 pytestmark = pytest.mark.db
@@ -61,7 +63,7 @@ def node_policy(**changes: Any) -> NodePolicy:
         ),
         leeway=30,
     )
-    return NodePolicy(**{**{f: getattr(base, f) for f in base.__slots__}, **changes})  # type: ignore[attr-defined]
+    return replace(base, **changes)
 
 
 TABLE = Snapshot([parse_entry(str(JOHN), "operator"), parse_entry(str(user_id("cellB", "bob")), "operator")])

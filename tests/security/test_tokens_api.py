@@ -19,12 +19,13 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from werkzeug.test import TestResponse
 
 from realms.tokens.keys import jwk_thumbprint, public_jwk
 from tests.jobs.conftest import World
+from tests.loopback import Listener
 from tests.security.conftest import (
     Attack,
-    Listener,
     b64,
     hmac_jws,
     public_key_encodings,
@@ -51,7 +52,10 @@ def _refusals(world: World, attacks: list[Attack], call: Any) -> list[str]:
 
 def test_forged_access_tokens_are_refused_at_the_api(world: World, listener: Listener) -> None:
     valid = world.user_token("john")
-    call = lambda token: world.client.get("/api/v1/jobs", headers={"Authorization": f"Bearer {token}"})  # noqa: E731
+
+    def call(token: str) -> TestResponse:
+        return world.client.get("/api/v1/jobs", headers={"Authorization": f"Bearer {token}"})
+
     assert call(valid).status_code == 200  # the control: the genuine token works
     attacks = token_attacks(valid, signer_of(world, "jobmgr"), signer_of(world, "cellB"), listener.url)
     assert len(attacks) > 120

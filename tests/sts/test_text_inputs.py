@@ -59,7 +59,7 @@ def test_a_spec_string_with_a_surrogate_is_refused_with_the_spec_code() -> None:
     spec = json.loads('{"argv": ["/bin/echo", "\\udc80"]}')
     with pytest.raises(JobInvalidSpec) as caught:
         parse_spec(spec)
-    assert caught.value.field == "spec.argv[1]"
+    assert caught.value.data["field"] == "spec.argv[1]"
 
 
 def _invisible_code_points() -> list[str]:
