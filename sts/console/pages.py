@@ -28,7 +28,7 @@ from sts.jobs.models import Job
 from sts.jobs.states import JobState
 from sts.jobs.views import maybe_reap
 from sts.nodes.service import list_nodes
-from sts.observability.views import _directory_checks
+from sts.observability.views import directory_checks
 from sts.services import current_services
 
 WINDOWS = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
@@ -185,7 +185,7 @@ def nodes() -> BaseResponse:
 @signed_in
 def realms() -> BaseResponse:
     services = current_services()
-    health = _directory_checks(services.registries)
+    health = directory_checks(services.registries)
     rows = []
     for name in sorted(services.config.realms):
         # Every key ring of the realm: its own (all its tokens) and, where it exists, the RS256

@@ -28,7 +28,7 @@ def _probe(registry: Registry) -> None:
     registry.lookup(PROBE_USERNAME)
 
 
-def _directory_checks(registries: dict[str, Registry]) -> dict[str, str]:
+def directory_checks(registries: dict[str, Registry]) -> dict[str, str]:
     """Each realm's directory, probed concurrently, each within ``DIRECTORY_TIMEOUT`` seconds."""
     futures = {name: _probes.submit(_probe, registry) for name, registry in registries.items()}
     checks: dict[str, str] = {}
@@ -63,7 +63,7 @@ def readyz() -> tuple[dict[str, Any], int]:
             checks[f"keys:{realm}"] = "ok" if services.keys.realm_keys(realm).active else "missing"
         except (JobstsError, SQLAlchemyError):
             checks[f"keys:{realm}"] = "unavailable"
-    checks.update(_directory_checks(services.registries))
+    checks.update(directory_checks(services.registries))
     ready = all(value == "ok" for value in checks.values())
     return {"status": "ready" if ready else "not ready", "checks": checks}, 200 if ready else 503
 
