@@ -18,38 +18,16 @@ from typing import Any
 import httpx
 import jwt
 
-from sts.keys.master_key import create_key_file
 from tests.loopback import listening_socket, port_of, socket_activation
-from tests.sts.conftest import ADMIN, BASE_URL, _toml, node_keypair
+from tests.sts.conftest import BASE_URL, node_keypair, write_sts_toml
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
 def write_sts_config(workdir: Path, database_url: str, tables: list[dict[str, Any]]) -> Path:
-    """An STS TOML file over ``tables`` (``[[realms]]`` tables, e.g. ``slapd.realm_table(name)``)."""
-    key_file = workdir / "master.key"
-    if not key_file.exists():
-        create_key_file(key_file)
-    lines = [
-        "[sts]",
-        f"base_url = {_toml(BASE_URL)}",
-        f"database_url = {_toml(database_url)}",
-        'master_key_file = "master.key"',
-        f"audience = {_toml(BASE_URL + '/api')}",
-        f"bootstrap_admins = {_toml([str(ADMIN)])}",
-        "",
-        "[throttle]",
-        "failure_factor = 3",
-        "wait_increment_seconds = 60",
-        "max_wait_seconds = 900",
-        "per_address_failure_factor = 50",
-    ]
-    for table in tables:
-        lines += ["", "[[realms]]", f"name = {_toml(table['name'])}", "[realms.registry]"]
-        lines += [f"{key} = {_toml(value)}" for key, value in table["registry"].items()]
-    path = workdir / "sts.toml"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    """An STS TOML file over ``tables`` (``[[realms]]`` tables, e.g. ``slapd.realm_table(name)``); the
+    per-address throttle is looser than the unit tests', for the many logins from one loopback address."""
+    return write_sts_toml(workdir, database_url, tables, per_address_failure_factor=50)
 
 
 @dataclass(frozen=True)

@@ -38,14 +38,12 @@ def _toml(value: Any) -> str:
     )
 
 
-def write_config(
-    tmp_path: Path,
-    database_url: str,
-    algorithms: dict[str, str] | None = None,
-    realm_names: tuple[str, ...] = ("jobmgr", "cellB"),
+def write_sts_toml(
+    directory: Path, database_url: str, tables: list[dict[str, Any]], *, per_address_failure_factor: int = 20
 ) -> Path:
-    """Write an STS TOML file on ``tmp_path``: LDIF realms over the seed files, a 0600 master key."""
-    key_file = tmp_path / "master.key"
+    """Write ``sts.toml`` (and a 0600 master key) on ``directory`` over ``[[realms]]`` tables such as
+    ``ldif_realm_table(name)`` or ``slapd.realm_table(name)``; a table's ``token`` becomes ``[realms.token]``."""
+    key_file = directory / "master.key"
     if not key_file.exists():
         create_key_file(key_file)
     lines = [
@@ -60,16 +58,30 @@ def write_config(
         "failure_factor = 3",
         "wait_increment_seconds = 60",
         "max_wait_seconds = 900",
-        "per_address_failure_factor = 20",
+        f"per_address_failure_factor = {per_address_failure_factor}",
     ]
-    for name in realm_names:
-        table = ldif_realm_table(name)
-        lines += ["", "[[realms]]", f"name = {_toml(name)}", "[realms.registry]"]
+    for table in tables:
+        lines += ["", "[[realms]]", f"name = {_toml(table['name'])}", "[realms.registry]"]
         lines += [f"{key} = {_toml(value)}" for key, value in table["registry"].items()]
-        lines += ["[realms.token]", f"algorithm = {_toml((algorithms or {}).get(name, 'ES256'))}"]
-    path = tmp_path / "sts.toml"
+        if "token" in table:
+            lines += ["[realms.token]"] + [f"{key} = {_toml(value)}" for key, value in table["token"].items()]
+    path = directory / "sts.toml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def write_config(
+    tmp_path: Path,
+    database_url: str,
+    algorithms: dict[str, str] | None = None,
+    realm_names: tuple[str, ...] = ("jobmgr", "cellB"),
+) -> Path:
+    """Write an STS TOML file on ``tmp_path``: LDIF realms over the seed files, a 0600 master key."""
+    tables = [
+        {**ldif_realm_table(name), "token": {"algorithm": (algorithms or {}).get(name, "ES256")}}
+        for name in realm_names
+    ]
+    return write_sts_toml(tmp_path, database_url, tables)
 
 
 def make_config(tmp_path: Path, database_url: str, **overrides: Any) -> StsConfig:
