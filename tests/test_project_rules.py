@@ -510,3 +510,49 @@ def test_every_emitted_literal_code_is_documented() -> None:
     assert {"request.too_large", "internal.error", "http.error"} <= set(emitted)  # the scan sees the boundary
     missing = sorted(f"{code} ({where})" for code, where in emitted.items() if code not in documented)
     assert missing == []
+
+
+_CLOCKS = {"monotonic", "perf_counter", "time", "monotonic_ns", "perf_counter_ns"}
+_DURATION_NAMES = {"elapsed", "duration", "took", "spent"}
+
+
+def _is_clock_call(node: ast.AST) -> bool:
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in _CLOCKS
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id == "time"
+    )
+
+
+def timed_assertions(source: str) -> list[int]:
+    """Lines whose ``assert`` measures a duration: a clock reading minus something, or a name such
+    as ``elapsed``. ``assert time.monotonic() < deadline`` (a guard against a hang) is allowed."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Assert):
+            continue
+        for part in ast.walk(node.test):
+            measured = isinstance(part, ast.BinOp) and isinstance(part.op, ast.Sub) and _is_clock_call(part.left)
+            named = isinstance(part, ast.Name) and part.id in _DURATION_NAMES
+            if measured or named:
+                found.append(node.lineno)
+                break
+    return found
+
+
+def test_no_test_asserts_on_wall_clock_time() -> None:
+    """Timing belongs in bench/: on a loaded CI machine a duration bound fails honest code."""
+    offenders = [
+        f"{path.relative_to(ROOT)}:{line}"
+        for path in sorted((ROOT / "tests").rglob("*.py"))
+        for line in timed_assertions(path.read_text(encoding="utf-8"))
+    ]
+    assert offenders == []
+
+
+def test_the_timing_rule_bites() -> None:
+    assert timed_assertions("import time\nstarted = time.monotonic()\nassert time.monotonic() - started < 5\n") == [3]
+    assert timed_assertions("elapsed = 1.0\nassert elapsed < 10\n") == [2]
+    assert timed_assertions("import time\ndeadline = 1.0\nassert time.monotonic() < deadline\n") == []

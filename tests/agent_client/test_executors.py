@@ -190,10 +190,8 @@ def test_setuid_applies_resource_limits(accounts: Accounts) -> None:
 def test_timeout_kills_the_whole_process_group(accounts: Accounts) -> None:
     name = accounts.user()
     spec = _spec(["/bin/sh", "-c", "sleep 300 & sleep 300 & echo started; wait"], timeout=1)
-    started = time.monotonic()
     result = run_job(SetuidExecutor(), _account(name), spec, Limits(kill_grace=1.0))
     assert result.code == "exec.timeout"
-    assert time.monotonic() - started < 15
     assert "started" in result.stdout_tail
     time.sleep(0.2)
     listed = subprocess.run(["ps", "-o", "stat=", "-u", name], capture_output=True, text=True, check=False)

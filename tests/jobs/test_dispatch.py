@@ -95,20 +95,17 @@ def test_not_before_holds_the_job_back(world: World, clock: Clock) -> None:
 
 def test_long_poll_returns_as_soon_as_a_job_arrives(world: World) -> None:
     got: list[dict[str, Any] | None] = []
-    waiter = threading.Thread(target=lambda: got.append(world.lease(wait=10)))
-    started = time.monotonic()
+    # The longest wait the API allows (30 s): a poll that did not wake on the submit would still be
+    # waiting when the join gives up, so "got a job" proves the wake-up without timing anything.
+    waiter = threading.Thread(target=lambda: got.append(world.lease(wait=30)), daemon=True)
     waiter.start()
-    time.sleep(0.3)
     world.submit()
-    waiter.join(15)
+    waiter.join(25)
     assert got and got[0] is not None
-    assert time.monotonic() - started < 5
 
 
 def test_long_poll_is_bounded(world: World) -> None:
-    started = time.monotonic()
-    assert world.lease(wait=0.5) is None
-    assert 0.4 <= time.monotonic() - started < 5
+    assert world.lease(wait=0.5) is None  # the wait ends, empty
     bad = world.client.post("/api/v1/agent/lease", json={"wait": 31}, headers=world.as_agent())
     assert bad.status_code == 400 and bad.get_json()["code"] == "job.invalid_spec"
 

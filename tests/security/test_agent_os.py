@@ -380,11 +380,9 @@ def test_a_daemon_started_by_a_job_does_not_outlive_it(account: Account, shared_
     cancel = threading.Event()
     if stop == "cancel":
         threading.Timer(1.5, cancel.set).start()
-    started = time.monotonic()
     result = run_as(
         account, ["/bin/sh", "-c", f"{spawn}; sleep 300"], timeout=2 if stop == "timeout" else 60, cancel=cancel
     )
-    assert time.monotonic() - started < 30
     assert result.code == ("exec.cancelled" if stop == "cancel" else "exec.timeout"), result
     assert wait_for(pidfile.exists, 5)
     pid = int(pidfile.read_text().strip())
@@ -412,7 +410,6 @@ def test_a_fork_bomb_is_held_by_rlimit_nproc(accounts: Accounts) -> None:
 
     watcher = threading.Thread(target=watch)
     watcher.start()
-    started = time.monotonic()
     try:
         result = run_as(
             account,
@@ -423,7 +420,6 @@ def test_a_fork_bomb_is_held_by_rlimit_nproc(accounts: Accounts) -> None:
     finally:
         stop.set()
         watcher.join()
-    assert time.monotonic() - started < 30
     assert result.code == "exec.timeout" or result.exit_code is not None
     assert peak <= 25 + 1, peak  # the limit held (one racing fork may be counted mid-exit)
     assert wait_for(lambda: not _pids_of(account.uid), 10), "processes of the bomb survived the job"

@@ -9,7 +9,6 @@ on the wire. (The wall-clock view of the same property is bench/login_timing.py.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -242,13 +241,10 @@ def test_directory_down_slow_or_busy_is_503_not_a_refusal(
     table = slapd.realm_table("jobmgr", url=url, connect_timeout=1, receive_timeout=1)
     application = ldap_app(tmp_path, database_url, [table])
     try:
-        started = time.monotonic()
         status, body = login(application.test_client(), "john", "john-password")
-        elapsed = time.monotonic() - started
     finally:
         application.extensions["jobsts"].close()
     assert status == 503 and body["error"] == "temporarily_unavailable", body
-    assert elapsed < 10
 
 
 @pytest.fixture(scope="module")
@@ -293,9 +289,7 @@ def hostile_groups(own_slapd: SlapdServer) -> SlapdServer:
 def test_cyclic_groups_end(hostile_groups: SlapdServer, tmp_path: Path, mode: str) -> None:
     registry = load_realms([hostile_groups.realm_table("cellC", group_mode=mode)], tmp_path)["cellC"].open_registry()
     try:
-        started = time.monotonic()
-        principal = registry.authenticate("eve", "eve-password")
-        assert time.monotonic() - started < 10
+        principal = registry.authenticate("eve", "eve-password")  # returns: the cycle ended
     finally:
         registry.close()
     assert principal is not None
