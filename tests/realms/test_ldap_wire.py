@@ -10,7 +10,9 @@ are refused with it, DNs end with the base DN).
 
 from __future__ import annotations
 
-from typing import Any
+import socket
+from collections.abc import Callable, Iterator
+from typing import Any, cast
 
 import pytest
 from hypothesis import given
@@ -166,3 +168,88 @@ def test_filter_metacharacters_in_a_name_match_only_that_literal_name(slapd: Sla
     for name in ("*", "jo*", "john)(uid=*", "*)(|(uid=*", "john\\2a", "john\\"):
         assert registry.lookup(name) is None, name
     assert registry.lookup("john") is not None
+
+
+class _Peer:
+    """A connection-shaped end of a socket pair; the test plays the directory on the other end."""
+
+    def __init__(self) -> None:
+        self.socket, self.server = socket.socketpair()
+        self.closed = False
+
+    def answer(self, data: bytes, *, close: bool = False) -> None:
+        self.server.sendall(data)
+        if close:
+            self.server.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.socket.close()
+        self.server.close()
+
+
+@pytest.fixture
+def peer() -> Iterator[_Peer]:
+    made = _Peer()
+    yield made
+    made.close()
+
+
+def _done(message_id: int, code: int = 0, controls: bytes = b"") -> bytes:
+    result = wire._integer(code, 0x0A) + wire._octets(b"") + wire._octets(b"")
+    return wire._message(message_id, wire._tlv(0x65, result), controls)
+
+
+def _entry(message_id: int, dn: bytes, attrs: dict[bytes, list[bytes]]) -> bytes:
+    body = b"".join(
+        wire._tlv(0x30, wire._octets(k) + wire._tlv(0x31, b"".join(wire._octets(v) for v in vs)))
+        for k, vs in attrs.items()
+    )
+    return wire._message(message_id, wire._tlv(0x64, wire._octets(dn) + wire._tlv(0x30, body)))
+
+
+def _search(peer: _Peer, answer: Callable[[int], bytes], *, close: bool = False, page: bool = False) -> wire.Result:
+    message_id = int(Server._message_counter) + 1
+    peer.answer(answer(message_id), close=close)
+    conn = cast(Connection, peer)
+    return wire.search(conn, "dc=x", "SUBTREE", wire.equality("a", "b"), [], 0, (10, b"") if page else None)
+
+
+def test_entries_references_and_the_paged_cookie_are_read(peer: _Peer) -> None:
+    cookie_value = wire._tlv(0x30, wire._integer(0) + wire._octets(b"next"))
+    control = wire._tlv(0x30, wire._octets(wire.PAGED_RESULTS) + wire._octets(cookie_value))
+    reference = lambda i: wire._message(i, wire._tlv(0x73, wire._octets(b"ldap://elsewhere/")))  # noqa: E731
+    result = _search(
+        peer,
+        lambda i: _entry(i, b"cn=a,dc=x", {b"cn": [b"a", b"\xc3\xa9"]}) + reference(i) + _done(i, 0, control),
+        page=True,
+    )
+    assert (result.code, result.cookie) == (0, b"next")
+    assert result.entries == [("cn=a,dc=x", {"cn": [b"a", b"\xc3\xa9"]})]
+
+
+@pytest.mark.parametrize(
+    ("answer", "close"),
+    [
+        (lambda i: _done(0), False),  # an unsolicited notification (notice of disconnection)
+        (lambda i: _done(i + 7), False),  # somebody else's answer
+        (lambda i: b"\x31\x03\x02\x01\x01", False),  # not an LDAPMessage
+        (lambda i: b"\x30\x84\x7f\xff\xff\xff", False),  # 2 GiB announced
+        (lambda i: _done(i)[:-2], True),  # cut short, then the connection closed
+        (lambda i: _done(i) + b"\x30\x00", False),  # more than the answer
+        (lambda i: wire._message(i, wire._tlv(0x65, b"\x0a\x01")), False),  # a result without its fields
+        (lambda i: wire._message(i, wire._tlv(0x79, b"")), False),  # an operation a search never answers
+    ],
+    ids=["notice", "other-id", "not-a-message", "oversized", "cut-short", "trailing", "bad-result", "wrong-op"],
+)
+def test_answers_out_of_protocol_are_connection_failures(
+    peer: _Peer, answer: Callable[[int], bytes], close: bool
+) -> None:
+    """Each is a ``WireError`` (an ``LDAPException``: the registry's outage path, and the pool
+    drops the connection), never a crash or a wrong verdict."""
+    with pytest.raises(wire.WireError):
+        _search(peer, answer, close=close)
+
+
+def test_a_dn_that_is_not_utf8_is_a_value_error_not_a_connection_failure(peer: _Peer) -> None:
+    with pytest.raises(UnicodeDecodeError):
+        _search(peer, lambda i: _entry(i, b"cn=\xff,dc=x", {}) + _done(i))

@@ -33,7 +33,11 @@ PAGED_RESULTS = "1.2.840.113556.1.4.319"  # RFC 2696
 LDAP_VERSION = 3
 
 _BIND_RESPONSE, _SEARCH_ENTRY, _SEARCH_DONE, _SEARCH_REFERENCE = 1, 4, 5, 19
+_SEARCH_PARTS = frozenset({_SEARCH_ENTRY, _SEARCH_REFERENCE})
 _READ_SIZE = 65536
+# Why a bound: a broken or hostile directory must not make the STS buffer without limit; one
+# message is one entry, and even 100000 memberOf values fit well within it.
+MAX_MESSAGE_BYTES = 64 * 2**20
 
 
 class WireError(LDAPException):
@@ -153,6 +157,8 @@ def _message_size(buffer: bytearray) -> int | None:
     """The size of the LDAPMessage at the start of ``buffer``, or None if its header is partial."""
     if len(buffer) < 2:
         return None
+    if buffer[0] != 0x30:
+        raise WireError("the directory's answer is not an LDAPMessage")
     first = buffer[1]
     if first < 0x80:
         return 2 + first
@@ -161,10 +167,15 @@ def _message_size(buffer: bytearray) -> int | None:
         raise WireError("LDAP message with an indefinite or oversized length")
     if len(buffer) < 2 + count:
         return None
-    return 2 + count + int.from_bytes(buffer[2 : 2 + count], "big")
+    size = 2 + count + int.from_bytes(buffer[2 : 2 + count], "big")
+    if size > MAX_MESSAGE_BYTES:
+        raise WireError(f"LDAP message of {size} bytes (more than {MAX_MESSAGE_BYTES})")
+    return size
 
 
 def _read_messages(conn: Connection, message_id: int, final: int) -> list[dict[str, Any]]:
+    """The answer to ``message_id``: messages up to and including the ``final`` operation."""
+    before_final = _SEARCH_PARTS if final == _SEARCH_DONE else frozenset()
     sock = conn.socket
     buffer = bytearray()
     messages: list[dict[str, Any]] = []
@@ -179,16 +190,26 @@ def _read_messages(conn: Connection, message_id: int, final: int) -> list[dict[s
                 raise WireError("the directory closed the connection")
             buffer += chunk
             size = _message_size(buffer)
-        message = decode_message_fast(bytes(buffer[:size]))  # type: ignore[no-untyped-call]
+        message = _decoded(bytes(buffer[:size]))
         del buffer[:size]
         if message["messageID"] != message_id:
             # messageID 0 is an unsolicited notification, e.g. a notice of disconnection (§4.4.1).
             raise WireError(f"unexpected LDAP message {message['messageID']} (waiting for {message_id})")
+        operation = message["protocolOp"]
+        if operation != final and operation not in before_final:
+            raise WireError(f"unexpected LDAP operation {operation} in the answer")
         messages.append(message)
-        if message["protocolOp"] == final:
+        if operation == final:
             if buffer:
                 raise WireError("the directory sent more than the answer")
             return messages
+
+
+def _decoded(data: bytes) -> dict[str, Any]:
+    try:
+        return dict(decode_message_fast(data))  # type: ignore[no-untyped-call]
+    except (IndexError, KeyError, ValueError, TypeError) as exc:
+        raise WireError(f"malformed LDAP message from the directory ({type(exc).__name__})") from None
 
 
 def _exchange(conn: Connection, request: bytes, message_id: int, final: int) -> list[dict[str, Any]]:
@@ -213,8 +234,13 @@ def next_message_id() -> int:
 def bind(conn: Connection, name: str, password: bytes) -> Result:
     """Simple bind as ``name`` on ``conn``; the result code is the server's verdict."""
     message_id = next_message_id()
-    (answer,) = _exchange(conn, bind_request(message_id, name, password), message_id, _BIND_RESPONSE)
-    return _result(answer["payload"])
+    messages = _exchange(conn, bind_request(message_id, name, password), message_id, _BIND_RESPONSE)
+    if len(messages) != 1:
+        raise WireError("the directory answered a bind with more than a bindResponse")
+    try:
+        return _result(messages[0]["payload"])
+    except (IndexError, KeyError, ValueError, TypeError) as exc:
+        raise WireError(f"malformed bind answer from the directory ({type(exc).__name__})") from None
 
 
 def search(
@@ -233,9 +259,19 @@ def search(
     message_id = next_message_id()
     controls = paged_control(*page) if page else b""
     request = search_request(message_id, base, scope, filter_, attributes, size_limit, controls)
+    messages = _exchange(conn, request, message_id, _SEARCH_DONE)
+    try:
+        return _search_result(messages, page is not None)
+    except UnicodeError:
+        raise
+    except (IndexError, KeyError, ValueError, TypeError) as exc:
+        raise WireError(f"malformed search answer from the directory ({type(exc).__name__})") from None
+
+
+def _search_result(messages: list[dict[str, Any]], paged: bool) -> Result:
     entries: list[tuple[str, dict[str, list[bytes]]]] = []
     done: Result | None = None
-    for message in _exchange(conn, request, message_id, _SEARCH_DONE):
+    for message in messages:
         operation, payload = message["protocolOp"], message["payload"]
         if operation == _SEARCH_ENTRY:
             raw: dict[str, list[bytes]] = {}
@@ -245,10 +281,11 @@ def search(
             entries.append((bytes(payload[0][3]).decode("utf-8"), raw))
         elif operation == _SEARCH_DONE:
             done = _result(payload)
-            done.cookie = _paged_cookie(message["controls"]) if page else b""
+            done.cookie = _paged_cookie(message["controls"]) if paged else b""
         elif operation != _SEARCH_REFERENCE:
             raise WireError(f"unexpected LDAP operation {operation} in a search answer")
-    assert done is not None  # _read_messages returns once the searchResDone is in
+    if done is None:  # _read_messages returns once the searchResDone is in
+        raise WireError("search answer without searchResDone")
     done.entries = entries
     return done
 
