@@ -98,15 +98,21 @@ def _ping_when_idle(engine: Engine) -> None:
             raise DisconnectionError(f"idle connection failed its ping: {type(exc).__name__}") from exc
 
 
+_RELAXED_COMMIT = "SET LOCAL synchronous_commit TO OFF"
+
+
 def relax_durability(session: Session | Connection) -> None:
     """Let this PostgreSQL transaction commit without waiting for its WAL flush (a no-op elsewhere).
 
     Only for rows whose loss in a database crash is harmless, such as a new refresh token
     (its holder logs in again). Never for revocations, leases or job state.
     """
-    dialect = session.dialect if isinstance(session, Connection) else session.get_bind().dialect
-    if dialect.name == "postgresql":
-        session.execute(text("SET LOCAL synchronous_commit TO OFF"))
+    if isinstance(session, Connection):
+        if session.dialect.name == "postgresql":
+            # Straight to the driver: a constant statement needs none of SQLAlchemy's compiling.
+            session.exec_driver_sql(_RELAXED_COMMIT)
+    elif session.get_bind().dialect.name == "postgresql":
+        session.execute(text(_RELAXED_COMMIT))
 
 
 class Database:

@@ -21,6 +21,9 @@ from sts.oauth.models import RefreshToken
 
 log = logging.getLogger(__name__)
 TOKEN_BYTES = 32
+# One statement for every token: its compiled form is cached, only the row changes (an
+# ``insert(...).values(row)`` would be a new statement, keyed and compiled anew, per login).
+_INSERT = insert(RefreshToken.metadata.tables[RefreshToken.__tablename__])
 
 
 def token_hash(token: str) -> str:
@@ -41,18 +44,17 @@ def issue(
     transaction). ``client_id`` is kept for the audit log only."""
     now = int(time.time())
     token = secrets.token_urlsafe(TOKEN_BYTES)
-    session.execute(
-        insert(RefreshToken).values(
-            token_hash=token_hash(token),
-            family_id=family_id or str(uuid.uuid4()),
-            realm=realm,
-            username=username,
-            issued_at=now,
-            expires_at=expires_at if expires_at is not None else now + int(ttl or 0),
-            spent_at=None,
-            revoked=False,
-        )
-    )
+    row = {
+        "token_hash": token_hash(token),
+        "family_id": family_id or str(uuid.uuid4()),
+        "realm": realm,
+        "username": username,
+        "issued_at": now,
+        "expires_at": expires_at if expires_at is not None else now + int(ttl or 0),
+        "spent_at": None,
+        "revoked": False,
+    }
+    session.execute(_INSERT, row)
     log.info("refresh token issued: realm=%s user=%s client=%s", realm, username, client_id)
     return token
 

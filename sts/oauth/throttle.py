@@ -9,13 +9,15 @@ directory is not asked. A directory outage is never counted.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, Select, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.elements import BindParameter
 
 from sts.config import ThrottlePolicy
 from sts.db import Database
@@ -33,6 +35,14 @@ def user_key(realm: str, username: str) -> str:
 
 def address_key(address: str) -> str:
     return _key("addr", address)
+
+
+@functools.cache
+def _state_statement(size: int) -> Select[int, int]:
+    """The counters' read for ``size`` keys, built once: its compiled form is cached, only the
+    keys change (a fresh ``in_([...])`` per login is keyed and expanded anew each time)."""
+    keys: list[BindParameter[str]] = [bindparam(f"key{i}") for i in range(size)]
+    return select(LoginFailures.locked_until, LoginFailures.failures).where(LoginFailures.key.in_(keys))
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,14 +67,13 @@ class LoginThrottle:
         """(locked, any failure on record) for these counters, in one Core read; on ``conn``
         (inside the caller's transaction) when given."""
         now = int(self.clock())
-        statement = select(LoginFailures.locked_until, LoginFailures.failures).where(
-            LoginFailures.key.in_([c.key for c in counters])
-        )
+        statement = _state_statement(len(counters))
+        keys = {f"key{i}": c.key for i, c in enumerate(counters)}
         if conn is None:
             with self.db.engine.connect() as own:
-                rows = own.execute(statement).all()
+                rows = own.execute(statement, keys).all()
         else:
-            rows = conn.execute(statement).all()
+            rows = conn.execute(statement, keys).all()
         return any(locked_until > now for locked_until, _ in rows), any(failures for _, failures in rows)
 
     def locked(self, counters: Sequence[Counter]) -> bool:

@@ -8,14 +8,18 @@ import sys
 import time
 import unicodedata
 from collections.abc import Callable
+from urllib.parse import parse_qsl
 
 import pytest
 from flask.testing import FlaskClient
+from hypothesis import given
+from hypothesis import strategies as st
 
 from realms.errors import AccessIdInvalid
 from realms.identity.access_id import AccessId
 from realms.wire.errors import JobInvalidSpec
 from realms.wire.spec import parse_spec
+from sts.http.text_inputs import RequestTextInvalid, _check_urlencoded
 from tests.sts.conftest import bearer
 
 pytestmark = pytest.mark.db
@@ -99,3 +103,22 @@ def test_a_token_living_longer_than_the_realm_policy_is_refused_at_the_api(
     response = client.get("/api/v1/jobs", headers=bearer(issued_long_ago))
     assert response.status_code == 401 and _code(response) == "token.lifetime"
     assert client.get("/api/v1/jobs", headers=bearer(mint(exp=now + 300))).status_code == 200
+
+
+@given(
+    st.lists(
+        st.sampled_from(["a", "b", "=", "&", "+", "%", ";", "\u00e9", "%ED", "%A0", "%80", "%C3%A9", "%ZZ", "%4"])
+    ).map("".join)
+)
+def test_the_ascii_shortcut_of_the_form_check_agrees_with_strict_decoding(raw: str) -> None:
+    """The shortcut (ASCII without "%") refuses exactly what strict percent-decoding refuses."""
+    try:
+        parse_qsl(raw, keep_blank_values=True, encoding="utf-8", errors="strict")
+        strict_ok = True
+    except UnicodeDecodeError:
+        strict_ok = False
+    if strict_ok:
+        _check_urlencoded(raw, "form body")
+    else:
+        with pytest.raises(RequestTextInvalid):
+            _check_urlencoded(raw, "form body")

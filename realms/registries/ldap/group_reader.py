@@ -8,12 +8,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal, Protocol
 
-from ldap3 import BASE, SUBTREE
-from ldap3.utils.conv import escape_filter_chars
-
 from realms.errors import RegistryTooManyGroups, RegistryValueInvalid
 from realms.registries.directory import dn_key, is_under
 from realms.registries.groups import resolve_nested
+from realms.registries.ldap import wire
 from realms.registries.ldap.config import LdapRegistryConfig
 from realms.registries.ldap.group_cache import ClosureCache
 from realms.registries.ldap.values import DecodedEntry
@@ -26,7 +24,7 @@ class Search(Protocol):
     def __call__(
         self,
         base: str,
-        filter_: str,
+        filter_: wire.Filter,
         scope: Scope,
         attributes: list[str],
         limit: int,
@@ -51,9 +49,8 @@ class GroupReader:
         self.too_many, self.value_invalid = too_many, value_invalid
         self.closures: ClosureCache[tuple[Entry, ...]] = ClosureCache(config.group_cache_seconds)
 
-    def class_filter(self) -> str:
-        classes = "".join(f"(objectClass={c})" for c in self.config.schema.group_object_classes)
-        return f"(|{classes})"
+    def class_filter(self) -> wire.Filter:
+        return wire.any_of(*(wire.equality("objectClass", c) for c in self.config.schema.group_object_classes))
 
     def groups(self, user: DecodedEntry, username: str) -> tuple[Entry, ...]:
         """The user's groups: direct ones read live, their closure from the cache when fresh."""
@@ -74,24 +71,22 @@ class GroupReader:
                     keys.add(dn_key(entry.dn))
             return keys
 
-        def search_groups(filter_: str) -> list[DecodedEntry]:
-            return self.search(schema.group_base, filter_, SUBTREE, wanted, 0, complete=True)
+        def search_groups(filter_: wire.Filter) -> list[DecodedEntry]:
+            return self.search(schema.group_base, filter_, "SUBTREE", wanted, 0, complete=True)
 
         parents_of: Callable[[frozenset[str]], set[str]]
         if schema.group_mode == "posix":
             return tuple(
                 found[k]
                 for k in sorted(
-                    record(search_groups(f"(&{self.class_filter()}(memberUid={escape_filter_chars(username)}))"))
+                    record(search_groups(wire.all_of(self.class_filter(), wire.equality("memberUid", username))))
                 )
             )
         if schema.group_mode == "member":
 
             def members_of(dns: list[str]) -> list[DecodedEntry]:
-                terms = "".join(
-                    f"(member={escape_filter_chars(d)})(uniqueMember={escape_filter_chars(d)})" for d in dns
-                )
-                return search_groups(f"(&{self.class_filter()}(|{terms}))")
+                terms = [t for d in dns for t in (wire.equality("member", d), wire.equality("uniqueMember", d))]
+                return search_groups(wire.all_of(self.class_filter(), wire.any_of(*terms)))
 
             direct = record(members_of([user.dn]))
             cache_key: frozenset[str] = frozenset(direct)
@@ -115,7 +110,7 @@ class GroupReader:
                 for dn in dns:
                     if not is_under(dn, schema.group_base):
                         continue
-                    entries = self.search(dn, self.class_filter(), BASE, [*wanted, "memberOf"], 1, missing_ok=True)
+                    entries = self.search(dn, self.class_filter(), "BASE", [*wanted, "memberOf"], 1, missing_ok=True)
                     for key in record(entries):
                         member_of[key] = found[key][1].get("memberof", [])
                         keys.add(key)

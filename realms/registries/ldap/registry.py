@@ -3,8 +3,9 @@
 Login (RFC 4513 §5.1.3 "name/password authentication"), in order:
 
 1. refuse empty, whitespace-only, SASLprep-empty and oversized input (``realms.identity.credentials``);
-2. search ``user_base`` with the service account for ``(&(objectClass=C)(A=<escaped name>))``
-   (RFC 4515 escaping); exactly one entry must match;
+2. search ``user_base`` with the service account for ``(&(objectClass=C)(A=<name>))``, the
+   name one AssertionValue of its own (``realms.registries.ldap.wire``, which encodes the
+   login's requests without pyasn1); exactly one entry must match;
 3. bind as the DN the *server* returned, on a pooled connection used for nothing but user
    binds (``realms.registries.ldap.pool``): never on a service connection;
 4. resolve groups (member search, ``memberOf`` or posixGroup ``memberUid``), nested ones with
@@ -23,18 +24,19 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 
-from ldap3 import NONE, SIMPLE, SUBTREE, SYNC, Connection, Server
+from ldap3 import NONE, SIMPLE, SYNC, Connection, Server
 from ldap3.core.exceptions import LDAPException, LDAPSASLPrepError, LDAPStartTLSError
+from ldap3.core.results import RESULT_CODES
 from ldap3.utils.config import set_config_parameter
-from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.log import set_library_log_hide_sensitive_data
 
 from realms.errors import RegistryTLSError, RegistryTooManyGroups, RegistryUnavailable, RegistryValueInvalid
 from realms.identity.credentials import usable_password, usable_username
 from realms.identity.principal import Principal
 from realms.registries.directory import is_locked
+from realms.registries.ldap import wire
 from realms.registries.ldap.config import LdapRegistryConfig
 from realms.registries.ldap.group_reader import GroupReader, Scope
 from realms.registries.ldap.pool import ConnectionPool, close_connection
@@ -54,7 +56,6 @@ _BAD_CREDENTIALS = {49, 53}  # invalidCredentials, unwillingToPerform (e.g. lock
 _SIZE_LIMIT_EXCEEDED = 4
 _REFERRAL = 10
 _NO_SUCH_OBJECT = 32
-_PAGED_RESULTS = "1.2.840.113556.1.4.319"  # RFC 2696
 PAGE_SIZE = 500  # entries per page of a group search (RFC 2696)
 T = TypeVar("T")
 
@@ -174,7 +175,7 @@ class LdapRegistry:
     def _search(
         self,
         base: str,
-        filter_: str,
+        filter_: wire.Filter,
         scope: Scope,
         attributes: list[str],
         limit: int,
@@ -188,40 +189,28 @@ class LdapRegistry:
 
         def run(conn: Connection) -> list[DecodedEntry]:
             entries: list[DecodedEntry] = []
-            cookie: Any = None
+            cookie = b""
             while True:
-                paging: dict[str, Any] = {"paged_size": min(self.page_size, cap + 1), "paged_cookie": cookie}
+                page = (min(self.page_size, cap + 1), cookie) if complete else None
                 try:
-                    conn.search(
-                        base,
-                        filter_,
-                        search_scope=scope,
-                        attributes=attributes,
-                        size_limit=0 if complete else limit,
-                        **(paging if complete else {}),
-                    )
+                    result = wire.search(conn, base, scope, filter_, attributes, 0 if complete else limit, page)
                 except UnicodeError as exc:
                     raise self._value_invalid(f"an entry under {base!r}", str(exc)) from None
-                code = conn.result.get("result")
+                code = result.code
                 if code == _NO_SUCH_OBJECT and not missing_ok:
                     # A missing user_base or group_base is a configuration problem, not bad credentials.
                     raise self._unavailable(f"search base {base!r} does not exist or is not visible")
                 if code not in (0, _SIZE_LIMIT_EXCEEDED, _REFERRAL, _NO_SUCH_OBJECT):
-                    raise self._unavailable(f"search failed ({conn.result.get('description')})")
-                # Why: search references (searchResRef) are skipped, never followed.
-                entries += [
-                    decode_entry(item["dn"], item["raw_attributes"])
-                    for item in conn.response or []
-                    if item.get("type") == "searchResEntry"
-                ]
+                    raise self._unavailable(f"search failed ({_describe(code)})")
+                # Why: search references (searchResRef) are skipped, never followed (wire.search).
+                entries += [decode_entry(dn, raw) for dn, raw in result.entries]
                 if not complete:
                     return entries
                 # Why: a truncated group list would drop groups a node's table may deny; fail
                 # closed, with a refusal that is not an outage (retrying cannot help).
                 if code == _SIZE_LIMIT_EXCEEDED or len(entries) > cap:
                     raise self._too_many(base, server_limit=code == _SIZE_LIMIT_EXCEEDED)
-                controls = conn.result.get("controls") or {}
-                cookie = controls.get(_PAGED_RESULTS, {}).get("value", {}).get("cookie")
+                cookie = result.cookie
                 if not cookie:
                     return entries
 
@@ -257,10 +246,12 @@ class LdapRegistry:
             attributes.append(schema.unique_id)
         if schema.group_mode == "memberOf":
             attributes.append("memberOf")
-        # Why: the name is escaped (RFC 4515 §3) so "*", "(" or ")" cannot change the filter.
-        escaped = escape_filter_chars(username)
-        filter_ = f"(&(objectClass={schema.user_object_class})({schema.user_attribute}={escaped}))"
-        found = self._search(schema.user_base, filter_, SUBTREE, attributes, limit=2)
+        # Why: the name is an AssertionValue of its own (its UTF-8 bytes, RFC 4511 §4.5.1.7),
+        # never text of a filter string, so "*", "(" or ")" in it cannot change the filter.
+        filter_ = wire.all_of(
+            wire.equality("objectClass", schema.user_object_class), wire.equality(schema.user_attribute, username)
+        )
+        found = self._search(schema.user_base, filter_, "SUBTREE", attributes, limit=2)
         # Why: exactly one entry; with two, either password could log in as "the" user.
         if len(found) != 1:
             return None
@@ -297,23 +288,19 @@ class LdapRegistry:
         """
         try:
             with self.bind_pool.borrow() as (conn, _reused):
-                conn.user, conn.password = dn, password
                 try:
-                    ok = conn.bind()
+                    result = wire.bind(conn, dn, wire.simple_password(password))
                 except LDAPSASLPrepError:
-                    # Why: ldap3 refuses to send a password SASLprep prohibits (RFC 4013 §2.3);
-                    # that is a wrong password, not an outage (it must get the same answer).
+                    # Why: a password SASLprep prohibits (RFC 4013 §2.3) is never sent; that is
+                    # a wrong password, not an outage (it must get the same answer).
                     return False
                 except LDAPException as exc:
                     raise self._unavailable(str(exc) or type(exc).__name__) from None
-                finally:
-                    conn.password = None  # the password is not kept beyond its bind
-                if ok:
+                if result.code == 0:
                     return True
-                code = conn.result.get("result")
-                if code in _BAD_CREDENTIALS:
+                if result.code in _BAD_CREDENTIALS:
                     return False
-                raise self._unavailable(f"bind failed ({conn.result.get('description')})")
+                raise self._unavailable(f"bind failed ({_describe(result.code)})")
         except TimeoutError as exc:
             raise self._unavailable(str(exc)) from None
 
@@ -341,6 +328,10 @@ class LdapRegistry:
         """Unbind every pooled connection."""
         self.service_pool.close()
         self.bind_pool.close()
+
+
+def _describe(code: int) -> str:
+    return str(RESULT_CODES.get(code, f"result code {code}"))
 
 
 def _close(conn: Connection) -> None:
