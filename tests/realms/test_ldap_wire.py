@@ -61,7 +61,7 @@ def _ldap3_bytes(call: Any) -> tuple[bytes, int]:
     with pytest.raises(_Sent):
         call(conn)
     (message,) = sent
-    return message, int(Server._message_counter)
+    return message, int(Server._message_counter)  # type: ignore[attr-defined]
 
 
 def _filter_string(attribute: str, value: str) -> str:
@@ -208,7 +208,7 @@ def _entry(message_id: int, dn: bytes, attrs: dict[bytes, list[bytes]]) -> bytes
 
 
 def _search(peer: _Peer, answer: Callable[[int], bytes], *, close: bool = False, page: bool = False) -> wire.Result:
-    message_id = int(Server._message_counter) + 1
+    message_id = int(Server._message_counter) + 1  # type: ignore[attr-defined]
     peer.answer(answer(message_id), close=close)
     conn = cast(Connection, peer)
     return wire.search(conn, "dc=x", "SUBTREE", wire.equality("a", "b"), [], 0, (10, b"") if page else None)
@@ -217,7 +217,10 @@ def _search(peer: _Peer, answer: Callable[[int], bytes], *, close: bool = False,
 def test_entries_references_and_the_paged_cookie_are_read(peer: _Peer) -> None:
     cookie_value = wire._tlv(0x30, wire._integer(0) + wire._octets(b"next"))
     control = wire._tlv(0x30, wire._octets(wire.PAGED_RESULTS) + wire._octets(cookie_value))
-    reference = lambda i: wire._message(i, wire._tlv(0x73, wire._octets(b"ldap://elsewhere/")))  # noqa: E731
+
+    def reference(message_id: int) -> bytes:
+        return wire._message(message_id, wire._tlv(0x73, wire._octets(b"ldap://elsewhere/")))
+
     result = _search(
         peer,
         lambda i: _entry(i, b"cn=a,dc=x", {b"cn": [b"a", b"\xc3\xa9"]}) + reference(i) + _done(i, 0, control),

@@ -132,7 +132,7 @@ def simple_password(password: str) -> bytes:
     # goes through ldap3's own sasl_prep; the property test compares both on any text.
     if password and password.isascii() and password.isprintable():
         return password.encode("ascii")
-    return str(sasl_prep(password)).encode("utf-8")  # type: ignore[no-untyped-call]
+    return str(sasl_prep(password)).encode("utf-8")
 
 
 def bind_request(message_id: int, name: str, password: bytes) -> bytes:
@@ -207,7 +207,7 @@ def _read_messages(conn: Connection, message_id: int, final: int) -> list[dict[s
 
 def _decoded(data: bytes) -> dict[str, Any]:
     try:
-        return dict(decode_message_fast(data))  # type: ignore[no-untyped-call]
+        return dict(decode_message_fast(data))
     except (IndexError, KeyError, ValueError, TypeError) as exc:
         raise WireError(f"malformed LDAP message from the directory ({type(exc).__name__})") from None
 
@@ -228,7 +228,7 @@ def _result(payload: list[Any]) -> Result:
 
 def next_message_id() -> int:
     """ldap3's message counter, so the ids stay unique with ldap3's own requests."""
-    return int(Server.next_message_id())  # type: ignore[no-untyped-call]
+    return int(Server.next_message_id())
 
 
 def bind(conn: Connection, name: str, password: bytes) -> Result:
