@@ -177,6 +177,7 @@ class NodeDecider:
         submitted: Secret | JobstsError | None,
     ) -> AgentDecision:
         policy = self.policy
+        passed = decision.trace.append  # each step that passes; ``_refuse`` records a failure
         # (a) + (b): the shared verifier resolves trust from the issuer before any key is used.
         try:
             leased = leased_job(job_data)
@@ -188,32 +189,36 @@ class NodeDecider:
             trusted, detail = self._issuer_verdict(token)
             if not trusted:
                 return self._refuse(decision, "a", exc)
-            self._step(decision, "a", "pass", detail)
+            passed(TraceStep("a", STEPS["a"], "pass", detail))
             return self._refuse(decision, "b", exc)
         decision.verified = verified
         where = "own realm" if verified.realm == policy.realm else "trusted realm"
-        self._step(decision, "a", "pass", lambda: f"issuer {verified.issuer} is realm {verified.realm} ({where})")
+        passed(
+            TraceStep("a", STEPS["a"], "pass", lambda: f"issuer {verified.issuer} is realm {verified.realm} ({where})")
+        )
         try:
             check_binding(verified, leased, policy.node_id)
             jti = check_jti(verified, self.revoked, self.journal)
         except JobstsError as exc:
             return self._refuse(decision, "b", exc)
-        self._step(
-            decision,
-            "b",
-            "pass",
-            lambda: f"job+jwt {jti[:36]} signed by key {verified.kid[:16]}, bound to job {leased.id}",
+        passed(
+            TraceStep(
+                "b",
+                STEPS["b"],
+                "pass",
+                lambda: f"job+jwt {jti[:36]} signed by key {verified.kid[:16]}, bound to job {leased.id}",
+            )
         )
 
         principals = principals_of(verified, policy.realm, policy.trusted_realms)
         decision.principals = principals
-        self._step(decision, "c", "pass", principals.describe)
+        passed(TraceStep("c", STEPS["c"], "pass", principals.describe))
 
         try:
             role = required_role(leased.type, policy.job_types, policy.node_id)
         except JobstsError as exc:
             return self._refuse(decision, "d", exc)
-        self._step(decision, "d", "pass", lambda: f"job type {leased.type} requires {role}")
+        passed(TraceStep("d", STEPS["d"], "pass", lambda: f"job type {leased.type} requires {role}"))
 
         spec = leased.spec
         host: RemoteHost | None = None
@@ -231,7 +236,7 @@ class NodeDecider:
             message = f"node {policy.node_id}: {verdict.reason}"
             denied = AuthzDenied(message, principal=verdict.subject, role=role.value, scope=verdict.scope)
             return self._refuse(decision, "e", denied)
-        self._step(decision, "e", "pass", verdict.reason)
+        passed(TraceStep("e", STEPS["e"], "pass", verdict.reason))
         credential: CredentialInfo | None = None
         if spec.credential is not None:
             # Why: a stored secret is usable only by those the table grants it to, by name;
@@ -240,7 +245,7 @@ class NodeDecider:
                 credential = check_credential_use(self.table, principals, role, spec.credential, self.credentials())
             except JobstsError as exc:
                 return self._refuse(decision, "e", exc)
-            self._step(decision, "e", "pass", describe_grant(credential, principals, role))
+            passed(TraceStep("e", STEPS["e"], "pass", describe_grant(credential, principals, role)))
 
         if submitted is not None:
             # Why: a login given at submit is for a remote host only, and never mixes with a key.
@@ -253,7 +258,7 @@ class NodeDecider:
                 decision.remote = remote_job(host, credential, spec.sudo_user)
             except JobstsError as exc:
                 return self._refuse(decision, "f", exc)
-            self._step(decision, "f", "pass", decision.remote.describe())
+            passed(TraceStep("f", STEPS["f"], "pass", decision.remote.describe()))
             decision.allowed = True
             return decision
         try:
@@ -264,7 +269,7 @@ class NodeDecider:
             return self._refuse(decision, "f", exc)
         decision.account = account
         local = f"; {describe_local(credential)}" if credential is not None else ""
-        self._step(decision, "f", "pass", lambda: _account_detail(account) + local)
+        passed(TraceStep("f", STEPS["f"], "pass", lambda: _account_detail(account) + local))
         decision.allowed = True
         return decision
 

@@ -132,6 +132,11 @@ def may_hold_surrogates(json_text: str) -> bool:
 
 def split_compact(token: str | bytes) -> tuple[str, str, str]:
     """The three segments of a compact JWS, after the type, size and shape checks."""
+    if type(token) is str and len(token) <= MAX_TOKEN_BYTES:
+        # The common case in one pass; any other shape goes through the checks below for its error.
+        parts = token.split(".")
+        if len(parts) == 3 and parts[0] and parts[1] and parts[2]:
+            return parts[0], parts[1], parts[2]
     if isinstance(token, bytes):
         try:
             token = token.decode("ascii")
@@ -157,7 +162,17 @@ def decode_segment(segment: str, what: str) -> tuple[dict[str, Any], bool]:
     """A header or payload segment as a strict JSON object, and whether its text may hold a
     surrogate (``may_hold_surrogates``); every problem is ``TokenMalformed``."""
     text = _json_text(b64url_decode(segment, what), what)
-    return _json_value(text, what), may_hold_surrogates(text)
+    # ``_json_value`` and ``may_hold_surrogates`` inlined for the common case (a whole object,
+    # within the depth limit); anything else is decoded again by ``_json_value`` for its error.
+    try:
+        value, end = _SCAN(text, 0)
+    except (StopIteration, ValueError, RecursionError):
+        value, end = None, -1
+    if end != len(text) or type(value) is not dict:
+        return _json_value(text, what), may_hold_surrogates(text)
+    if text.count("{") + text.count("[") > MAX_JSON_DEPTH and _too_deep(value):
+        raise TokenMalformed(f"{what} is nested deeper than {MAX_JSON_DEPTH}")
+    return value, "\\u" in text and _SURROGATE_ESCAPE.search(text) is not None
 
 
 def parse_compact(token: str | bytes) -> ParsedJWS:

@@ -147,7 +147,7 @@ def text(value: Any, field: str, max_chars: int, *, allow_empty: bool = True) ->
     return check_text(value, field, lambda message: invalid(message, field))
 
 
-def _is_text(value: Any, max_chars: int) -> bool:
+def is_text(value: Any, max_chars: int) -> bool:
     """True if ``text`` would accept ``value`` (empty allowed): the check without building a field name."""
     return type(value) is str and len(value) <= max_chars and "\x00" not in value and is_utf8_text(value)
 
@@ -172,7 +172,7 @@ def _argv(raw: Any) -> tuple[str, ...]:
     if len(raw) > limits.max_argv:
         raise invalid(f"spec.argv: more than {limits.max_argv} items", "spec.argv")
     for i, item in enumerate(raw):
-        if not _is_text(item, limits.max_arg_chars):
+        if not is_text(item, limits.max_arg_chars):
             text(item, f"spec.argv[{i}]", limits.max_arg_chars)  # raises, naming the item
     argv = tuple(raw)
     # Why: the sudo executor runs `env -i NAME=VALUE... ARGV`; a program name containing "="
@@ -198,7 +198,7 @@ def _env(raw: Any) -> dict[str, str]:
         # Why: only shell-safe names; "BASH_FUNC_x%%" or "A=B" could make a shell import a function.
         if not isinstance(name, str) or len(name) > limits.max_env_name_chars or not ENV_NAME.fullmatch(name):
             raise invalid(f"spec.env: bad variable name {str(name)[:64]!r}", "spec.env")
-        if not _is_text(value, limits.max_env_value_chars):
+        if not is_text(value, limits.max_env_value_chars):
             text(value, f"spec.env.{name}", limits.max_env_value_chars)  # raises, naming the variable
     return dict(sorted(raw.items()))
 
