@@ -192,6 +192,8 @@ def _env(raw: Any) -> dict[str, str]:
     limits = LIMITS
     if not isinstance(raw, dict):
         raise invalid("spec.env: must be an object of strings", "spec.env")
+    if not raw:
+        return {}
     if len(raw) > limits.max_env:
         raise invalid(f"spec.env: more than {limits.max_env} variables", "spec.env")
     for name, value in raw.items():
@@ -235,6 +237,8 @@ def parse_spec(raw: Any) -> JobSpec:
     authgroup = raw.get("authgroup")
     if authgroup is not None and (not isinstance(authgroup, str) or not AUTHGROUP.fullmatch(authgroup)):
         raise invalid("spec.authgroup: must be an authorization group name", "spec.authgroup")
+    # The document as_document() builds, without its second sort of env: canonical JSON sorts keys.
+    document: dict[str, Any] = {"argv": list(argv), "env": env, "cwd": cwd, "timeout": timeout, "authgroup": authgroup}
     if REMOTE_FIELD_SET.isdisjoint(raw):
         spec = JobSpec(argv, env, cwd, timeout, authgroup)
     else:
@@ -242,9 +246,6 @@ def parse_spec(raw: Any) -> JobSpec:
         if remote["sudo_user"] is not None and remote["remote_host"] is None:
             raise invalid("spec.sudo_user: needs spec.remote_host (sudo after an SSH login)", "spec.sudo_user")
         spec = JobSpec(argv, env, cwd, timeout, authgroup, **remote)
-    # The document as_document() builds, without its second sort of env: canonical JSON sorts keys.
-    document: dict[str, Any] = {"argv": list(argv), "env": env, "cwd": cwd, "timeout": timeout, "authgroup": authgroup}
-    if spec.remote_host is not None or spec.credential is not None or spec.sudo_user is not None:
         document = spec.as_document()
     canonical = canonical_json(document)
     if len(canonical) > limits.max_spec_bytes:
