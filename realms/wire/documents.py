@@ -136,7 +136,7 @@ def parse_job(raw: Any) -> JobDocument:
         _name(get("type"), "type", JOB_TYPE),
     )
     spec = parse_spec(get("spec"))
-    submitter = get("submitter")
+    submitter: Any = get("submitter")  # a str once the check below passed
     if not (is_text(submitter, 1024) and submitter):
         text(submitter, "job.submitter", 1024, allow_empty=False)  # raises, with the reason
     realm = _name(get("realm"), "realm", REALM_NAME)
