@@ -44,18 +44,19 @@ def b64url_decode(segment: str, what: str) -> bytes:
     if "=" in segment:
         raise TokenMalformed(f"{what} is padded base64url")
     remainder = len(segment) % 4
-    try:
-        data = segment.encode("ascii")
-    except UnicodeEncodeError:
-        raise TokenMalformed(f"{what} is not base64url") from None
-    # Deleting every alphabet character leaves nothing only if there was nothing else ("+", "/",
-    # whitespace: the standard decoder would skip or accept them).
-    if remainder == 1 or data.translate(None, _ALPHABET):
+    # "+" and "/" are the standard alphabet's; strict mode refuses every other character outside
+    # it (whitespace, which the lenient decoder would skip) and any padding but the one added here.
+    if remainder == 1 or "+" in segment or "/" in segment:
         raise TokenMalformed(f"{what} is not base64url")
+    try:
+        data = segment.encode("ascii").translate(_TO_STANDARD_ALPHABET) + _PADDING[remainder]
+        decoded = binascii.a2b_base64(data, strict_mode=True)
+    except (UnicodeEncodeError, binascii.Error):
+        raise TokenMalformed(f"{what} is not base64url") from None
     # The last character of a 2- or 3-character tail carries 4 or 2 unused bits; they must be 0.
     if remainder and _B64_VALUE[segment[-1]] & _UNUSED_BITS[remainder]:
         raise TokenMalformed(f"{what} is not canonical base64url")
-    return binascii.a2b_base64(data.translate(_TO_STANDARD_ALPHABET) + _PADDING[remainder])
+    return decoded
 
 
 def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -289,3 +289,13 @@ def test_a_nested_payload_past_the_depth_limit_is_refused_by_the_inline_decoder(
     for _ in range(MAX_JSON_DEPTH - 1):
         shallow = {"n": shallow}
     assert decode_segment(_b64(json.dumps(shallow).encode()), "payload") == (shallow, False)
+
+
+@pytest.mark.parametrize(
+    "segment",
+    ["ABCD\n", " ABCD", "AB CD", "AB\tC", "ABC\x00", "AB+C", "AB/C", "ABC.", "ABCDEF\r\n", "ABCDE", "AR", "AQF",
+     "é", "AB=C", "A\u00adBC"],
+)  # fmt: skip
+def test_strict_base64url_refuses_what_a_lenient_decoder_would_skip(segment: str) -> None:
+    with pytest.raises(TokenMalformed):
+        b64url_decode(segment, "segment")
