@@ -232,12 +232,14 @@ def machine() -> str:
     return f"{os.cpu_count()} CPUs ({cpu}), {platform.platform()}, Python {platform.python_version()}"
 
 
-def report(runs: list[DecisionRates], seconds: float) -> list[str]:
+def report(runs: list[DecisionRates], seconds: float, loads: list[float]) -> list[str]:
     """The markdown section: per figure, min / median / max over the runs of the ratio to raw, by CPU and wall."""
     lines = [
         "## Agent decisions against raw ES256 verify (bench/agent_decide.py)",
         "",
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {machine()}; {len(runs)} runs of "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {machine()}, shared with other engineers' "
+        f"builds and test suites (1-minute load average at the start of each run and at the end: "
+        f"{', '.join(f'{load:.1f}' for load in loads)}); {len(runs)} runs of "
         f"{seconds:g} s per figure, interleaved in bursts of 100 calls on the same job token; "
         f"table of {runs[0].entries:,} entries.",
         "",
@@ -304,8 +306,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--no-write", action="store_true", help="print only; leave bench/results.md alone")
     args = parser.parse_args()
-    runs = [measure_decisions(args.seconds, args.entries) for _ in range(args.runs)]
-    lines = report(runs, args.seconds)
+    runs, loads = [], []
+    for _ in range(args.runs):
+        loads.append(os.getloadavg()[0])
+        runs.append(measure_decisions(args.seconds, args.entries))
+    loads.append(os.getloadavg()[0])
+    lines = report(runs, args.seconds, loads)
     print("\n".join(lines))
     if not args.no_write:
         write_section("bench/agent_decide.py", lines)
