@@ -8,6 +8,7 @@ import base64
 import json
 import os
 import re
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 
 from realms.tokens import ACCESS_TOKEN, JOB_TOKEN, TokenClaimInvalid, TokenMalformed, TokenTypeMismatch, verify
 from realms.tokens.algorithms import ALGORITHMS, EcdsaAlgorithm
-from realms.tokens.errors import TokenExpired, TokenNotYetValid, TokenSignatureInvalid
+from realms.tokens.errors import TokenExpired, TokenLifetimeExceeded, TokenNotYetValid, TokenSignatureInvalid
 from realms.tokens.jws import (
     MAX_JSON_DEPTH,
     MAX_TOKEN_BYTES,
@@ -28,7 +29,8 @@ from realms.tokens.jws import (
     may_hold_surrogates,
     split_compact,
 )
-from realms.tokens.verify import MAX_NUMERIC_DATE
+from realms.tokens.lifetimes import JOB_TOKEN_CEILING
+from realms.tokens.verify import MAX_NUMERIC_DATE, IssuerTrust
 from realms.wire.digest import canonical_json, job_digest
 from realms.wire.spec import parse_spec
 from tests.tokens.conftest import Mint, Realm, StaticResolver
@@ -299,3 +301,47 @@ def test_a_nested_payload_past_the_depth_limit_is_refused_by_the_inline_decoder(
 def test_strict_base64url_refuses_what_a_lenient_decoder_would_skip(segment: str) -> None:
     with pytest.raises(TokenMalformed):
         b64url_decode(segment, "segment")
+
+
+class _LifetimeResolver(StaticResolver):
+    """realm_a's trust with the given ``max_lifetimes``."""
+
+    def __init__(self, realm: Realm, max_lifetimes: dict[str, int]) -> None:
+        super().__init__(realm)
+        self.max_lifetimes = max_lifetimes
+
+    def issuer_trust(self, issuer: str) -> IssuerTrust | None:
+        trust = super().issuer_trust(issuer)
+        return None if trust is None else replace(trust, max_lifetimes=self.max_lifetimes)
+
+
+@pytest.mark.parametrize(
+    ("max_lifetimes", "iat_offset", "lifetime", "refused"),
+    [
+        ({"job+jwt": 600}, 0, 630, False),  # the maximum plus the leeway
+        ({"job+jwt": 600}, 0, 631, True),  # issued for longer than that
+        ({"job+jwt": 600}, 25, 620, True),  # issued in the future (within leeway): valid too long from now
+        ({"job+jwt": 600}, -100, 700, True),
+        ({}, 0, JOB_TOKEN_CEILING, False),  # no configured maximum: the ceiling, never unbounded
+        ({}, 0, JOB_TOKEN_CEILING + 31, True),
+        ({"at+jwt": 10**9}, 0, JOB_TOKEN_CEILING + 31, True),  # another profile's maximum does not apply
+    ],
+)
+def test_the_inline_lifetime_check_refuses_what_the_full_rule_does(
+    mint: Mint,
+    job_claims: dict[str, Any],
+    realm_a: Realm,
+    max_lifetimes: dict[str, int],
+    iat_offset: int,
+    lifetime: int,
+    refused: bool,
+) -> None:
+    now = job_claims["iat"]
+    iat = now + iat_offset
+    token = mint(dict(job_claims, iat=iat, nbf=min(iat, now), exp=iat + lifetime))
+    resolver = _LifetimeResolver(realm_a, max_lifetimes)
+    if not refused:
+        assert verify(token, JOB_TOKEN, resolver, audience="node1", now=now, leeway=30)
+        return
+    with pytest.raises(TokenLifetimeExceeded):
+        verify(token, JOB_TOKEN, resolver, audience="node1", now=now, leeway=30)
