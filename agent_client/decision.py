@@ -48,13 +48,24 @@ class AgentDecision:
     allowed: bool = False
     code: str | None = None
     reason: str | None = None
-    trace: list[TraceStep] = field(default_factory=list)
+    # Each step as recorded, (letter, verdict, detail); ``trace`` makes them ``TraceStep``s when
+    # first read (most traces are read only when a result is reported, or never).
+    steps: list[tuple[str, str, str | Callable[[], str]]] = field(default_factory=list)
+    _trace: list[TraceStep] = field(default_factory=list, repr=False)
     job: JobDocument | None = None
     verified: VerifiedToken | None = None
     principals: Principals | None = None
     account: Account | None = None
     remote: RemoteJob | None = None  # set instead of ``account`` for a job on a remote host
     credential: CredentialInfo | None = None  # a local job's sudo password key (never the secret)
+
+    @property
+    def trace(self) -> list[TraceStep]:
+        """The steps (a)-(f) recorded so far, in order."""
+        built, steps = self._trace, self.steps
+        if len(built) < len(steps):
+            built.extend(TraceStep(step, STEPS[step], verdict, detail) for step, verdict, detail in steps[len(built) :])
+        return built
 
     @property
     def jti(self) -> str | None:
@@ -121,7 +132,7 @@ class NodeDecider:
         self.credentials = credentials or dict
 
     def _step(self, decision: AgentDecision, step: str, verdict: str, detail: str | Callable[[], str]) -> None:
-        decision.trace.append(TraceStep(step, STEPS[step], verdict, detail))
+        decision.steps.append((step, verdict, detail))
 
     def _refuse(self, decision: AgentDecision, step: str, error: JobstsError) -> AgentDecision:
         detail = f"{error.code}: {error.message}"
@@ -165,7 +176,7 @@ class NodeDecider:
             # Why: a decision must fail closed; an unexpected error refuses the job, never runs it.
             log.exception("unexpected error while deciding")
             error = AgentInternalError(f"unexpected {type(exc).__name__} while deciding on node {self.policy.node_id}")
-            step = next((s for s in STEPS if s not in {t.step for t in decision.trace}), "f")
+            step = next((s for s in STEPS if s not in {t[0] for t in decision.steps}), "f")
             return self._refuse(decision, step, error)
 
     def _decide(
@@ -177,6 +188,7 @@ class NodeDecider:
         submitted: Secret | JobstsError | None,
     ) -> AgentDecision:
         policy = self.policy
+        passed = decision.steps.append  # each step that passes; ``_refuse`` records a failure
         # (a) + (b): the shared verifier resolves trust from the issuer before any key is used.
         try:
             leased = leased_job(job_data)
@@ -188,32 +200,33 @@ class NodeDecider:
             trusted, detail = self._issuer_verdict(token)
             if not trusted:
                 return self._refuse(decision, "a", exc)
-            self._step(decision, "a", "pass", detail)
+            passed(("a", "pass", detail))
             return self._refuse(decision, "b", exc)
         decision.verified = verified
         where = "own realm" if verified.realm == policy.realm else "trusted realm"
-        self._step(decision, "a", "pass", lambda: f"issuer {verified.issuer} is realm {verified.realm} ({where})")
+        passed(("a", "pass", lambda: f"issuer {verified.issuer} is realm {verified.realm} ({where})"))
         try:
             check_binding(verified, leased, policy.node_id)
             jti = check_jti(verified, self.revoked, self.journal)
         except JobstsError as exc:
             return self._refuse(decision, "b", exc)
-        self._step(
-            decision,
-            "b",
-            "pass",
-            lambda: f"job+jwt {jti[:36]} signed by key {verified.kid[:16]}, bound to job {leased.id}",
+        passed(
+            (
+                "b",
+                "pass",
+                lambda: f"job+jwt {jti[:36]} signed by key {verified.kid[:16]}, bound to job {leased.id}",
+            )
         )
 
         principals = principals_of(verified, policy.realm, policy.trusted_realms)
         decision.principals = principals
-        self._step(decision, "c", "pass", principals.describe)
+        passed(("c", "pass", principals.describe))
 
         try:
             role = required_role(leased.type, policy.job_types, policy.node_id)
         except JobstsError as exc:
             return self._refuse(decision, "d", exc)
-        self._step(decision, "d", "pass", lambda: f"job type {leased.type} requires {role}")
+        passed(("d", "pass", lambda: f"job type {leased.type} requires {role}"))
 
         spec = leased.spec
         host: RemoteHost | None = None
@@ -231,7 +244,7 @@ class NodeDecider:
             message = f"node {policy.node_id}: {verdict.reason}"
             denied = AuthzDenied(message, principal=verdict.subject, role=role.value, scope=verdict.scope)
             return self._refuse(decision, "e", denied)
-        self._step(decision, "e", "pass", verdict.reason)
+        passed(("e", "pass", verdict.reason))
         credential: CredentialInfo | None = None
         if spec.credential is not None:
             # Why: a stored secret is usable only by those the table grants it to, by name;
@@ -240,7 +253,7 @@ class NodeDecider:
                 credential = check_credential_use(self.table, principals, role, spec.credential, self.credentials())
             except JobstsError as exc:
                 return self._refuse(decision, "e", exc)
-            self._step(decision, "e", "pass", describe_grant(credential, principals, role))
+            passed(("e", "pass", describe_grant(credential, principals, role)))
 
         if submitted is not None:
             # Why: a login given at submit is for a remote host only, and never mixes with a key.
@@ -253,7 +266,7 @@ class NodeDecider:
                 decision.remote = remote_job(host, credential, spec.sudo_user)
             except JobstsError as exc:
                 return self._refuse(decision, "f", exc)
-            self._step(decision, "f", "pass", decision.remote.describe())
+            passed(("f", "pass", decision.remote.describe()))
             decision.allowed = True
             return decision
         try:
@@ -264,7 +277,7 @@ class NodeDecider:
             return self._refuse(decision, "f", exc)
         decision.account = account
         local = f"; {describe_local(credential)}" if credential is not None else ""
-        self._step(decision, "f", "pass", lambda: _account_detail(account) + local)
+        passed(("f", "pass", lambda: _account_detail(account) + local))
         decision.allowed = True
         return decision
 

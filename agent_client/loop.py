@@ -134,7 +134,7 @@ def executed_result(decision: AgentDecision, result: ExecResult, executor: str) 
 
 @dataclass(slots=True)
 class Prepared:
-    """A leased job the decision allowed and the journal recorded: ready to be claimed and run."""
+    """A leased job the decision allowed: recorded in the journal (``Agent.record``) before its claim."""
 
     lease: Lease
     decision: AgentDecision
@@ -169,9 +169,9 @@ class Agent:
         self.outbox.put(job_id, result)
         self.outbox.flush(self.client.results)
 
-    def prepare(self, lease: Lease) -> Prepared | str:
-        """Decide on one leased job; a refusal is reported, an allowed job recorded in the journal.
-        Returns the prepared job, or the outcome reported (``refused``)."""
+    def decide(self, lease: Lease) -> Prepared | str:
+        """Decide on one leased job; a refusal is reported (``"refused"``), an allowed job is
+        returned not yet recorded: ``record`` must make it durable before it is claimed."""
         job_id = lease.job.id
         self.revocations.refresh()
         submitted = open_submitted_login(self.node_key, lease.sealed_credentials, job_id)
@@ -180,17 +180,42 @@ class Agent:
             log.info("job %s refused: %s", job_id, decision.code)
             self._report(job_id, refused_result(decision))
             return "refused"
-        assert decision.job is not None and (decision.account is not None or decision.remote is not None)
-        jti, exp = decision.jti, decision.exp
-        assert jti is not None and exp is not None
-        # Why: durable BEFORE the claim (/start) and before running, so a crash or a second lease
-        # of the same token can never make it run twice.
-        if not self.journal.record(jti, decision.job.id, exp):
+        return Prepared(lease, decision, submitted)
+
+    def record(self, allowed: list[Prepared]) -> list[Prepared]:
+        """Record the jtis of allowed jobs in the journal in one commit (one sync for the batch);
+        returns those recorded. A jti already recorded (or twice in the batch) is reported refused."""
+        if not allowed:
+            return []
+        rows: list[tuple[str, str, int]] = []
+        for item in allowed:
+            decision = item.decision
+            assert decision.job is not None and (decision.account is not None or decision.remote is not None)
+            jti, exp = decision.jti, decision.exp
+            assert jti is not None and exp is not None
+            rows.append((jti, decision.job.id, exp))
+        # Why: durable BEFORE the claim (/claims) and before running, so a crash or a second lease
+        # of the same token can never make it run twice; the batch's commit returns only once
+        # every row is on disk, so each job is as durable as when recorded alone.
+        fresh = self.journal.record_many(rows)
+        recorded = []
+        for item, (jti, job_id, _), new in zip(allowed, rows, fresh, strict=True):
+            if new:
+                recorded.append(item)
+                continue
+            decision = item.decision
             decision.allowed, decision.code = False, "token.replayed"
             decision.reason = f"job token {jti[:64]} was already used to start a job"
             self._report(job_id, refused_result(decision))
-            return "refused"
-        return Prepared(lease, decision, submitted)
+        return recorded
+
+    def prepare(self, lease: Lease) -> Prepared | str:
+        """Decide on one leased job and record it if allowed (``decide`` then ``record``).
+        Returns the prepared job, or the outcome reported (``refused``)."""
+        found = self.decide(lease)
+        if isinstance(found, str):
+            return found
+        return found if self.record([found]) else "refused"
 
     def claim(self, prepared: list[Prepared]) -> list[tuple[Prepared, int | None]]:
         """Start the recorded jobs in one call; returns those the STS started, with their lease end."""
@@ -284,17 +309,18 @@ class Agent:
         self, free: int, pool: ThreadPoolExecutor, running: set[Future[str]], freed: threading.Event
     ) -> None:
         leases = self._lease(free)
-        prepared: list[Prepared] = []
+        allowed: list[Prepared] = []
         for lease in leases:
             try:
-                found = self.prepare(lease)
+                found = self.decide(lease)
             except JobstsError as exc:
                 # Not recorded and not started: its lease expires and it is handed out again.
                 log.warning("job %s left leased: %s: %s", lease.job.id, exc.code, exc.message)
                 continue
             if isinstance(found, Prepared):
-                prepared.append(found)
-        for item, expires in self.claim(prepared):
+                allowed.append(found)
+        # Group commit: the jobs of one lease (several slots freed together) share one sync.
+        for item, expires in self.claim(self.record(allowed)):
             future = pool.submit(self._execute_logged, item, expires)
             future.add_done_callback(lambda _: freed.set())
             running.add(future)

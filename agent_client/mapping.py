@@ -190,11 +190,13 @@ def map_account(
     # while those answers are inside the NSS cache window. Refusals, privilege maps (read live)
     # and choices made because an account was missing are never remembered.
     verdicts = tuple(
-        table.decide(principals.keys, rule.role, scopes).allowed
-        for rule in config.rules
-        if rule.kind == "role" and rule.role is not None
+        [
+            table.decide(principals.keys, rule.role, scopes).allowed
+            for rule in config.rules
+            if rule.kind == "role" and rule.role is not None
+        ]
     )
-    key = (id(config), principals.keys, principals.realm, tuple(str(s) for s in scopes), verdicts)
+    key = (id(config), principals.keys, principals.realm, tuple([str(s) for s in scopes]) if scopes else (), verdicts)
     found = _mapped.get(key)
     now = time.monotonic()
     if found is not None and found[0] is config and now < found[2]:

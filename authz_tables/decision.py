@@ -171,7 +171,7 @@ class Snapshot:
             # Why a memo is safe: a snapshot never changes, so the same principals, role and
             # scopes always get the same decision; a new table version is a new snapshot.
             scopes = tuple(scopes)
-            memo_key = (principals, required, tuple(str(s) for s in scopes))
+            memo_key = (principals, required, tuple([str(s) for s in scopes]) if scopes else ())
             found = self._decisions.get(memo_key)
             if found is None:
                 found = self._decide(principals, required, scopes)

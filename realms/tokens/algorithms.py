@@ -32,6 +32,10 @@ MIN_RSA_BITS = 2048
 GENERATED_RSA_BITS = 3072
 
 
+# The concrete class of cryptography's EC public keys (an ``ec.EllipticCurvePublicKey``).
+_EC_PUBLIC_KEY = type(ec.derive_private_key(1, ec.SECP256R1()).public_key())
+
+
 class KeyRefused(ValueError):
     """A key (or a JWK) that the algorithm it is offered for does not accept, and why."""
 
@@ -115,8 +119,31 @@ class EcdsaAlgorithm(SigningAlgorithm, ECAlgorithm):
         super().__init__(type(hash_algorithm), type(curve))
         self.name, self.curve, self.crv = name, curve, crv
         self._curve_type = type(curve)
-        self._half = (curve.key_size + 7) // 8
+        self._half = half = (curve.key_size + 7) // 8
         self._ecdsa = ec.ECDSA(hash_algorithm)
+        # The DER heads of r||s (``_der``), by whether r and s need a 0x00 sign byte; only
+        # when the SEQUENCE length fits one byte (P-256 and P-384; P-521 takes the slow path).
+        self._der_heads: tuple[tuple[bytes, bytes], ...] | None = None
+        if 2 * (2 + 1 + half) < 0x80:
+            self._der_heads = tuple(
+                (
+                    bytes((0x30, 4 + 2 * half + r_pad + s_pad, 0x02, half + r_pad)) + b"\x00" * r_pad,
+                    bytes((0x02, half + s_pad)) + b"\x00" * s_pad,
+                )
+                for r_pad in (0, 1)
+                for s_pad in (0, 1)
+            )
+
+    def _der(self, sig: bytes) -> bytes:
+        """``encode_dss_signature`` of the raw r||s pair (RFC 7518 §3.4), without building ints
+        when r and s have no leading zero byte (their DER INTEGER is then the bytes themselves,
+        after a 0x00 when the high bit is set); anything else takes ``encode_dss_signature``."""
+        half, heads = self._half, self._der_heads
+        r, s = sig[:half], sig[half:]
+        if heads is not None and r[0] and s[0]:
+            head, middle = heads[(r[0] >> 7) << 1 | s[0] >> 7]
+            return head + r + middle + s
+        return encode_dss_signature(int.from_bytes(r, "big"), int.from_bytes(s, "big"))
 
     def generate(self) -> PrivateKey:
         return ec.generate_private_key(self.curve)
@@ -135,14 +162,13 @@ class EcdsaAlgorithm(SigningAlgorithm, ECAlgorithm):
         # Why: JWS carries raw r||s (RFC 7518 §3.4); a DER or odd-length value is not a signature.
         if (
             len(sig) != 2 * self._half
-            or not isinstance(key, ec.EllipticCurvePublicKey)
+            # ``type(key) is``: the common case without the ABC's instance check.
+            or (type(key) is not _EC_PUBLIC_KEY and not isinstance(key, ec.EllipticCurvePublicKey))
             or not isinstance(key.curve, self._curve_type)
         ):
             return False
-        half = self._half
-        der = encode_dss_signature(int.from_bytes(sig[:half], "big"), int.from_bytes(sig[half:], "big"))
         try:
-            key.verify(der, msg, self._ecdsa)
+            key.verify(self._der(sig), msg, self._ecdsa)
         except (InvalidSignature, ValueError):
             return False
         return True

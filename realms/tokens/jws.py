@@ -44,18 +44,19 @@ def b64url_decode(segment: str, what: str) -> bytes:
     if "=" in segment:
         raise TokenMalformed(f"{what} is padded base64url")
     remainder = len(segment) % 4
-    try:
-        data = segment.encode("ascii")
-    except UnicodeEncodeError:
-        raise TokenMalformed(f"{what} is not base64url") from None
-    # Deleting every alphabet character leaves nothing only if there was nothing else ("+", "/",
-    # whitespace: the standard decoder would skip or accept them).
-    if remainder == 1 or data.translate(None, _ALPHABET):
+    # "+" and "/" are the standard alphabet's; strict mode refuses every other character outside
+    # it (whitespace, which the lenient decoder would skip) and any padding but the one added here.
+    if remainder == 1 or "+" in segment or "/" in segment:
         raise TokenMalformed(f"{what} is not base64url")
+    try:
+        data = segment.encode("ascii").translate(_TO_STANDARD_ALPHABET) + _PADDING[remainder]
+        decoded = binascii.a2b_base64(data, strict_mode=True)
+    except (UnicodeEncodeError, binascii.Error):
+        raise TokenMalformed(f"{what} is not base64url") from None
     # The last character of a 2- or 3-character tail carries 4 or 2 unused bits; they must be 0.
     if remainder and _B64_VALUE[segment[-1]] & _UNUSED_BITS[remainder]:
         raise TokenMalformed(f"{what} is not canonical base64url")
-    return binascii.a2b_base64(data.translate(_TO_STANDARD_ALPHABET) + _PADDING[remainder])
+    return decoded
 
 
 def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -132,6 +133,11 @@ def may_hold_surrogates(json_text: str) -> bool:
 
 def split_compact(token: str | bytes) -> tuple[str, str, str]:
     """The three segments of a compact JWS, after the type, size and shape checks."""
+    if type(token) is str and len(token) <= MAX_TOKEN_BYTES:
+        # The common case in one pass; any other shape goes through the checks below for its error.
+        parts = token.split(".")
+        if len(parts) == 3 and parts[0] and parts[1] and parts[2]:
+            return parts[0], parts[1], parts[2]
     if isinstance(token, bytes):
         try:
             token = token.decode("ascii")
@@ -157,7 +163,17 @@ def decode_segment(segment: str, what: str) -> tuple[dict[str, Any], bool]:
     """A header or payload segment as a strict JSON object, and whether its text may hold a
     surrogate (``may_hold_surrogates``); every problem is ``TokenMalformed``."""
     text = _json_text(b64url_decode(segment, what), what)
-    return _json_value(text, what), may_hold_surrogates(text)
+    # ``_json_value`` and ``may_hold_surrogates`` inlined for the common case (a whole object,
+    # within the depth limit); anything else is decoded again by ``_json_value`` for its error.
+    try:
+        value, end = _SCAN(text, 0)
+    except (StopIteration, ValueError, RecursionError):
+        value, end = None, -1
+    if end != len(text) or type(value) is not dict:
+        return _json_value(text, what), may_hold_surrogates(text)
+    if text.count("{") + text.count("[") > MAX_JSON_DEPTH and _too_deep(value):
+        raise TokenMalformed(f"{what} is nested deeper than {MAX_JSON_DEPTH}")
+    return value, "\\u" in text and _SURROGATE_ESCAPE.search(text) is not None
 
 
 def parse_compact(token: str | bytes) -> ParsedJWS:

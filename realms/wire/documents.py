@@ -19,7 +19,7 @@ from realms.sealing import MAX_SEALED_CHARS
 from realms.wire import spec as schema
 from realms.wire.digest import canonical_json, job_digest
 from realms.wire.errors import JobInvalidSpec
-from realms.wire.spec import JOB_TYPE, JobSpec, invalid, is_int, parse_spec, text
+from realms.wire.spec import JOB_TYPE, JobSpec, invalid, is_int, is_text, parse_spec, text
 from realms.wire.trace import TraceStep, parse_trace
 
 # Why: a job id becomes a URL path segment (``/jobs/<id>/start``); no "/", "?", "%" or "#".
@@ -129,17 +129,22 @@ def parse_job(raw: Any) -> JobDocument:
     """Validate the ``job`` of a lease; its spec goes through ``parse_spec`` with the same limits."""
     if not isinstance(raw, dict):
         raise invalid("job: must be an object", "job")
-    return JobDocument(
-        id=_name(raw.get("id"), "id", JOB_ID),
-        node=_name(raw.get("node"), "node", NODE_ID),
-        type=_name(raw.get("type"), "type", JOB_TYPE),
-        spec=parse_spec(raw.get("spec")),
-        submitter=text(raw.get("submitter"), "job.submitter", 1024, allow_empty=False),
-        realm=_name(raw.get("realm"), "realm", REALM_NAME),
-        not_before=_count(raw.get("not_before", 0), "not_before"),
-        deadline=_count(raw.get("deadline", 0), "deadline"),
-        attempt=_count(raw.get("attempt", 1), "attempt"),
+    get = raw.get
+    job_id, node, job_type = (
+        _name(get("id"), "id", JOB_ID),
+        _name(get("node"), "node", NODE_ID),
+        _name(get("type"), "type", JOB_TYPE),
     )
+    spec = parse_spec(get("spec"))
+    submitter: Any = get("submitter")  # a str once the check below passed
+    if not (is_text(submitter, 1024) and submitter):
+        text(submitter, "job.submitter", 1024, allow_empty=False)  # raises, with the reason
+    realm = _name(get("realm"), "realm", REALM_NAME)
+    not_before, deadline, attempt = get("not_before", 0), get("deadline", 0), get("attempt", 1)
+    if not (type(not_before) is type(deadline) is type(attempt) is int):  # else checked one by one
+        not_before, deadline = _count(not_before, "not_before"), _count(deadline, "deadline")
+        attempt = _count(attempt, "attempt")
+    return JobDocument(job_id, node, job_type, spec, submitter, realm, not_before, deadline, attempt)
 
 
 def parse_lease(raw: Any) -> Lease:

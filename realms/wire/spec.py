@@ -147,7 +147,7 @@ def text(value: Any, field: str, max_chars: int, *, allow_empty: bool = True) ->
     return check_text(value, field, lambda message: invalid(message, field))
 
 
-def _is_text(value: Any, max_chars: int) -> bool:
+def is_text(value: Any, max_chars: int) -> bool:
     """True if ``text`` would accept ``value`` (empty allowed): the check without building a field name."""
     return type(value) is str and len(value) <= max_chars and "\x00" not in value and is_utf8_text(value)
 
@@ -172,7 +172,7 @@ def _argv(raw: Any) -> tuple[str, ...]:
     if len(raw) > limits.max_argv:
         raise invalid(f"spec.argv: more than {limits.max_argv} items", "spec.argv")
     for i, item in enumerate(raw):
-        if not _is_text(item, limits.max_arg_chars):
+        if not is_text(item, limits.max_arg_chars):
             text(item, f"spec.argv[{i}]", limits.max_arg_chars)  # raises, naming the item
     argv = tuple(raw)
     # Why: the sudo executor runs `env -i NAME=VALUE... ARGV`; a program name containing "="
@@ -192,13 +192,15 @@ def _env(raw: Any) -> dict[str, str]:
     limits = LIMITS
     if not isinstance(raw, dict):
         raise invalid("spec.env: must be an object of strings", "spec.env")
+    if not raw:
+        return {}
     if len(raw) > limits.max_env:
         raise invalid(f"spec.env: more than {limits.max_env} variables", "spec.env")
     for name, value in raw.items():
         # Why: only shell-safe names; "BASH_FUNC_x%%" or "A=B" could make a shell import a function.
         if not isinstance(name, str) or len(name) > limits.max_env_name_chars or not ENV_NAME.fullmatch(name):
             raise invalid(f"spec.env: bad variable name {str(name)[:64]!r}", "spec.env")
-        if not _is_text(value, limits.max_env_value_chars):
+        if not is_text(value, limits.max_env_value_chars):
             text(value, f"spec.env.{name}", limits.max_env_value_chars)  # raises, naming the variable
     return dict(sorted(raw.items()))
 
@@ -235,6 +237,8 @@ def parse_spec(raw: Any) -> JobSpec:
     authgroup = raw.get("authgroup")
     if authgroup is not None and (not isinstance(authgroup, str) or not AUTHGROUP.fullmatch(authgroup)):
         raise invalid("spec.authgroup: must be an authorization group name", "spec.authgroup")
+    # The document as_document() builds, without its second sort of env: canonical JSON sorts keys.
+    document: dict[str, Any] = {"argv": list(argv), "env": env, "cwd": cwd, "timeout": timeout, "authgroup": authgroup}
     if REMOTE_FIELD_SET.isdisjoint(raw):
         spec = JobSpec(argv, env, cwd, timeout, authgroup)
     else:
@@ -242,9 +246,6 @@ def parse_spec(raw: Any) -> JobSpec:
         if remote["sudo_user"] is not None and remote["remote_host"] is None:
             raise invalid("spec.sudo_user: needs spec.remote_host (sudo after an SSH login)", "spec.sudo_user")
         spec = JobSpec(argv, env, cwd, timeout, authgroup, **remote)
-    # The document as_document() builds, without its second sort of env: canonical JSON sorts keys.
-    document: dict[str, Any] = {"argv": list(argv), "env": env, "cwd": cwd, "timeout": timeout, "authgroup": authgroup}
-    if spec.remote_host is not None or spec.credential is not None or spec.sudo_user is not None:
         document = spec.as_document()
     canonical = canonical_json(document)
     if len(canonical) > limits.max_spec_bytes:

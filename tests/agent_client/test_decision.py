@@ -269,6 +269,8 @@ def test_unexpected_error_fails_closed(trust: TrustStore) -> None:
     job = make_job()
     decision = NodeDecider(policy(), trust, Broken()).decide(job, mint(job))  # type: ignore[arg-type]
     assert (decision.allowed, decision.code) == (False, "agent.internal")
+    # The failure is placed at the first step not yet recorded: (e), where the table was asked.
+    assert _verdicts(decision) == {**dict.fromkeys("abcd", "pass"), "e": "fail", "f": "skip"}
 
 
 def test_weak_rsa_key_in_bundle_is_skipped(tmp_path: object) -> None:

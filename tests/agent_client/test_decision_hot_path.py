@@ -19,7 +19,7 @@ from agent_client.journal import StartedJournal
 from agent_client.trust_store import TrustStore
 from authz_tables.entries import Scope
 from authz_tables.roles import Role
-from realms.wire.trace import TraceStep
+from realms.wire.trace import STEP_NAMES, TraceStep
 from tests.agent_client.conftest import DEFAULT_TABLE, OPS_JM, TRUSTED, make_job, mint, policy, table
 
 PRIVILEGED_ACCOUNT = "jobsts-hotpath"
@@ -148,3 +148,19 @@ def test_a_privileged_group_refusal_names_the_jobs_groups_in_the_trace(
     assert (step_f.step, step_f.verdict) == ("f", "fail")
     assert "the job's groups would be:" in step_f.detail
     assert privileged_member in step_f.detail.split("the job's groups would be:")[1]
+
+
+def test_the_trace_is_built_from_the_recorded_steps_in_order_and_once(trust: TrustStore) -> None:
+    job = make_job()
+    allowed = NodeDecider(policy(), trust, table(*DEFAULT_TABLE)).decide(job, mint(job))
+    assert allowed.allowed and [s[:2] for s in allowed.steps] == [(step, "pass") for step in "abcdef"]
+    first = allowed.trace
+    assert [(s.step, s.name, s.verdict) for s in first] == [(step, STEP_NAMES[step], "pass") for step in "abcdef"]
+    assert allowed.trace is first and all(a is b for a, b in zip(allowed.trace, first, strict=True))
+    # A refusal: the steps before it pass, it fails, the rest are skipped, in that order.
+    denied = NodeDecider(policy(), trust, table(*DEFAULT_TABLE, (OPS_JM, "monitor", "deny")))
+    refused = denied.decide(job, mint(job))
+    assert [(s.step, s.verdict) for s in refused.trace] == [
+        ("a", "pass"), ("b", "pass"), ("c", "pass"), ("d", "pass"), ("e", "fail"), ("f", "skip")
+    ]  # fmt: skip
+    assert refused.trace[4].detail.startswith("authz.denied: ")

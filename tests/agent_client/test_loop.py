@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import threading
 from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -340,3 +342,45 @@ def test_logs_never_contain_tokens(agent: Agent, fake: FakeState, caplog: pytest
         signature = lease["job_token"].rsplit(".", 1)[1]
         assert signature not in caplog.text
     assert "agent-token-" not in caplog.text
+
+
+def test_jobs_leased_together_are_recorded_in_one_commit_before_their_claim(
+    agent: Agent, fake: FakeState, tmp_path: Path
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor, wait
+
+    from agent_client.journal import StartedJournal
+    from realms.wire.documents import Claim, ItemOutcome
+
+    markers = [tmp_path / f"ran{i}" for i in range(4)]
+    jobs = [make_job({"argv": ["/usr/bin/touch", str(marker)]}) for marker in markers]
+    # The fourth job's token reuses the first one's jti: a replay inside one batch.
+    leases = [lease_for(fake, job, jti=f"batch-{i}") for i, job in enumerate(jobs[:3])]
+    leases.append(lease_for(fake, jobs[3], jti="batch-0"))
+    fake.leases += leases
+    jti_of = {lease["job"]["id"]: f"batch-{i}" for i, lease in enumerate(leases[:3])}
+
+    statements: list[str] = []
+    agent.journal._db.set_trace_callback(statements.append)
+    # FULL: each COMMIT of the record returns only once synced to disk, so commits count syncs.
+    assert agent.journal._db.execute("PRAGMA synchronous").fetchone() == (2,)
+    durable_at_claim: list[dict[str, bool]] = []
+    claim = agent.client.claim
+
+    def checked_claim(claims: list[Claim]) -> list[ItemOutcome]:
+        # Another reader of the file (as after a crash) already sees every record being claimed.
+        with StartedJournal(agent.config.journal_file, read_only=True) as snapshot:
+            durable_at_claim.append({c.job_id: snapshot.seen(jti_of[c.job_id]) for c in claims})
+        return claim(claims)
+
+    agent.client.claim = checked_claim  # type: ignore[method-assign]
+    running: set[Future[str]] = set()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        agent._fill_slots(4, pool, running, threading.Event())
+        assert [s for s in statements if s in ("BEGIN IMMEDIATE", "COMMIT")] == ["BEGIN IMMEDIATE", "COMMIT"]
+        wait(running)
+    assert [f.result() for f in running] == ["succeeded"] * 3
+    assert durable_at_claim == [{job["id"]: True for job in jobs[:3]}]
+    assert sorted(fake.started) == sorted(job["id"] for job in jobs[:3])
+    assert fake.results[jobs[3]["id"]]["code"] == "token.replayed"
+    assert [marker.exists() for marker in markers] == [True, True, True, False]

@@ -300,3 +300,23 @@ def test_whatever_the_sts_accepts_the_agent_reads_back_unchanged(spec: dict[str,
         "attempt": 1,
     }
     assert parse_job(job).as_document() == job
+
+
+_LEASED = {
+    "id": "job-1", "node": "node1", "type": "shell", "spec": {"argv": ["/bin/true"]},
+    "submitter": "user:jobmgr/uid=john", "realm": "jobmgr", "not_before": 0, "deadline": 1, "attempt": 1,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("submitter", ""), ("submitter", "a\x00b"), ("submitter", "a\ud800"), ("submitter", "x" * 1025),
+     ("submitter", None), ("submitter", 7), ("not_before", True), ("not_before", 1.0), ("deadline", "1"),
+     ("deadline", None), ("attempt", False), ("attempt", [1])],
+)  # fmt: skip
+def test_the_leased_jobs_fast_checks_refuse_what_the_full_ones_do(field: str, value: Any) -> None:
+    # The parser checks the common case (exact str and int) inline; everything else must still be refused.
+    assert parse_job(_LEASED).as_document()["attempt"] == 1
+    with pytest.raises(JobstsError) as refused:
+        parse_job({**_LEASED, field: value})
+    assert refused.value.data["field"] == f"job.{field}"

@@ -69,14 +69,15 @@ def install_pause(agent: Agent, step: str) -> None:
     if step == "leased":
         setattr(agent.decider, "decide", lambda *a, **k: _pause(step))  # noqa: B010
     elif step == "recorded":
-        record = agent.journal.record
+        # The loop records every job of a lease in one commit (``record_many``).
+        record_many = agent.journal.record_many
 
-        def recorded(*args: Any, **kwargs: Any) -> bool:
-            done = record(*args, **kwargs)
+        def recorded(*args: Any, **kwargs: Any) -> list[bool]:
+            done = record_many(*args, **kwargs)
             _pause(step)
             return done
 
-        agent.journal.record = recorded  # type: ignore[method-assign]
+        agent.journal.record_many = recorded  # type: ignore[method-assign]
     elif step == "started":
         claim = agent.client.claim
 
