@@ -556,3 +556,39 @@ def test_the_timing_rule_bites() -> None:
     assert timed_assertions("import time\nstarted = time.monotonic()\nassert time.monotonic() - started < 5\n") == [3]
     assert timed_assertions("elapsed = 1.0\nassert elapsed < 10\n") == [2]
     assert timed_assertions("import time\ndeadline = 1.0\nassert time.monotonic() < deadline\n") == []
+
+
+def collection_time_clocks(source: str) -> list[int]:
+    """Lines that read the clock when a test module is imported (a decorator's arguments or a
+    module-level statement): a date fixed at collection goes stale in a long run."""
+    tree = ast.parse(source)
+    found = []
+    for node in tree.body:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            continue
+        parts = (
+            node.decorator_list if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) else [node]
+        )
+        found += [
+            call.lineno
+            for part in parts
+            for call in ast.walk(part)
+            if isinstance(call, ast.Call) and _is_clock_call(call)
+        ]
+    return found
+
+
+def test_no_test_reads_the_clock_at_collection() -> None:
+    offenders = [
+        f"{path.relative_to(ROOT)}:{line}"
+        for path in sorted((ROOT / "tests").rglob("*.py"))
+        for line in collection_time_clocks(path.read_text(encoding="utf-8"))
+    ]
+    assert offenders == []
+
+
+def test_the_collection_clock_rule_bites() -> None:
+    source = "import time\nimport pytest\n@pytest.mark.parametrize('x', [time.time()])\ndef test_x(x):\n    pass\n"
+    assert collection_time_clocks(source) == [3]
+    assert collection_time_clocks("import time\nNOW = time.time()\n") == [2]
+    assert collection_time_clocks("import time\ndef f():\n    return time.time()\n") == []

@@ -282,7 +282,7 @@ def test_whole_second_dates_still_decide_expiry_and_not_before(
 
 
 def test_a_nested_payload_past_the_depth_limit_is_refused_by_the_inline_decoder() -> None:
-    deep = {"a": 1}
+    deep: dict[str, Any] = {"a": 1}
     for _ in range(MAX_JSON_DEPTH):
         deep = {"n": deep}
     with pytest.raises(TokenMalformed, match="deeper"):
