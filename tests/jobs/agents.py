@@ -64,7 +64,7 @@ def main() -> None:
     parser.add_argument("--go-file", type=Path)
     parser.add_argument("--die-after-start", action="store_true")
     args = parser.parse_args()
-    env = agent_env(args.database_url, args.key_file, lease_seconds=5 if args.die_after_start else 60)
+    env = agent_env(args.database_url, args.key_file)
     try:
         print(json.dumps({"ready": args.name}), flush=True)
         while args.go_file is not None and not args.go_file.exists():
