@@ -16,7 +16,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, event, exists, select, update
+from sqlalchemy import Connection, Engine, event, exists, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, UOWTransaction
 
@@ -86,29 +86,35 @@ class NodeAuthCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def lookup(self, engine: Engine, node_id: str, jti: str) -> NodeAuth:
-        """The node and the revocation state of ``jti``; a database failure is ``db.unavailable``."""
+    def lookup(self, engine: Engine, node_id: str, jti: str, conn: Connection | None = None) -> NodeAuth:
+        """The node and the revocation state of ``jti``; a database failure is ``db.unavailable``.
+        With ``conn``, read on that connection (the caller's, left open) instead of a new one."""
         jti = jti[:128]
         try:
-            with engine.connect() as conn:
-                with self._lock:
-                    entry = self._entries.get(node_id)
-                if entry is not None and entry.jti == jti:
-                    # Why: the cache is trusted only when nothing was revoked or changed since it
-                    # was filled; a failed read raises, so it never serves a stale entry.
-                    if conn.execute(_READ_VERSION).scalar() == entry.version:
-                        with self._lock:
-                            self._entries.move_to_end(node_id)
-                        return NodeAuth(_node_of(entry.values), False)
-                revoked = exists().where(RevokedToken.__table__.c.jti == jti).label("revoked")
-                version = _READ_VERSION.scalar_subquery().label("auth_version")
-                row = conn.execute(select(*_COLUMNS, revoked, version).where(_NODES.c.id == node_id)).first()
-                if row is None:
-                    unknown = conn.execute(select(exists().where(RevokedToken.__table__.c.jti == jti))).scalar()
-                    return NodeAuth(None, bool(unknown))
+            if conn is not None:
+                return self._lookup(conn, node_id, jti)
+            with engine.connect() as own:
+                return self._lookup(own, node_id, jti)
         except (sa_exc.DBAPIError, sa_exc.TimeoutError) as exc:
             # Why: fail closed; without a fresh version the cache must not answer, nor may a 500.
             raise DatabaseUnavailable(f"the database is unavailable ({type(exc).__name__}); retry shortly") from None
+
+    def _lookup(self, conn: Connection, node_id: str, jti: str) -> NodeAuth:
+        with self._lock:
+            entry = self._entries.get(node_id)
+        if entry is not None and entry.jti == jti:
+            # Why: the cache is trusted only when nothing was revoked or changed since it
+            # was filled; a failed read raises, so it never serves a stale entry.
+            if conn.execute(_READ_VERSION).scalar() == entry.version:
+                with self._lock:
+                    self._entries.move_to_end(node_id)
+                return NodeAuth(_node_of(entry.values), False)
+        revoked = exists().where(RevokedToken.__table__.c.jti == jti).label("revoked")
+        version = _READ_VERSION.scalar_subquery().label("auth_version")
+        row = conn.execute(select(*_COLUMNS, revoked, version).where(_NODES.c.id == node_id)).first()
+        if row is None:
+            unknown = conn.execute(select(exists().where(RevokedToken.__table__.c.jti == jti))).scalar()
+            return NodeAuth(None, bool(unknown))
         mapping = row._mapping
         values = {column.name: mapping[column.name] for column in _COLUMNS}
         if mapping["revoked"]:
