@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar, cast
 
 from flask import request
-from sqlalchemy import Connection
+from sqlalchemy import Engine
 
 from authz_tables.errors import AuthzDenied
 from authz_tables.roles import Role
@@ -25,6 +25,7 @@ from realms.tokens import verify as verify_token
 from realms.tokens.errors import TokenRevoked
 from sts.errors import AuthRequired
 from sts.http.context import Caller, request_context
+from sts.nodes.auth_cache import NodeAuth
 from sts.nodes.errors import NodeUnknown
 from sts.nodes.models import Node
 from sts.oauth.revocation import is_revoked
@@ -78,16 +79,14 @@ def _revoked(verified: VerifiedToken) -> TokenRevoked:
     return TokenRevoked(f"token {verified.claims['jti'][:64]} was revoked", realm=verified.realm)
 
 
-def _node_and_revocation(
-    services: Services, node_id: str, jti: str, conn: Connection | None
-) -> tuple[Node | None, bool]:
+def _node_and_revocation(services: Services, node_id: str, jti: str, engine: Engine | None, extra: Any) -> NodeAuth:
     """The registered node and whether ``jti`` is revoked: from this process's cache when the
     authentication version has not moved (one primary-key read), else in one statement."""
     if NODE_ID.fullmatch(node_id) is None:
         with services.db.session() as session:
-            return None, is_revoked(session, jti)
-    found = services.node_auth.lookup(services.db.engine, node_id, jti, conn=conn)
-    return found.node, found.revoked
+            return NodeAuth(None, is_revoked(session, jti))
+    expression, params = extra if extra is not None else (None, {})
+    return services.node_auth.lookup(engine or services.db.engine, node_id, jti, extra=expression, params=params)
 
 
 def authenticated_caller() -> Caller:
@@ -151,15 +150,22 @@ def authenticated_node() -> Node:
     context = request_context()
     if context.node is not None:
         return context.node
-    node, verified = agent_node(current_services(), request.headers.get("Authorization", ""))
+    node, verified, _ = agent_node(current_services(), request.headers.get("Authorization", ""))
     context.node, context.agent_token = node, verified
     return node
 
 
-def agent_node(services: Services, authorization: str, conn: Connection | None = None) -> tuple[Node, VerifiedToken]:
+def agent_node(
+    services: Services,
+    authorization: str,
+    extra: tuple[Any, Callable[[str], dict[str, Any]]] | None = None,
+    engine: Engine | None = None,
+) -> tuple[Node, VerifiedToken, Any]:
     """The registered node behind the agent token of an ``Authorization`` header value, without a
-    Flask request (the wait route calls it on its own threads; ``conn`` lets it share one
-    database connection with the caller's next query). Refusals are raised as ``JobstsError``."""
+    Flask request (the wait route calls it on its own threads). ``extra``, a scalar SQL
+    expression and its bound values for the node id, is read in the same statement as the
+    authentication (``NodeAuthCache.lookup``) and returned third; ``engine`` replaces the
+    services' one. Refusals raise ``JobstsError``."""
     verified = _verify_signed(bearer_of(authorization), AGENT_TOKEN, services)
     try:
         subject = AccessId.parse(verified.subject)
@@ -167,14 +173,21 @@ def agent_node(services: Services, authorization: str, conn: Connection | None =
         raise TokenClaimInvalid("agent token subject is not node:<id>", claim="sub") from None
     if subject.kind is not AccessIdKind.NODE:
         raise TokenClaimInvalid("agent token subject is not node:<id>", claim="sub")
-    node, revoked = _node_and_revocation(services, subject.name, verified.claims["jti"], conn)
-    if revoked:
+    found = _node_and_revocation(
+        services,
+        subject.name,
+        verified.claims["jti"],
+        engine,
+        None if extra is None else (extra[0], extra[1](subject.name)),
+    )
+    node = found.node
+    if found.revoked:
         raise _revoked(verified)
     # Why: a node may only act through the realm it was registered in; an agent token
     # from another realm for the same id is someone else's node.
     if node is None or node.realm != verified.realm:
         raise NodeNotRegistered(f"node {subject.name} is not registered in realm {verified.realm}", node=subject.name)
-    return node, verified
+    return node, verified, found.extra
 
 
 def require_agent(view: F) -> F:

@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from flask import Blueprint, Flask, Response, jsonify, request
-from sqlalchemy import Connection, and_, func, or_, select
+from sqlalchemy import BigInteger, Connection, String, and_, bindparam, exists, func, or_, select
 from sqlalchemy import exc as sa_exc
 
 from realms.errors import JobstsError
@@ -86,6 +86,27 @@ class Reply:
 _JOBS = Job.__table__
 
 
+def _ready(nodes: Any, now: Any) -> Any:
+    """Jobs of ``nodes`` (a list or one node) that a lease would take or reap at ``now`` (or its parameter)."""
+    node_match = _JOBS.c.node_id.in_(nodes) if isinstance(nodes, list) else _JOBS.c.node_id == nodes
+    return node_match & or_(
+        and_(_JOBS.c.state == JobState.QUEUED.value, _JOBS.c.not_before <= now, _JOBS.c.deadline > now),
+        and_(
+            _JOBS.c.state.in_((JobState.LEASED.value, JobState.RUNNING.value)),
+            _JOBS.c.lease_expires_at < now,
+        ),
+    )
+
+
+# ``EXISTS`` a job the node could lease, or reap, now: built once, bound per wait (``HAS_WORK_PARAMS``).
+HAS_WORK = exists().where(_ready(bindparam("wait_node", type_=String), bindparam("wait_now", type_=BigInteger)))
+
+
+def has_work_params(node_id: str, now: int) -> dict[str, Any]:
+    """The values of ``HAS_WORK`` for ``node_id`` at ``now``."""
+    return {"wait_node": node_id, "wait_now": now}
+
+
 def ready_on(conn: Connection, nodes: list[str], now: int) -> set[str]:
     """Which of ``nodes`` have a job they could lease at ``now``, or a lease past its expiry (one
     index seek per node and state, chunked; Core on the caller's connection). A lease reaps its
@@ -94,20 +115,7 @@ def ready_on(conn: Connection, nodes: list[str], now: int) -> set[str]:
     ready: set[str] = set()
     for start in range(0, len(nodes), CHUNK):
         chunk = nodes[start : start + CHUNK]
-        rows = conn.execute(
-            select(_JOBS.c.node_id)
-            .where(
-                _JOBS.c.node_id.in_(chunk),
-                or_(
-                    and_(_JOBS.c.state == JobState.QUEUED.value, _JOBS.c.not_before <= now, _JOBS.c.deadline > now),
-                    and_(
-                        _JOBS.c.state.in_((JobState.LEASED.value, JobState.RUNNING.value)),
-                        _JOBS.c.lease_expires_at < now,
-                    ),
-                ),
-            )
-            .distinct()
-        )
+        rows = conn.execute(select(_JOBS.c.node_id).where(_ready(chunk, now)).distinct())
         ready.update(row[0] for row in rows)
     return ready
 
@@ -171,6 +179,8 @@ class AgentWaits:
     def __init__(self, app: Flask, threads: ThreadPoolExecutor) -> None:
         self.app, self.threads = app, threads
         self.services: Services = app.extensions["jobsts"]
+        # Reads only: no BEGIN and no ROLLBACK round trip around each wait's one statement.
+        self._engine = self.services.db.engine.execution_options(isolation_level="AUTOCOMMIT")
         self.presence = Presence()
         self.registry: WaiterRegistry | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -230,14 +240,14 @@ class AgentWaits:
             return set()
 
     def _admit(self, authorization: str) -> tuple[str, bool] | Reply:
-        """In a thread, on one database connection: the node of a valid agent token (checked as
-        every agent endpoint checks it, ``sts.http.auth.agent_node``) and whether it has work
+        """In a thread, in one statement on a cache hit: the node of a valid agent token (checked
+        as every agent endpoint checks it, ``sts.http.auth.agent_node``) and whether it has work
         now; or the refusal the Flask error boundary renders."""
+        now = self.services.now()
         try:
-            with self.services.db.engine.connect() as conn:
-                node, _verified = agent_node(self.services, authorization, conn)
-                # Why: asked only after the token, its node and its jti were found valid.
-                has_work = node.id in ready_on(conn, [node.id], self.services.now())
+            node, _verified, work = agent_node(
+                self.services, authorization, (HAS_WORK, lambda node_id: has_work_params(node_id, now)), self._engine
+            )
         except JobstsError as exc:
             return self._refusal(exc)
         except (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError) as exc:
@@ -245,7 +255,7 @@ class AgentWaits:
             log.warning("database unavailable: %s", type(exc).__name__)
             return self._refusal(DatabaseUnavailable("the database is unavailable; retry shortly"))
         self.presence.seen(node.id)
-        return node.id, has_work
+        return node.id, bool(work)
 
     def _refusal(self, error: JobstsError | None, status: int = 0, code: str = "", detail: str = "") -> Reply:
         """A refusal rendered by the one error boundary (``sts.http.errors``)."""
