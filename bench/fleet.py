@@ -74,6 +74,8 @@ async def crowd(url: str, tokens: list[str], count: int) -> None:
                 try:
                     async with session.get(f"{url}{WAIT}", params={"timeout": str(CROWD_WAIT)}, headers=headers) as r:
                         await r.read()
+                        if r.status != 200:  # a refusal (an expired token): back off as an agent does
+                            await asyncio.sleep(1)
                 except (TimeoutError, aiohttp.ClientError):
                     await asyncio.sleep(1)
 
@@ -230,6 +232,10 @@ def one_run(count: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="jobsts-fleet-") as folder, schema() as url:
         workdir = Path(folder)
         config = config_for(workdir, url)
+        with config.open("a", encoding="utf-8") as toml:
+            # Every token must outlive the run (a 10,000-agent run on a loaded machine can pass
+            # the default 300 s); the crowd's agents do not refresh theirs.
+            toml.write("\n[realms.token]\naccess_token_ttl = 3600\nagent_token_ttl = 3600\n")
         servers = []
         for index in range(2):
             metrics = workdir / f"metrics-{index}"

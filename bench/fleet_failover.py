@@ -51,7 +51,10 @@ SECTION = "bench/fleet_failover.py"
 def one_run(count: int, jobs_count: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="jobsts-failover-") as folder, schema() as url:
         workdir = Path(folder)
-        with replicas(config_for(workdir, url), workdir, 2) as (survivor, doomed):
+        config = config_for(workdir, url)
+        with config.open("a", encoding="utf-8") as toml:
+            toml.write("\n[realms.token]\naccess_token_ttl = 3600\nagent_token_ttl = 3600\n")  # outlive the run
+        with replicas(config, workdir, 2) as (survivor, doomed):
             fleet = Fleet.register(survivor, count)
             agents = [SimulatedAgent(node, token, [doomed.url, survivor.url]) for node, token in fleet.tokens.items()]
 
