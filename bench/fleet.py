@@ -46,7 +46,7 @@ PG = os.environ.get("JOBSTS_BENCH_DATABASE_URL", "postgresql+psycopg://postgres@
 CROWD_NODES = 100
 WAKE_SAMPLES = 30
 HEALTH_SAMPLES = 300
-LOGIN_SAMPLES = 40
+LOGIN_SAMPLES = 200
 CROWD_WAIT = 55
 RESULTS = ROOT / "bench" / "results.md"
 BEGIN, END = "<!-- bench/fleet.py -->", "<!-- end bench/fleet.py -->"
@@ -74,6 +74,8 @@ async def crowd(url: str, tokens: list[str], count: int) -> None:
                 try:
                     async with session.get(f"{url}{WAIT}", params={"timeout": str(CROWD_WAIT)}, headers=headers) as r:
                         await r.read()
+                        if r.status != 200:  # a refusal (an expired token): back off as an agent does
+                            await asyncio.sleep(1)
                 except (TimeoutError, aiohttp.ClientError):
                     await asyncio.sleep(1)
 
@@ -109,6 +111,23 @@ def rss_kib(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 total += int(line.split()[1])
     return total
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its children (the gunicorn master and workers)."""
+    total = 0
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False).stdout.split()
+    for each in [pid, *map(int, children)]:
+        fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def waits_ended(server: StsProcess) -> float:
+    return sum(
+        metric(server, "jobsts_agent_wait_seconds_count", f'{{outcome="{outcome}"}}')
+        for outcome in ("work", "timeout", "gone")
+    )
 
 
 def latencies(client: httpx.Client, samples: int, call: Any) -> list[float]:
@@ -209,9 +228,14 @@ def schema() -> Iterator[str]:
 
 
 def one_run(count: int) -> dict[str, float]:
+    load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="jobsts-fleet-") as folder, schema() as url:
         workdir = Path(folder)
         config = config_for(workdir, url)
+        with config.open("a", encoding="utf-8") as toml:
+            # Every token must outlive the run (a 10,000-agent run on a loaded machine can pass
+            # the default 300 s); the crowd's agents do not refresh theirs.
+            toml.write("\n[realms.token]\naccess_token_ttl = 3600\nagent_token_ttl = 3600\n")
         servers = []
         for index in range(2):
             metrics = workdir / f"metrics-{index}"
@@ -242,6 +266,11 @@ def one_run(count: int) -> dict[str, float]:
                 until(lambda: metric(a, "jobsts_agents_waiting") >= count, f"{count} waiting agents", 900)
                 time.sleep(CROWD_WAIT / 5)  # settle: connections, buffers, the first re-waits
                 rss_after = rss_kib(a.process.pid)
+                # One whole re-wait period of the crowd alone: the replica's CPU and the waits it served.
+                cpu_before, waits_before = cpu_seconds(a.process.pid), waits_ended(a)
+                time.sleep(CROWD_WAIT)
+                cpu_window = cpu_seconds(a.process.pid) - cpu_before
+                waits_window = waits_ended(a) - waits_before
                 loaded_health = latencies(client, HEALTH_SAMPLES, health)
                 loaded_login = latencies(client, LOGIN_SAMPLES, login)
                 loaded_wake = wakeups(clock, a, a, fleet.admin, probe_node, probe_token, count + 1)
@@ -262,6 +291,10 @@ def one_run(count: int) -> dict[str, float]:
                 figures[f"{name}_p99"] = percentile(values, 0.99)
             figures["kib_per_agent"] = (rss_after - rss_before) / count
             figures["waiting"] = waiting
+            figures["cpu_percent"] = 100 * cpu_window / CROWD_WAIT
+            figures["cpu_ms_per_wait"] = 1000 * cpu_window / max(waits_window, 1)
+            figures["waits_per_s"] = waits_window / CROWD_WAIT
+            figures["load"] = load
             return figures
         finally:
             if crowd_process is not None:
@@ -319,9 +352,14 @@ def section(results: dict[int, list[dict[str, float]]]) -> str:
         ("wake-up p50, agent on the other replica", "≤ 50", "wake_cross_p50"),
         ("wake-up p99, agent on the other replica", "≤ 250", "wake_cross_p99"),
         ("STS memory per connected agent, KiB", "≤ 20", "kib_per_agent"),
+        ("agents waiting on the replica at the end", "N", "waiting"),
+        ("re-waits served per second, crowd alone", "", "waits_per_s"),
+        ("replica CPU, % of one core, crowd alone", "", "cpu_percent"),
+        ("replica CPU ms per re-wait (all of it: loop, HTTP, admission, poll)", "", "cpu_ms_per_wait"),
+        ("load average (1 min) at the run's start, 2 cores shared with other test suites", "", "load"),
     ]
     for label, goal, key in rows:
-        digits = 2 if key == "login_ratio" else 1
+        digits = 2 if key in ("login_ratio", "cpu_ms_per_wait") else 0 if key == "waiting" else 1
         lines.append(
             f"| {label} | {goal} | "
             + " | ".join(spread(runs, key, digits) for _, runs in sorted(results.items()))
@@ -332,7 +370,9 @@ def section(results: dict[int, list[dict[str, float]]]) -> str:
         "Wake-up is measured from the submit's commit (the arrival of its notification at a LISTEN "
         "connection of the bench) to the leased job in the agent's hand: delivery to the replica, "
         "the wait's answer and one lease call. Memory is the replica's "
-        "resident set (master + worker) with the crowd connected minus before, divided by N.",
+        "resident set (master + worker) with the crowd connected minus before, divided by N. CPU is the "
+        "replica's (master + worker, user + system) over one whole re-wait period with only the crowd "
+        "connected, divided by the waits that ended in it (every agent ends one).",
         END,
     ]
     return "\n".join(lines)

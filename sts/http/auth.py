@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar, cast
 
 from flask import request
+from sqlalchemy import Engine
 
 from authz_tables.errors import AuthzDenied
 from authz_tables.roles import Role
@@ -24,10 +25,11 @@ from realms.tokens import verify as verify_token
 from realms.tokens.errors import TokenRevoked
 from sts.errors import AuthRequired
 from sts.http.context import Caller, request_context
+from sts.nodes.auth_cache import NodeAuth
 from sts.nodes.errors import NodeUnknown
 from sts.nodes.models import Node
 from sts.oauth.revocation import is_revoked
-from sts.services import current_services
+from sts.services import Services, current_services
 
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_AUTHORIZATION_HEADER = 17 * 1024
@@ -40,7 +42,11 @@ class NodeNotRegistered(NodeUnknown):
 
 
 def _bearer() -> str:
-    header = request.headers.get("Authorization", "")
+    return bearer_of(request.headers.get("Authorization", ""))
+
+
+def bearer_of(header: str) -> str:
+    """The token of an ``Authorization: Bearer`` header value (RFC 6750 §2.1), or ``auth.required``."""
     scheme, _, token = header.partition(" ")
     if not header or scheme.lower() != "bearer" or not token.strip():
         raise AuthRequired("a bearer token is required (Authorization: Bearer <token>)")
@@ -54,8 +60,8 @@ def bearer_token() -> str:
     return _bearer()
 
 
-def _verify_signed(token: str, profile: TokenProfile) -> VerifiedToken:
-    services = current_services()
+def _verify_signed(token: str, profile: TokenProfile, services: Services | None = None) -> VerifiedToken:
+    services = services or current_services()
     # The leeway is the issuing realm's own, carried by its IssuerTrust.
     return verify_token(token, profile, services.keys.trust_resolver(), audience=services.config.audience)
 
@@ -73,15 +79,14 @@ def _revoked(verified: VerifiedToken) -> TokenRevoked:
     return TokenRevoked(f"token {verified.claims['jti'][:64]} was revoked", realm=verified.realm)
 
 
-def _node_and_revocation(node_id: str, jti: str) -> tuple[Node | None, bool]:
+def _node_and_revocation(services: Services, node_id: str, jti: str, engine: Engine | None, extra: Any) -> NodeAuth:
     """The registered node and whether ``jti`` is revoked: from this process's cache when the
     authentication version has not moved (one primary-key read), else in one statement."""
-    services = current_services()
     if NODE_ID.fullmatch(node_id) is None:
         with services.db.session() as session:
-            return None, is_revoked(session, jti)
-    found = services.node_auth.lookup(services.db.engine, node_id, jti)
-    return found.node, found.revoked
+            return NodeAuth(None, is_revoked(session, jti))
+    expression, params = extra if extra is not None else (None, {})
+    return services.node_auth.lookup(engine or services.db.engine, node_id, jti, extra=expression, params=params)
 
 
 def authenticated_caller() -> Caller:
@@ -145,22 +150,44 @@ def authenticated_node() -> Node:
     context = request_context()
     if context.node is not None:
         return context.node
-    verified = _verify_signed(_bearer(), AGENT_TOKEN)
+    node, verified, _ = agent_node(current_services(), request.headers.get("Authorization", ""))
+    context.node, context.agent_token = node, verified
+    return node
+
+
+def agent_node(
+    services: Services,
+    authorization: str,
+    extra: tuple[Any, Callable[[str], dict[str, Any]]] | None = None,
+    engine: Engine | None = None,
+) -> tuple[Node, VerifiedToken, Any]:
+    """The registered node behind the agent token of an ``Authorization`` header value, without a
+    Flask request (the wait route calls it on its own threads). ``extra``, a scalar SQL
+    expression and its bound values for the node id, is read in the same statement as the
+    authentication (``NodeAuthCache.lookup``) and returned third; ``engine`` replaces the
+    services' one. Refusals raise ``JobstsError``."""
+    verified = _verify_signed(bearer_of(authorization), AGENT_TOKEN, services)
     try:
         subject = AccessId.parse(verified.subject)
     except AccessIdInvalid:
         raise TokenClaimInvalid("agent token subject is not node:<id>", claim="sub") from None
     if subject.kind is not AccessIdKind.NODE:
         raise TokenClaimInvalid("agent token subject is not node:<id>", claim="sub")
-    node, revoked = _node_and_revocation(subject.name, verified.claims["jti"])
-    if revoked:
+    found = _node_and_revocation(
+        services,
+        subject.name,
+        verified.claims["jti"],
+        engine,
+        None if extra is None else (extra[0], extra[1](subject.name)),
+    )
+    node = found.node
+    if found.revoked:
         raise _revoked(verified)
     # Why: a node may only act through the realm it was registered in; an agent token
     # from another realm for the same id is someone else's node.
     if node is None or node.realm != verified.realm:
         raise NodeNotRegistered(f"node {subject.name} is not registered in realm {verified.realm}", node=subject.name)
-    context.node, context.agent_token = node, verified
-    return node
+    return node, verified, found.extra
 
 
 def require_agent(view: F) -> F:

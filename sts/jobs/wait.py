@@ -24,12 +24,12 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from flask import Blueprint, Flask, Response, jsonify, request
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import BigInteger, Connection, String, and_, bindparam, exists, func, or_, select
 from sqlalchemy import exc as sa_exc
 
 from realms.errors import JobstsError
 from sts.db import DatabaseUnavailable
-from sts.http.auth import authenticated_node, require_agent
+from sts.http.auth import agent_node, authenticated_node, require_agent
 from sts.http.errors import problem, render
 from sts.jobs.errors import JobInvalidSpec
 from sts.jobs.models import Job
@@ -83,32 +83,47 @@ class Reply:
         await send({"type": "http.response.body", "body": self.body})
 
 
-def ready_nodes(services: Services, nodes: list[str]) -> set[str]:
-    """Which of ``nodes`` have a job they could lease now, or a lease past its expiry (one index
-    seek per node and state, chunked). A lease reaps its node first, so an expired lease is work
-    too: the agent's next lease requeues (never started) or loses (started) that job at once,
-    instead of after the periodic reaper's interval."""
-    now = services.now()
+_JOBS = Job.__table__
+
+
+def _ready(nodes: Any, now: Any) -> Any:
+    """Jobs of ``nodes`` (a list or one node) that a lease would take or reap at ``now`` (or its parameter)."""
+    node_match = _JOBS.c.node_id.in_(nodes) if isinstance(nodes, list) else _JOBS.c.node_id == nodes
+    return node_match & or_(
+        and_(_JOBS.c.state == JobState.QUEUED.value, _JOBS.c.not_before <= now, _JOBS.c.deadline > now),
+        and_(
+            _JOBS.c.state.in_((JobState.LEASED.value, JobState.RUNNING.value)),
+            _JOBS.c.lease_expires_at < now,
+        ),
+    )
+
+
+# ``EXISTS`` a job the node could lease, or reap, now: built once, bound per wait (``HAS_WORK_PARAMS``).
+HAS_WORK = exists().where(_ready(bindparam("wait_node", type_=String), bindparam("wait_now", type_=BigInteger)))
+
+
+def has_work_params(node_id: str, now: int) -> dict[str, Any]:
+    """The values of ``HAS_WORK`` for ``node_id`` at ``now``."""
+    return {"wait_node": node_id, "wait_now": now}
+
+
+def ready_on(conn: Connection, nodes: list[str], now: int) -> set[str]:
+    """Which of ``nodes`` have a job they could lease at ``now``, or a lease past its expiry (one
+    index seek per node and state, chunked; Core on the caller's connection). A lease reaps its
+    node first, so an expired lease is work too: the agent's next lease requeues (never started)
+    or loses (started) that job at once, instead of after the periodic reaper's interval."""
     ready: set[str] = set()
-    with services.session() as session:
-        for start in range(0, len(nodes), CHUNK):
-            chunk = nodes[start : start + CHUNK]
-            rows = session.execute(
-                select(Job.node_id)
-                .where(
-                    Job.node_id.in_(chunk),
-                    or_(
-                        and_(Job.state == JobState.QUEUED.value, Job.not_before <= now, Job.deadline > now),
-                        and_(
-                            Job.state.in_((JobState.LEASED.value, JobState.RUNNING.value)),
-                            Job.lease_expires_at < now,
-                        ),
-                    ),
-                )
-                .distinct()
-            )
-            ready.update(row[0] for row in rows)
+    for start in range(0, len(nodes), CHUNK):
+        chunk = nodes[start : start + CHUNK]
+        rows = conn.execute(select(_JOBS.c.node_id).where(_ready(chunk, now)).distinct())
+        ready.update(row[0] for row in rows)
     return ready
+
+
+def ready_nodes(services: Services, nodes: list[str]) -> set[str]:
+    """``ready_on`` on a connection of its own."""
+    with services.db.engine.connect() as conn:
+        return ready_on(conn, nodes, services.now())
 
 
 def fleet_snapshot(services: Services) -> FleetSnapshot:
@@ -142,6 +157,13 @@ async def _disconnected(receive: Receive) -> None:
         pass
 
 
+def _header(scope: Scope, name: bytes) -> str:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return str(value.decode("latin-1"))
+    return ""
+
+
 def _reply_of(response: Response) -> Reply:
     headers = [
         (name.lower().encode("latin-1"), value.encode("latin-1"))
@@ -157,6 +179,8 @@ class AgentWaits:
     def __init__(self, app: Flask, threads: ThreadPoolExecutor) -> None:
         self.app, self.threads = app, threads
         self.services: Services = app.extensions["jobsts"]
+        # Reads only: no BEGIN and no ROLLBACK round trip around each wait's one statement.
+        self._engine = self.services.db.engine.execution_options(isolation_level="AUTOCOMMIT")
         self.presence = Presence()
         self.registry: WaiterRegistry | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -200,6 +224,7 @@ class AgentWaits:
             return
         for node in ready:
             registry.wake(node, "poll")
+        registry.forget()
 
     def _poll_work(self, nodes: list[str]) -> set[str]:
         """In a thread: the reaper, the presence flush when due, and which waiting nodes have work."""
@@ -214,32 +239,28 @@ class AgentWaits:
             log.warning("fallback poll skipped: %s", exc.message)
             return set()
 
-    def _authenticate(self, headers: list[tuple[bytes, bytes]], client: str, query: bytes) -> str | Reply:
-        """In a thread: the node of a valid agent token (as every agent endpoint checks it), or
-        the refusal the Flask error boundary renders for it."""
-        environ = {"REMOTE_ADDR": client}
-        wsgi_headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers]
-        with self.app.test_request_context(
-            WAIT_PATH, method="GET", headers=wsgi_headers, query_string=query.decode("latin-1"), environ_base=environ
-        ):
-            try:
-                node = authenticated_node()
-            except JobstsError as exc:
-                return _reply_of(render(exc))
-            except (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError) as exc:
-                # As every Flask endpoint answers (sts.http.errors): a 503, never a 500.
-                log.warning("database unavailable: %s", type(exc).__name__)
-                return _reply_of(render(DatabaseUnavailable("the database is unavailable; retry shortly")))
+    def _admit(self, authorization: str) -> tuple[str, bool] | Reply:
+        """In a thread, in one statement on a cache hit: the node of a valid agent token (checked
+        as every agent endpoint checks it, ``sts.http.auth.agent_node``) and whether it has work
+        now; or the refusal the Flask error boundary renders."""
+        now = self.services.now()
+        try:
+            node, _verified, work = agent_node(
+                self.services, authorization, (HAS_WORK, lambda node_id: has_work_params(node_id, now)), self._engine
+            )
+        except JobstsError as exc:
+            return self._refusal(exc)
+        except (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError) as exc:
+            # As every Flask endpoint answers (sts.http.errors): a 503, never a 500.
+            log.warning("database unavailable: %s", type(exc).__name__)
+            return self._refusal(DatabaseUnavailable("the database is unavailable; retry shortly"))
         self.presence.seen(node.id)
-        return node.id
+        return node.id, bool(work)
 
     def _refusal(self, error: JobstsError | None, status: int = 0, code: str = "", detail: str = "") -> Reply:
         """A refusal rendered by the one error boundary (``sts.http.errors``)."""
         with self.app.test_request_context(WAIT_PATH):
             return _reply_of(render(error) if error is not None else problem(status, code, detail))
-
-    def _has_work(self, node_id: str) -> bool:
-        return node_id in ready_nodes(self.services, [node_id])
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ``GET /api/v1/agent/wait``: 200 ``{"work": true}`` when the node may have
@@ -255,34 +276,35 @@ class AgentWaits:
             await self._refusal(None, 405, "request.method", f"use GET on {WAIT_PATH}").send(send)
             return
         loop = asyncio.get_running_loop()
-        client = (scope.get("client") or ("", 0))[0] or ""
-        outcome = await loop.run_in_executor(
-            self.threads, self._authenticate, list(scope.get("headers", [])), client, scope.get("query_string", b"")
-        )
-        if isinstance(outcome, Reply):
-            await outcome.send(send)
-            return
-        node_id, registry = outcome, self.registry
+        authorization = _header(scope, b"authorization")
+        registry = self.registry
+        # Notifications from here on count for this wait: one arriving while the thread checks
+        # the token and the queue still wakes it (see ``WaiterRegistry.mark``).
+        mark = registry.mark() if registry is not None else 0
         try:
-            timeout = _timeout(scope)
-        except JobstsError as exc:
-            await self._refusal(exc).send(send)
-            return
-        if registry is None:  # no lifespan (a server without it): answer at once, the agent leases
-            await Reply.json(200, {"work": True}).send(send)
-            return
-        started = time.monotonic()
-        future = registry.add(node_id)
-        disconnect: asyncio.Task[None] | None = None
-        done: set[asyncio.Future[Any]] = set()
-        try:
-            # Registered before this check, so a submit between the check and the wait still wakes it.
+            outcome = await loop.run_in_executor(self.threads, self._admit, authorization)
+            if isinstance(outcome, Reply):
+                await outcome.send(send)
+                return
+            node_id, has_work = outcome
             try:
-                if await loop.run_in_executor(self.threads, self._has_work, node_id) and not future.done():
-                    future.set_result(True)
+                timeout = _timeout(scope)
             except JobstsError as exc:
                 await self._refusal(exc).send(send)
                 return
+            if registry is None:  # no lifespan (a server without it): answer at once, the agent leases
+                await Reply.json(200, {"work": True}).send(send)
+                return
+            future = registry.add(node_id)
+            if has_work or registry.notified_since(node_id, mark):
+                future.set_result(True)
+        finally:
+            if registry is not None:
+                registry.release(mark)
+        started = time.monotonic()
+        disconnect: asyncio.Task[None] | None = None
+        done: set[asyncio.Future[Any]] = set()
+        try:
             disconnect = asyncio.create_task(_disconnected(receive))
             pending: set[asyncio.Future[Any]] = {future, disconnect}
             # Counted once parked (after the check): the gauge is the agents really waiting.

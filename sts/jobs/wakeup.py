@@ -8,19 +8,24 @@ A submit calls ``notify(session, node)`` inside its transaction. On PostgreSQL t
 ``pg_notify`` on ``CHANNEL`` with the node as payload, delivered at commit to every STS process
 (each runs one ``LISTEN`` connection, ``listen``), wherever the node's agent waits. On SQLite
 there is no cross-process channel: the submitting process wakes its own waiters after the
-commit, and the fallback poll of ``sts.jobs.wait`` finds the rest within a few seconds.
+commit, and the fallback poll of ``sts.jobs.wait`` finds the rest within a few seconds. A job
+requeued through the ORM (the reaper) notifies the same way, from a ``before_flush`` hook.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, inspect, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, UOWTransaction
 
+from sts.jobs.models import Job
+from sts.jobs.states import JobState
 from sts.observability.metrics import WAKEUPS
 
 log = logging.getLogger(__name__)
@@ -35,6 +40,30 @@ class WaiterRegistry:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self._waiting: dict[str, set[asyncio.Future[bool]]] = {}
+        # Wake-ups numbered in order, the last per node, and the marks of waits being admitted.
+        self._sequence = 0
+        self._notified: dict[str, int] = {}
+        self._marks: Counter[int] = Counter()
+
+    def mark(self) -> int:
+        """Start admitting a wait: a wake-up of its node from now on is seen by
+        ``notified_since(node, mark)``, even before the wait is registered (it is checked in a
+        thread first). Pair with ``release``."""
+        self._marks[self._sequence] += 1
+        return self._sequence
+
+    def release(self, mark: int) -> None:
+        self._marks[mark] -= 1
+        if self._marks[mark] <= 0:
+            del self._marks[mark]
+
+    def notified_since(self, node_id: str, mark: int) -> bool:
+        return self._notified.get(node_id, -1) > mark
+
+    def forget(self) -> None:
+        """Drop the wake-ups no wait being admitted can still ask about (the fallback poll calls it)."""
+        oldest = min(self._marks, default=self._sequence)
+        self._notified = {node: seq for node, seq in self._notified.items() if seq > oldest}
 
     def add(self, node_id: str) -> asyncio.Future[bool]:
         future: asyncio.Future[bool] = self.loop.create_future()
@@ -51,6 +80,9 @@ class WaiterRegistry:
 
     def wake(self, node_id: str, source: str = "notify") -> int:
         """Tell every agent of ``node_id`` waiting here that work may be available."""
+        self._sequence += 1
+        if self._marks:  # only a wait being admitted can ask about a past wake-up
+            self._notified[node_id] = self._sequence
         woken = 0
         for future in self._waiting.get(node_id, ()):
             if not future.done():
@@ -89,6 +121,19 @@ def notify(session: Session, node_id: str) -> None:
     registry = _local
     if registry is not None:
         event.listen(session, "after_commit", lambda _session: registry.wake_threadsafe(node_id), once=True)
+
+
+@event.listens_for(Session, "before_flush")
+def _requeued(session: Session, _flush: UOWTransaction, _instances: Any) -> None:
+    # A job put back in the queue (the reaper's requeue of a lease that expired unstarted) is
+    # work again for its node: wake its agent wherever it waits, not at the next fallback poll.
+    # A job leaving the queue (lease, cancel, expiry) needs no notice: a wake-up says only that
+    # work may be there, and the agent's lease finds out.
+    for obj in session.dirty:
+        if isinstance(obj, Job):
+            added = inspect(obj).attrs.state.history.added
+            if added and added[0] == JobState.QUEUED.value:
+                notify(session, obj.node_id)
 
 
 def listen_conninfo(database_url: str) -> str | None:

@@ -16,7 +16,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, event, exists, select, update
+from sqlalchemy import Connection, Engine, Select, event, exists, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, UOWTransaction
 
@@ -60,6 +60,7 @@ class NodeAuth:
 
     node: Node | None
     revoked: bool
+    extra: Any = None
 
 
 def _node_of(values: dict[str, Any]) -> Node:
@@ -82,41 +83,70 @@ class NodeAuthCache:
         self.max_nodes = max_nodes
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.Lock()
+        self._hit_statements: dict[int, Select[Any]] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def lookup(self, engine: Engine, node_id: str, jti: str) -> NodeAuth:
-        """The node and the revocation state of ``jti``; a database failure is ``db.unavailable``."""
+    def _hit_statement(self, extra: Any) -> Select[Any]:
+        """``SELECT version[, extra]``, built once per ``extra`` (a module-level expression)."""
+        statement = self._hit_statements.get(id(extra))
+        if statement is None:
+            extras = [] if extra is None else [extra.label("extra")]
+            statement = select(_READ_VERSION.scalar_subquery().label("auth_version"), *extras)
+            self._hit_statements[id(extra)] = statement
+        return statement
+
+    def lookup(
+        self,
+        engine: Engine,
+        node_id: str,
+        jti: str,
+        conn: Connection | None = None,
+        extra: Any = None,
+        params: dict[str, Any] | None = None,
+    ) -> NodeAuth:
+        """The node and the revocation state of ``jti``; a database failure is ``db.unavailable``.
+        With ``conn``, read on that connection (the caller's, left open) instead of a new one.
+        ``extra``, a scalar SQL expression, is read in the same statement (one round trip on a
+        hit) with its bound ``params``, and returned as ``NodeAuth.extra`` of a registered node."""
         jti = jti[:128]
         try:
-            with engine.connect() as conn:
-                with self._lock:
-                    entry = self._entries.get(node_id)
-                if entry is not None and entry.jti == jti:
-                    # Why: the cache is trusted only when nothing was revoked or changed since it
-                    # was filled; a failed read raises, so it never serves a stale entry.
-                    if conn.execute(_READ_VERSION).scalar() == entry.version:
-                        with self._lock:
-                            self._entries.move_to_end(node_id)
-                        return NodeAuth(_node_of(entry.values), False)
-                revoked = exists().where(RevokedToken.__table__.c.jti == jti).label("revoked")
-                version = _READ_VERSION.scalar_subquery().label("auth_version")
-                row = conn.execute(select(*_COLUMNS, revoked, version).where(_NODES.c.id == node_id)).first()
-                if row is None:
-                    unknown = conn.execute(select(exists().where(RevokedToken.__table__.c.jti == jti))).scalar()
-                    return NodeAuth(None, bool(unknown))
+            if conn is not None:
+                return self._lookup(conn, node_id, jti, extra, params or {})
+            with engine.connect() as own:
+                return self._lookup(own, node_id, jti, extra, params or {})
         except (sa_exc.DBAPIError, sa_exc.TimeoutError) as exc:
             # Why: fail closed; without a fresh version the cache must not answer, nor may a 500.
             raise DatabaseUnavailable(f"the database is unavailable ({type(exc).__name__}); retry shortly") from None
+
+    def _lookup(self, conn: Connection, node_id: str, jti: str, extra: Any, params: dict[str, Any]) -> NodeAuth:
+        extras = [] if extra is None else [extra.label("extra")]
+        with self._lock:
+            entry = self._entries.get(node_id)
+        if entry is not None and entry.jti == jti:
+            current = conn.execute(self._hit_statement(extra), params).one()
+            # Why: the cache is trusted only when nothing was revoked or changed since it
+            # was filled; a failed read raises, so it never serves a stale entry.
+            if current.auth_version == entry.version:
+                with self._lock:
+                    self._entries.move_to_end(node_id)
+                return NodeAuth(_node_of(entry.values), False, current.extra if extras else None)
+        revoked = exists().where(RevokedToken.__table__.c.jti == jti).label("revoked")
+        version = _READ_VERSION.scalar_subquery().label("auth_version")
+        row = conn.execute(select(*_COLUMNS, revoked, version, *extras).where(_NODES.c.id == node_id), params).first()
+        if row is None:
+            unknown = conn.execute(select(exists().where(RevokedToken.__table__.c.jti == jti))).scalar()
+            return NodeAuth(None, bool(unknown))
         mapping = row._mapping
         values = {column.name: mapping[column.name] for column in _COLUMNS}
         if mapping["revoked"]:
             return NodeAuth(_node_of(values), True)
+        found = mapping["extra"] if extras else None
         if mapping["auth_version"] is not None:
             with self._lock:
                 self._entries[node_id] = _Entry(int(mapping["auth_version"]), jti, values)
                 self._entries.move_to_end(node_id)
                 while len(self._entries) > self.max_nodes:
                     self._entries.popitem(last=False)
-        return NodeAuth(_node_of(values), False)
+        return NodeAuth(_node_of(values), False, found)

@@ -4,7 +4,10 @@ simulated agents that wait, lease and finish jobs over HTTP from one event loop.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -43,6 +46,17 @@ def replicas(config: Path, workdir: Path, count: int, env: dict[str, str] | None
     finally:
         for server in servers:
             server.stop()
+
+
+def kill_tree(server: StsProcess) -> None:
+    """SIGKILL the gunicorn master and its workers, and stop holding the port."""
+    children = subprocess.run(
+        ["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True, check=False
+    ).stdout.split()
+    for pid in [server.process.pid, *map(int, children)]:
+        os.kill(int(pid), signal.SIGKILL)
+    server.process.wait()
+    server.sock.close()
 
 
 def metric(server: StsProcess, name: str, labels: str = "") -> float:

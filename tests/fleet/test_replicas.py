@@ -5,9 +5,6 @@ SIGKILL they reconnect to the other and no job is lost or run twice."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +12,18 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fleet.fleet import NO_POLL, WAIT, Fleet, SimulatedAgent, async_client, config_for, metric, replicas, until
+from tests.fleet.fleet import (
+    NO_POLL,
+    WAIT,
+    Fleet,
+    SimulatedAgent,
+    async_client,
+    config_for,
+    kill_tree,
+    metric,
+    replicas,
+    until,
+)
 from tests.production.servers import StsProcess, bearer
 
 pytestmark = [pytest.mark.db]
@@ -59,17 +67,6 @@ def _cross_wake(first: StsProcess, second: StsProcess) -> None:
     assert second.lease(fleet.tokens["n0000"]) is not None
 
 
-def _kill_tree(server: StsProcess) -> None:
-    """SIGKILL the gunicorn master and its workers, and stop holding the port."""
-    children = subprocess.run(
-        ["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True, check=False
-    ).stdout.split()
-    for pid in [server.process.pid, *map(int, children)]:
-        os.kill(int(pid), signal.SIGKILL)
-    server.process.wait()
-    server.sock.close()
-
-
 def test_killed_replica_agents_reconnect_and_no_job_is_lost(pair: tuple[StsProcess, StsProcess]) -> None:
     survivor, doomed = pair
     fleet = Fleet.register(survivor, AGENTS)
@@ -80,7 +77,7 @@ def test_killed_replica_agents_reconnect_and_no_job_is_lost(pair: tuple[StsProce
         async with async_client(AGENTS) as client:
             running = [asyncio.create_task(agent.run(client, stop)) for agent in agents]
             await asyncio.to_thread(until, lambda: metric(doomed, "jobsts_agents_waiting") == AGENTS, "all waits")
-            await asyncio.to_thread(_kill_tree, doomed)
+            await asyncio.to_thread(kill_tree, doomed)
             # Submitted at once, while the agents are still reconnecting.
             nodes = list(fleet.tokens)[:JOBS]
             jobs = [await asyncio.to_thread(survivor.submit, fleet.admin, node) for node in nodes]

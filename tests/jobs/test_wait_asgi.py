@@ -1,0 +1,171 @@
+"""The native wait route (``sts.jobs.wait.AgentWaits`` under ``sts.asgi.StsAsgi``), in process:
+it authenticates without a Flask request, from the per-process cache, and a revocation or a
+node's removal takes effect on the very next wait and lease; a wake-up that arrives while a
+wait is being admitted is not lost; a requeue wakes a waiting agent. On SQLite and (``-m db``)
+PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from realms.tokens import AGENT_TOKEN
+from realms.tokens import verify as verify_token
+from sts.asgi import StsAsgi
+from sts.jobs.dispatch import reap_all
+from sts.jobs.models import Job
+from sts.jobs.wait import POLL_ENV, AgentWaits
+from sts.nodes.models import Node
+from tests.jobs.conftest import World
+
+pytestmark = pytest.mark.db
+WAIT = "/api/v1/agent/wait"
+
+
+@pytest.fixture
+def asgi(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[StsAsgi]:
+    # No fallback poll: what wakes a wait in these tests is the notification alone.
+    monkeypatch.setenv(POLL_ENV, "3600")
+    application = StsAsgi(world.app, threads=2)
+    yield application
+    application.wait_threads.shutdown(wait=True)
+
+
+def run(asgi: StsAsgi, body: Callable[[httpx.AsyncClient], Awaitable[None]], lifespan: bool = True) -> None:
+    """Run ``body`` against ``asgi`` on a fresh event loop, with the wait registry started (the
+    ASGI lifespan) unless ``lifespan`` is false."""
+
+    async def main() -> None:
+        if lifespan:
+            await asgi.waits.start()
+        try:
+            transport = httpx.ASGITransport(app=asgi)
+            async with httpx.AsyncClient(transport=transport, base_url="http://sts.test") as client:
+                await body(client)
+        finally:
+            if lifespan:
+                await asgi.waits.stop()
+
+    asyncio.run(main())
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _revoke(world: World, token: str) -> None:
+    verified = verify_token(
+        token, AGENT_TOKEN, world.services.keys.trust_resolver(), audience=world.services.config.audience
+    )
+    with world.services.session() as session:
+        world.services.revoke(session, verified.claims["jti"], int(verified.claims["exp"]), "test")
+
+
+def _state(world: World, job_id: str) -> str:
+    with world.services.session() as session:
+        return str(session.scalars(select(Job.state).where(Job.id == job_id)).one())
+
+
+def test_a_revoked_agent_token_waits_for_nothing(world: World, asgi: StsAsgi) -> None:
+    token = world.agent_token()
+
+    async def body(client: httpx.AsyncClient) -> None:
+        first = await client.get(WAIT, params={"timeout": 1}, headers=_bearer(token))
+        assert first.status_code == 200 and first.json() == {"work": False}
+        assert len(world.services.node_auth) == 1  # the next wait would be answered from the cache
+        job = await asyncio.to_thread(world.submit)
+        await asyncio.to_thread(_revoke, world, token)
+        refused = await client.get(WAIT, params={"timeout": 1}, headers=_bearer(token))
+        assert refused.status_code == 401 and refused.json()["code"] == "token.revoked"
+        assert refused.headers["content-type"] == "application/problem+json"
+        leased = await asyncio.to_thread(
+            world.client.post, "/api/v1/agent/lease", json={"wait": 0}, headers=_bearer(token)
+        )
+        assert leased.status_code == 401 and leased.get_json()["code"] == "token.revoked"
+        assert _state(world, job["id"]) == "queued"
+
+    run(asgi, body)
+
+
+def test_an_unregistered_node_waits_for_nothing(world: World, asgi: StsAsgi) -> None:
+    token = world.agent_token()
+
+    async def body(client: httpx.AsyncClient) -> None:
+        # Without the lifespan the route answers "work" right after authenticating.
+        assert (await client.get(WAIT, params={"timeout": 1}, headers=_bearer(token))).json() == {"work": True}
+        with world.services.session() as session:
+            node = session.get(Node, "node1")
+            assert node is not None
+            session.delete(node)
+        refused = await client.get(WAIT, params={"timeout": 1}, headers=_bearer(token))
+        assert refused.status_code == 401 and refused.json()["code"] == "node.unknown"
+
+    run(asgi, body, lifespan=False)
+
+
+def test_a_parked_wait_revoked_meanwhile_leases_nothing(world: World, asgi: StsAsgi) -> None:
+    token = world.agent_token()
+
+    async def body(client: httpx.AsyncClient) -> None:
+        waiting = asyncio.create_task(client.get(WAIT, params={"timeout": 30}, headers=_bearer(token)))
+        while not asgi.waits.registry or not asgi.waits.registry.nodes():
+            await asyncio.sleep(0.01)
+        await asyncio.to_thread(_revoke, world, token)
+        job = await asyncio.to_thread(world.submit)
+        # Authenticated when it parked, the wait is woken; the lease that follows is refused.
+        assert (await waiting).json() == {"work": True}
+        leased = await asyncio.to_thread(
+            world.client.post, "/api/v1/agent/lease", json={"wait": 0}, headers=_bearer(token)
+        )
+        assert leased.status_code == 401 and leased.get_json()["code"] == "token.revoked"
+        assert _state(world, job["id"]) == "queued"
+        assert world.lease() is not None  # a valid token of the node gets it
+
+    run(asgi, body)
+
+
+def test_a_wake_up_during_admission_is_not_lost(world: World, asgi: StsAsgi, monkeypatch: pytest.MonkeyPatch) -> None:
+    token = world.agent_token()
+    admit = AgentWaits._admit
+
+    def admit_then_submit(self: AgentWaits, authorization: str) -> Any:
+        # The queue was read empty; the job arrives (and its wake-up fires) before the wait parks.
+        outcome = admit(self, authorization)
+        assert outcome == ("node1", False)
+        world.submit()
+        if world.services.db.engine.dialect.name == "postgresql":
+            time.sleep(0.5)  # let the notification reach the listener first
+        return outcome
+
+    monkeypatch.setattr(AgentWaits, "_admit", admit_then_submit)
+
+    async def body(client: httpx.AsyncClient) -> None:
+        answer = await client.get(WAIT, params={"timeout": 3}, headers=_bearer(token))
+        assert answer.json() == {"work": True}
+
+    run(asgi, body)
+
+
+def test_a_requeue_wakes_the_waiting_agent(world: World, asgi: StsAsgi) -> None:
+    offset = {"seconds": 0.0}
+    world.services.clock = lambda: time.time() + offset["seconds"]
+    token = world.agent_token()
+    world.submit()
+    assert world.lease() is not None  # leased, never started
+
+    async def body(client: httpx.AsyncClient) -> None:
+        waiting = asyncio.create_task(client.get(WAIT, params={"timeout": 10}, headers=_bearer(token)))
+        while not asgi.waits.registry or not asgi.waits.registry.nodes():
+            await asyncio.sleep(0.01)
+        offset["seconds"] = world.services.lease_seconds + 1
+        assert await asyncio.to_thread(reap_all, world.services) == 1
+        # Woken by the requeue's notification: with no fallback poll, nothing else would.
+        assert (await waiting).json() == {"work": True}
+
+    run(asgi, body)
