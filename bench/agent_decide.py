@@ -28,7 +28,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import jwt
 from cryptography.hazmat.primitives import hashes
@@ -170,12 +170,12 @@ def measure_decisions(seconds: float, entries: int) -> DecisionRates:
             pyjwt_es256 = jwt.get_algorithm_by_name("ES256")
             registry_es256 = ALGORITHMS["ES256"]
             required = sorted(JOB_TOKEN.required_claims)
-            joserfc_key = ECKey.import_key(public_jwk(public, "ES256"))
+            joserfc_key = ECKey.import_key(cast(Any, public_jwk(public, "ES256")))
             joserfc_claims = JWTClaimsRegistry(
                 leeway=30,
                 iss={"essential": True, "value": claims["iss"]},
                 aud={"essential": True, "value": NODE},
-                **{name: {"essential": True} for name in required if name not in ("iss", "aud")},
+                **cast(Any, {name: {"essential": True} for name in required if name not in ("iss", "aud")}),
             )
 
             def raw_verify() -> None:

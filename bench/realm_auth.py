@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -94,7 +95,7 @@ def raw_pooled_worker(server: SlapdServer, realm: str, username: str) -> Callabl
     """One thread's raw ldap3 search + bind on two kept connections (a service and a bind one)."""
     base = server.base_dn(realm)
     ldap_server = Server("127.0.0.1", port=server.port, get_info=NONE, connect_timeout=5)
-    options: dict[str, object] = {"client_strategy": SYNC, "auto_referrals": False, "receive_timeout": 10}
+    options: dict[str, Any] = {"client_strategy": SYNC, "auto_referrals": False, "receive_timeout": 10}
     service = Connection(ldap_server, server.service_dn(realm), SERVICE_PASSWORD, auto_bind=True, **options)
     binder = Connection(ldap_server, authentication=SIMPLE, **options)
     binder.open()

@@ -217,7 +217,7 @@ def lease_latency(url: str, agent: str, samples: int) -> tuple[float, float]:
 
 def raw_sign_rate(private: Any, seconds: float) -> float:
     signing_input = b"eyJhbGciOiJFUzI1NiJ9." + b"x" * 300
-    return rate(lambda: raw_signer(private, "ES256")(signing_input), seconds)
+    return float(rate(lambda: raw_signer(private, "ES256")(signing_input), seconds))
 
 
 # -- the report ---------------------------------------------------------------------------

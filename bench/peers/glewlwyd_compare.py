@@ -144,7 +144,8 @@ def main() -> None:
         database_url = ours_db.url.replace("postgresql://", "postgresql+psycopg://", 1) + "?application_name=jobsts"
         config = write_config(workdir, url, database_url, registry)
         gunicorn = start_gunicorn(config, sock, args.workers, 4)
-        stack.callback(lambda: (gunicorn.terminate(), gunicorn.wait(timeout=30)))
+        stack.callback(gunicorn.wait, timeout=30)
+        stack.callback(gunicorn.terminate)
         print(
             f"jobsts {url} (gunicorn {args.workers} workers x 4 threads), Glewlwyd {peer.url}, slapd {slapd.url}, "
             f"{args.clients} clients, {args.seconds:g} s per run, {os.cpu_count()} CPUs",
