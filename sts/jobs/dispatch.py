@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
@@ -26,6 +27,7 @@ from sts.services import Services
 log = logging.getLogger(__name__)
 MAX_WAIT_SECONDS = 30
 REAP_BATCH = 200
+Before = Callable[[Session], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,8 +175,10 @@ def lease_statement(node_id: str, now: int, stamp: float, limit: int, lease_seco
     )
 
 
-def _try_lease(env: Services, node_id: str, limit: int) -> list[Lease]:
+def _try_lease(env: Services, node_id: str, limit: int, before: Before | None = None) -> list[Lease]:
     with env.session(immediate=True) as session:
+        if before is not None:
+            before(session)
         now = env.now()
         reap(env, session, now, node_id)
         statement = lease_statement(node_id, now, env.clock(), limit, env.lease_seconds, postgres=not env.db.is_sqlite)
@@ -191,11 +195,15 @@ def _try_lease(env: Services, node_id: str, limit: int) -> list[Lease]:
     return leases
 
 
-def lease_many(env: Services, node_id: str, limit: int = 1, wait: float = 0) -> list[Lease]:
-    """Up to ``limit`` jobs for ``node_id``; long-polls up to ``wait`` seconds (capped at 30)."""
+def lease_many(
+    env: Services, node_id: str, limit: int = 1, wait: float = 0, before: Before | None = None
+) -> list[Lease]:
+    """Up to ``limit`` jobs for ``node_id``; long-polls up to ``wait`` seconds (capped at 30).
+    ``before`` runs first in the first attempt's transaction (results carried by the lease call)."""
     give_up = time.monotonic() + max(0.0, min(float(wait), MAX_WAIT_SECONDS))
     while True:
-        found = _try_lease(env, node_id, limit)
+        found = _try_lease(env, node_id, limit, before)
+        before = None
         if found:
             return found
         remaining = give_up - time.monotonic()

@@ -91,6 +91,11 @@ class NodeAuthCache:
         jti = jti[:128]
         try:
             with engine.connect() as conn:
+                if conn.dialect.name == "postgresql":
+                    # Each read here is one statement: outside a transaction it is one round trip,
+                    # not BEGIN + SELECT + ROLLBACK (READ COMMITTED gives each statement a snapshot
+                    # either way).
+                    conn.execution_options(isolation_level="AUTOCOMMIT")
                 with self._lock:
                     entry = self._entries.get(node_id)
                 if entry is not None and entry.jti == jti:
