@@ -15,7 +15,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
-from sqlalchemy import Table, Update, and_, case, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    Integer,
+    String,
+    Table,
+    Update,
+    and_,
+    bindparam,
+    case,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from realms.wire.documents import Claim, ItemOutcome
@@ -136,22 +150,24 @@ class LeasedJob:
     sealed_credentials: str | None
 
 
-def lease_statement(node_id: str, now: int, stamp: float, limit: int, lease_seconds: int, *, postgres: bool) -> Update:
-    """ONE statement leases up to ``limit`` jobs: ``WITH picked AS MATERIALIZED (SELECT … FOR UPDATE
+def lease_statement(*, postgres: bool) -> Update:
+    """ONE statement leases up to ``b_limit`` jobs: ``WITH picked AS MATERIALIZED (SELECT … FOR UPDATE
     SKIP LOCKED LIMIT n) UPDATE … FROM picked RETURNING …``. On PostgreSQL concurrent lessees skip
     each other's rows; SQLite has no lock clause and relies on the caller's ``BEGIN IMMEDIATE``
     (one writer at a time). The inner SELECT is one seek of ``ix_sts_jobs_lease`` whatever the
-    queue's length."""
+    queue's length. Built once, with bound parameters (``b_node``, ``b_now``, ``b_stamp``,
+    ``b_limit``, ``b_until``), so each lease only binds them."""
+    now = bindparam("b_now", type_=BigInteger)
     candidates = (
         select(JOBS.c.id)
         .where(
-            JOBS.c.node_id == node_id,
+            JOBS.c.node_id == bindparam("b_node", type_=String),
             JOBS.c.state == JobState.QUEUED.value,
             JOBS.c.not_before <= now,
             JOBS.c.deadline > now,
         )
         .order_by(JOBS.c.not_before, JOBS.c.created_at)
-        .limit(limit)
+        .limit(bindparam("b_limit", type_=Integer))
         .with_for_update(skip_locked=True)
     )
     # Why a materialized CTE and not ``id IN (subquery)``: PostgreSQL may rescan an IN subquery,
@@ -159,14 +175,15 @@ def lease_statement(node_id: str, now: int, stamp: float, limit: int, lease_seco
     picked = candidates.cte("picked")
     if postgres:
         picked = picked.prefix_with("MATERIALIZED")
-    until = now + lease_seconds
+    until = bindparam("b_until", type_=BigInteger)
+    stamp = bindparam("b_stamp", type_=Float)
     return (
         update(JOBS)
         .where(JOBS.c.id == picked.c.id, JOBS.c.state == JobState.QUEUED.value)
         .values(
             state=JobState.LEASED.value,
             attempts=JOBS.c.attempts + 1,
-            lease_holder=node_id,
+            lease_holder=bindparam("b_node", type_=String),
             lease_expires_at=case((JOBS.c.deadline < until, JOBS.c.deadline), else_=until),
             leased_at=stamp,
             updated_at=stamp,
@@ -175,14 +192,18 @@ def lease_statement(node_id: str, now: int, stamp: float, limit: int, lease_seco
     )
 
 
+LEASE = {True: lease_statement(postgres=True), False: lease_statement(postgres=False)}
+
+
 def _try_lease(env: Services, node_id: str, limit: int, before: Before | None = None) -> list[Lease]:
     with env.session(immediate=True) as session:
         if before is not None:
             before(session)
         now = env.now()
         reap(env, session, now, node_id)
-        statement = lease_statement(node_id, now, env.clock(), limit, env.lease_seconds, postgres=not env.db.is_sqlite)
-        rows = session.execute(statement).all()
+        values = {"b_node": node_id, "b_now": now, "b_stamp": env.clock(), "b_limit": limit}
+        values["b_until"] = now + env.lease_seconds
+        rows = session.execute(LEASE[not env.db.is_sqlite], values).all()
     leases = []
     # RETURNING has no order: hand the jobs out in queue order.
     for row in sorted(rows, key=lambda r: (r.not_before, r.created_at)):
@@ -263,12 +284,14 @@ def claim_many(env: Services, node_id: str, claims: list[Claim]) -> list[ItemOut
         now, stamp = env.now(), env.clock()
         until = now + env.lease_seconds
         if wanted:
-            matches = [
-                JOBS.c.id == claim.job_id
-                if claim.attempt is None
-                else and_(JOBS.c.id == claim.job_id, JOBS.c.attempts == claim.attempt)
-                for claim in wanted
-            ]
+            # Expanding IN lists: one cached statement whatever the batch's size and mix.
+            pairs = [(claim.job_id, claim.attempt) for claim in wanted if claim.attempt is not None]
+            bare = [claim.job_id for claim in wanted if claim.attempt is None]
+            matches = []
+            if pairs:
+                matches.append(tuple_(JOBS.c.id, JOBS.c.attempts).in_(pairs))
+            if bare:
+                matches.append(JOBS.c.id.in_(bare))
             statement = (
                 update(JOBS)
                 .where(
