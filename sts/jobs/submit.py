@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Exists, Table, exists, insert, select
+from sqlalchemy import String, Table, bindparam, exists, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -149,23 +149,27 @@ def _times(env: Services, submission: Submission, realm: str, now: int) -> tuple
 _NODES: Table = cast(Table, Node.__table__)
 _NODE_COLUMNS = (_NODES.c.id, _NODES.c.realm, _NODES.c.authgroups, _NODES.c.trusted_realms, _NODES.c.public_jwk)
 JOBS: Table = cast(Table, Job.__table__)
+_INSERT_JOB = insert(JOBS)
 
 
-def _revoked_jti(jti: str) -> Exists:
-    return exists().where(RevokedToken.__table__.c.jti == jti[:128])
+_REVOKED = exists().where(RevokedToken.__table__.c.jti == bindparam("b_jti", type_=String))
+# Built once: each submit only binds the node id (and the caller's jti).
+_READ_NODE = select(*_NODE_COLUMNS).where(_NODES.c.id == bindparam("b_node", type_=String))
+_READ_NODE_CHECKED = select(*_NODE_COLUMNS, _REVOKED.label("revoked")).where(
+    _NODES.c.id == bindparam("b_node", type_=String)
+)
+_READ_REVOKED = select(_REVOKED)
 
 
 def _read_node(session: Session, node_id: str, submitter: Submitter, unchecked_jti: str | None) -> NodeSnapshot:
     """The target node, and (``unchecked_jti``) the caller's revocation check, in one statement."""
-    if NODE_ID.fullmatch(node_id) is None:
-        row = None
-    else:
-        columns: tuple[Any, ...] = _NODE_COLUMNS
-        if unchecked_jti is not None:
-            columns = (*columns, _revoked_jti(unchecked_jti).label("revoked"))
-        row = session.execute(select(*columns).where(_NODES.c.id == node_id)).first()
+    conn = session.connection()
+    values = {"b_node": node_id, "b_jti": (unchecked_jti or "")[:128]}
+    row = None
+    if NODE_ID.fullmatch(node_id) is not None:
+        row = conn.execute(_READ_NODE if unchecked_jti is None else _READ_NODE_CHECKED, values).first()
     if unchecked_jti is not None:
-        revoked = row.revoked if row is not None else session.scalar(select(_revoked_jti(unchecked_jti)))
+        revoked = row.revoked if row is not None else conn.execute(_READ_REVOKED, values).scalar()
         # Why: the caller's token is checked against the revocation list in the very
         # transaction that writes the job, before anything else is said about the request.
         if revoked:
@@ -240,10 +244,10 @@ def _write(
         "token_ciphertext": env.master_key.encrypt(token.encode("ascii"), job_id.encode("ascii")),
     }
     # A Core INSERT (no unit of work); the Job returned is a detached copy for the answer.
-    session.execute(insert(JOBS), values)
+    session.connection().execute(_INSERT_JOB, values)
     wakeup.notify(session, node_id)  # delivered at commit, never for a rolled-back job
     if key is not None:
-        session.execute(
+        session.connection().execute(
             insert(cast(Table, JobIdempotency.__table__)),
             {
                 "submitter": submitter.access_id,
