@@ -280,7 +280,9 @@ def claim_many(env: Services, node_id: str, claims: list[Claim]) -> list[ItemOut
     wanted = [claim for claim in claims if is_job_id(claim.job_id)]
     started: dict[str, int] = {}
     states: dict[str, str] = {}
-    with env.session(immediate=True) as session:
+    # One UPDATE starts them all: on PostgreSQL it commits on its own, durable before the answer
+    # (and so before the agent runs anything).
+    with env.statements() as conn:
         now, stamp = env.now(), env.clock()
         until = now + env.lease_seconds
         if wanted:
@@ -304,11 +306,11 @@ def claim_many(env: Services, node_id: str, claims: list[Claim]) -> list[ItemOut
                 .values(state=JobState.RUNNING.value, started_at=stamp, updated_at=stamp, lease_expires_at=until)
                 .returning(JOBS.c.id, JOBS.c.attempts)
             )
-            started = {row.id: row.attempts for row in session.execute(statement)}
+            started = {row.id: row.attempts for row in conn.execute(statement)}
         missing = [claim.job_id for claim in wanted if claim.job_id not in started]
         if missing:
             query = select(JOBS.c.id, JOBS.c.state).where(JOBS.c.id.in_(missing), JOBS.c.node_id == node_id)
-            states = {row.id: row.state for row in session.execute(query)}
+            states = {row.id: row.state for row in conn.execute(query)}
     outcomes = []
     for claim in claims:
         if claim.job_id in started:
