@@ -130,9 +130,8 @@ def started(world: World, count: int) -> list[str]:
 
 
 def audited_results(caplog: pytest.LogCaptureFixture, job_id: str) -> int:
-    return sum(
-        1 for record in caplog.records if '"job.result"' in record.getMessage() and job_id in record.getMessage()
-    )
+    events = [json.loads(record.getMessage()) for record in caplog.records if record.name == "jobsts.audit"]
+    return sum(1 for item in events if item["event"] == "job.result" and item["job"] == job_id)
 
 
 def test_results_carried_by_a_lease_are_recorded_once_before_it(
