@@ -12,6 +12,9 @@ Crash-safe ordering:
    most ``max_jobs`` at once.
 4. Every result goes to the durable outbox first and is delivered from there (batched, oldest
    first, with backoff), so an STS outage never turns a finished job into a forgotten result.
+   In the poll loop a finished job's result rides on the next ``/leases`` call (one round trip
+   fewer per batch); it goes to ``/results`` at once when the loop is waiting for work or has no
+   free slot, and always with an STS that does not take results with a lease.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agent_client.api.agent import AgentApi
 from agent_client.api.auth import load_node_key
@@ -40,7 +43,7 @@ from agent_client.trust_store import TrustStore
 from authz_tables.store import AuthzTable
 from realms.errors import JobstsError
 from realms.sealing import OpeningKey
-from realms.wire.documents import Claim, Lease, Result, tail
+from realms.wire.documents import Claim, ItemOutcome, Lease, Result, tail
 from realms.wire.trace import STEP_NAMES, TraceStep
 
 log = logging.getLogger(__name__)
@@ -155,6 +158,10 @@ class Agent:
     credentials: CredentialStore | None = None
     node_key: OpeningKey | None = None  # opens a remote login the STS sealed to this node
     waits: bool = True  # the STS has GET /api/v1/agent/wait (False after an older STS's 404)
+    carries_results: bool = True  # the STS takes results with /leases (False after an older STS ignored them)
+    _gate: threading.Lock = field(default_factory=threading.Lock)
+    _looping: bool = False  # the poll loop runs: it delivers the outbox with its next lease
+    _waiting: bool = False  # the poll loop is waiting for work: results must not wait for it
 
     def close(self) -> None:
         self.client.close()
@@ -167,7 +174,28 @@ class Agent:
         # Why: on disk first, so a result survives an STS outage (and an agent restart) and is
         # delivered later instead of the finished job ending as lost.
         self.outbox.put(job_id, result)
-        self.outbox.flush(self.client.results)
+        with self._gate:
+            # The loop checks the outbox under this gate before it waits, so a result put before
+            # that check rides on its next lease, and one put after it is sent here.
+            now = self._waiting or not (self._looping and self.carries_results)
+        if now:
+            self.outbox.flush(self.client.results)
+
+    def _lease_reporting(self, free: int) -> list[Lease]:
+        """Deliver the outbox's oldest batch with a lease of up to ``free`` jobs (one call)."""
+        leased: list[Lease] = []
+
+        def send(batch: list[tuple[str, Result]]) -> list[ItemOutcome]:
+            found, outcomes = self.client.leases_reporting(free, batch)
+            leased.extend(found)
+            if outcomes is None:
+                log.info("the STS does not take results with a lease; they go to /results")
+                self.carries_results = False
+                return self.client.results(batch)
+            return outcomes
+
+        self.outbox.deliver(send)
+        return leased
 
     def decide(self, lease: Lease) -> Prepared | str:
         """Decide on one leased job; a refusal is reported (``"refused"``), an allowed job is
@@ -288,13 +316,23 @@ class Agent:
 
     def _lease(self, free: int) -> list[Lease]:
         """Up to ``free`` jobs. Wait for work on ``GET /api/v1/agent/wait``, which holds no thread
-        at the STS, then lease at once; an STS without that route is long-polled on the lease."""
-        if self.waits:
-            work = self.client.wait(self.config.poll_wait)
-            if work is not None:
-                return self.client.leases(free, 0) if work else []
-            self.waits = False
-        return self.client.leases(free, self.config.poll_wait)
+        at the STS, then lease at once; an STS without that route is long-polled on the lease.
+        Results in the outbox ride on an immediate lease instead of waiting."""
+        with self._gate:
+            carry = self._looping and self.carries_results and self.outbox.due()
+            self._waiting = not carry
+        try:
+            if carry:
+                return self._lease_reporting(free)
+            if self.waits:
+                work = self.client.wait(self.config.poll_wait)
+                if work is not None:
+                    return self.client.leases(free, 0) if work else []
+                self.waits = False
+            return self.client.leases(free, self.config.poll_wait)
+        finally:
+            with self._gate:
+                self._waiting = False
 
     def run_once(self) -> str | None:
         """Lease at most one job and handle it; ``None`` when there was none."""
@@ -335,7 +373,6 @@ class Agent:
     def run(self, *, once: bool = False) -> None:
         """Poll until cancelled (or one round with ``once``): up to ``max_jobs`` jobs at once, each
         in its own executor child; an unreachable STS is retried with backoff."""
-        delay = 1.0
         self.journal.prune()
         if once:
             self.run_once()
@@ -343,23 +380,37 @@ class Agent:
         slots = self.config.max_jobs
         running: set[Future[str]] = set()
         freed = threading.Event()
+        self._looping = True
         with ThreadPoolExecutor(max_workers=slots, thread_name_prefix="job") as pool:
-            while not self.cancel.is_set():
-                running = {future for future in running if not future.done()}
-                try:
-                    if self.outbox.due():
-                        self.outbox.flush(self.client.results)
-                    if len(running) >= slots:
-                        freed.wait(1.0)
-                        freed.clear()
-                        continue
-                    self._fill_slots(slots - len(running), pool, running, freed)
-                    delay = 1.0
-                except JobstsError as exc:
-                    # Why: the loop must outlive one bad answer of the STS; it backs off and retries.
-                    log.warning("%s: %s; retrying in %.0fs", exc.code, exc.message, delay)
-                    self.cancel.wait(delay)
-                    delay = min(delay * 2, MAX_BACKOFF)
+            try:
+                self._poll(slots, pool, running, freed)
+            finally:
+                # Jobs still running report straight to /results from now on; what waited for
+                # a lease goes now (or stays in the outbox for the next start).
+                with self._gate:
+                    self._looping = False
+                with contextlib.suppress(JobstsError):
+                    self.outbox.flush(self.client.results)
+
+    def _poll(self, slots: int, pool: ThreadPoolExecutor, running: set[Future[str]], freed: threading.Event) -> None:
+        delay = 1.0
+        while not self.cancel.is_set():
+            running = {future for future in running if not future.done()}
+            try:
+                # With a free slot the outbox rides on the next lease (``_lease``).
+                if self.outbox.due() and (len(running) >= slots or not self.carries_results):
+                    self.outbox.flush(self.client.results)
+                if len(running) >= slots:
+                    freed.wait(1.0)
+                    freed.clear()
+                    continue
+                self._fill_slots(slots - len(running), pool, running, freed)
+                delay = 1.0
+            except JobstsError as exc:
+                # Why: the loop must outlive one bad answer of the STS; it backs off and retries.
+                log.warning("%s: %s; retrying in %.0fs", exc.code, exc.message, delay)
+                self.cancel.wait(delay)
+                delay = min(delay * 2, MAX_BACKOFF)
 
 
 def open_agent(config: AgentConfig, *, check_modes: bool = True, cancel: threading.Event | None = None) -> Agent:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, current_app
+from sqlalchemy import Connection
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -76,9 +77,28 @@ class Services:
     @contextmanager
     def session(self, *, immediate: bool = False) -> Iterator[Session]:
         """A job manager transaction; a lost or unreachable database becomes ``db.unavailable`` (503)."""
-        try:
+        with self._unavailable():
             with self.db.session(immediate=immediate) as session:
                 yield session
+
+    @contextmanager
+    def statements(self) -> Iterator[Connection]:
+        """For work whose every write is ONE statement: on PostgreSQL each statement commits on its
+        own (durable before it returns, one round trip instead of BEGIN, statement, COMMIT); on
+        SQLite a ``BEGIN IMMEDIATE`` transaction. Errors as ``session``."""
+        with self._unavailable():
+            if self.db.is_sqlite:
+                with self.db.session(immediate=True) as session:
+                    yield session.connection()
+            else:
+                with self.db.engine.connect() as conn:
+                    conn.execution_options(isolation_level="AUTOCOMMIT")
+                    yield conn
+
+    @contextmanager
+    def _unavailable(self) -> Iterator[None]:
+        try:
+            yield
         except (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError) as exc:
             raise DatabaseUnavailable(
                 f"the job database is unavailable ({type(exc.orig if hasattr(exc, 'orig') else exc).__name__}); "

@@ -1,4 +1,4 @@
-"""The agent's endpoints: ``/api/v1/agent/lease`` and ``/leases``, ``/jobs/<id>/start`` and
+"""The agent's endpoints: ``/api/v1/agent/lease`` and ``/leases`` (which may carry results), ``/jobs/<id>/start`` and
 ``/claims``, ``/heartbeat``, ``/result`` and ``/results``, ``/revocations``, and the realms' JWKS.
 Documents travel as ``realms.wire`` types."""
 
@@ -20,6 +20,7 @@ from realms.wire.documents import (
     LeaseRequest,
     Result,
     parse_lease,
+    parse_lease_answer,
     parse_leases,
     parse_outcomes,
     parse_revocations,
@@ -115,6 +116,27 @@ class AgentApi:
             return []
         try:
             return parse_leases(response.json())
+        except (ValueError, JobInvalidSpec) as exc:
+            problem = exc.message if isinstance(exc, JobInvalidSpec) else "not JSON"
+            raise malformed("lease", self.api.caller, problem) from None
+
+    def leases_reporting(
+        self, max_jobs: int, results: list[tuple[str, Result]]
+    ) -> tuple[list[Lease], list[ItemOutcome] | None]:
+        """Up to ``max_jobs`` jobs (no wait), in the call that also reports ``results``: the leases,
+        and one outcome per result; ``None`` outcomes when the STS ignored the results (an older
+        STS: they must go to ``/results``)."""
+        response = self.api.call(
+            "POST",
+            "/api/v1/agent/leases",
+            "a lease",
+            json=LeaseRequest(max_jobs, 0, tuple(results)).as_document(),
+            timeout=LEASE_GRACE,
+        )
+        if response.status_code == 204:
+            return [], None
+        try:
+            return parse_lease_answer(response.json())
         except (ValueError, JobInvalidSpec) as exc:
             problem = exc.message if isinstance(exc, JobInvalidSpec) else "not JSON"
             raise malformed("lease", self.api.caller, problem) from None

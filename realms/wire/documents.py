@@ -3,7 +3,8 @@
 ``POST /api/v1/agent/lease`` answers a ``Lease``; ``POST /api/v1/agent/jobs/<id>/result`` takes
 a ``Result``; ``GET /api/v1/agent/revocations`` lists revoked ``jti``s. The batch calls carry the
 same documents: ``/leases`` answers up to ``max_jobs`` leases, ``/claims`` starts recorded jobs,
-``/results`` reports several results, each answered by one ``ItemOutcome`` per job. Each is parsed
+``/results`` reports several results, each answered by one ``ItemOutcome`` per job; ``/leases`` may
+carry the results of finished jobs too (one call fewer per batch). Each is parsed
 once, where it enters a process; past that point only the typed value travels.
 """
 
@@ -234,16 +235,26 @@ def parse_revocations(raw: Any) -> dict[str, int]:
 MAX_BATCH = 64
 
 
+ReportedItem = tuple[str, Result | JobInvalidSpec]
+
+
 @dataclass(frozen=True, slots=True)
 class LeaseRequest:
     """``POST /api/v1/agent/leases``: up to ``max_jobs`` jobs (the agent's free slots), long-polled
-    up to ``wait`` seconds when none is queued."""
+    up to ``wait`` seconds when none is queued. ``results``: finished jobs' results carried along
+    (as ``/results`` would take them), recorded before the lease; the answer then always has an
+    ``outcomes`` list, one per result, and is never 204."""
 
     max_jobs: int
     wait: float
+    results: tuple[ReportedItem, ...] = ()
 
     def as_document(self) -> dict[str, Any]:
-        return {"max_jobs": self.max_jobs, "wait": self.wait}
+        document: dict[str, Any] = {"max_jobs": self.max_jobs, "wait": self.wait}
+        if self.results:
+            sent = [(job_id, result) for job_id, result in self.results if isinstance(result, Result)]
+            document["results"] = results_document(sent)["results"]
+        return document
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,7 +306,8 @@ def _job_id(value: Any, field: str) -> str:
 
 
 def parse_lease_request(raw: Any, max_wait: float) -> LeaseRequest:
-    """Validate a batch lease request; ``max_jobs`` defaults to 1 and ``wait`` to 0."""
+    """Validate a batch lease request; ``max_jobs`` defaults to 1, ``wait`` to 0, ``results`` to none
+    (when present, parsed as ``parse_results`` does)."""
     if not isinstance(raw, dict):
         raise invalid("body: must be a JSON object", "body")
     count, wait = raw.get("max_jobs", 1), raw.get("wait", 0)
@@ -303,7 +315,8 @@ def parse_lease_request(raw: Any, max_wait: float) -> LeaseRequest:
         raise invalid(f"max_jobs: must be 1 to {MAX_BATCH}", "max_jobs")
     if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 <= wait <= max_wait:
         raise invalid(f"wait: must be 0 to {max_wait:g} seconds", "wait")
-    return LeaseRequest(int(count), float(wait))
+    results = tuple(parse_results(raw)) if "results" in raw else ()
+    return LeaseRequest(int(count), float(wait), results)
 
 
 def parse_leases(raw: Any) -> list[Lease]:
@@ -334,10 +347,10 @@ def results_document(results: list[tuple[str, Result]]) -> dict[str, Any]:
     return {"results": [{"job_id": job_id, "result": result.as_document()} for job_id, result in results]}
 
 
-def parse_results(raw: Any) -> list[tuple[str, Result | JobInvalidSpec]]:
+def parse_results(raw: Any) -> list[ReportedItem]:
     """``{"results": [{"job_id", "result"}, ...]}``. A malformed result is kept as its error, so that
     it is refused alone (its item outcome) while the others of the batch are recorded."""
-    parsed: list[tuple[str, Result | JobInvalidSpec]] = []
+    parsed: list[ReportedItem] = []
     for item in _items(raw, "results"):
         if not isinstance(item, dict):
             raise invalid("results: each item must be an object", "results")
@@ -349,6 +362,13 @@ def parse_results(raw: Any) -> list[tuple[str, Result | JobInvalidSpec]]:
     if len({job_id for job_id, _ in parsed}) != len(parsed):
         raise invalid("results: a job may be reported once per call", "results")
     return parsed
+
+
+def parse_lease_answer(raw: Any) -> tuple[list[Lease], list[ItemOutcome] | None]:
+    """The answer to ``/leases`` that carried results: its leases, and the results' outcomes
+    (``None`` when the answer has none: an STS that does not take results with a lease)."""
+    leases = parse_leases(raw)
+    return leases, parse_outcomes(raw) if "outcomes" in raw else None
 
 
 def parse_outcomes(raw: Any) -> list[ItemOutcome]:

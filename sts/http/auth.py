@@ -89,14 +89,9 @@ def _node_and_revocation(services: Services, node_id: str, jti: str, engine: Eng
     return services.node_auth.lookup(engine or services.db.engine, node_id, jti, extra=expression, params=params)
 
 
-def authenticated_caller() -> Caller:
-    """The verified caller of this request (kept in the request context)."""
-    context = request_context()
-    if context.caller is not None:
-        return context.caller
-    verified = verify_bearer(_bearer(), ACCESS_TOKEN)
+def _caller_of(verified: VerifiedToken) -> Caller:
     username = verified.claims.get("preferred_username")
-    context.caller = Caller(
+    return Caller(
         access_id=AccessId.parse(verified.subject),
         realm=verified.realm,
         username=username if isinstance(username, str) else None,
@@ -104,13 +99,17 @@ def authenticated_caller() -> Caller:
         token_jti=verified.claims["jti"],
         token_exp=int(verified.claims["exp"]),
     )
+
+
+def authenticated_caller() -> Caller:
+    """The verified caller of this request (kept in the request context)."""
+    context = request_context()
+    if context.caller is None:
+        context.caller = _caller_of(verify_bearer(_bearer(), ACCESS_TOKEN))
     return context.caller
 
 
-def caller_has(role: Role | str) -> bool:
-    """Whether the authenticated caller holds ``role`` (or a role implying it) on the job manager."""
-    wanted = role if isinstance(role, Role) else Role(role)
-    caller = authenticated_caller()
+def _holds(caller: Caller, wanted: Role) -> bool:
     roles = request_context().roles
     if wanted not in roles:
         services = current_services()
@@ -123,6 +122,42 @@ def caller_has(role: Role | str) -> bool:
     return roles[wanted]
 
 
+def caller_has(role: Role | str) -> bool:
+    """Whether the authenticated caller holds ``role`` (or a role implying it) on the job manager."""
+    return _holds(authenticated_caller(), role if isinstance(role, Role) else Role(role))
+
+
+def _denied(caller: Caller, wanted: Role) -> AuthzDenied:
+    return AuthzDenied(
+        f"{caller.access_id} does not hold {wanted} on the job manager",
+        principal=str(caller.access_id),
+        role=wanted.value,
+        scope="*",
+    )
+
+
+def caller_pending_revocation(role: Role) -> Caller:
+    """The caller of this request, holding ``role``, verified except for the revocation check of
+    its token, which the view does in its own transaction (``sts.jobs.submit``) and then reports
+    with ``caller_confirmed``. This caller is NOT kept in the request context until then."""
+    context = request_context()
+    if context.caller is not None:
+        caller = context.caller
+    else:
+        caller = _caller_of(_verify_signed(_bearer(), ACCESS_TOKEN))
+    if not _holds(caller, role):
+        # Why: a refused caller learns nothing more than before: a revoked token is answered
+        # as revoked (401) before the role refusal (403), as on every other route.
+        authenticated_caller()
+        raise _denied(caller, role)
+    return caller
+
+
+def caller_confirmed(caller: Caller) -> None:
+    """The view checked ``caller``'s token against the revocation list: keep it for this request."""
+    request_context().caller = caller
+
+
 def require_role(role: Role | str) -> Callable[[F], F]:
     """Decorator: 401 without a valid access token, 403 ``authz.denied`` without ``role``."""
     wanted = role if isinstance(role, Role) else Role(role)
@@ -132,12 +167,7 @@ def require_role(role: Role | str) -> Callable[[F], F]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             caller = authenticated_caller()
             if not caller_has(wanted):
-                raise AuthzDenied(
-                    f"{caller.access_id} does not hold {wanted} on the job manager",
-                    principal=str(caller.access_id),
-                    role=wanted.value,
-                    scope="*",
-                )
+                raise _denied(caller, wanted)
             return view(*args, **kwargs)
 
         return cast(F, wrapper)

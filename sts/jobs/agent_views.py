@@ -1,8 +1,9 @@
 """``/api/v1/agent/*``: what an agent calls with its ``agent+jwt`` (the STS <-> agent contract).
 
-lease (long-poll, one job per call) and leases (up to the agent's free slots), start and claims
-(start, batched), heartbeat, result and results (idempotent, batched; late results for lost jobs),
-revocations; and the job document an agent receives with a lease.
+lease (long-poll, one job per call) and leases (up to the agent's free slots, optionally carrying
+finished jobs' results), start and claims (start, batched), heartbeat, result and results
+(idempotent, batched; late results for lost jobs), revocations; and the job document an agent
+receives with a lease.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
+from sqlalchemy.orm import Session
 
 from realms.tokens.profiles import MAX_LEEWAY_SECONDS
 from realms.wire.documents import MAX_BATCH, ItemOutcome, parse_claims, parse_lease_request, parse_result, parse_results
@@ -18,7 +20,7 @@ from realms.wire.spec import LIMITS
 from sts.http.auth import authenticated_node, require_agent
 from sts.jobs.dispatch import MAX_WAIT_SECONDS, Lease, LeasedJob, claim_many, heartbeat, lease_many, start
 from sts.jobs.errors import JobInvalidSpec
-from sts.jobs.results import Recorded, report, report_many
+from sts.jobs.results import Recorded, record_results, report, report_many
 from sts.jobs.views import maybe_reap
 from sts.nodes.models import Node
 from sts.oauth.revocation import list_active
@@ -95,16 +97,26 @@ def lease_job() -> Response | tuple[str, int]:
 @bp.post("/leases")
 @require_agent
 def lease_jobs() -> Response | tuple[str, int]:
-    """Up to ``max_jobs`` jobs (the agent's free slots) in one statement; 204 when none came in ``wait`` s."""
+    """Up to ``max_jobs`` jobs (the agent's free slots) in one statement; 204 when none came in ``wait`` s.
+    Results carried along are recorded first, in the same transaction, and answered in ``outcomes``."""
     wanted = parse_lease_request(_body(), MAX_WAIT_SECONDS)
     services, node = current_services(), authenticated_node()
     maybe_reap(services)
-    found = lease_many(services, node.id, wanted.max_jobs, wanted.wait)
-    if not found:
-        LEASES.labels("empty").inc()
+    recorded: list[Recorded] = []
+
+    def record(session: Session) -> None:
+        recorded.extend(record_results(services, session, node.id, list(wanted.results)))
+
+    found = lease_many(services, node.id, wanted.max_jobs, wanted.wait, record if wanted.results else None)
+    for item in recorded:
+        _audit_result(node, item)
+    LEASES.labels("leased" if found else "empty").inc(len(found) or 1)
+    body: dict[str, Any] = {"leases": [_lease_document(node, lease) for lease in found]}
+    if wanted.results:
+        body["outcomes"] = [item.outcome.as_document() for item in recorded]
+    elif not found:
         return "", 204
-    LEASES.labels("leased").inc(len(found))
-    return _no_store({"leases": [_lease_document(node, lease) for lease in found]})
+    return _no_store(body)
 
 
 def _audit_started(node: Node, outcome: ItemOutcome) -> None:
@@ -194,6 +206,7 @@ def results() -> Response:
 # Results carry two output tails: a larger body than the app's default (read by sts.http.text_inputs).
 result.max_body_bytes = RESULT_MAX_BYTES  # type: ignore[attr-defined]
 results.max_body_bytes = MAX_BATCH * RESULT_MAX_BYTES  # type: ignore[attr-defined]
+lease_jobs.max_body_bytes = MAX_BATCH * RESULT_MAX_BYTES  # type: ignore[attr-defined]
 
 
 @bp.get("/revocations")

@@ -11,10 +11,25 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
-from sqlalchemy import Table, Update, and_, case, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    Integer,
+    String,
+    Table,
+    Update,
+    and_,
+    bindparam,
+    case,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from realms.wire.documents import Claim, ItemOutcome
@@ -26,6 +41,7 @@ from sts.services import Services
 log = logging.getLogger(__name__)
 MAX_WAIT_SECONDS = 30
 REAP_BATCH = 200
+Before = Callable[[Session], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,22 +150,24 @@ class LeasedJob:
     sealed_credentials: str | None
 
 
-def lease_statement(node_id: str, now: int, stamp: float, limit: int, lease_seconds: int, *, postgres: bool) -> Update:
-    """ONE statement leases up to ``limit`` jobs: ``WITH picked AS MATERIALIZED (SELECT … FOR UPDATE
+def lease_statement(*, postgres: bool) -> Update:
+    """ONE statement leases up to ``b_limit`` jobs: ``WITH picked AS MATERIALIZED (SELECT … FOR UPDATE
     SKIP LOCKED LIMIT n) UPDATE … FROM picked RETURNING …``. On PostgreSQL concurrent lessees skip
     each other's rows; SQLite has no lock clause and relies on the caller's ``BEGIN IMMEDIATE``
     (one writer at a time). The inner SELECT is one seek of ``ix_sts_jobs_lease`` whatever the
-    queue's length."""
+    queue's length. Built once, with bound parameters (``b_node``, ``b_now``, ``b_stamp``,
+    ``b_limit``, ``b_until``), so each lease only binds them."""
+    now = bindparam("b_now", type_=BigInteger)
     candidates = (
         select(JOBS.c.id)
         .where(
-            JOBS.c.node_id == node_id,
+            JOBS.c.node_id == bindparam("b_node", type_=String),
             JOBS.c.state == JobState.QUEUED.value,
             JOBS.c.not_before <= now,
             JOBS.c.deadline > now,
         )
         .order_by(JOBS.c.not_before, JOBS.c.created_at)
-        .limit(limit)
+        .limit(bindparam("b_limit", type_=Integer))
         .with_for_update(skip_locked=True)
     )
     # Why a materialized CTE and not ``id IN (subquery)``: PostgreSQL may rescan an IN subquery,
@@ -157,14 +175,15 @@ def lease_statement(node_id: str, now: int, stamp: float, limit: int, lease_seco
     picked = candidates.cte("picked")
     if postgres:
         picked = picked.prefix_with("MATERIALIZED")
-    until = now + lease_seconds
+    until = bindparam("b_until", type_=BigInteger)
+    stamp = bindparam("b_stamp", type_=Float)
     return (
         update(JOBS)
         .where(JOBS.c.id == picked.c.id, JOBS.c.state == JobState.QUEUED.value)
         .values(
             state=JobState.LEASED.value,
             attempts=JOBS.c.attempts + 1,
-            lease_holder=node_id,
+            lease_holder=bindparam("b_node", type_=String),
             lease_expires_at=case((JOBS.c.deadline < until, JOBS.c.deadline), else_=until),
             leased_at=stamp,
             updated_at=stamp,
@@ -173,12 +192,18 @@ def lease_statement(node_id: str, now: int, stamp: float, limit: int, lease_seco
     )
 
 
-def _try_lease(env: Services, node_id: str, limit: int) -> list[Lease]:
+LEASE = {True: lease_statement(postgres=True), False: lease_statement(postgres=False)}
+
+
+def _try_lease(env: Services, node_id: str, limit: int, before: Before | None = None) -> list[Lease]:
     with env.session(immediate=True) as session:
+        if before is not None:
+            before(session)
         now = env.now()
         reap(env, session, now, node_id)
-        statement = lease_statement(node_id, now, env.clock(), limit, env.lease_seconds, postgres=not env.db.is_sqlite)
-        rows = session.execute(statement).all()
+        values = {"b_node": node_id, "b_now": now, "b_stamp": env.clock(), "b_limit": limit}
+        values["b_until"] = now + env.lease_seconds
+        rows = session.execute(LEASE[not env.db.is_sqlite], values).all()
     leases = []
     # RETURNING has no order: hand the jobs out in queue order.
     for row in sorted(rows, key=lambda r: (r.not_before, r.created_at)):
@@ -191,11 +216,15 @@ def _try_lease(env: Services, node_id: str, limit: int) -> list[Lease]:
     return leases
 
 
-def lease_many(env: Services, node_id: str, limit: int = 1, wait: float = 0) -> list[Lease]:
-    """Up to ``limit`` jobs for ``node_id``; long-polls up to ``wait`` seconds (capped at 30)."""
+def lease_many(
+    env: Services, node_id: str, limit: int = 1, wait: float = 0, before: Before | None = None
+) -> list[Lease]:
+    """Up to ``limit`` jobs for ``node_id``; long-polls up to ``wait`` seconds (capped at 30).
+    ``before`` runs first in the first attempt's transaction (results carried by the lease call)."""
     give_up = time.monotonic() + max(0.0, min(float(wait), MAX_WAIT_SECONDS))
     while True:
-        found = _try_lease(env, node_id, limit)
+        found = _try_lease(env, node_id, limit, before)
+        before = None
         if found:
             return found
         remaining = give_up - time.monotonic()
@@ -251,16 +280,20 @@ def claim_many(env: Services, node_id: str, claims: list[Claim]) -> list[ItemOut
     wanted = [claim for claim in claims if is_job_id(claim.job_id)]
     started: dict[str, int] = {}
     states: dict[str, str] = {}
-    with env.session(immediate=True) as session:
+    # One UPDATE starts them all: on PostgreSQL it commits on its own, durable before the answer
+    # (and so before the agent runs anything).
+    with env.statements() as conn:
         now, stamp = env.now(), env.clock()
         until = now + env.lease_seconds
         if wanted:
-            matches = [
-                JOBS.c.id == claim.job_id
-                if claim.attempt is None
-                else and_(JOBS.c.id == claim.job_id, JOBS.c.attempts == claim.attempt)
-                for claim in wanted
-            ]
+            # Expanding IN lists: one cached statement whatever the batch's size and mix.
+            pairs = [(claim.job_id, claim.attempt) for claim in wanted if claim.attempt is not None]
+            bare = [claim.job_id for claim in wanted if claim.attempt is None]
+            matches = []
+            if pairs:
+                matches.append(tuple_(JOBS.c.id, JOBS.c.attempts).in_(pairs))
+            if bare:
+                matches.append(JOBS.c.id.in_(bare))
             statement = (
                 update(JOBS)
                 .where(
@@ -273,11 +306,11 @@ def claim_many(env: Services, node_id: str, claims: list[Claim]) -> list[ItemOut
                 .values(state=JobState.RUNNING.value, started_at=stamp, updated_at=stamp, lease_expires_at=until)
                 .returning(JOBS.c.id, JOBS.c.attempts)
             )
-            started = {row.id: row.attempts for row in session.execute(statement)}
+            started = {row.id: row.attempts for row in conn.execute(statement)}
         missing = [claim.job_id for claim in wanted if claim.job_id not in started]
         if missing:
             query = select(JOBS.c.id, JOBS.c.state).where(JOBS.c.id.in_(missing), JOBS.c.node_id == node_id)
-            states = {row.id: row.state for row in session.execute(query)}
+            states = {row.id: row.state for row in conn.execute(query)}
     outcomes = []
     for claim in claims:
         if claim.job_id in started:

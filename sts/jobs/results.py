@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm import Session
 
 from realms.wire.documents import ItemOutcome, Result
 from realms.wire.errors import JobInvalidSpec
@@ -84,65 +85,72 @@ RECORD = (
 def report_many(env: Services, node_id: str, items: list[tuple[str, Result | JobInvalidSpec]]) -> list[Recorded]:
     """Record a batch of results in one transaction: one locking SELECT, one executemany UPDATE.
     Each item is answered on its own; a refused item does not refuse the others."""
+    with env.session(immediate=True) as session:
+        return record_results(env, session, node_id, items)
+
+
+def record_results(
+    env: Services, session: Session, node_id: str, items: list[tuple[str, Result | JobInvalidSpec]]
+) -> list[Recorded]:
+    """``report_many`` inside the caller's transaction (a lease call that carries results)."""
     wanted = [job_id for job_id, _ in items if is_job_id(job_id)]
     recorded: list[Recorded] = []
-    with env.session(immediate=True) as session:
-        rows = {}
-        if wanted:
-            query = (
-                select(
-                    JOBS.c.id,
-                    JOBS.c.state,
-                    JOBS.c.lease_holder,
-                    JOBS.c.result_digest,
-                    JOBS.c.finished_at,
-                    JOBS.c.subject,
-                    JOBS.c.attempts,
-                )
-                .where(JOBS.c.id.in_(wanted), JOBS.c.node_id == node_id)
-                .with_for_update()
+    rows = {}
+    if wanted:
+        query = (
+            select(
+                JOBS.c.id,
+                JOBS.c.state,
+                JOBS.c.lease_holder,
+                JOBS.c.result_digest,
+                JOBS.c.finished_at,
+                JOBS.c.subject,
+                JOBS.c.attempts,
             )
-            rows = {row.id: row for row in session.execute(query)}
-        stamp = env.clock()
-        changes: list[dict[str, Any]] = []
-        for job_id, result in items:
-            row = rows.get(job_id)
-            if isinstance(result, JobInvalidSpec):
-                recorded.append(_refused(job_id, result))
-                continue
-            if row is None:
-                # Why: another node's job answers exactly like a missing one, so ids cannot be probed.
-                missing = JobNotFound(f"node {node_id} has no job {job_id[:64]!r}", job_id=job_id[:64], node=node_id)
-                recorded.append(_refused(job_id, missing))
-                continue
-            late = row.state == JobState.LOST.value
-            if row.result_digest is not None and (row.state in RESULT_STATES or late):
-                if row.result_digest == result.digest():  # the same report again (an outbox retry)
-                    recorded.append(Recorded(ItemOutcome(job_id, row.state, late=late)))
-                else:
-                    conflict = JobResultConflict(
-                        f"job {job_id} already has a different result ({row.state})", job_id=job_id
-                    )
-                    recorded.append(_refused(job_id, conflict))
-                continue
-            target = JobState(result.outcome)
-            allowed = (row.state == JobState.LEASED.value and target is JobState.REFUSED) or (
-                row.state == JobState.RUNNING.value and can_transition(row.state, target)
-            )
-            if not (allowed or late) or row.lease_holder != node_id:
-                lost = JobLeaseLost(
-                    f"node {node_id} no longer holds the lease on job {job_id} (job is {row.state})",
-                    job_id=job_id,
-                    node=node_id,
+            .where(JOBS.c.id.in_(wanted), JOBS.c.node_id == node_id)
+            .with_for_update()
+        )
+        rows = {row.id: row for row in session.execute(query)}
+    stamp = env.clock()
+    changes: list[dict[str, Any]] = []
+    for job_id, result in items:
+        row = rows.get(job_id)
+        if isinstance(result, JobInvalidSpec):
+            recorded.append(_refused(job_id, result))
+            continue
+        if row is None:
+            # Why: another node's job answers exactly like a missing one, so ids cannot be probed.
+            missing = JobNotFound(f"node {node_id} has no job {job_id[:64]!r}", job_id=job_id[:64], node=node_id)
+            recorded.append(_refused(job_id, missing))
+            continue
+        late = row.state == JobState.LOST.value
+        if row.result_digest is not None and (row.state in RESULT_STATES or late):
+            if row.result_digest == result.digest():  # the same report again (an outbox retry)
+                recorded.append(Recorded(ItemOutcome(job_id, row.state, late=late)))
+            else:
+                conflict = JobResultConflict(
+                    f"job {job_id} already has a different result ({row.state})", job_id=job_id
                 )
-                recorded.append(_refused(job_id, lost))
-                continue
-            state = JobState.LOST.value if late else target.value
-            changes.append(_values(job_id, state, result, stamp, late, row.finished_at))
-            outcome = ItemOutcome(job_id, state, late=late)
-            recorded.append(Recorded(outcome, result, row.subject, row.attempts, new=True))
-        if changes:
-            session.execute(RECORD, changes)
+                recorded.append(_refused(job_id, conflict))
+            continue
+        target = JobState(result.outcome)
+        allowed = (row.state == JobState.LEASED.value and target is JobState.REFUSED) or (
+            row.state == JobState.RUNNING.value and can_transition(row.state, target)
+        )
+        if not (allowed or late) or row.lease_holder != node_id:
+            lost = JobLeaseLost(
+                f"node {node_id} no longer holds the lease on job {job_id} (job is {row.state})",
+                job_id=job_id,
+                node=node_id,
+            )
+            recorded.append(_refused(job_id, lost))
+            continue
+        state = JobState.LOST.value if late else target.value
+        changes.append(_values(job_id, state, result, stamp, late, row.finished_at))
+        outcome = ItemOutcome(job_id, state, late=late)
+        recorded.append(Recorded(outcome, result, row.subject, row.attempts, new=True))
+    if changes:
+        session.execute(RECORD, changes)
     return recorded
 
 

@@ -11,12 +11,16 @@ import logging
 import re
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+from sqlalchemy import String, Table, bindparam, exists, insert, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from realms.errors import ConfigError, LoginFailed
+from realms.identity.access_id import NODE_ID
 from realms.tokens import JOB_TOKEN
+from realms.tokens.errors import TokenRevoked
 from realms.wire.claims import job_token_claims, new_jti
 from realms.wire.digest import canonical_json, job_digest
 from sts.jobs import wakeup
@@ -31,7 +35,8 @@ from sts.jobs.sealed_credentials import seal_remote_credentials
 from sts.jobs.spec import Credentials, Submission
 from sts.jobs.states import JobState
 from sts.nodes.errors import NodeUnknown
-from sts.nodes.service import get_node
+from sts.nodes.models import Node
+from sts.oauth.models import RevokedToken
 from sts.services import Services
 
 log = logging.getLogger(__name__)
@@ -141,27 +146,40 @@ def _times(env: Services, submission: Submission, realm: str, now: int) -> tuple
     return not_before, deadline
 
 
-def submit(
-    env: Services,
-    submitter: Submitter,
-    submission: Submission,
-    idempotency_key: str | None = None,
-    address: str = "unknown",
-) -> tuple[Job, bool]:
-    """Create a job; returns ``(job, created)``. ``created`` is False for an idempotent replay.
-    ``address`` is the client's address, for the login throttle when credentials are sent."""
-    key = check_idempotency_key(idempotency_key)
-    if key is not None:
-        existing = _replay(env, submitter, key, submission.request_digest)
-        if existing is not None:
-            return existing, False
-    with env.session() as session:
-        found = get_node(session, submission.node)
-        if found is None:
-            raise NodeUnknown(f"node {submission.node} is not registered", node=submission.node)
-        node = NodeSnapshot(
-            found.id, found.realm, tuple(found.authgroups), tuple(found.trusted_realms), dict(found.public_jwk)
-        )
+_NODES: Table = cast(Table, Node.__table__)
+_NODE_COLUMNS = (_NODES.c.id, _NODES.c.realm, _NODES.c.authgroups, _NODES.c.trusted_realms, _NODES.c.public_jwk)
+JOBS: Table = cast(Table, Job.__table__)
+_INSERT_JOB = insert(JOBS)
+
+
+_REVOKED = exists().where(RevokedToken.__table__.c.jti == bindparam("b_jti", type_=String))
+# Built once: each submit only binds the node id (and the caller's jti).
+_READ_NODE = select(*_NODE_COLUMNS).where(_NODES.c.id == bindparam("b_node", type_=String))
+_READ_NODE_CHECKED = select(*_NODE_COLUMNS, _REVOKED.label("revoked")).where(
+    _NODES.c.id == bindparam("b_node", type_=String)
+)
+_READ_REVOKED = select(_REVOKED)
+
+
+def _read_node(session: Session, node_id: str, submitter: Submitter, unchecked_jti: str | None) -> NodeSnapshot:
+    """The target node, and (``unchecked_jti``) the caller's revocation check, in one statement."""
+    conn = session.connection()
+    values = {"b_node": node_id, "b_jti": (unchecked_jti or "")[:128]}
+    row = None
+    if NODE_ID.fullmatch(node_id) is not None:
+        row = conn.execute(_READ_NODE if unchecked_jti is None else _READ_NODE_CHECKED, values).first()
+    if unchecked_jti is not None:
+        revoked = row.revoked if row is not None else conn.execute(_READ_REVOKED, values).scalar()
+        # Why: the caller's token is checked against the revocation list in the very
+        # transaction that writes the job, before anything else is said about the request.
+        if revoked:
+            raise TokenRevoked(f"token {unchecked_jti[:64]} was revoked", realm=submitter.realm)
+    if row is None:
+        raise NodeUnknown(f"node {node_id} is not registered", node=node_id)
+    return NodeSnapshot(row.id, row.realm, tuple(row.authgroups), tuple(row.trusted_realms), dict(row.public_jwk))
+
+
+def _check_authgroup(submission: Submission, node: NodeSnapshot) -> None:
     authgroup = submission.spec.get("authgroup")
     if authgroup is not None and authgroup not in node.authgroups:
         raise JobInvalidSpec(
@@ -169,8 +187,18 @@ def submit(
             field="spec.authgroup",
             node=node.id,
         )
-    # Outside any transaction: a directory round trip must never hold a database lock.
-    identity = _identity(env, submitter, node, submission, address)
+
+
+def _write(
+    env: Services,
+    session: Session,
+    submitter: Submitter,
+    node: NodeSnapshot,
+    identity: TokenIdentity,
+    submission: Submission,
+    key: str | None,
+) -> Job:
+    """Mint the job token and insert the job (and its idempotency record) in ``session``."""
     spec, node_id = submission.spec, node.id
     now = env.now()
     not_before, deadline = _times(env, submission, identity.realm, now)
@@ -193,45 +221,86 @@ def submit(
     )
     sealed = seal_remote_credentials(submission.remote_credentials, node.public_jwk, node.id, job_id)
     stamp = env.clock()
-    job = Job(
-        id=job_id,
-        submitter=submitter.access_id,
-        submitter_realm=submitter.realm,
-        subject=identity.subject,
-        realm=identity.realm,
-        node_id=node_id,
-        type=submission.type,
-        spec=canonical_json(spec).decode("utf-8"),
-        job_digest=digest,
-        not_before=not_before,
-        deadline=deadline,
-        state=JobState.QUEUED.value,
-        attempts=0,
-        created_at=stamp,
-        updated_at=stamp,
-        token_jti=jti,
-        token_exp=deadline,
-        sealed_credentials=sealed,
-    )
-    try:
-        # One transaction: the job, its encrypted token and its idempotency record, or nothing.
+    token = env.keys.sign(identity.realm, claims, JOB_TOKEN.typ)
+    values: dict[str, Any] = {
+        "id": job_id,
+        "submitter": submitter.access_id,
+        "submitter_realm": submitter.realm,
+        "subject": identity.subject,
+        "realm": identity.realm,
+        "node_id": node_id,
+        "type": submission.type,
+        "spec": canonical_json(spec).decode("utf-8"),
+        "job_digest": digest,
+        "not_before": not_before,
+        "deadline": deadline,
+        "state": JobState.QUEUED.value,
+        "attempts": 0,
+        "created_at": stamp,
+        "updated_at": stamp,
+        "token_jti": jti,
+        "token_exp": deadline,
+        "sealed_credentials": sealed,
+        "token_ciphertext": env.master_key.encrypt(token.encode("ascii"), job_id.encode("ascii")),
+    }
+    # A Core INSERT (no unit of work); the Job returned is a detached copy for the answer.
+    session.connection().execute(_INSERT_JOB, values)
+    wakeup.notify(session, node_id)  # delivered at commit, never for a rolled-back job
+    if key is not None:
+        session.connection().execute(
+            insert(cast(Table, JobIdempotency.__table__)),
+            {
+                "submitter": submitter.access_id,
+                "key": key,
+                "request_digest": submission.request_digest,
+                "job_id": job_id,
+                "created_at": stamp,
+            },
+        )
+    return Job(**values)
+
+
+def submit(
+    env: Services,
+    submitter: Submitter,
+    submission: Submission,
+    idempotency_key: str | None = None,
+    address: str = "unknown",
+    unchecked_jti: str | None = None,
+) -> tuple[Job, bool]:
+    """Create a job; returns ``(job, created)``. ``created`` is False for an idempotent replay.
+    ``address`` is the client's address, for the login throttle when credentials are sent.
+
+    ``unchecked_jti``: the caller's access-token jti, not yet checked against the revocation list.
+    Without credentials and idempotency key, that check, the node read and the insert are one
+    transaction (three statements, one commit); otherwise the check comes first, on its own."""
+    key = check_idempotency_key(idempotency_key)
+    if unchecked_jti is not None and (key is not None or submission.credentials is not None):
+        # Why: a replay answers from stored rows and credentials mean a directory login: the
+        # caller's revocation is checked before either, as for any other request.
         with env.session() as session:
-            # The signing key's publication bump commits with the job, or not at all.
-            token = env.keys.sign(identity.realm, claims, JOB_TOKEN.typ)
-            job.token_ciphertext = env.master_key.encrypt(token.encode("ascii"), job_id.encode("ascii"))
-            session.add(job)
-            wakeup.notify(session, node_id)  # delivered at commit, never for a rolled-back job
-            if key is not None:
-                session.flush()
-                session.add(
-                    JobIdempotency(
-                        submitter=submitter.access_id,
-                        key=key,
-                        request_digest=submission.request_digest,
-                        job_id=job_id,
-                        created_at=stamp,
-                    )
-                )
+            _read_node(session, submission.node, submitter, unchecked_jti)
+        unchecked_jti = None
+    if key is not None:
+        existing = _replay(env, submitter, key, submission.request_digest)
+        if existing is not None:
+            return existing, False
+    try:
+        if submission.credentials is None:
+            with env.session() as session:
+                node = _read_node(session, submission.node, submitter, unchecked_jti)
+                _check_authgroup(submission, node)
+                identity = _identity(env, submitter, node, submission, address)
+                job = _write(env, session, submitter, node, identity, submission, key)
+        else:
+            with env.session() as session:
+                node = _read_node(session, submission.node, submitter, None)
+            _check_authgroup(submission, node)
+            # Outside any transaction: a directory round trip must never hold a database lock.
+            identity = _identity(env, submitter, node, submission, address)
+            # One transaction: the job, its encrypted token and its idempotency record, or nothing.
+            with env.session() as session:
+                job = _write(env, session, submitter, node, identity, submission, key)
     except IntegrityError:
         if key is None:
             raise
@@ -241,9 +310,9 @@ def submit(
         return replay, False
     log.info(
         "job %s submitted by %s for node %s as %s (realm %s)",
-        job_id,
+        job.id,
         submitter.access_id,
-        node_id,
+        node.id,
         identity.subject,
         identity.realm,
     )

@@ -16,7 +16,7 @@ from flask import Blueprint, Response, jsonify, request, url_for
 
 from authz_tables.roles import Role
 from realms.errors import JobstsError, UnavailableError
-from sts.http.auth import authenticated_caller, caller_has, require_role
+from sts.http.auth import authenticated_caller, caller_confirmed, caller_has, caller_pending_revocation
 from sts.http.context import request_context
 from sts.jobs.dispatch import reap_all
 from sts.jobs.errors import JobInvalidSpec
@@ -106,10 +106,11 @@ def _viewer() -> Viewer:
 
 
 @bp.post("")
-@require_role(Role.OPERATOR)
 def create() -> tuple[Response, int]:
-    """Submit a job. ``Idempotency-Key`` makes a retry return the original job (200)."""
-    caller = authenticated_caller()
+    """Submit a job. ``Idempotency-Key`` makes a retry return the original job (200).
+
+    The caller's revocation check is made by ``submit``, in the job's own transaction."""
+    caller = caller_pending_revocation(Role.OPERATOR)
     services = current_services()
     maybe_reap(services)
     submission = parse_submission(_json_body())
@@ -118,8 +119,14 @@ def create() -> tuple[Response, int]:
     )
     try:
         job, created = submit(
-            services, submitter, submission, request.headers.get("Idempotency-Key"), request_context().client_address
+            services,
+            submitter,
+            submission,
+            request.headers.get("Idempotency-Key"),
+            request_context().client_address,
+            unchecked_jti=None if request_context().caller is caller else caller.token_jti,
         )
+        caller_confirmed(caller)
     except JobstsError as exc:
         SUBMISSIONS.labels("refused").inc()
         audit.record("job.submitted", outcome="refused", actor=submitter.access_id, node=submission.node, code=exc.code)

@@ -115,6 +115,11 @@ class NodeAuthCache:
             if conn is not None:
                 return self._lookup(conn, node_id, jti, extra, params or {})
             with engine.connect() as own:
+                if own.dialect.name == "postgresql":
+                    # Each read here is one statement: outside a transaction it is one round trip,
+                    # not BEGIN + SELECT + ROLLBACK (READ COMMITTED gives each statement a snapshot
+                    # either way).
+                    own.execution_options(isolation_level="AUTOCOMMIT")
                 return self._lookup(own, node_id, jti, extra, params or {})
         except (sa_exc.DBAPIError, sa_exc.TimeoutError) as exc:
             # Why: fail closed; without a fresh version the cache must not answer, nor may a 500.

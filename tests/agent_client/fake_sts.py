@@ -31,6 +31,10 @@ class FakeState:
     revoked: list[dict[str, Any]] = field(default_factory=list)
     lease_lost: set[str] = field(default_factory=set)
     tokens_issued: int = 0
+    # Takes results with /leases (answering their outcomes), as the STS does; False: an older STS.
+    carries_results: bool = False
+    results_calls: int = 0  # calls of POST /api/v1/agent/results
+    carried: list[str] = field(default_factory=list)  # job ids whose result came with a lease
     assertion_jtis: set[str] = field(default_factory=set)
     base_url: str = ""
 
@@ -127,6 +131,9 @@ def create_fake_sts(state: FakeState) -> Flask:
             return _problem(400, "input.invalid", "wait")
         count = int(body.get("max_jobs", 1))
         handed, state.leases[:] = state.leases[:count], state.leases[count:]
+        if state.carries_results and "results" in body:
+            state.carried.extend(item["job_id"] for item in body["results"])
+            return jsonify({"leases": handed, "outcomes": record(body["results"])})
         return jsonify({"leases": handed}) if handed else Response(status=204)
 
     @app.post("/api/v1/agent/claims")
@@ -143,19 +150,23 @@ def create_fake_sts(state: FakeState) -> Flask:
                 outcomes.append({"job_id": job_id, "state": "running", "lease_expires_at": 2_000_000_000})
         return jsonify({"outcomes": outcomes})
 
-    @app.post("/api/v1/agent/results")
-    def results() -> Response:
-        if not authorized():
-            return _problem(401, "auth.required", "no agent token")
-        outcomes = []
-        for item in request.get_json(force=True)["results"]:
+    def record(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        outcomes: list[dict[str, Any]] = []
+        for item in items:
             job_id, body = item["job_id"], item["result"]
             if job_id in state.results and state.results[job_id] != body:
                 outcomes.append({"job_id": job_id, "state": None, "code": "job.result_conflict", "message": "x"})
                 continue
             state.results[job_id] = body
             outcomes.append({"job_id": job_id, "state": body.get("outcome")})
-        return jsonify({"outcomes": outcomes})
+        return outcomes
+
+    @app.post("/api/v1/agent/results")
+    def results() -> Response:
+        if not authorized():
+            return _problem(401, "auth.required", "no agent token")
+        state.results_calls += 1
+        return jsonify({"outcomes": record(request.get_json(force=True)["results"])})
 
     @app.get("/api/v1/agent/revocations")
     def revocations() -> Response:
