@@ -24,11 +24,11 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
-from sqlalchemy import create_engine, exists, select, text
+from sqlalchemy import exists, select
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -43,6 +43,7 @@ from sts.services import Services  # noqa: E402
 from tests.sts.conftest import write_config  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
+from pg import postgres_schema  # noqa: E402
 from results_section import write_section  # noqa: E402
 
 NAMES = ("orm", "cached", "core", "authenticated_node")
@@ -55,21 +56,6 @@ def machine() -> str:
         cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
                     if line.startswith("model name")), cpu)  # fmt: skip
     return f"{os.cpu_count()} CPUs ({cpu}), {platform.platform()}, Python {platform.python_version()}"
-
-
-@contextmanager
-def postgres_schema(base_url: str) -> Iterator[str]:
-    """A fresh PostgreSQL schema on ``base_url``, dropped afterwards."""
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{base_url}{'&' if '?' in base_url else '?'}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def interleaved(timed: dict[str, Callable[[], object]], calls: int, burst: int = 25) -> dict[str, float]:

@@ -45,7 +45,7 @@ from tests.sts.conftest import BASE_URL, write_config  # noqa: E402
 from tests.sts.fakes import group_id, user_id  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
-from jobs import postgres_schema  # noqa: E402
+from pg import postgres_schema  # noqa: E402
 from results_section import replace_section  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results.md"

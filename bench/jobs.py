@@ -37,7 +37,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-from sqlalchemy import Column, MetaData, String, Table, Text, create_engine, text
+from sqlalchemy import Column, MetaData, String, Table, Text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -45,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 from authz_tables.roles import Role  # noqa: E402
 from bench.peers.queues import QueueFigures  # noqa: E402
 from bench.peers.stats import Spread, markdown_table, paired_ratios  # noqa: E402
+from bench.pg import postgres_schema  # noqa: E402
 from realms.identity.access_id import AccessId  # noqa: E402
 from sts.config import load_sts_config  # noqa: E402
 from sts.db import make_engine  # noqa: E402
@@ -56,20 +57,6 @@ from tests.loopback import listening_socket, port_of, socket_activation  # noqa:
 JOHN = AccessId.user("jobmgr", "uid=john,ou=people,dc=jobmgr,dc=example")
 BATCH = 10  # jobs per lease call: pgqueuer's default batch_size, so both sides batch alike
 RESULT = {"outcome": "succeeded", "exit_code": 0, "stdout_tail": "bench\n", "stderr_tail": ""}
-
-
-@contextmanager
-def postgres_schema(base_url: str) -> Iterator[str]:
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{base_url}{'&' if '?' in base_url else '?'}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def write_config(folder: Path, database_url: str, port: int) -> Path:

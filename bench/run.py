@@ -49,7 +49,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 import httpx  # noqa: E402
 import jwt  # noqa: E402
 from agent_decide import measure_decisions  # noqa: E402
-from jobs import measure_raw, postgres_schema  # noqa: E402
+from jobs import measure_raw  # noqa: E402
+from pg import postgres_schema  # noqa: E402
 from production_stack import (  # noqa: E402
     ASSERTION_TYPE,
     BASE_URL,
