@@ -17,8 +17,6 @@ Writes its own section of ``bench/results.md`` (``results_section.write_section`
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -32,7 +30,7 @@ from sqlalchemy import exists, select
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
+from bench.machine import machine  # noqa: E402
 from sts import create_app  # noqa: E402
 from sts.config import load_sts_config  # noqa: E402
 from sts.http.auth import authenticated_node  # noqa: E402
@@ -47,15 +45,6 @@ from pg import postgres_schema  # noqa: E402
 from results_section import write_section  # noqa: E402
 
 NAMES = ("orm", "cached", "core", "authenticated_node")
-
-
-def machine() -> str:
-    cpu = "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                    if line.startswith("model name")), cpu)  # fmt: skip
-    return f"{os.cpu_count()} CPUs ({cpu}), {platform.platform()}, Python {platform.python_version()}"
 
 
 def interleaved(timed: dict[str, Callable[[], object]], calls: int, burst: int = 25) -> dict[str, float]:

@@ -16,8 +16,6 @@ min/median/max of the per-run medians go to bench/results.md (own section, repla
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import random
 import statistics
 import sys
@@ -34,8 +32,8 @@ from sqlalchemy import Engine, insert, text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
 from authz_tables.roles import Role  # noqa: E402
+from bench.machine import machine  # noqa: E402
 from sts import create_app  # noqa: E402
 from sts.config import load_sts_config  # noqa: E402
 from sts.jobs.listing import PAGE_SIZE, Cursor  # noqa: E402
@@ -54,15 +52,6 @@ GOAL_MS = 100.0
 BASE = "http://127.0.0.1:8080"
 STATES = ["succeeded"] * 70 + ["failed"] * 10 + ["refused"] * 5 + ["queued"] * 8 + ["cancelled"] * 4 + ["lost"] * 3
 SUBMITTERS = 50
-
-
-def machine() -> str:
-    cpu = "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                    if line.startswith("model name")), cpu)  # fmt: skip
-    return f"{os.cpu_count()} CPUs ({cpu}), {platform.platform()}, Python {platform.python_version()}"
 
 
 def fill(engine: Engine, count: int, now: float) -> None:

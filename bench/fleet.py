@@ -26,19 +26,15 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
 import httpx  # noqa: E402
 from results_section import replace_section  # noqa: E402
-from sqlalchemy import create_engine, text  # noqa: E402
 
+from bench.pg import postgres_schema  # noqa: E402
 from tests.fleet.fleet import WAIT, Fleet, config_for, metric, until  # noqa: E402
 from tests.production.servers import StsProcess, bearer  # noqa: E402
 
@@ -213,23 +209,9 @@ def wakeups(
     return out
 
 
-@contextmanager
-def schema() -> Iterator[str]:
-    name = f"fleet_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{name}"'))
-    try:
-        yield f"{PG}{'&' if '?' in PG else '?'}options=-csearch_path%3D{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
-        admin.dispose()
-
-
 def one_run(count: int) -> dict[str, float]:
     load = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory(prefix="jobsts-fleet-") as folder, schema() as url:
+    with tempfile.TemporaryDirectory(prefix="jobsts-fleet-") as folder, postgres_schema(PG) as url:
         workdir = Path(folder)
         config = config_for(workdir, url)
         with config.open("a", encoding="utf-8") as toml:

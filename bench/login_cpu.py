@@ -92,7 +92,7 @@ def label(checkout: Path) -> str:
 
 def main() -> None:
     sys.path.insert(0, str(ROOT))
-    from bench.agent_auth import machine
+    from bench.machine import machine
     from bench.peers.stats import Spread, paired_ratios
     from bench.results_section import write_section
 

@@ -15,8 +15,6 @@ median ratios to bench/results.md (its own section, replaced on each run).
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shutil
 import statistics
 import sys
@@ -26,9 +24,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
 from results_section import replace_section  # noqa: E402
 
+from bench.machine import machine  # noqa: E402
 from realms.config import load_realms  # noqa: E402
 from realms.registries.base import Registry  # noqa: E402
 from tests.ldap_harness import SlapdServer, seed_files  # noqa: E402
@@ -58,15 +56,6 @@ def one_run(registries: dict[str, Registry], samples: int) -> dict[str, float]:
         for name, (realm, username, password) in CASES.items():
             taken[name].append(sample(registries[realm], username, password))
     return {name: statistics.median(values) for name, values in taken.items()}
-
-
-def machine() -> str:
-    cpu = "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                    if line.startswith("model name")), cpu)  # fmt: skip
-    return f"{os.cpu_count()} CPUs ({cpu}), {platform.platform()}, Python {platform.python_version()}"
 
 
 def report(runs: list[dict[str, float]], samples: int) -> list[str]:

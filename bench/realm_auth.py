@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -35,10 +34,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
 from ldap3 import NONE, SIMPLE, SUBTREE, SYNC, Connection, Server  # noqa: E402
 from ldap3.utils.conv import escape_filter_chars  # noqa: E402
 
+from bench.machine import machine  # noqa: E402
 from bench.peers.stats import Spread, paired_ratios  # noqa: E402
 from bench.results_section import write_section  # noqa: E402
 from realms.config import load_realms  # noqa: E402
@@ -115,15 +114,6 @@ def raw_pooled_worker(server: SlapdServer, realm: str, username: str) -> Callabl
 
     once.close = lambda: (service.unbind(), binder.unbind())  # type: ignore[attr-defined]
     return once
-
-
-def machine() -> str:
-    cpu = "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                    if line.startswith("model name")), cpu)  # fmt: skip
-    return f"{os.cpu_count()} CPUs ({cpu}), {platform.platform()}, Python {platform.python_version()}"
 
 
 def measure(make_worker: Callable[[], Callable[[], None]], threads: int, seconds: float) -> float:

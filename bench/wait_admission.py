@@ -23,15 +23,16 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import and_, create_engine, or_, select, text
+from sqlalchemy import and_, or_, select
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.pg import postgres_schema  # noqa: E402
+
 sys.path.insert(0, str(ROOT / "bench"))
 
 from results_section import write_section  # noqa: E402
@@ -51,16 +52,8 @@ def database(kind: str, pg: str | None, folder: Path) -> Iterator[str]:
     if kind == "sqlite" or pg is None:
         yield f"sqlite:///{folder}/bench.db"
         return
-    name = f"waitadm_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(pg, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{name}"'))
-    try:
-        yield f"{pg}{'&' if '?' in pg else '?'}options=-csearch_path%3D{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
-        admin.dispose()
+    with postgres_schema(pg) as url:
+        yield url
 
 
 def timed(call: Callable[[], object], calls: int) -> tuple[float, float]:
