@@ -31,6 +31,7 @@ from sqlalchemy import exists, select
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench.machine import machine  # noqa: E402
+from bench.node_key import CNF, NODE_JWK  # noqa: E402
 from sts import create_app  # noqa: E402
 from sts.config import load_sts_config  # noqa: E402
 from sts.http.auth import authenticated_node  # noqa: E402
@@ -65,11 +66,11 @@ def interleaved(timed: dict[str, Callable[[], object]], calls: int, burst: int =
 
 def subjects(services: Services) -> tuple[str, str]:
     with services.db.session() as session:
-        session.add(Node(id="bench1", realm="jobmgr", authgroups=["batch"], public_jwk={}, trusted_realms=[],
+        session.add(Node(id="bench1", realm="jobmgr", authgroups=["batch"], public_jwk=NODE_JWK, trusted_realms=[],
                          created_at=0, created_by="bench", updated_at=0, updated_by="bench"))  # fmt: skip
     now = int(time.time())
     claims = {"iss": services.config.issuer("jobmgr"), "sub": "node:bench1", "aud": services.config.audience,
-              "iat": now, "nbf": now, "exp": now + 300, "jti": str(uuid.uuid4())}  # fmt: skip
+              "iat": now, "nbf": now, "exp": now + 300, "jti": str(uuid.uuid4()), "cnf": CNF}  # fmt: skip
     return services.keys.sign("jobmgr", claims, "agent+jwt"), str(claims["jti"])
 
 

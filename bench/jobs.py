@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from authz_tables.roles import Role  # noqa: E402
+from bench.node_key import CNF, NODE_JWK  # noqa: E402
 from bench.peers.queues import QueueFigures  # noqa: E402
 from bench.peers.stats import Spread, markdown_table, paired_ratios  # noqa: E402
 from bench.pg import postgres_schema  # noqa: E402
@@ -95,7 +96,7 @@ def prepare(config_path: Path) -> tuple[str, str]:
                     id="node1",
                     realm="jobmgr",
                     authgroups=[],
-                    public_jwk={},
+                    public_jwk=NODE_JWK,
                     trusted_realms=[],
                     created_at=0,
                     created_by="bench",
@@ -117,7 +118,8 @@ def prepare(config_path: Path) -> tuple[str, str]:
             },
             "at+jwt",
         )
-        agent = services.keys.sign("jobmgr", {**common, "sub": "node:node1", "jti": str(uuid.uuid4())}, "agent+jwt")
+        agent_claims = {**common, "sub": "node:node1", "jti": str(uuid.uuid4()), "cnf": CNF}
+        agent = services.keys.sign("jobmgr", agent_claims, "agent+jwt")
         return user, agent
     finally:
         services.close()

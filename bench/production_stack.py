@@ -22,6 +22,7 @@ import httpx  # noqa: E402
 from sqlalchemy import insert, text  # noqa: E402
 
 from authz_tables.roles import Role  # noqa: E402
+from bench.node_key import CNF, NODE_JWK  # noqa: E402
 from realms.identity.access_id import AccessId  # noqa: E402
 from realms.tokens.keys import public_jwk  # noqa: E402
 from realms.wire.digest import canonical_json, job_digest  # noqa: E402
@@ -82,7 +83,7 @@ def prepare(stack: Stack, nodes: list[str]) -> None:
         stack.grant_key = generate_private_key("ES256")
         with services.db.session() as session:
             for node_id in [*nodes, "grant-node"]:
-                jwk = public_jwk(stack.grant_key.public_key(), "ES256") if node_id == "grant-node" else {}
+                jwk = public_jwk(stack.grant_key.public_key(), "ES256") if node_id == "grant-node" else NODE_JWK
                 session.add(
                     Node(
                         id=node_id,
@@ -112,7 +113,7 @@ def prepare(stack: Stack, nodes: list[str]) -> None:
         )
         for node_id in nodes:
             stack.agent_tokens[node_id] = services.keys.sign(
-                "jobmgr", {**common, "sub": f"node:{node_id}", "jti": str(uuid.uuid4())}, "agent+jwt"
+                "jobmgr", {**common, "sub": f"node:{node_id}", "jti": str(uuid.uuid4()), "cnf": CNF}, "agent+jwt"
             )
     finally:
         services.close()

@@ -50,6 +50,6 @@ JOB_TOKEN = TokenProfile(
 AGENT_TOKEN = TokenProfile(
     name="agent token",
     typ="agent+jwt",
-    required_claims=frozenset({"iss", "sub", "aud", "iat", "nbf", "exp", "jti"}),
+    required_claims=frozenset({"iss", "sub", "aud", "iat", "nbf", "exp", "jti", "cnf"}),
     string_claims=frozenset({"iss", "sub", "jti"}),
 )

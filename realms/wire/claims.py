@@ -47,9 +47,11 @@ def access_token_claims(
 
 
 def agent_token_claims(
-    *, issuer: str, node_id: str, audience: str, issued_at: int, expires_at: int, jti: str
+    *, issuer: str, node_id: str, audience: str, issued_at: int, expires_at: int, jti: str, key_thumbprint: str
 ) -> dict[str, Any]:
-    """An ``agent+jwt``: a registered node (sub ``node:<id>``) calling the agent API."""
+    """An ``agent+jwt``: a registered node (sub ``node:<id>``) calling the agent API, bound to the
+    node key that obtained it: ``cnf`` (RFC 7800 §3.1) holding that key's RFC 7638 thumbprint as
+    ``jkt`` (the member RFC 9449 §6.1 defines)."""
     return {
         "iss": issuer,
         "sub": f"node:{node_id}",
@@ -59,6 +61,7 @@ def agent_token_claims(
         "exp": expires_at,
         "jti": jti,
         "client_id": node_id,
+        "cnf": {"jkt": key_thumbprint},
     }
 
 

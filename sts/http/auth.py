@@ -10,6 +10,7 @@ node is kept in the request context, so each request verifies its token once.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar, cast
 
@@ -23,6 +24,7 @@ from realms.identity.access_id import NODE_ID, AccessId, AccessIdKind
 from realms.tokens import ACCESS_TOKEN, AGENT_TOKEN, TokenClaimInvalid, TokenMalformed, TokenProfile, VerifiedToken
 from realms.tokens import verify as verify_token
 from realms.tokens.errors import TokenRevoked
+from realms.tokens.known_keys import jwk_thumbprint
 from sts.errors import AuthRequired
 from sts.http.context import Caller, request_context
 from sts.nodes.auth_cache import NodeAuth
@@ -217,7 +219,37 @@ def agent_node(
     # from another realm for the same id is someone else's node.
     if node is None or node.realm != verified.realm:
         raise NodeNotRegistered(f"node {subject.name} is not registered in realm {verified.realm}", node=subject.name)
+    # Why: the token is bound to the node key that obtained it (cnf.jkt); once an administrator
+    # re-keys the node (say, its key leaked), a token got with the old key stops working at once,
+    # not at its exp. The agent gets a new token with its new key on the 401.
+    bound = _bound_key(verified)
+    if bound is None or bound != _thumbprint(node.public_jwk):
+        raise TokenRevoked(
+            f"agent token {verified.claims['jti'][:64]} was issued for a key node {subject.name} no longer has "
+            "(the node was re-keyed); get a new token with the node's current key",
+            realm=verified.realm,
+        )
     return node, verified, found.extra
+
+
+def _bound_key(verified: VerifiedToken) -> str | None:
+    confirmation = verified.claims.get("cnf")
+    thumbprint = confirmation.get("jkt") if isinstance(confirmation, dict) else None
+    return thumbprint if isinstance(thumbprint, str) else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _thumbprint_of(canonical: str) -> str:
+    return jwk_thumbprint(json.loads(canonical))
+
+
+def _thumbprint(jwk: dict[str, Any]) -> str | None:
+    """The RFC 7638 thumbprint of a registered node's JWK (memoised on its exact members); None
+    for a JWK without its required members, which no token can be bound to."""
+    try:
+        return _thumbprint_of(json.dumps(jwk, sort_keys=True, separators=(",", ":")))
+    except (KeyError, ValueError, TypeError):
+        return None
 
 
 def require_agent(view: F) -> F:

@@ -287,7 +287,9 @@ def submit(
             return existing, False
     try:
         if submission.credentials is None:
-            with env.session() as session:
+            # BEGIN IMMEDIATE on SQLite: this transaction reads, then writes, and a deferred one
+            # cannot upgrade while a lease holds the write lock (SQLITE_BUSY at once, no wait).
+            with env.session(immediate=True) as session:
                 node = _read_node(session, submission.node, submitter, unchecked_jti)
                 _check_authgroup(submission, node)
                 identity = _identity(env, submitter, node, submission, address)

@@ -14,19 +14,24 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
 from authz_tables.roles import Role
 from realms.identity.access_id import AccessId
+from realms.tokens.known_keys import jwk_thumbprint
 from sts import create_app
 from sts.config import JobSettings
 from sts.db import make_engine
 from sts.migrations import migrate
 from sts.nodes.models import Node
 from sts.services import Services
-from tests.sts.conftest import make_config, spy_on_registries
+from tests.sts.conftest import make_config, node_keypair, spy_on_registries
 from tests.sts.fakes import group_id, user_id
 
 JOHN = user_id("jobmgr", "john")
+
+# The key every node of a World is registered with; World.agent_token binds its tokens to it.
+NODE_JWK = node_keypair()[1]
 
 
 @dataclass
@@ -59,7 +64,7 @@ class World:
                     id=node_id,
                     realm=realm,
                     authgroups=list(authgroups),
-                    public_jwk={},
+                    public_jwk=NODE_JWK,
                     trusted_realms=list(trusted),
                     created_at=0,
                     created_by="test",
@@ -96,8 +101,20 @@ class World:
             "nbf": now,
             "exp": now + 300,
             "jti": str(uuid.uuid4()),
+            "cnf": {"jkt": self.node_key_thumbprint(node_id)},
         }
         return self.services.keys.sign(realm, claims, "agent+jwt")
+
+    def node_key_thumbprint(self, node_id: str) -> str:
+        """What an agent token of ``node_id`` is bound to: its registered key's thumbprint (read
+        without a transaction, so statement counts around a request are not touched); for a node
+        that is not registered, a thumbprint no key has."""
+        with self.services.db.engine.connect() as conn:
+            jwk = conn.execute(select(Node.public_jwk).where(Node.id == node_id)).scalar()
+        try:
+            return jwk_thumbprint(jwk) if isinstance(jwk, dict) else "no-such-key"
+        except (KeyError, ValueError):
+            return "no-usable-key"
 
     def as_user(self, username: str, realm: str = "jobmgr") -> dict[str, str]:
         return {"Authorization": f"Bearer {self.user_token(username, realm)}"}

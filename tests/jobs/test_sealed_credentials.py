@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from sqlalchemy import MetaData, inspect, select, text
+from sqlalchemy import MetaData, inspect, select, text, update
 
 from realms.sealing import OpeningKey, SealedInvalid, open_sealed
 from realms.tokens.keys import public_jwk
@@ -132,5 +132,7 @@ def test_bad_remote_credentials_are_refused(
 
 
 def test_a_node_without_a_usable_key_refuses(world: World) -> None:
+    with world.services.db.session() as session:
+        session.execute(update(Node).where(Node.id == "node1").values(public_jwk={}))
     refused = world.submit(spec=REMOTE_SPEC, remote_credentials={"user": "deploy", "password": "pw"}, expect=409)
     assert refused["code"] == "job.node_key_unsealable"

@@ -104,6 +104,36 @@ def test_a_rekeyed_node_refuses_the_old_key(
     assert client.post(LEASE, json={"wait": 0}, headers=bearer(fresh)).status_code == 204
 
 
+def test_an_agent_token_got_with_the_old_key_dies_with_the_re_key(
+    client: FlaskClient, services: Services, admin_token: str, registered_node: tuple[str, Any]
+) -> None:
+    """The agent token is bound to the node key that obtained it (cnf.jkt, RFC 7800 §3.1): after a
+    re-key, a token got with the old (perhaps leaked) key is refused at once, not at its exp."""
+    node_id, old_private = registered_node
+    stolen = _agent_token(client, node_id, old_private)
+    assert decode_unverified(stolen)[1]["cnf"]["jkt"]
+    _cached(client, services, stolen)
+    _, new_jwk = node_keypair()
+    rekeyed = client.patch(f"/api/v1/nodes/{node_id}", headers=bearer(admin_token), json={"public_jwk": new_jwk})
+    assert rekeyed.status_code == 200, rekeyed.get_json()
+    _refused(client, stolen, "token.revoked")
+
+
+@pytest.mark.parametrize("cnf", [None, {}, {"jkt": "A" * 43}, {"jkt": 7}, "jkt"])
+def test_an_agent_token_not_bound_to_the_node_key_is_refused(
+    client: FlaskClient, services: Services, registered_node: tuple[str, Any], cnf: object
+) -> None:
+    """Signed by the realm and otherwise valid, but bound to no key or another one."""
+    node_id, private = registered_node
+    claims = decode_unverified(_agent_token(client, node_id, private))[1]
+    if cnf is None:
+        del claims["cnf"]
+    else:
+        claims["cnf"] = cnf
+    forged = services.keys.sign("jobmgr", claims, "agent+jwt")
+    _refused(client, forged, "token.claims" if cnf is None else "token.revoked")
+
+
 def test_a_failed_version_read_fails_closed(
     client: FlaskClient, services: Services, registered_node: tuple[str, Any]
 ) -> None:

@@ -343,7 +343,10 @@ def test_access_and_agent_profiles(mint: Mint, job_claims: dict[str, Any], resol
     access = {k: v for k, v in job_claims.items() if k not in ("job_id", "job_digest")}
     access["aud"] = "https://sts.test"
     assert verify(mint(access, typ="at+jwt"), ACCESS_TOKEN, resolver, audience="https://sts.test").realm == "jobmgr"
-    agent = {k: access[k] for k in ("iss", "aud", "iat", "nbf", "exp", "jti")} | {"sub": "node:node1"}
+    agent = {k: access[k] for k in ("iss", "aud", "iat", "nbf", "exp", "jti")} | {
+        "sub": "node:node1",
+        "cnf": {"jkt": "x"},
+    }
     verified = verify(mint(agent, typ="agent+jwt"), AGENT_TOKEN, resolver, audience="https://sts.test")
     assert verified.subject == "node:node1"
     with pytest.raises(TokenTypeMismatch):

@@ -19,6 +19,7 @@ from realms.tokens import AGENT_TOKEN
 from realms.tokens.algorithms import signature_is_valid
 from realms.tokens.errors import TokenReplayed
 from realms.tokens.jws import parse_compact
+from realms.tokens.known_keys import jwk_thumbprint
 from realms.tokens.verify import FORBIDDEN_HEADER_MEMBERS
 from realms.wire.claims import agent_token_claims, new_jti
 from sts.nodes.errors import NodeUnknown
@@ -61,7 +62,7 @@ class ClientCredentialsGrant(Grant):
             raise NodeUnknown(f"node {node_id[:64]} is not registered in realm {self.realm}", node=node_id[:64])
         self._verify(parsed, node_id, node_key(node))
         self._remember_jti(node_id, parsed.claims)
-        return self._agent_token(node_id)
+        return self._agent_token(node_id, jwk_thumbprint(node.public_jwk))
 
     def _verify(self, parsed: Any, node_id: str, key: Any) -> None:
         header, claims = parsed.header, parsed.claims
@@ -108,7 +109,7 @@ class ClientCredentialsGrant(Grant):
             # Why: RFC 7523 §3 item 7: a jti seen before is a replay of a captured assertion.
             raise TokenReplayed(f"node {node_id}: assertion jti was already used", node=node_id) from None
 
-    def _agent_token(self, node_id: str) -> dict[str, Any]:
+    def _agent_token(self, node_id: str, key_thumbprint: str) -> dict[str, Any]:
         now, ttl = int(time.time()), self.policy.agent_token_ttl
         claims = agent_token_claims(
             issuer=self.issuer,
@@ -117,6 +118,7 @@ class ClientCredentialsGrant(Grant):
             issued_at=now,
             expires_at=now + ttl,
             jti=new_jti(),
+            key_thumbprint=key_thumbprint,
         )
         token = self.services.keys.sign(self.realm, claims, AGENT_TOKEN.typ)
         return {"access_token": token, "token_type": "Bearer", "expires_in": ttl}
