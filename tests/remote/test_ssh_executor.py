@@ -6,6 +6,7 @@ test proves that no process of the remote account survived.
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
 from dataclasses import replace
@@ -225,17 +226,33 @@ def _running(ssh_accounts: SshAccounts, user: str, count: int) -> None:
     pytest.fail(f"the remote job of {user} did not start")
 
 
+def _appears(path: Path) -> None:
+    until = time.monotonic() + 60
+    while time.monotonic() < until and not path.exists():
+        time.sleep(0.05)
+
+
 def test_cancel_kills_the_remote_process_group(sshd: SshServer, ssh_accounts: SshAccounts) -> None:
     user = ssh_accounts.user(password=PASSWORD)
     cancel = threading.Event()
     results: list[ExecResult] = []
-    job = spec("/bin/sh", "-c", "sleep 600 & sleep 600 & echo started; wait")
+    # The job says "started" once both sleeps run, then leaves a marker: the test cancels only
+    # after that (counting processes alone let a cancel under load come before the echo).
+    marker = Path(tempfile.gettempdir()) / f"jobsts-{user}-started"
+    marker.unlink(missing_ok=True)
+    job = spec("/bin/sh", "-c", f"sleep 600 & sleep 600 & echo started; : > {marker}; wait")
     worker = threading.Thread(
         target=lambda: results.append(run(host_of(sshd), Secret("k", user, password=PASSWORD), job, cancel=cancel))
     )
     worker.start()
-    _running(ssh_accounts, user, 4)  # sshd session, wrapper, job shell, two sleeps (at least)
-    cancel.set()
+    try:
+        _running(ssh_accounts, user, 4)  # sshd session, wrapper, job shell, two sleeps (at least)
+        _appears(marker)
+    finally:
+        cancel.set()
+        marker_seen = marker.exists()
+        marker.unlink(missing_ok=True)
+    assert marker_seen
     worker.join(60)
     assert results and results[0].code == "exec.cancelled" and results[0].exit_code is None
     assert "started" in results[0].stdout_tail
