@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -37,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from joserfc import jwt as joserfc_jwt
 from joserfc.jwk import ECKey
 from joserfc.jwt import JWTClaimsRegistry
+from machine import machine
 from results_section import write_section
 
 from agent_client.config import MappingConfig, MappingRule
@@ -220,16 +220,6 @@ FIGURES = (
     ("**`NodeDecider.decide()`** (the whole decision, a-f, job parsed from JSON)", "decide", ">= 0.60"),
     ("`NodeDecider.decide()` on the lease's parsed job (the loop parses each lease once)", "decide_parsed", ""),
 )
-
-
-def machine() -> str:
-    cpu = "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        lines = cpuinfo.read_text().splitlines()
-        found = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-        cpu = found[0] if found else cpu
-    return f"{os.cpu_count()} CPUs ({cpu}), {platform.platform()}, Python {platform.python_version()}"
 
 
 def report(runs: list[DecisionRates], seconds: float, loads: list[float]) -> list[str]:
