@@ -58,6 +58,10 @@ errorlog = "-"
 access_log_format = GUNICORN_ACCESS_LOG_FORMAT
 loglevel = os.environ.get("JOBSTS_GUNICORN_LOGLEVEL", "info")
 proc_name = "jobsts-sts"
+# Why: gunicorn >= 25.1 opens a management socket (worker kill, reload, shutdown) at one path per
+# account ($HOME/.gunicorn/gunicorn.ctl): a second STS under the same account takes it over and
+# unlinks it on exit, and it is a way to stop the service that no operator asked for.
+control_socket_disable = True
 
 
 def child_exit(_server: Any, worker: Any) -> None:
@@ -83,6 +87,7 @@ SETTINGS: tuple[str, ...] = (
     "errorlog",
     "loglevel",
     "proc_name",
+    "control_socket_disable",
     "child_exit",
 )
 

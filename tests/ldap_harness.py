@@ -57,6 +57,7 @@ from ldap3 import Connection, Server
 
 from realms.registries.ldif.format import read_ldif
 from tests.loopback import AcceptLoop, Listener, RefusedPort
+from tests.patience import STARTUP_SECONDS
 
 LDAP_DIR = Path(__file__).resolve().parent / "ldap"
 SLAPD = os.environ.get("JOBSTS_SLAPD", "/usr/sbin/slapd")
@@ -309,7 +310,7 @@ class SlapdServer:
             raise
 
     def _wait_ready(self, log_path: Path) -> None:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + STARTUP_SECONDS
         assert self.process is not None
         while time.monotonic() < deadline:
             output = log_path.read_text(errors="replace")

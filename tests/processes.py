@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.patience import STARTUP_SECONDS
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -30,7 +32,7 @@ def spawn(
     )
 
 
-def read_until(process: subprocess.Popen[str], prefix: str, timeout: float = 60) -> str:
+def read_until(process: subprocess.Popen[str], prefix: str, timeout: float = STARTUP_SECONDS) -> str:
     """The first stdout line starting with ``prefix``; fails the test (with stderr) if none comes."""
     found: list[str] = []
 

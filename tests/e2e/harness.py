@@ -33,6 +33,7 @@ from typing import Any
 import httpx
 
 from tests.loopback import listening_socket, port_of, socket_activation
+from tests.patience import STARTUP_SECONDS
 
 JOBSTS = Path(sys.executable).parent / "jobsts"
 GUNICORN = Path(sys.executable).parent / "gunicorn"
@@ -197,7 +198,7 @@ class StsServer:
 
     def _wait_ready(self) -> None:
         assert self.process is not None
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + STARTUP_SECONDS
         with httpx.Client(timeout=2) as http:
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:

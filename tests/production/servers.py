@@ -19,6 +19,7 @@ import httpx
 import jwt
 
 from tests.loopback import listening_socket, port_of, socket_activation
+from tests.patience import STARTUP_SECONDS
 from tests.sts.conftest import BASE_URL, node_keypair, write_sts_toml
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -230,7 +231,7 @@ class StsProcess(Actor):
             )
         self.client = httpx.Client(base_url=self.url, timeout=30)
 
-    def wait_ready(self, timeout: float = 60) -> None:
+    def wait_ready(self, timeout: float = STARTUP_SECONDS) -> None:
         give_up = time.monotonic() + timeout
         while time.monotonic() < give_up:
             if self.process.poll() is not None:

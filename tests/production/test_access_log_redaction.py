@@ -16,6 +16,7 @@ import pytest
 
 from tests.ldap_harness import ldif_realm_table
 from tests.loopback import listening_socket, port_of, werkzeug_fd_environment
+from tests.patience import STARTUP_SECONDS
 from tests.production.servers import StsProcess, write_sts_config
 
 pytestmark = [pytest.mark.db]
@@ -77,7 +78,7 @@ def test_jobsts_serve_request_log_has_paths_not_query_strings(tmp_path: Path, da
         )
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            give_up = time.monotonic() + 60
+            give_up = time.monotonic() + STARTUP_SECONDS
             while True:
                 assert process.poll() is None, err.read_text()
                 try:

@@ -16,6 +16,7 @@ import pytest
 
 from sts import gunicorn_conf
 from tests.ldap_harness import SlapdServer, ldif_realm_table
+from tests.patience import STARTUP_SECONDS
 from tests.production.servers import running, write_sts_config
 
 pytestmark = [pytest.mark.db]
@@ -30,6 +31,7 @@ def test_gunicorn_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     # Longer than the longest legitimate request (a 30 s lease long-poll), or busy agents get killed.
     assert settings["timeout"] > 30 and settings["graceful_timeout"] > 30
     assert callable(settings["child_exit"])
+    assert settings["control_socket_disable"] is True  # no management socket shared by every STS
     monkeypatch.setenv("JOBSTS_GUNICORN_WORKERS", "3")
     monkeypatch.setenv("JOBSTS_GUNICORN_THREADS", "nonsense")
     try:
@@ -104,6 +106,7 @@ def test_production_server_metrics_and_logs(tmp_path: Path, database_url: str, s
         "job.started",
         "job.result",
     } <= events, events
+    assert "Control socket" not in stderr  # gunicorn opened no management socket
     assert canary not in stderr
     for secret in secrets:
         assert secret not in stderr and secret.rsplit(".", 1)[-1] not in stderr
@@ -167,7 +170,7 @@ def test_plain_gunicorn_with_the_config_module(tmp_path: Path) -> None:
         )
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            give_up = time.monotonic() + 60
+            give_up = time.monotonic() + STARTUP_SECONDS
             while True:
                 try:
                     if client.get("/readyz").status_code == 200:

@@ -379,15 +379,20 @@ def test_a_daemon_started_by_a_job_does_not_outlive_it(account: Account, shared_
     }[how]
     cancel = threading.Event()
     if stop == "cancel":
-        threading.Timer(1.5, cancel.set).start()
+        # Cancel once the daemon is there: a fixed delay could cancel before a loaded machine started it.
+        def cancel_once_started() -> None:
+            if wait_for(pidfile.exists, 120):
+                cancel.set()
+
+        threading.Thread(target=cancel_once_started, daemon=True).start()
     result = run_as(
-        account, ["/bin/sh", "-c", f"{spawn}; sleep 300"], timeout=2 if stop == "timeout" else 60, cancel=cancel
+        account, ["/bin/sh", "-c", f"{spawn}; sleep 300"], timeout=5 if stop == "timeout" else 120, cancel=cancel
     )
     assert result.code == ("exec.cancelled" if stop == "cancel" else "exec.timeout"), result
-    assert wait_for(pidfile.exists, 5)
+    assert wait_for(pidfile.exists, 60)
     pid = int(pidfile.read_text().strip())
     try:
-        assert wait_for(lambda: not _alive(pid), 5), f"{how} daemon {pid} outlived the job"
+        assert wait_for(lambda: not _alive(pid), 60), f"{how} daemon {pid} outlived the job"
     finally:
         if _alive(pid):
             os.kill(pid, signal.SIGKILL)
@@ -422,7 +427,7 @@ def test_a_fork_bomb_is_held_by_rlimit_nproc(accounts: Accounts) -> None:
         watcher.join()
     assert result.code == "exec.timeout" or result.exit_code is not None
     assert peak <= 25 + 1, peak  # the limit held (one racing fork may be counted mid-exit)
-    assert wait_for(lambda: not _pids_of(account.uid), 10), "processes of the bomb survived the job"
+    assert wait_for(lambda: not _pids_of(account.uid), 60), "processes of the bomb survived the job"
 
 
 def test_the_job_runs_as_the_mapped_account_only(account: Account) -> None:

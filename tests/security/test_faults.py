@@ -216,7 +216,7 @@ def test_sts_killed_at_each_step(sts_proc: tuple[Served, StsProcesses], step: st
             assert killed == [True]
     finally:
         agent.close()
-    assert wait_for(lambda: _state_http(served, job_id) == "succeeded", 20)
+    assert wait_for(lambda: _state_http(served, job_id) == "succeeded", 120)
     assert served.runs() == [ACCOUNT]
 
 
@@ -320,7 +320,7 @@ def test_directory_restart_under_load(
         directory.launch()
         front.target = ("127.0.0.1", directory.port)
         before = statuses[200]
-        assert wait_for(lambda: statuses[200] > before + 3, 30), statuses
+        assert wait_for(lambda: statuses[200] > before + 3, 120), statuses
     finally:
         stop.set()
         for worker in threads:
