@@ -192,10 +192,20 @@ class LdapRegistry:
             cookie = b""
             while True:
                 page = (min(self.page_size, cap + 1), cookie) if complete else None
+                # Why these bounds: more than `limit` entries breaks the size limit the server
+                # was sent (RFC 4511 §4.5.1.5): out of protocol, an outage like any other; one
+                # entry past `max_groups` over all pages is all a refusal needs (a server may
+                # ignore the non-critical paged control and send every group in one answer).
+                most = cap + 1 - len(entries) if complete else limit
                 try:
-                    result = wire.search(conn, base, scope, filter_, attributes, 0 if complete else limit, page)
+                    result = wire.search(conn, base, scope, filter_, attributes, 0 if complete else limit, most, page)
                 except UnicodeError as exc:
                     raise self._value_invalid(f"an entry under {base!r}", str(exc)) from None
+                except wire.TooManyEntries as exc:
+                    # Raised out of the borrow: the connection, its answer half read, is dropped.
+                    if complete:
+                        raise self._too_many(base) from None
+                    raise self._unavailable(str(exc)) from None
                 code = result.code
                 if code == _NO_SUCH_OBJECT and not missing_ok:
                     # A missing user_base or group_base is a configuration problem, not bad credentials.
