@@ -34,6 +34,7 @@ MARKS_BY_PATH = {
     "tests/security/test_agent_os.py": "processes",
     "tests/docker/test_entrypoints.py": "processes",
     "tests/docker/test_systemd_sandbox.py": "processes",
+    "tests/docker/test_compose.py::test_haproxy_accepts_its_configuration": "processes",
     "tests/docker/test_systemd_units.py::test_systemd_analyze_verify": "processes",
     "tests/docker/test_systemd_units.py::test_systemd_analyze_security_exposure": "processes",
     "tests/docker/test_systemd_units.py::test_sysusers_creates_the_sts_account": "processes",
