@@ -314,13 +314,19 @@ def test_references_are_not_kept_and_are_bounded(peer: _Peer) -> None:
     assert not isinstance(raised.value, wire.TooManyEntries)
 
 
+def _paged_done(message_id: int, cookie: bytes) -> bytes:
+    value = wire._tlv(0x30, wire._integer(0) + wire._octets(cookie))
+    return _done(message_id, 0, wire._tlv(0x30, wire._octets(wire.PAGED_RESULTS) + wire._octets(value)))
+
+
 class _GroupFlood(AcceptLoop):
-    """A directory that finds eve, lets her bind, and answers her group search with more groups
-    than ``max_groups`` and then nothing, the connection left open (an answer without end).
+    """A directory that finds eve, lets her bind, and answers her group search with ``groups``
+    entries and then nothing, the connection left open (an answer without end); or, with
+    ``empty_pages``, that many empty pages, each with a cookie for the next, and then nothing.
     Each connection is served on its own thread (the registry holds two: service and bind)."""
 
-    def __init__(self, groups: int) -> None:
-        self.groups = groups
+    def __init__(self, groups: int = 0, empty_pages: int = 0) -> None:
+        self.groups, self.empty_pages = groups, empty_pages
         super().__init__(accept_timeout=0.2)
         self.url = f"ldap://127.0.0.1:{self.port}"
 
@@ -341,11 +347,29 @@ class _GroupFlood(AcceptLoop):
                         conn.sendall(
                             _entry(message_id, b"uid=eve,ou=people,dc=x", {b"uid": [b"eve"]}) + _done(message_id)
                         )
-                    else:  # a page of the group search
+                    elif self.empty_pages:
+                        self.empty_pages -= 1
+                        conn.sendall(_paged_done(message_id, b"more"))
+                    elif self.groups:  # a page of the group search
                         dns = (f"cn=g{n},ou=groups,dc=x".encode() for n in range(self.groups))
                         conn.sendall(b"".join(_entry(message_id, dn, {}) for dn in dns))
             except OSError:
                 pass
+
+
+def _flood_table(flood: _GroupFlood) -> dict[str, Any]:
+    registry = {
+        "type": "ldap",
+        "url": flood.url,
+        "bind_dn": "cn=sts,dc=x",
+        "bind_password": "pw",
+        "user_base": "ou=people,dc=x",
+        "group_base": "ou=groups,dc=x",
+        "group_mode": "member",
+        "max_groups": 3,
+        "receive_timeout": 5,
+    }
+    return {"name": "flood", "registry": registry}
 
 
 def test_a_group_search_that_floods_is_read_only_up_to_max_groups(open_registry: Any) -> None:
@@ -355,25 +379,36 @@ def test_a_group_search_that_floods_is_read_only_up_to_max_groups(open_registry:
     answer until ``receive_timeout``: an outage, not this refusal."""
     flood = _GroupFlood(groups=50)
     try:
-        table = {
-            "name": "flood",
-            "registry": {
-                "type": "ldap",
-                "url": flood.url,
-                "bind_dn": "cn=sts,dc=x",
-                "bind_password": "pw",
-                "user_base": "ou=people,dc=x",
-                "group_base": "ou=groups,dc=x",
-                "group_mode": "member",
-                "max_groups": 3,
-                "receive_timeout": 5,
-            },
-        }
-        registry = open_registry(table)
         with pytest.raises(RegistryTooManyGroups, match="max_groups"):
-            registry.authenticate("eve", "eve-password")
+            open_registry(_flood_table(flood)).authenticate("eve", "eve-password")
     finally:
         flood.close()
+
+
+def test_empty_pages_without_end_are_an_outage(open_registry: Any) -> None:
+    """Empty pages, each with a cookie for the next, count too: more than ``max_groups`` + 1
+    pages is out of protocol. Without the bound the registry would ask for page after page for
+    ever (here: until the directory stops answering, a timeout, not this outage)."""
+    flood = _GroupFlood(empty_pages=10)
+    try:
+        with pytest.raises(RegistryUnavailable, match="more than 4 pages"):
+            open_registry(_flood_table(flood)).authenticate("eve", "eve-password")
+    finally:
+        flood.close()
+
+
+def test_one_answer_is_bounded_in_bytes_too(peer: _Peer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Few entries, each large: the answer's size is bounded as well as their number (the
+    bound lowered here so the test sends kilobytes, not the real 64 MiB)."""
+    monkeypatch.setattr(wire, "MAX_ANSWER_BYTES", 8192)
+    big = {b"description": [b"x" * 1000]}
+    with pytest.raises(wire.WireError, match="bytes"):
+        _search(peer, lambda i: b"".join(_entry(i, b"cn=e,dc=x", big) for _ in range(10)) + _done(i), max_entries=100)
+    within = _Peer()
+    try:
+        assert len(_search(within, lambda i: _entry(i, b"cn=e,dc=x", big) + _done(i), max_entries=100).entries) == 1
+    finally:
+        within.close()
 
 
 _SIZE_LIMIT_2 = (

@@ -9,6 +9,7 @@ registry (the user search) and ``group_reader`` (group searches) search through 
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable
 from typing import Literal, TypeVar
@@ -65,7 +66,11 @@ class ServiceSearch:
         def run(conn: Connection) -> list[DecodedEntry]:
             entries: list[DecodedEntry] = []
             cookie = b""
-            while True:
+            for pages in itertools.count(1):
+                # Why: a page may be empty, but a directory that sends empty pages with a cookie
+                # for ever would hold the login; max_groups + 1 pages hold max_groups + 1 entries.
+                if pages > cap + 1:
+                    raise self.unavailable(f"the directory sent more than {cap + 1} pages under {base!r}")
                 page = (min(self.page_size, cap + 1), cookie) if complete else None
                 # Why these bounds: more than `limit` entries breaks the size limit the server
                 # was sent (RFC 4511 §4.5.1.5): out of protocol, an outage like any other; one
@@ -98,6 +103,7 @@ class ServiceSearch:
                 cookie = result.cookie
                 if not cookie:
                     return entries
+            raise AssertionError("unreachable")
 
         return self._with_service(run)
 

@@ -15,7 +15,8 @@ are not involved at all).
 Every search answer is read up to a bound the caller gives (``max_entries``): the user search
 needs two entries to know a name is ambiguous, a group search page never more than the realm's
 ``max_groups`` + 1 in all. Past it the reading stops (``TooManyEntries``) and the connection is
-dropped, so a directory that streams entries without end cannot exhaust the STS's memory.
+dropped, so a directory that streams entries without end cannot exhaust the STS's memory;
+an answer is also bounded in bytes (``MAX_ANSWER_BYTES``) and in skipped references.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ _READ_SIZE = 65536
 # Why a bound: a broken or hostile directory must not make the STS buffer without limit; one
 # message is one entry, and even 100000 memberOf values fit well within it.
 MAX_MESSAGE_BYTES = 64 * 2**20
+# Why: bounding the entries alone would still let each of them be MAX_MESSAGE_BYTES; one answer
+# (a user with 100000 memberOf values, a page of group entries) fits well within this in all.
+MAX_ANSWER_BYTES = 64 * 2**20
 # Why: search references are skipped, never kept, but a directory streaming them without end
 # would hold a login thread for ever; a real answer carries a handful (AD: about three).
 MAX_REFERENCES = 100
@@ -197,13 +201,14 @@ def _read_messages(conn: Connection, message_id: int, final: int, max_entries: i
     """The answer to ``message_id``: messages up to and including the ``final`` operation.
 
     A search answer keeps its entries, at most ``max_entries`` of them (``TooManyEntries`` at
-    the next one, nothing after it read), and drops its references (``MAX_REFERENCES`` at most).
+    the next one, nothing after it decoded), and drops its references (``MAX_REFERENCES`` at
+    most); the whole answer is at most ``MAX_ANSWER_BYTES``.
     """
     before_final = _SEARCH_PARTS if final == _SEARCH_DONE else frozenset()
     sock = conn.socket
     buffer = bytearray()
     messages: list[dict[str, Any]] = []
-    entries = references = 0
+    entries = references = answered = 0
     while True:
         size = _message_size(buffer)
         while size is None or len(buffer) < size:
@@ -215,6 +220,9 @@ def _read_messages(conn: Connection, message_id: int, final: int, max_entries: i
                 raise WireError("the directory closed the connection")
             buffer += chunk
             size = _message_size(buffer)
+        answered += size
+        if answered > MAX_ANSWER_BYTES:
+            raise WireError(f"an LDAP answer of more than {MAX_ANSWER_BYTES} bytes")
         message = _decoded(bytes(buffer[:size]))
         del buffer[:size]
         if message["messageID"] != message_id:
