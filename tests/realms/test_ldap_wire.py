@@ -357,8 +357,9 @@ class _GroupFlood(AcceptLoop):
                 pass
 
 
-def _flood_table(flood: _GroupFlood) -> dict[str, Any]:
-    registry = {
+def _eve_logs_in_at(flood: _GroupFlood, open_registry: Any) -> None:
+    """eve's login on a registry (``max_groups`` 3) whose directory is ``flood``; then it closes."""
+    table = {
         "type": "ldap",
         "url": flood.url,
         "bind_dn": "cn=sts,dc=x",
@@ -369,7 +370,10 @@ def _flood_table(flood: _GroupFlood) -> dict[str, Any]:
         "max_groups": 3,
         "receive_timeout": 5,
     }
-    return {"name": "flood", "registry": registry}
+    try:
+        open_registry({"name": "flood", "registry": table}).authenticate("eve", "eve-password")
+    finally:
+        flood.close()
 
 
 def test_a_group_search_that_floods_is_read_only_up_to_max_groups(open_registry: Any) -> None:
@@ -377,24 +381,16 @@ def test_a_group_search_that_floods_is_read_only_up_to_max_groups(open_registry:
     ``ldap.too_many_groups`` (the directory may have ignored the non-critical paged control:
     that alone is no fault). Without the bound the registry would wait for the rest of the
     answer until ``receive_timeout``: an outage, not this refusal."""
-    flood = _GroupFlood(groups=50)
-    try:
-        with pytest.raises(RegistryTooManyGroups, match="max_groups"):
-            open_registry(_flood_table(flood)).authenticate("eve", "eve-password")
-    finally:
-        flood.close()
+    with pytest.raises(RegistryTooManyGroups, match="max_groups"):
+        _eve_logs_in_at(_GroupFlood(groups=50), open_registry)
 
 
 def test_empty_pages_without_end_are_an_outage(open_registry: Any) -> None:
     """Empty pages, each with a cookie for the next, count too: more than ``max_groups`` + 1
     pages is out of protocol. Without the bound the registry would ask for page after page for
     ever (here: until the directory stops answering, a timeout, not this outage)."""
-    flood = _GroupFlood(empty_pages=10)
-    try:
-        with pytest.raises(RegistryUnavailable, match="more than 4 pages"):
-            open_registry(_flood_table(flood)).authenticate("eve", "eve-password")
-    finally:
-        flood.close()
+    with pytest.raises(RegistryUnavailable, match="more than 4 pages"):
+        _eve_logs_in_at(_GroupFlood(empty_pages=10), open_registry)
 
 
 def test_one_answer_is_bounded_in_bytes_too(peer: _Peer, monkeypatch: pytest.MonkeyPatch) -> None:
