@@ -1,24 +1,12 @@
-"""A private PostgreSQL schema for one benchmark run, dropped afterwards."""
+"""A private PostgreSQL schema for one benchmark run, dropped afterwards (``tests/pg_schema.py``)."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
-from sqlalchemy import create_engine, text
+from tests.pg_schema import postgres_schema as _schema
 
 
-@contextmanager
-def postgres_schema(base_url: str) -> Iterator[str]:
-    """A fresh schema on ``base_url``; yields the URL whose connections use it (search_path)."""
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{base_url}{'&' if '?' in base_url else '?'}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
+def postgres_schema(base_url: str) -> AbstractContextManager[str]:
+    """A fresh ``bench_`` schema on ``base_url``; yields the URL whose connections use it."""
+    return _schema(base_url, prefix="bench")

@@ -8,13 +8,13 @@ fixtures are in ``tests/sts/conftest.py``.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
-from sqlalchemy import create_engine, text
+
+from tests.pg_schema import postgres_schema
 
 PG_URL_ENV = "JOBSTS_TEST_DATABASE_URL"
 pytest_plugins = ["tests.ldap_harness", "tests.browser"]
@@ -34,6 +34,7 @@ MARKS_BY_PATH = {
     "tests/security/test_agent_os.py": "processes",
     "tests/docker/test_entrypoints.py": "processes",
     "tests/docker/test_systemd_sandbox.py": "processes",
+    "tests/docker/test_compose.py::test_haproxy_accepts_its_configuration": "processes",
     "tests/docker/test_systemd_units.py::test_systemd_analyze_verify": "processes",
     "tests/docker/test_systemd_units.py::test_systemd_analyze_security_exposure": "processes",
     "tests/docker/test_systemd_units.py::test_sysusers_creates_the_sts_account": "processes",
@@ -58,26 +59,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(marker)
 
 
-def _postgres_schema_url(base_url: str) -> Iterator[str]:
-    schema = f"t_{uuid.uuid4().hex[:16]}"
-    admin = create_engine(base_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in base_url else "?"
-    try:
-        yield f"{base_url}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
-
-
 @pytest.fixture
 def database_url(tmp_path: Path) -> Iterator[str]:
     """A fresh, empty database for one test: a SQLite file, or a new PostgreSQL schema."""
     base = os.environ.get(PG_URL_ENV)
     if base:
-        yield from _postgres_schema_url(base)
+        with postgres_schema(base) as url:
+            yield url
     else:
         yield f"sqlite:///{tmp_path / 'test.db'}"
 

@@ -183,22 +183,27 @@ class Listener(AcceptLoop):
 
 
 Observer = Callable[[int, bytes], None]
+Rewriter = Callable[[bytes], bytes]
 
 
 class Forwarder:
     """Forwards each connection to its held loopback port to ``target``.
 
     ``observe(number, data)`` sees every chunk a client sends, before it is forwarded
-    (connections are numbered from 1 in accept order); ``closed`` lists the numbers of the
+    (connections are numbered from 1 in accept order), and ``rewrite(data)`` may then change it
+    (a request the server should have been sent differently); ``closed`` lists the numbers of the
     connections that have ended (all their client sent was observed before that). ``pause()``
     drops every connection and refuses new ones, ``resume()`` accepts again, on the same port:
     the port is never free in between.
     An unreachable target drops the client at once, as a server that went away would.
     """
 
-    def __init__(self, target: tuple[str, int], observe: Observer | None = None) -> None:
+    def __init__(
+        self, target: tuple[str, int], observe: Observer | None = None, rewrite: Rewriter | None = None
+    ) -> None:
         self.target = target
         self.observe = observe
+        self.rewrite = rewrite
         self.held = HeldPort()
         self.port = self.held.port
         self.closed: list[int] = []
@@ -297,6 +302,8 @@ class Forwarder:
                             return
                         if ready is client and self.observe is not None:
                             self.observe(number, data)
+                        if ready is client and self.rewrite is not None:
+                            data = self.rewrite(data)
                         peer[ready].sendall(data)
                     if client.fileno() < 0 or upstream.fileno() < 0:
                         return

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Set up everything the tests need and run them: the README's test command.
 # 1. Debian packages when missing: slapd, ldap-utils, sudo, systemd, python3-seccomp,
-# openssh-server, chromium, chromium-driver; 2. a virtualenv with jobsts[test]; 3. ruff format
+# openssh-server, chromium, chromium-driver, haproxy (checks docker/proxy/haproxy.cfg); 2. a virtualenv with jobsts[test]; 3. ruff format
 # --check, ruff check and mypy; 4. the whole suite on SQLite; 5. the storage and job tests (-m db)
 # on PostgreSQL. `make check` is the fast loop without packages or servers; this is the full run CI does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pkg in slapd ldap-utils sudo systemd python3-seccomp openssh-server chromium chromium-driver; do
+for pkg in slapd ldap-utils sudo systemd python3-seccomp openssh-server chromium chromium-driver haproxy; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -30,6 +30,10 @@ if [ ${#need[@]} -gt 0 ]; then
   # headless with --disable-gpu, so it needs none of its desktop recommends (upower, mesa, printing).
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   if [ -n "$own_policy" ]; then $SUDO rm -f "$policy"; own_policy=""; fi
+  if [[ " ${need[*]} " == *" haproxy "* ]] && [ -d /run/systemd/system ]; then
+    # The tests only run `haproxy -c` on the compose stack's file; no system haproxy at boot.
+    $SUDO systemctl disable --now haproxy.service >/dev/null 2>&1 || true
+  fi
   if [[ " ${need[*]} " == *" openssh-server "* ]]; then
     # We installed sshd just now: make sure it neither runs nor comes back at boot.
     if [ -d /run/systemd/system ]; then

@@ -2,7 +2,7 @@
 ``condor_token_request``/``approve`` do: the node's public key no longer travels by hand.
 
 An administrator creates a join token for one node name, with the node's realm and
-authorization groups; it is shown once, stored only as its SHA-256, and expires after a short
+authorization groups; it is shown once, stored only as its hash (``sts.one_time_secrets``), and expires after a short
 time (default 15 minutes). The agent presents it with its public key; the first valid use
 registers the node (or replaces the key of the registered node of that name) and spends the
 token in the same transaction. Registering by hand (``jobsts node register``) stays.
@@ -10,8 +10,6 @@ token in the same transaction. Registering by hand (``jobsts node register``) st
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from realms.identity.access_id import NODE_ID
 from sts.nodes.errors import NodeInvalid
 from sts.nodes.models import JoinToken, Node
 from sts.nodes.service import register_node, update_node
+from sts.one_time_secrets import matches, new_secret, secret_hash
 
 TOKEN_PREFIX = "jstjoin_"  # noqa: S105 (a prefix that makes a leaked token recognisable, not a secret)
 DEFAULT_TTL = 15 * 60
@@ -58,12 +57,6 @@ class IssuedJoinToken:
     expires_at: int
 
 
-def token_hash(token: str) -> str:
-    # Why a plain SHA-256: the token is 256 random bits, so its hash cannot be inverted by
-    # guessing, and a database reader cannot enroll with what is stored.
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
 def create_join_token(
     session: Session, body: Mapping[str, Any], node_id: str, hosted_realms: Iterable[str], actor: str
 ) -> IssuedJoinToken:
@@ -84,11 +77,11 @@ def create_join_token(
     if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
         raise NodeInvalid(f"node {node_id}: authgroups must be a list of names", node=node_id)
     now = int(time.time())
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = new_secret(TOKEN_PREFIX)
     session.execute(delete(JoinToken).where(JoinToken.expires_at < now))
     session.add(
         JoinToken(
-            token_hash=token_hash(token),
+            token_hash=secret_hash(token),
             node_id=node_id,
             realm=realm,
             authgroups=sorted(set(groups)),
@@ -110,8 +103,8 @@ def enroll(session: Session, body: Mapping[str, Any], hosted_realms: Iterable[st
     if not isinstance(node_id, str) or not isinstance(presented, str) or not presented:
         raise NodeInvalid("enrollment: node and join_token are required strings")
     now = int(time.time())
-    row = session.get(JoinToken, token_hash(presented))
-    if row is None:
+    row = session.get(JoinToken, secret_hash(presented))
+    if row is None or not matches(presented, row.token_hash):
         raise JoinTokenRefused("the join token is unknown; ask an administrator for a new one (jobsts node join-token)")
     # Why: the token admits one named node only; presenting it for another name is refused
     # (and does not spend it) so a leaked token cannot enroll a node the administrator did not name.

@@ -1,6 +1,6 @@
 """Authorization codes (RFC 6749 §4.1.2) with their PKCE challenge (RFC 7636 §4.4).
 
-A code is 256 random bits, stored only as its SHA-256, valid for ``CODE_TTL`` seconds and
+A code is 256 random bits, stored only as its hash (``sts.one_time_secrets``), valid for ``CODE_TTL`` seconds and
 for one use. It remembers whom it was issued to (client, redirect URI), the user, the
 ``nonce`` and the S256 challenge. Redeeming a code a second time revokes every token issued
 from its first use (RFC 6749 §4.1.2: "SHOULD revoke").
@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import secrets
 import time
 from dataclasses import dataclass
 
@@ -19,9 +18,9 @@ from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 
 from sts.oauth.models import AuthorizationCode
+from sts.one_time_secrets import matches, new_secret, secret_hash
 
 CODE_TTL = 60
-CODE_BYTES = 32
 VERIFIER_MIN, VERIFIER_MAX = 43, 128
 VERIFIER_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
@@ -42,10 +41,6 @@ class CodeGrantRequest:
     auth_time: int
 
 
-def code_hash(code: str) -> str:
-    return hashlib.sha256(code.encode("utf-8")).hexdigest()
-
-
 def s256(verifier: str) -> str:
     """``BASE64URL(SHA256(ASCII(code_verifier)))`` (RFC 7636 §4.2)."""
     return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode("ascii")).digest()).rstrip(b"=").decode()
@@ -61,11 +56,11 @@ def verifier_matches(verifier: str, challenge: str) -> bool:
 def issue(session: Session, request: CodeGrantRequest, now: int | None = None) -> str:
     """Store a new code for ``request``; returns the code (only its hash is kept)."""
     now = int(time.time()) if now is None else now
-    code = secrets.token_urlsafe(CODE_BYTES)
+    code = new_secret()
     session.execute(delete(AuthorizationCode).where(AuthorizationCode.expires_at < now - CODE_TTL))
     session.add(
         AuthorizationCode(
-            code_hash=code_hash(code),
+            code_hash=secret_hash(code),
             realm=request.realm,
             client_id=request.client_id,
             redirect_uri=request.redirect_uri,
@@ -85,8 +80,8 @@ def issue(session: Session, request: CodeGrantRequest, now: int | None = None) -
 def find(session: Session, realm: str, code: str) -> AuthorizationCode | None:
     if not code or len(code) > 128:
         return None
-    row = session.get(AuthorizationCode, code_hash(code))
-    return row if row is not None and row.realm == realm else None
+    row = session.get(AuthorizationCode, secret_hash(code))
+    return row if row is not None and matches(code, row.code_hash) and row.realm == realm else None
 
 
 def spend(session: Session, row: AuthorizationCode, now: int) -> bool:

@@ -1,4 +1,5 @@
-"""Opaque refresh tokens: 256 random bits, stored only as SHA-256, single-use, grouped in families.
+"""Opaque refresh tokens: 256 random bits, stored only as their hash (``sts.one_time_secrets``),
+single-use, grouped in families.
 
 A family is one login session; every token of a family shares its absolute expiry, so
 rotation never extends a session beyond ``refresh_token_ttl``.
@@ -6,9 +7,7 @@ rotation never extends a session beyond ``refresh_token_ttl``.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import secrets
 import time
 import uuid
 
@@ -18,16 +17,12 @@ from sqlalchemy.orm import Session
 from sts.db import Database
 from sts.oauth.errors import RefreshTokenInvalid, RefreshTokenReused
 from sts.oauth.models import RefreshToken
+from sts.one_time_secrets import matches, new_secret, secret_hash
 
 log = logging.getLogger(__name__)
-TOKEN_BYTES = 32
 # One statement for every token: its compiled form is cached, only the row changes (an
 # ``insert(...).values(row)`` would be a new statement, keyed and compiled anew, per login).
 _INSERT = insert(RefreshToken.metadata.tables[RefreshToken.__tablename__])
-
-
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 def issue(
@@ -43,9 +38,9 @@ def issue(
     """A new refresh token; only its hash is stored (one Core INSERT in the caller's
     transaction). ``client_id`` is kept for the audit log only."""
     now = int(time.time())
-    token = secrets.token_urlsafe(TOKEN_BYTES)
+    token = new_secret()
     row = {
-        "token_hash": token_hash(token),
+        "token_hash": secret_hash(token),
         "family_id": family_id or str(uuid.uuid4()),
         "realm": realm,
         "username": username,
@@ -62,8 +57,8 @@ def issue(
 def find(session: Session, realm: str, token: str) -> RefreshToken | None:
     if not token or len(token) > 512:
         return None
-    row = session.get(RefreshToken, token_hash(token))
-    return row if row is not None and row.realm == realm else None
+    row = session.get(RefreshToken, secret_hash(token))
+    return row if row is not None and matches(token, row.token_hash) and row.realm == realm else None
 
 
 def check(session: Session, realm: str, token: str) -> RefreshToken:

@@ -16,6 +16,7 @@ from typing import Any
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from agent_client.config import MappingConfig, MappingRule
@@ -27,6 +28,7 @@ from authz_tables.entries import parse_entry
 from authz_tables.roles import Role
 from realms.tokens.keys import jwk_thumbprint, public_jwk
 from realms.wire.digest import job_digest
+from tests.agent_client.fake_sts import FakeState, serve
 
 STS = "https://sts.test"
 NODE = "node1"
@@ -162,3 +164,26 @@ def journal(tmp_path: Path) -> Iterator[StartedJournal]:
 @pytest.fixture
 def decider(trust: TrustStore, journal: StartedJournal) -> NodeDecider:
     return NodeDecider(policy(), trust, table(*DEFAULT_TABLE), journal=journal)
+
+
+def write_node_key(directory: Path, key: ec.EllipticCurvePrivateKey) -> Path:
+    """``directory/node.key``: the node's private key, PEM, mode 0600 (as the agent demands)."""
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    path = directory / "node.key"
+    path.write_bytes(pem)
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture
+def node_key() -> ec.EllipticCurvePrivateKey:
+    """The node's key pair, new for each test."""
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+@pytest.fixture
+def fake(node_key: ec.EllipticCurvePrivateKey) -> Iterator[FakeState]:
+    """A fake STS on loopback that knows ``NODE`` by ``node_key`` (tests/agent_client/fake_sts.py)."""
+    state = FakeState(NODE, node_key.public_key(), {realm: key.jwk() for realm, key in KEYS.items()})
+    with serve(state):
+        yield state

@@ -17,13 +17,12 @@ import jwt
 from flask import Flask, Response, jsonify, request
 from werkzeug.serving import make_server
 
-from tests.agent_client.conftest import KEYS
-
 
 @dataclass
 class FakeState:
     node_id: str
     node_public_key: Any
+    realm_jwks: dict[str, dict[str, str]]  # each realm's public signing key (its JWKS)
     leases: list[dict[str, Any]] = field(default_factory=list)
     started: list[str] = field(default_factory=list)
     heartbeats: list[str] = field(default_factory=list)
@@ -81,9 +80,9 @@ def create_fake_sts(state: FakeState) -> Flask:
 
     @app.get("/realms/<realm>/jwks")
     def jwks(realm: str) -> Response:
-        if realm not in KEYS:
+        if realm not in state.realm_jwks:
             return _problem(404, "realm.unknown", realm)
-        response = jsonify({"keys": [KEYS[realm].jwk()]})
+        response = jsonify({"keys": [state.realm_jwks[realm]]})
         response.headers["Cache-Control"] = "public, max-age=60"
         return response
 

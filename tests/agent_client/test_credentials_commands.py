@@ -18,9 +18,7 @@ from authz_tables.store import AuthzTable
 from realms.identity.access_id import AccessId
 from tests.agent_client.conftest import OPS_JM, make_job
 from tests.agent_client.fake_sts import FakeState
-from tests.agent_client.test_loop import fake, lease_for, node_key, write_agent_dir
-
-__all__ = ["fake", "node_key"]  # fixtures
+from tests.agent_client.test_loop import lease_for, write_agent_dir
 
 
 def _host_key() -> str:

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from agent_client.commands.agent import agent as agent_cli
@@ -23,8 +22,8 @@ from agent_client.loop import Agent, open_agent
 from authz_tables.roles import Role
 from authz_tables.store import AuthzTable
 from realms.identity.access_id import AccessId
-from tests.agent_client.conftest import NODE, OPS_JM, OWN, TRUSTED, UNTRUSTED, make_job, mint
-from tests.agent_client.fake_sts import FakeState, serve
+from tests.agent_client.conftest import NODE, OPS_JM, OWN, TRUSTED, UNTRUSTED, make_job, mint, write_node_key
+from tests.agent_client.fake_sts import FakeState
 
 OWN_ACCOUNT = pwd.getpwuid(os.geteuid()).pw_name
 
@@ -49,24 +48,9 @@ account = "{account}"
 """
 
 
-@pytest.fixture
-def node_key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-@pytest.fixture
-def fake(node_key: ec.EllipticCurvePrivateKey) -> Iterator[FakeState]:
-    state = FakeState(NODE, node_key.public_key())
-    with serve(state):
-        yield state
-
-
 def write_agent_dir(directory: Path, sts: str, key: ec.EllipticCurvePrivateKey) -> Path:
     directory.mkdir(mode=0o700)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    key_path = directory / "node.key"
-    key_path.write_bytes(pem)
-    key_path.chmod(0o600)
+    write_node_key(directory, key)
     config = directory / "agent.toml"
     config.write_text(
         CONFIG.format(

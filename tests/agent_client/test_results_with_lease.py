@@ -6,31 +6,16 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from agent_client.config import load_agent_config
 from agent_client.loop import open_agent
-from tests.agent_client.conftest import NODE
-from tests.agent_client.fake_sts import FakeState, serve
+from tests.agent_client.fake_sts import FakeState
 from tests.agent_client.test_loop import lease_for, write_agent_dir
 
 JOBS = 3
-
-
-@pytest.fixture
-def node_key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-@pytest.fixture
-def fake(node_key: ec.EllipticCurvePrivateKey) -> Iterator[FakeState]:
-    state = FakeState(NODE, node_key.public_key())
-    with serve(state):
-        yield state
 
 
 @dataclasses.dataclass

@@ -19,9 +19,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import PG_URL_ENV, _postgres_schema_url
+from tests.conftest import PG_URL_ENV
 from tests.e2e.harness import Accounts, AgentNode, StsServer, jobsts, write_csv
 from tests.ldap_harness import SlapdServer
+from tests.pg_schema import postgres_schema
 
 ADMIN = "user:jobmgr/uid=admin,ou=people,dc=jobmgr,dc=example"
 OPERATORS = "group:jobmgr/cn=operators,ou=groups,dc=jobmgr,dc=example"
@@ -49,7 +50,8 @@ def sts_database() -> Iterator[str | None]:
     if not base:
         yield None
         return
-    yield from _postgres_schema_url(base)
+    with postgres_schema(base) as url:
+        yield url
 
 
 @pytest.fixture(scope="package")

@@ -153,7 +153,7 @@ def test_paged_group_reads_return_every_group(
     own_slapd: SlapdServer, open_registry: OpenRegistry, many_groups: str, mode: str
 ) -> None:
     registry = _ldap_registry(open_registry, own_slapd, group_mode=mode)
-    registry.page_size = 50  # three pages
+    registry.search.page_size = 50  # three pages
     names = _group_names(registry.authenticate("user2", "user2-password"))
     assert {f"many-{i}" for i in range(MANY)} <= names
 
@@ -163,7 +163,7 @@ def test_more_groups_than_max_groups_is_a_refusal_not_an_outage(
     own_slapd: SlapdServer, open_registry: OpenRegistry, many_groups: str, mode: str
 ) -> None:
     registry = _ldap_registry(open_registry, own_slapd, group_mode=mode, max_groups=MANY - 20)
-    registry.page_size = 50
+    registry.search.page_size = 50
     with pytest.raises(RegistryTooManyGroups, match="max_groups") as raised:
         registry.authenticate("user2", "user2-password")
     assert (raised.value.status, raised.value.oauth_error) == (400, "invalid_grant")

@@ -11,13 +11,11 @@ import logging
 import re
 import secrets
 import shlex
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from agent_client.config import load_agent_config
@@ -25,8 +23,8 @@ from agent_client.loop import open_agent
 from realms.console import cli
 from realms.sealing import seal
 from realms.tokens.keys import public_jwk
-from tests.agent_client.conftest import NODE, OPS_JM, OWN, TRUSTED, make_job, mint
-from tests.agent_client.fake_sts import FakeState, serve
+from tests.agent_client.conftest import NODE, OPS_JM, OWN, TRUSTED, make_job, mint, write_node_key
+from tests.agent_client.fake_sts import FakeState
 from tests.ssh_harness import SshAccounts, SshServer, needs_sshd
 
 pytestmark = needs_sshd
@@ -49,23 +47,9 @@ kill_grace = 1
 """
 
 
-@pytest.fixture
-def node_key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-@pytest.fixture
-def fake(node_key: ec.EllipticCurvePrivateKey) -> Iterator[FakeState]:
-    state = FakeState(NODE, node_key.public_key())
-    with serve(state):
-        yield state
-
-
 def agent_dir(directory: Path, sts: str, key: ec.EllipticCurvePrivateKey, extra: str) -> Path:
     directory.mkdir(mode=0o700)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    (directory / "node.key").write_bytes(pem)
-    (directory / "node.key").chmod(0o600)
+    write_node_key(directory, key)
     config = directory / "agent.toml"
     config.write_text(CONFIG.format(node=NODE, own=OWN, trusted=TRUSTED, sts=sts) + extra)
     config.chmod(0o600)

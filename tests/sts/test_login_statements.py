@@ -7,6 +7,7 @@ from sts.db import Base, Database, relax_durability
 from sts.oauth import refresh_tokens
 from sts.oauth.models import LoginFailures, RefreshToken
 from sts.oauth.throttle import Counter, LoginThrottle
+from sts.one_time_secrets import secret_hash
 
 
 def test_relaxed_durability_is_local_to_the_refresh_token_transaction(database_url: str, on_postgres: bool) -> None:
@@ -22,7 +23,7 @@ def test_relaxed_durability_is_local_to_the_refresh_token_transaction(database_u
             if on_postgres:  # SET LOCAL ended with the transaction
                 assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
         with db.session() as session:
-            row = session.get(RefreshToken, refresh_tokens.token_hash(token))
+            row = session.get(RefreshToken, secret_hash(token))
             assert row is not None and (row.realm, row.username, row.revoked, row.spent_at) == (
                 "jobmgr",
                 "john",

@@ -6,47 +6,23 @@ above the live direct groups kept in a ``ClosureCache`` for ``group_cache_second
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal, Protocol
 
-from realms.errors import RegistryTooManyGroups, RegistryValueInvalid
 from realms.registries.directory import dn_key, is_under
 from realms.registries.groups import resolve_nested
 from realms.registries.ldap import wire
 from realms.registries.ldap.config import LdapRegistryConfig
 from realms.registries.ldap.group_cache import ClosureCache
+from realms.registries.ldap.search import ServiceSearch
 from realms.registries.ldap.values import DecodedEntry
 
 Entry = tuple[str, dict[str, list[str]]]  # (dn as the server returned it, attrs by lower-case name)
-Scope = Literal["BASE", "LEVEL", "SUBTREE"]
-
-
-class Search(Protocol):
-    def __call__(
-        self,
-        base: str,
-        filter_: wire.Filter,
-        scope: Scope,
-        attributes: list[str],
-        limit: int,
-        *,
-        missing_ok: bool = False,
-        complete: bool = False,
-    ) -> list[DecodedEntry]: ...
 
 
 class GroupReader:
-    """A user's groups as (dn, attrs) entries; refusals come from ``too_many`` and ``value_invalid``."""
+    """A user's groups as (dn, attrs) entries, read through ``search`` (which makes the refusals)."""
 
-    def __init__(
-        self,
-        realm: str,
-        config: LdapRegistryConfig,
-        search: Search,
-        too_many: Callable[[str], RegistryTooManyGroups],
-        value_invalid: Callable[[str, str], RegistryValueInvalid],
-    ) -> None:
+    def __init__(self, realm: str, config: LdapRegistryConfig, search: ServiceSearch) -> None:
         self.realm, self.config, self.search = realm, config, search
-        self.too_many, self.value_invalid = too_many, value_invalid
         self.closures: ClosureCache[tuple[Entry, ...]] = ClosureCache(config.group_cache_seconds)
 
     def class_filter(self) -> wire.Filter:
@@ -64,7 +40,7 @@ class GroupReader:
                 # Why: a group whose name is not text cannot be put in a token, and dropping it
                 # could drop a group that a node's table denies: refuse the login instead.
                 if problem := entry.problem():
-                    raise self.value_invalid(f"group {entry.dn!r}", problem)
+                    raise self.search.value_invalid(f"group {entry.dn!r}", problem)
                 # is_under() is False for a DN that does not parse, so dn_key() below is safe.
                 if is_under(entry.dn, schema.group_base):
                     found.setdefault(dn_key(entry.dn), (entry.dn, entry.attrs))
@@ -99,7 +75,7 @@ class GroupReader:
             member_of: dict[str, list[str]] = {}
             direct_dns = [dn for dn in user.attrs.get("memberof", []) if is_under(dn, schema.group_base)]
             if len(direct_dns) > self.config.max_groups:
-                raise self.too_many("memberOf")
+                raise self.search.too_many("memberOf")
             cache_key = frozenset(_dn_key_or_self(dn) for dn in direct_dns)
             cached = self.closures.get(cache_key)
             if cached is not None:
@@ -127,7 +103,7 @@ class GroupReader:
             return (*[found[k] for k in sorted(direct)], *cached)
         keys = resolve_nested(direct, parents_of, nested=schema.nested, max_depth=schema.max_depth, realm=self.realm)
         if len(keys) > self.config.max_groups:
-            raise self.too_many(schema.group_base)
+            raise self.search.too_many(schema.group_base)
         groups = tuple(found[k] for k in sorted(keys))
         if schema.group_mode == "member":
             # The direct groups are read live on every login; only their ancestors are cached.

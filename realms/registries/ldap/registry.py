@@ -3,9 +3,10 @@
 Login (RFC 4513 §5.1.3 "name/password authentication"), in order:
 
 1. refuse empty, whitespace-only, SASLprep-empty and oversized input (``realms.identity.credentials``);
-2. search ``user_base`` with the service account for ``(&(objectClass=C)(A=<name>))``, the
-   name one AssertionValue of its own (``realms.registries.ldap.wire``, which encodes the
-   login's requests without pyasn1); exactly one entry must match;
+2. search ``user_base`` with the service account (``realms.registries.ldap.search``) for
+   ``(&(objectClass=C)(A=<name>))``, the name one AssertionValue of its own
+   (``realms.registries.ldap.wire``, which encodes the login's requests without pyasn1);
+   exactly one entry must match;
 3. bind as the DN the *server* returned, on a pooled connection used for nothing but user
    binds (``realms.registries.ldap.pool``): never on a service connection;
 4. resolve groups (member search, ``memberOf`` or posixGroup ``memberUid``), nested ones with
@@ -23,25 +24,24 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
-from typing import Literal, TypeVar
+from typing import Literal
 
 from ldap3 import NONE, SIMPLE, SYNC, Connection, Server
 from ldap3.core.exceptions import LDAPException, LDAPSASLPrepError, LDAPStartTLSError
-from ldap3.core.results import RESULT_CODES
 from ldap3.utils.config import set_config_parameter
 from ldap3.utils.log import set_library_log_hide_sensitive_data
 
-from realms.errors import RegistryTLSError, RegistryTooManyGroups, RegistryUnavailable, RegistryValueInvalid
+from realms.errors import RegistryTLSError, RegistryUnavailable
 from realms.identity.credentials import usable_password, usable_username
 from realms.identity.principal import Principal
 from realms.registries.directory import is_locked
 from realms.registries.ldap import wire
 from realms.registries.ldap.config import LdapRegistryConfig
-from realms.registries.ldap.group_reader import GroupReader, Scope
+from realms.registries.ldap.group_reader import GroupReader
 from realms.registries.ldap.pool import ConnectionPool, close_connection
+from realms.registries.ldap.search import ServiceSearch, describe
 from realms.registries.ldap.tls import VerifiedTls
-from realms.registries.ldap.values import DecodedEntry, decode_entry
+from realms.registries.ldap.values import DecodedEntry
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +53,6 @@ set_config_parameter("ADDITIONAL_SERVER_ENCODINGS", [])
 
 # RFC 4511 result codes that are a verdict on the credentials, not an outage.
 _BAD_CREDENTIALS = {49, 53}  # invalidCredentials, unwillingToPerform (e.g. locked, unauthenticated bind)
-_SIZE_LIMIT_EXCEEDED = 4
-_REFERRAL = 10
-_NO_SUCH_OBJECT = 32
-PAGE_SIZE = 500  # entries per page of a group search (RFC 2696)
-T = TypeVar("T")
 
 
 class LdapRegistry:
@@ -80,8 +75,8 @@ class LdapRegistry:
         # Why a pool of its own: a connection's identity is whoever bound last, so a connection
         # that carried a user's bind never goes back to the service pool (RFC 4513 §5.1).
         self.bind_pool = ConnectionPool("bind", config.pool_size, self._bind_connection, wait)
-        self.page_size = PAGE_SIZE
-        self.groups = GroupReader(realm, config, self._search, self._too_many, self._value_invalid)
+        self.search = ServiceSearch(realm, config, self.service_pool, self._unavailable)
+        self.groups = GroupReader(realm, config, self.search)
         # Why: unknown, ambiguous and locked users get a bind too (to this DN, which does not
         # exist), so a failed login costs the same directory work whatever the reason (no user
         # enumeration by timing; tests/security/test_ldap.py counts the operations).
@@ -152,89 +147,6 @@ class LdapRegistry:
         """An open, unbound connection for user binds (simple binds, RFC 4513 §5.1.3)."""
         return self._connect(None, None, SIMPLE)
 
-    def _with_service(self, operation: Callable[[Connection], T]) -> T:
-        """Run ``operation`` on a pooled service connection. A search that fails on a reused
-        connection is retried once on a fresh one (searches are safe to repeat)."""
-        for attempt in (1, 2):
-            try:
-                with self.service_pool.borrow() as (conn, reused):
-                    try:
-                        return operation(conn)
-                    except LDAPException as exc:
-                        if reused and attempt == 1:
-                            log.info("realm %s: pooled connection failed (%s); reconnecting", self.realm, exc)
-                            raise _Retry from None
-                        raise self._unavailable(str(exc) or type(exc).__name__) from None
-            except _Retry:
-                self.service_pool.drain()
-                continue
-            except TimeoutError as exc:
-                raise self._unavailable(str(exc)) from None
-        raise AssertionError("unreachable")
-
-    def _search(
-        self,
-        base: str,
-        filter_: wire.Filter,
-        scope: Scope,
-        attributes: list[str],
-        limit: int,
-        *,
-        missing_ok: bool = False,
-        complete: bool = False,
-    ) -> list[DecodedEntry]:
-        """Search; ``missing_ok`` lets a missing base mean "no entries" (a group read by DN);
-        ``complete`` pages through every entry (RFC 2696) and refuses more than ``max_groups``."""
-        cap = self.config.max_groups
-
-        def run(conn: Connection) -> list[DecodedEntry]:
-            entries: list[DecodedEntry] = []
-            cookie = b""
-            while True:
-                page = (min(self.page_size, cap + 1), cookie) if complete else None
-                try:
-                    result = wire.search(conn, base, scope, filter_, attributes, 0 if complete else limit, page)
-                except UnicodeError as exc:
-                    raise self._value_invalid(f"an entry under {base!r}", str(exc)) from None
-                code = result.code
-                if code == _NO_SUCH_OBJECT and not missing_ok:
-                    # A missing user_base or group_base is a configuration problem, not bad credentials.
-                    raise self._unavailable(f"search base {base!r} does not exist or is not visible")
-                if code not in (0, _SIZE_LIMIT_EXCEEDED, _REFERRAL, _NO_SUCH_OBJECT):
-                    raise self._unavailable(f"search failed ({_describe(code)})")
-                # Why: search references (searchResRef) are skipped, never followed (wire.search).
-                entries += [decode_entry(dn, raw) for dn, raw in result.entries]
-                if not complete:
-                    return entries
-                # Why: a truncated group list would drop groups a node's table may deny; fail
-                # closed, with a refusal that is not an outage (retrying cannot help).
-                if code == _SIZE_LIMIT_EXCEEDED or len(entries) > cap:
-                    raise self._too_many(base, server_limit=code == _SIZE_LIMIT_EXCEEDED)
-                cookie = result.cookie
-                if not cookie:
-                    return entries
-
-        return self._with_service(run)
-
-    def _too_many(self, where: str, *, server_limit: bool = False) -> RegistryTooManyGroups:
-        if server_limit:
-            cause = "more than the directory returns to the service account, even paged"
-            fix = "raise the service account's size limit in the directory (OpenLDAP: limits ... size.prtotal)"
-        else:
-            cause = f"more than the realm's max_groups ({self.config.max_groups})"
-            fix = "raise max_groups, or take the user out of groups they do not need"
-        return RegistryTooManyGroups(
-            f"realm {self.realm}: the user is in {cause} groups under {where!r}; {fix}",
-            realm=self.realm,
-            max_groups=self.config.max_groups,
-        )
-
-    def _value_invalid(self, what: str, problem: str) -> RegistryValueInvalid:
-        log.warning("realm %s: %s refused: %s", self.realm, what, problem)
-        return RegistryValueInvalid(
-            f"realm {self.realm}: {what} holds a value that is not UTF-8 text ({problem})", realm=self.realm
-        )
-
     # -- users and groups --------------------------------------------------------------
 
     def _find_user(self, username: str) -> DecodedEntry | None:
@@ -251,7 +163,7 @@ class LdapRegistry:
         filter_ = wire.all_of(
             wire.equality("objectClass", schema.user_object_class), wire.equality(schema.user_attribute, username)
         )
-        found = self._search(schema.user_base, filter_, "SUBTREE", attributes, limit=2)
+        found = self.search(schema.user_base, filter_, "SUBTREE", attributes, limit=2)
         # Why: exactly one entry; with two, either password could log in as "the" user.
         if len(found) != 1:
             return None
@@ -262,7 +174,7 @@ class LdapRegistry:
         schema = self.config.schema
         display_attribute = schema.display_name_attribute.lower()
         if problem := user.problem(ignore=(display_attribute,)):
-            raise self._value_invalid(f"user entry {user.dn!r}", problem)
+            raise self.search.value_invalid(f"user entry {user.dn!r}", problem)
         if user.problem():
             log.warning("realm %s: %s of %s is not UTF-8 text; not shown", self.realm, display_attribute, user.dn)
         dn, attrs = user.dn, user.attrs
@@ -300,7 +212,7 @@ class LdapRegistry:
                     return True
                 if result.code in _BAD_CREDENTIALS:
                     return False
-                raise self._unavailable(f"bind failed ({_describe(result.code)})")
+                raise self._unavailable(f"bind failed ({describe(result.code)})")
         except TimeoutError as exc:
             raise self._unavailable(str(exc)) from None
 
@@ -330,13 +242,5 @@ class LdapRegistry:
         self.bind_pool.close()
 
 
-def _describe(code: int) -> str:
-    return str(RESULT_CODES.get(code, f"result code {code}"))
-
-
 def _close(conn: Connection) -> None:
     close_connection(conn)
-
-
-class _Retry(Exception):
-    """A pooled connection went stale; the caller retries once on a fresh one."""

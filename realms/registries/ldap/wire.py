@@ -11,6 +11,12 @@ Filters are built from their parts (``equality``, ``all_of``, ``any_of``), never
 string: a user's name goes into an AssertionValue (RFC 4511 §4.5.1.7) as its UTF-8 bytes, so no
 character of it can change the filter's structure (the RFC 4515 string form and its escaping
 are not involved at all).
+
+Every search answer is read up to a bound the caller gives (``max_entries``): the user search
+needs two entries to know a name is ambiguous, a group search page never more than the realm's
+``max_groups`` + 1 in all. Past it the reading stops (``TooManyEntries``) and the connection is
+dropped, so a directory that streams entries without end cannot exhaust the STS's memory;
+an answer is also bounded in bytes (``MAX_ANSWER_BYTES``) and in skipped references.
 """
 
 from __future__ import annotations
@@ -38,10 +44,28 @@ _READ_SIZE = 65536
 # Why a bound: a broken or hostile directory must not make the STS buffer without limit; one
 # message is one entry, and even 100000 memberOf values fit well within it.
 MAX_MESSAGE_BYTES = 64 * 2**20
+# Why: bounding the entries alone would still let each of them be MAX_MESSAGE_BYTES; one answer
+# (a user with 100000 memberOf values, a page of group entries) fits well within this in all.
+MAX_ANSWER_BYTES = 64 * 2**20
+# Why: search references are skipped, never kept, but a directory streaming them without end
+# would hold a login thread for ever; a real answer carries a handful (AD: about three).
+MAX_REFERENCES = 100
 
 
 class WireError(LDAPException):
     """The connection broke or the server answered out of protocol; the connection is dropped."""
+
+
+class TooManyEntries(WireError):
+    """A search answer carried more entries than the caller's ``max_entries``.
+
+    Raised at the first entry past the bound: the rest of the answer is left unread on the
+    socket, so the connection must be dropped (as for every ``WireError``).
+    """
+
+    def __init__(self, max_entries: int) -> None:
+        super().__init__(f"the directory sent more than {max_entries} entries in one search answer")
+        self.max_entries = max_entries
 
 
 # -- BER (X.690 §8.1: definite lengths, minimal integers) ------------------------------
@@ -173,12 +197,18 @@ def _message_size(buffer: bytearray) -> int | None:
     return size
 
 
-def _read_messages(conn: Connection, message_id: int, final: int) -> list[dict[str, Any]]:
-    """The answer to ``message_id``: messages up to and including the ``final`` operation."""
+def _read_messages(conn: Connection, message_id: int, final: int, max_entries: int = 0) -> list[dict[str, Any]]:
+    """The answer to ``message_id``: messages up to and including the ``final`` operation.
+
+    A search answer keeps its entries, at most ``max_entries`` of them (``TooManyEntries`` at
+    the next one, nothing after it decoded), and drops its references (``MAX_REFERENCES`` at
+    most); the whole answer is at most ``MAX_ANSWER_BYTES``.
+    """
     before_final = _SEARCH_PARTS if final == _SEARCH_DONE else frozenset()
     sock = conn.socket
     buffer = bytearray()
     messages: list[dict[str, Any]] = []
+    entries = references = answered = 0
     while True:
         size = _message_size(buffer)
         while size is None or len(buffer) < size:
@@ -190,6 +220,9 @@ def _read_messages(conn: Connection, message_id: int, final: int) -> list[dict[s
                 raise WireError("the directory closed the connection")
             buffer += chunk
             size = _message_size(buffer)
+        answered += size
+        if answered > MAX_ANSWER_BYTES:
+            raise WireError(f"an LDAP answer of more than {MAX_ANSWER_BYTES} bytes")
         message = _decoded(bytes(buffer[:size]))
         del buffer[:size]
         if message["messageID"] != message_id:
@@ -198,6 +231,17 @@ def _read_messages(conn: Connection, message_id: int, final: int) -> list[dict[s
         operation = message["protocolOp"]
         if operation != final and operation not in before_final:
             raise WireError(f"unexpected LDAP operation {operation} in the answer")
+        if operation == _SEARCH_ENTRY:
+            entries += 1
+            # Why: a hostile or broken directory could stream entries without end and exhaust
+            # the STS's memory; the caller knows how many it can use (module docstring).
+            if entries > max_entries:
+                raise TooManyEntries(max_entries)
+        elif operation == _SEARCH_REFERENCE:
+            references += 1
+            if references > MAX_REFERENCES:
+                raise WireError(f"more than {MAX_REFERENCES} search references in one answer")
+            continue
         messages.append(message)
         if operation == final:
             if buffer:
@@ -212,14 +256,16 @@ def _decoded(data: bytes) -> dict[str, Any]:
         raise WireError(f"malformed LDAP message from the directory ({type(exc).__name__})") from None
 
 
-def _exchange(conn: Connection, request: bytes, message_id: int, final: int) -> list[dict[str, Any]]:
+def _exchange(
+    conn: Connection, request: bytes, message_id: int, final: int, max_entries: int = 0
+) -> list[dict[str, Any]]:
     if conn.closed or conn.socket is None:
         raise WireError("the connection is closed")
     try:
         conn.socket.sendall(request)
     except OSError as exc:
         raise WireError(f"sending to the directory failed: {exc}") from None
-    return _read_messages(conn, message_id, final)
+    return _read_messages(conn, message_id, final, max_entries)
 
 
 def _result(payload: list[Any]) -> Result:
@@ -250,16 +296,20 @@ def search(
     filter_: Filter,
     attributes: list[str],
     size_limit: int,
+    max_entries: int,
     page: tuple[int, bytes] | None = None,
 ) -> Result:
     """One search (one page of it with ``page = (size, cookie)``); references are skipped.
 
-    Raises ``UnicodeDecodeError`` for an entry DN or attribute name that is not UTF-8.
+    ``max_entries`` bounds the entries read from the answer: ``TooManyEntries`` at the next
+    one (for the ``size_limit`` the server was asked, RFC 4511 §4.5.1.5, a server that keeps
+    to it never sends more). Raises ``UnicodeDecodeError`` for an entry DN or attribute name
+    that is not UTF-8.
     """
     message_id = next_message_id()
     controls = paged_control(*page) if page else b""
     request = search_request(message_id, base, scope, filter_, attributes, size_limit, controls)
-    messages = _exchange(conn, request, message_id, _SEARCH_DONE)
+    messages = _exchange(conn, request, message_id, _SEARCH_DONE, max_entries)
     try:
         return _search_result(messages, page is not None)
     except UnicodeError:
