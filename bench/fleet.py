@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -34,6 +33,8 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 from results_section import replace_section  # noqa: E402
 
+from agent_client.backoff import jittered  # noqa: E402
+from bench.machine import machine  # noqa: E402
 from bench.pg import postgres_schema  # noqa: E402
 from tests.fleet.fleet import WAIT, Fleet, config_for, metric, until  # noqa: E402
 from tests.production.servers import StsProcess, bearer  # noqa: E402
@@ -71,9 +72,9 @@ async def crowd(url: str, tokens: list[str], count: int) -> None:
                     async with session.get(f"{url}{WAIT}", params={"timeout": str(CROWD_WAIT)}, headers=headers) as r:
                         await r.read()
                         if r.status != 200:  # a refusal (an expired token): back off as an agent does
-                            await asyncio.sleep(1)
+                            await asyncio.sleep(jittered(1.0))
                 except (TimeoutError, aiohttp.ClientError):
-                    await asyncio.sleep(1)
+                    await asyncio.sleep(jittered(1.0))
 
         tasks = []
         for index in range(count):
@@ -292,23 +293,15 @@ def spread(runs: list[dict[str, float]], key: str, digits: int = 1) -> str:
 
 
 def section(results: dict[int, list[dict[str, float]]]) -> str:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if "model name" in line
-        ),
-        "unknown",
-    )
     lines = [
         BEGIN,
         "## Fleet: connected agents (bench/fleet.py)",
         "",
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {os.cpu_count()} CPUs ({cpu}), "
-        f"{platform.platform()}, Python {platform.python_version()}; PostgreSQL on loopback; two STS "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {machine()}; PostgreSQL on loopback; two STS "
         "replicas (`jobsts serve --production --workers 1`, 8 Flask threads each) on one database; the "
         f"agents in a separate process (aiohttp), spread over {CROWD_NODES} registered nodes, each "
-        f"re-waiting every {CROWD_WAIT} s. Figures: median (min to max) over runs.",
+        f"waiting with timeout={CROWD_WAIT} (so each wait ends between {0.8 * CROWD_WAIT:.0f} and {CROWD_WAIT} s, "
+        "`sts.jobs.wait.wait_seconds`). Figures: median (min to max) over runs.",
         "",
         "| figure (ms unless said) | goal | "
         + " | ".join(
