@@ -54,7 +54,7 @@ from sts.jobs.models import Job  # noqa: E402
 from tests.fleet.fleet import (  # noqa: E402
     Fleet,
     SimulatedAgent,
-    async_client,
+    agent_client,
     config_for,
     kill_tree,
     metric,
@@ -81,14 +81,21 @@ def agents_main(spec_file: str, report_file: str) -> None:
 
     async def main() -> None:
         stop = asyncio.Event()
-        async with async_client(len(agents)) as client:
-            running = [asyncio.create_task(agent.run(client, stop, timeout=WAIT_TIMEOUT)) for agent in agents]
-            print("started", flush=True)
-            await asyncio.to_thread(sys.stdin.readline)
-            stop.set()
-            for task in running:
-                task.cancel()
-            await asyncio.gather(*running, return_exceptions=True)
+        # One client per agent, as each real agent has its own: one shared httpx pool of 1,000
+        # connections costs O(connections) per request (httpcore assigns requests by scanning
+        # them all), and a reconnecting crowd then starves on its own client, not on the STS.
+        clients = [agent_client() for _ in agents]
+        running = [
+            asyncio.create_task(agent.run(client, stop, timeout=WAIT_TIMEOUT))
+            for agent, client in zip(agents, clients, strict=True)
+        ]
+        print("started", flush=True)
+        await asyncio.to_thread(sys.stdin.readline)
+        stop.set()
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        await asyncio.gather(*(client.aclose() for client in clients))
 
     asyncio.run(main())
     Path(report_file).write_text(json.dumps([asdict(agent) for agent in agents]))
@@ -105,7 +112,8 @@ def job_states(engine: Engine, jobs: list[str]) -> dict[str, str]:
 
 
 class GaugeWatch:
-    """When the survivor's ``jobsts_agents_waiting`` first reached ``target``, sampled every 0.25 s."""
+    """When the survivor's ``jobsts_agents_waiting`` first reached ``target``, sampled every 0.5 s
+    (a scrape of ``/metrics`` costs the replica a few ms per thousand nodes)."""
 
     def __init__(self, server: StsProcess, target: int) -> None:
         self.server, self.target = server, target
@@ -115,7 +123,7 @@ class GaugeWatch:
         self.thread.start()
 
     def _run(self) -> None:
-        while not self.done.wait(0.25):
+        while not self.done.wait(0.5):
             try:
                 waiting = metric(self.server, "jobsts_agents_waiting")
             except httpx.HTTPError:  # a scrape that failed under load: the next one counts
@@ -255,7 +263,7 @@ def section(args: argparse.Namespace, runs: list[dict[str, float]]) -> list[str]
         "(`jobsts serve --production --workers 1`, 4 Flask threads each) on one PostgreSQL on loopback. "
         f"{count} agents (one per node, `tests.fleet.fleet.SimulatedAgent`: wait with timeout={WAIT_TIMEOUT}, "
         "lease, claim, heartbeats as the real agent, results retried until answered; httpx on one event loop "
-        f"in a separate process) wait on one replica. {args.running} of them start a job of "
+        f"in a separate process, one client per agent) wait on one replica. {args.running} of them start a job of "
         f"{args.job_seconds} s there (longer than the 60 s lease: only heartbeats keep it); then that replica "
         f"is killed with SIGKILL (master and worker) and {args.jobs - args.running} one-shot jobs are submitted "
         f"to the survivor at once, for other nodes. Figures: median (min to max) over {len(runs)} run(s).",
