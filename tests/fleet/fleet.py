@@ -235,8 +235,3 @@ class SimulatedAgent:
 def agent_client() -> httpx.AsyncClient:
     """One simulated agent's own client (plain HTTP on loopback: no TLS context to build)."""
     return httpx.AsyncClient(timeout=httpx.Timeout(180.0), verify=False, limits=httpx.Limits(max_connections=4))  # noqa: S501
-
-
-def async_client(connections: int) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=connections + 20, max_keepalive_connections=connections + 20)
-    return httpx.AsyncClient(timeout=httpx.Timeout(180.0), limits=limits)
