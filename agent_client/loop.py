@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 
 from agent_client.api.agent import AgentApi
 from agent_client.api.auth import load_node_key
+from agent_client.backoff import jittered
 from agent_client.config import AgentConfig
 from agent_client.credentials.store import CredentialStore, Secret
 from agent_client.decision import AgentDecision, NodeDecider, NodePolicy
@@ -159,6 +161,7 @@ class Agent:
     node_key: OpeningKey | None = None  # opens a remote login the STS sealed to this node
     waits: bool = True  # the STS has GET /api/v1/agent/wait (False after an older STS's 404)
     carries_results: bool = True  # the STS takes results with /leases (False after an older STS ignored them)
+    draw: Callable[[], float] = random.random  # the jitter of the retry backoff (``agent_client.backoff``)
     _gate: threading.Lock = field(default_factory=threading.Lock)
     _looping: bool = False  # the poll loop runs: it delivers the outbox with its next lease
     _waiting: bool = False  # the poll loop is waiting for work: results must not wait for it
@@ -408,8 +411,9 @@ class Agent:
                 delay = 1.0
             except JobstsError as exc:
                 # Why: the loop must outlive one bad answer of the STS; it backs off and retries.
-                log.warning("%s: %s; retrying in %.0fs", exc.code, exc.message, delay)
-                self.cancel.wait(delay)
+                pause = jittered(delay, self.draw)
+                log.warning("%s: %s; retrying in %.1fs", exc.code, exc.message, pause)
+                self.cancel.wait(pause)
                 delay = min(delay * 2, MAX_BACKOFF)
 
 

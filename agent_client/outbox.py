@@ -5,10 +5,12 @@ directory fsync'd) before the agent tries to deliver it. Delivery sends the olde
 in batches (``POST /api/v1/agent/results``). A result leaves the outbox only when the STS answered
 for that job: recorded, recorded earlier (an idempotent retry), or refused for good (another
 result is there, the job is not this node's). When the STS cannot be reached the results stay,
-and delivery is retried with exponential backoff, across agent restarts. The STS accepts a result
-for a job it marked ``lost`` meanwhile (a late result): it is recorded and the job never reruns.
+and delivery is retried with exponential backoff (jittered, ``agent_client.backoff``), across
+agent restarts. The STS accepts a result for a job it marked ``lost`` meanwhile (a late
+result): it is recorded and the job never reruns.
 
-The clock is injectable so that a test can step through a long outage without sleeping.
+The clock and the jitter's random source are injectable so that a test can step through a long
+outage without sleeping.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import stat
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from agent_client.backoff import jittered
 from agent_client.errors import UnsafeFileMode
 from agent_client.file_modes import check_paths, require_safe
 from realms.errors import JobstsError
@@ -64,6 +68,7 @@ class Outbox:
         clock: Callable[[], float] = time.monotonic,
         base_delay: float = BASE_DELAY,
         max_delay: float = MAX_DELAY,
+        draw: Callable[[], float] = random.random,
     ) -> None:
         # Why: whoever can write here can forge what the node reports; private, like the journal.
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -72,7 +77,7 @@ class Outbox:
             kept = sorted(directory.iterdir())
             require_safe(kept, private=kept)
         self.directory = directory
-        self._clock, self._base, self._max = clock, base_delay, max_delay
+        self._clock, self._base, self._max, self._draw = clock, base_delay, max_delay, draw
         self._lock = threading.Lock()
         self._failures = 0
         self._next_try = float("-inf")
@@ -135,9 +140,10 @@ class Outbox:
                 outcomes = send([(job_id, result) for _, job_id, result in batch])
             except JobstsError as exc:
                 self._failures += 1
-                delay = min(self._max, self._base * 2 ** (self._failures - 1))
+                # Jittered: agents cut off by the same outage do not all retry at the same instants.
+                delay = jittered(min(self._max, self._base * 2 ** (self._failures - 1)), self._draw)
                 self._next_try = self._clock() + delay
-                log.warning("%d result(s) kept in the outbox (%s); next try in %.0fs", len(batch), exc.code, delay)
+                log.warning("%d result(s) kept in the outbox (%s); next try in %.1fs", len(batch), exc.code, delay)
                 return 0
             self._failures, self._next_try = 0, float("-inf")
             answered = {outcome.job_id: outcome for outcome in outcomes}

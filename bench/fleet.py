@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -26,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,8 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 from results_section import replace_section  # noqa: E402
 
+from agent_client.backoff import jittered  # noqa: E402
+from bench.machine import machine  # noqa: E402
 from bench.pg import postgres_schema  # noqa: E402
 from tests.fleet.fleet import WAIT, Fleet, config_for, metric, until  # noqa: E402
 from tests.production.servers import StsProcess, bearer  # noqa: E402
@@ -71,9 +73,9 @@ async def crowd(url: str, tokens: list[str], count: int) -> None:
                     async with session.get(f"{url}{WAIT}", params={"timeout": str(CROWD_WAIT)}, headers=headers) as r:
                         await r.read()
                         if r.status != 200:  # a refusal (an expired token): back off as an agent does
-                            await asyncio.sleep(1)
+                            await asyncio.sleep(jittered(1.0))
                 except (TimeoutError, aiohttp.ClientError):
-                    await asyncio.sleep(1)
+                    await asyncio.sleep(jittered(1.0))
 
         tasks = []
         for index in range(count):
@@ -126,9 +128,14 @@ def waits_ended(server: StsProcess) -> float:
     )
 
 
-def latencies(client: httpx.Client, samples: int, call: Any) -> list[float]:
+def latencies(client: httpx.Client, samples: int, call: Any, seconds: float = 0) -> list[float]:
+    """``samples`` calls, back to back, or evenly paced over ``seconds``."""
     out = []
-    for _ in range(samples):
+    begin = time.perf_counter()
+    for index in range(samples):
+        pause = begin + index * seconds / samples - time.perf_counter()
+        if pause > 0:
+            time.sleep(pause)
         started = time.perf_counter()
         call(client)
         out.append((time.perf_counter() - started) * 1000)
@@ -253,8 +260,12 @@ def one_run(count: int) -> dict[str, float]:
                 time.sleep(CROWD_WAIT)
                 cpu_window = cpu_seconds(a.process.pid) - cpu_before
                 waits_window = waits_ended(a) - waits_before
-                loaded_health = latencies(client, HEALTH_SAMPLES, health)
-                loaded_login = latencies(client, LOGIN_SAMPLES, login)
+                # Over one whole re-wait period, health and logins side by side: wherever the
+                # crowd's re-waits bunch up within it, the samples meet them.
+                with ThreadPoolExecutor(2) as pool, httpx.Client(base_url=a.url, timeout=60) as other:
+                    health_run = pool.submit(latencies, client, HEALTH_SAMPLES, health, CROWD_WAIT)
+                    login_run = pool.submit(latencies, other, LOGIN_SAMPLES, login, CROWD_WAIT)
+                    loaded_health, loaded_login = health_run.result(), login_run.result()
                 loaded_wake = wakeups(clock, a, a, fleet.admin, probe_node, probe_token, count + 1)
                 other_node, other_token = list(probes.tokens.items())[1]
                 cross_wake = wakeups(clock, a, b, fleet.admin, other_node, other_token, 1)
@@ -292,23 +303,15 @@ def spread(runs: list[dict[str, float]], key: str, digits: int = 1) -> str:
 
 
 def section(results: dict[int, list[dict[str, float]]]) -> str:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if "model name" in line
-        ),
-        "unknown",
-    )
     lines = [
         BEGIN,
         "## Fleet: connected agents (bench/fleet.py)",
         "",
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {os.cpu_count()} CPUs ({cpu}), "
-        f"{platform.platform()}, Python {platform.python_version()}; PostgreSQL on loopback; two STS "
-        "replicas (`jobsts serve --production --workers 1`, 8 Flask threads each) on one database; the "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {machine()}; PostgreSQL on loopback; two STS "
+        "replicas (`jobsts serve --production --workers 1`, 4 Flask threads each) on one database; the "
         f"agents in a separate process (aiohttp), spread over {CROWD_NODES} registered nodes, each "
-        f"re-waiting every {CROWD_WAIT} s. Figures: median (min to max) over runs.",
+        f"waiting with timeout={CROWD_WAIT} (so each wait ends between {0.8 * CROWD_WAIT:.0f} and {CROWD_WAIT} s, "
+        "`sts.jobs.wait.wait_seconds`). Figures: median (min to max) over runs.",
         "",
         "| figure (ms unless said) | goal | "
         + " | ".join(
@@ -349,6 +352,9 @@ def section(results: dict[int, list[dict[str, float]]]) -> str:
         )
     lines += [
         "",
+        f"With the agents connected, /healthz ({HEALTH_SAMPLES} samples) and logins ({LOGIN_SAMPLES}) are "
+        f"sampled side by side, evenly paced over one whole re-wait period ({CROWD_WAIT} s), right after the "
+        "CPU window; idle, back to back. "
         "Wake-up is measured from the submit's commit (the arrival of its notification at a LISTEN "
         "connection of the bench) to the leased job in the agent's hand: delivery to the replica, "
         "the wait's answer and one lease call. Memory is the replica's "

@@ -9,6 +9,11 @@ parks one future in this process's ``WaiterRegistry``. Wake-ups come from submit
 in one indexed query per chunk of waiting nodes, which of them have queued work: so a lost
 notification (a dropped LISTEN connection, a submit on another process over SQLite) delays a
 job by seconds, never strands it. The same poll writes agent presence and runs the reaper.
+
+A wait that finds no work ends at a random point of its last fifth (``wait_seconds``), not at
+``timeout`` exactly: agents that started together (a replica's restart, a failover) would
+otherwise re-wait together every period, and everything the replica serves would queue behind
+that herd.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import asyncio
 import json
 import logging
 import os
+import random
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
@@ -64,6 +70,15 @@ def poll_seconds() -> float:
 
 
 CHUNK = 500
+# The fraction of a wait's timeout over which its end is spread (``wait_seconds``).
+SPREAD = 0.2
+
+
+def wait_seconds(timeout: int, draw: Callable[[], float] = random.random) -> float:
+    """How long a wait of ``timeout`` seconds lasts when no work comes: uniform in
+    ``[(1 - SPREAD) * timeout, timeout]``, from ``draw()`` uniform in ``[0, 1]`` (injectable).
+    Re-waits of agents that started together drift apart instead of arriving as one herd."""
+    return timeout * (1.0 - SPREAD * draw())
 
 
 class Reply:
@@ -176,8 +191,9 @@ def _reply_of(response: Response) -> Reply:
 class AgentWaits:
     """The wait route of one process: its registry, its listener, its fallback poll."""
 
-    def __init__(self, app: Flask, threads: ThreadPoolExecutor) -> None:
+    def __init__(self, app: Flask, threads: ThreadPoolExecutor, draw: Callable[[], float] = random.random) -> None:
         self.app, self.threads = app, threads
+        self.draw = draw  # the random source of ``wait_seconds``
         self.services: Services = app.extensions["jobsts"]
         # Reads only: no BEGIN and no ROLLBACK round trip around each wait's one statement.
         self._engine = self.services.db.engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -264,7 +280,8 @@ class AgentWaits:
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ``GET /api/v1/agent/wait``: 200 ``{"work": true}`` when the node may have
-        work, ``{"work": false}`` when ``timeout`` passed."""
+        work, ``{"work": false}`` when its time passed (``wait_seconds``: within the last fifth
+        of ``timeout``)."""
         try:
             await self._handle(scope, receive, send)
         except Exception:  # the one boundary of this route: never a traceback to the client
@@ -310,7 +327,9 @@ class AgentWaits:
             # Counted once parked (after the check): the gauge is the agents really waiting.
             AGENTS_WAITING.inc()
             try:
-                done, _ = await asyncio.wait(pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    pending, timeout=wait_seconds(timeout, self.draw), return_when=asyncio.FIRST_COMPLETED
+                )
             finally:
                 AGENTS_WAITING.dec()
         finally:
@@ -338,7 +357,7 @@ def wait_on_a_thread() -> Response:
     polling every ``poll_interval``. ``sts.asgi`` answers this path itself and never gets here."""
     services, node = current_services(), authenticated_node()
     timeout = parse_timeout(request.query_string.decode("latin-1"))
-    give_up = time.monotonic() + timeout
+    give_up = time.monotonic() + wait_seconds(timeout)
     while not ready_nodes(services, [node.id]):
         remaining = give_up - time.monotonic()
         if remaining <= 0:

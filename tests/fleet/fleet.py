@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx
 
+from agent_client.backoff import jittered
+from agent_client.loop import HEARTBEAT_SECONDS
 from tests.ldap_harness import ldif_realm_table
 from tests.production.servers import StsProcess, bearer, write_sts_config
 
@@ -98,66 +100,138 @@ class Fleet:
 
 @dataclass
 class SimulatedAgent:
-    """One node's agent: waits on its current replica, fails over to the next on a transport
-    error, leases when woken, and reports success for every job it leases."""
+    """One node's agent over HTTP, as ``agent_client.loop`` behaves: waits on its current replica
+    and fails over to the next on a transport error (as a load balancer would send the retry);
+    when woken, leases, claims (``/claims``), runs the job and reports its result. A job whose
+    argv is ``sleep S`` runs for S seconds, beating its lease as the real agent does
+    (``agent_client.loop.HEARTBEAT_SECONDS``, at least three times per lease); any other job
+    ends at once. A result is retried, on the next replica, until the STS answers for it (the
+    real agent's outbox)."""
 
     node: str
     token: str
     urls: list[str]
     current: int = 0
-    waiting_on: str | None = None
     leased: list[str] = field(default_factory=list)
+    claimed: list[str] = field(default_factory=list)
+    late: list[str] = field(default_factory=list)
     errors: int = 0
+    beats: int = 0
+    failed_beats: int = 0
     refusals: list[str] = field(default_factory=list)
+    # When the agent was first cut off (a transport error), and when its first wait after that
+    # was sent whole to a replica (``time.monotonic``, comparable across processes).
+    cut_at: float | None = None
+    back_at: float | None = None
+
+    @property
+    def url(self) -> str:
+        return self.urls[self.current]
+
+    def _cut(self) -> None:
+        self.errors += 1
+        if self.cut_at is None:
+            self.cut_at = time.monotonic()
+        self.current = (self.current + 1) % len(self.urls)
+
+    async def _sent(self, event: str, _info: Any) -> None:
+        # httpcore's trace: the wait's request left whole for the replica it now uses.
+        if event == "http11.send_request_body.complete" and self.cut_at is not None and self.back_at is None:
+            self.back_at = time.monotonic()
 
     async def run(self, client: httpx.AsyncClient, stop: asyncio.Event, timeout: int = 60) -> None:
         headers = bearer(self.token)
         while not stop.is_set():
-            url = self.urls[self.current]
             try:
-                self.waiting_on = url
-                answer = await client.get(f"{url}{WAIT}", params={"timeout": timeout}, headers=headers)
-                self.waiting_on = None
+                answer = await client.get(
+                    f"{self.url}{WAIT}", params={"timeout": timeout}, headers=headers, extensions={"trace": self._sent}
+                )
                 if answer.status_code != 200:  # a refusal is a test failure, seen in ``refusals``
                     self.refusals.append(answer.text)
                     await asyncio.sleep(0.5)
                 elif answer.json()["work"]:
-                    await self._drain(client, url, headers)
-            except AssertionError as exc:  # a lease, start or result refused: recorded, retried
+                    await self._drain(client, headers)
+            except AssertionError as exc:  # a lease or claim refused: recorded, retried
                 self.refusals.append(str(exc))
                 await asyncio.sleep(0.5)
             except httpx.TransportError:
-                self.waiting_on = None
-                self.errors += 1
-                self.current = (self.current + 1) % len(self.urls)
-                await asyncio.sleep(0.05)
+                self._cut()
+                await asyncio.sleep(jittered(0.1))
 
-    async def _drain(self, client: httpx.AsyncClient, url: str, headers: dict[str, str]) -> None:
+    async def _drain(self, client: httpx.AsyncClient, headers: dict[str, str]) -> None:
         while True:
-            leased = await client.post(f"{url}/api/v1/agent/lease", json={"wait": 0}, headers=headers)
+            leased = await client.post(f"{self.url}/api/v1/agent/lease", json={"wait": 0}, headers=headers)
             if leased.status_code == 204:
                 return
             assert leased.status_code == 200, leased.text
             job = leased.json()["job"]
             self.leased.append(job["id"])
-            started = await client.post(
-                f"{url}/api/v1/agent/jobs/{job['id']}/start", json={"attempt": job["attempt"]}, headers=headers
-            )
-            assert started.status_code == 200, started.text
-            result: dict[str, Any] = {
-                "outcome": "succeeded",
-                "exit_code": 0,
-                "stdout_tail": "",
-                "stderr_tail": "",
-                "code": None,
-                "reason": None,
-                "account": None,
-                "trace": [],
-            }
-            reported = await client.post(f"{url}/api/v1/agent/jobs/{job['id']}/result", json=result, headers=headers)
+            claim = {"claims": [{"job_id": job["id"], "attempt": job["attempt"]}]}
+            claimed = await client.post(f"{self.url}/api/v1/agent/claims", json=claim, headers=headers)
+            assert claimed.status_code == 200, claimed.text
+            outcome = claimed.json()["outcomes"][0]
+            assert outcome.get("code") is None, outcome
+            self.claimed.append(job["id"])
+            await self._run_job(client, headers, job, outcome.get("lease_expires_at"))
+            await self._report(client, headers, job["id"])
+
+    async def _run_job(
+        self, client: httpx.AsyncClient, headers: dict[str, str], job: dict[str, Any], expires: int | None
+    ) -> None:
+        argv = job.get("spec", {}).get("argv", [])
+        seconds = float(argv[1]) if len(argv) == 2 and argv[0].endswith("sleep") else 0.0
+        interval = HEARTBEAT_SECONDS
+        if expires is not None:
+            interval = min(HEARTBEAT_SECONDS, max(1.0, (expires - time.time()) / 3))
+        done = time.monotonic() + seconds
+        while (left := done - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, interval))
+            if done - time.monotonic() <= 0:
+                return
+            try:
+                beat = await client.post(
+                    f"{self.url}/api/v1/agent/jobs/{job['id']}/heartbeat", json={}, headers=headers
+                )
+                self.beats += 1
+                if beat.status_code != 200:
+                    self.refusals.append(beat.text)
+            except httpx.TransportError:
+                # As the real agent: this beat is lost (logged), the next goes to the replica that answers.
+                self.failed_beats += 1
+                self._cut()
+
+    async def _report(self, client: httpx.AsyncClient, headers: dict[str, str], job_id: str) -> None:
+        result: dict[str, Any] = {
+            "outcome": "succeeded",
+            "exit_code": 0,
+            "stdout_tail": "",
+            "stderr_tail": "",
+            "code": None,
+            "reason": None,
+            "account": None,
+            "trace": [],
+        }
+        delay = 0.5
+        while True:
+            try:
+                reported = await client.post(
+                    f"{self.url}/api/v1/agent/results",
+                    json={"results": [{"job_id": job_id, "result": result}]},
+                    headers=headers,
+                )
+            except httpx.TransportError:
+                self._cut()
+                await asyncio.sleep(jittered(delay))
+                delay = min(delay * 2, 10.0)
+                continue
             assert reported.status_code == 200, reported.text
+            outcome = reported.json()["outcomes"][0]
+            assert outcome.get("code") is None, outcome
+            if outcome.get("late"):
+                self.late.append(job_id)
+            return
 
 
-def async_client(connections: int) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=connections + 20, max_keepalive_connections=connections + 20)
-    return httpx.AsyncClient(timeout=httpx.Timeout(180.0), limits=limits)
+def agent_client() -> httpx.AsyncClient:
+    """One simulated agent's own client (plain HTTP on loopback: no TLS context to build)."""
+    return httpx.AsyncClient(timeout=httpx.Timeout(180.0), verify=False, limits=httpx.Limits(max_connections=4))  # noqa: S501

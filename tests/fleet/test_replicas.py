@@ -17,7 +17,7 @@ from tests.fleet.fleet import (
     WAIT,
     Fleet,
     SimulatedAgent,
-    async_client,
+    agent_client,
     config_for,
     kill_tree,
     metric,
@@ -74,8 +74,11 @@ def test_killed_replica_agents_reconnect_and_no_job_is_lost(pair: tuple[StsProce
 
     async def scenario() -> list[str]:
         stop = asyncio.Event()
-        async with async_client(AGENTS) as client:
-            running = [asyncio.create_task(agent.run(client, stop)) for agent in agents]
+        clients = [agent_client() for _ in agents]  # each agent its own, as real agents
+        try:
+            running = [
+                asyncio.create_task(agent.run(client, stop)) for agent, client in zip(agents, clients, strict=True)
+            ]
             await asyncio.to_thread(until, lambda: metric(doomed, "jobsts_agents_waiting") == AGENTS, "all waits")
             await asyncio.to_thread(kill_tree, doomed)
             # Submitted at once, while the agents are still reconnecting.
@@ -98,6 +101,8 @@ def test_killed_replica_agents_reconnect_and_no_job_is_lost(pair: tuple[StsProce
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
             return jobs
+        finally:
+            await asyncio.gather(*(client.aclose() for client in clients))
 
     try:
         jobs = asyncio.run(scenario())

@@ -1,12 +1,13 @@
 """The native wait route (``sts.jobs.wait.AgentWaits`` under ``sts.asgi.StsAsgi``), in process:
 it authenticates without a Flask request, from the per-process cache, and a revocation or a
 node's removal takes effect on the very next wait and lease; a wake-up that arrives while a
-wait is being admitted is not lost; a requeue wakes a waiting agent. On SQLite and (``-m db``)
-PostgreSQL."""
+wait is being admitted is not lost; a requeue wakes a waiting agent; a wait without work ends at
+a random point of its last fifth. On SQLite and (``-m db``) PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -20,7 +21,7 @@ from realms.tokens import verify as verify_token
 from sts.asgi import StsAsgi
 from sts.jobs.dispatch import reap_all
 from sts.jobs.models import Job
-from sts.jobs.wait import POLL_ENV, AgentWaits
+from sts.jobs.wait import POLL_ENV, AgentWaits, wait_seconds
 from sts.nodes.models import Node
 from tests.jobs.conftest import World
 
@@ -169,3 +170,31 @@ def test_a_requeue_wakes_the_waiting_agent(world: World, asgi: StsAsgi) -> None:
         assert (await waiting).json() == {"work": True}
 
     run(asgi, body)
+
+
+def test_a_wait_ends_at_a_random_point_of_its_last_fifth() -> None:
+    # Agents that started together must not re-wait together: a wait's end is spread over [0.8 T, T].
+    source = random.Random(7)
+    ends = [wait_seconds(55, source.random) for _ in range(1000)]
+    assert all(44.0 <= end <= 55.0 for end in ends)
+    assert min(ends) < 45.0 and max(ends) > 54.0  # over the whole fifth, not one value
+    assert wait_seconds(55, lambda: 0.0) == 55.0 and wait_seconds(55, lambda: 1.0) == 44.0
+
+
+def test_the_wait_route_draws_its_end(world: World, asgi: StsAsgi) -> None:
+    token = world.agent_token()
+    draws: list[float] = []
+
+    def draw() -> float:
+        draws.append(1.0)
+        return 1.0  # the earliest end: 0.8 of the timeout
+
+    asgi.waits.draw = draw
+
+    async def body(client: httpx.AsyncClient) -> None:
+        for _ in range(2):
+            answer = await client.get(WAIT, params={"timeout": 1}, headers=_bearer(token))
+            assert answer.status_code == 200 and answer.json() == {"work": False}
+
+    run(asgi, body)
+    assert draws == [1.0, 1.0]  # one draw per wait that parked
