@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 from agent_client.api.agent import AgentApi
 from agent_client.api.auth import load_node_key
-from agent_client.backoff import jittered
+from agent_client.backoff import first_wait, jittered
 from agent_client.config import AgentConfig
 from agent_client.credentials.store import CredentialStore, Secret
 from agent_client.decision import AgentDecision, NodeDecider, NodePolicy
@@ -162,9 +162,11 @@ class Agent:
     waits: bool = True  # the STS has GET /api/v1/agent/wait (False after an older STS's 404)
     carries_results: bool = True  # the STS takes results with /leases (False after an older STS ignored them)
     draw: Callable[[], float] = random.random  # the jitter of the retry backoff (``agent_client.backoff``)
+    spread: Callable[[], float] = random.random  # the first wait's length (``agent_client.backoff.first_wait``)
     _gate: threading.Lock = field(default_factory=threading.Lock)
     _looping: bool = False  # the poll loop runs: it delivers the outbox with its next lease
     _waiting: bool = False  # the poll loop is waiting for work: results must not wait for it
+    _scatter: bool = False  # the next wait is the first since the loop started or failed: spread it
 
     def close(self) -> None:
         self.client.close()
@@ -328,7 +330,13 @@ class Agent:
             if carry:
                 return self._lease_reporting(free)
             if self.waits:
-                work = self.client.wait(self.config.poll_wait)
+                timeout = self.config.poll_wait
+                if self._scatter:
+                    # Agents that (re)connected together would otherwise re-wait together (see
+                    # ``agent_client.backoff.first_wait``); from the second wait on, the full period.
+                    self._scatter = False
+                    timeout = first_wait(timeout, self.spread)
+                work = self.client.wait(timeout)
                 if work is not None:
                     return self.client.leases(free, 0) if work else []
                 self.waits = False
@@ -397,6 +405,7 @@ class Agent:
 
     def _poll(self, slots: int, pool: ThreadPoolExecutor, running: set[Future[str]], freed: threading.Event) -> None:
         delay = 1.0
+        self._scatter = True
         while not self.cancel.is_set():
             running = {future for future in running if not future.done()}
             try:
@@ -413,6 +422,7 @@ class Agent:
                 # Why: the loop must outlive one bad answer of the STS; it backs off and retries.
                 pause = jittered(delay, self.draw)
                 log.warning("%s: %s; retrying in %.1fs", exc.code, exc.message, pause)
+                self._scatter = True
                 self.cancel.wait(pause)
                 delay = min(delay * 2, MAX_BACKOFF)
 

@@ -36,6 +36,10 @@ class FakeState:
     carried: list[str] = field(default_factory=list)  # job ids whose result came with a lease
     assertion_jtis: set[str] = field(default_factory=set)
     base_url: str = ""
+    # GET /api/v1/agent/wait: None, no such route (an older STS, 404); else each call takes the
+    # next answer (``{"work": answer}``, or an HTTP status to refuse with), 503 once none is left.
+    wait_answers: list[bool | int] | None = None
+    wait_timeouts: list[int] = field(default_factory=list)  # the ``timeout`` each wait asked for
 
 
 def _problem(status: int, code: str, detail: str) -> Response:
@@ -120,6 +124,18 @@ def create_fake_sts(state: FakeState) -> Flask:
             return _problem(409, "job.result_conflict", "different result")
         state.results[job_id] = body
         return jsonify({"state": body.get("outcome")})
+
+    @app.get("/api/v1/agent/wait")
+    def wait() -> Response:
+        if state.wait_answers is None:
+            return _problem(404, "not_found", "no wait route")
+        if not authorized():
+            return _problem(401, "auth.required", "no agent token")
+        state.wait_timeouts.append(int(request.args["timeout"]))
+        answer = state.wait_answers.pop(0) if state.wait_answers else 503
+        if isinstance(answer, bool):
+            return jsonify({"work": answer})
+        return _problem(answer, "sts.unavailable", "refused by the test")
 
     @app.post("/api/v1/agent/leases")
     def leases() -> Response:

@@ -1,7 +1,8 @@
 """Jittered retries: agents cut off together do not retry together. The loop's backoff after
 an unreachable STS and the outbox's delivery backoff are each drawn from the upper half of
-their exponential delay (``agent_client.backoff``). Deterministic: the random source and the
-waits are injected, nothing sleeps."""
+their exponential delay, and the first wait for work after a start or a failure asks for a
+length drawn over ``[poll_wait / 5, poll_wait]`` (``agent_client.backoff``). Deterministic: the
+random source and the waits are injected, nothing sleeps."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from agent_client.backoff import jittered
+from agent_client.backoff import first_wait, jittered
 from agent_client.config import load_agent_config
 from agent_client.errors import StsUnavailable
 from agent_client.loop import open_agent
 from agent_client.outbox import Outbox
 from realms.wire.documents import ItemOutcome, Result
+from tests.agent_client.fake_sts import FakeState
 from tests.agent_client.test_loop import write_agent_dir
 
 
@@ -81,3 +83,34 @@ def test_the_outbox_backs_off_with_jitter(tmp_path: Path) -> None:
     assert not outbox.due()
     now[0] = 2.5
     assert outbox.due() and len(outbox) == 1
+
+
+def test_a_first_wait_is_spread_over_the_whole_period() -> None:
+    source = random.Random(13)
+    timeouts = [first_wait(55, source.random) for _ in range(1000)]
+    assert all(11 <= timeout <= 55 for timeout in timeouts)
+    assert min(timeouts) <= 13 and max(timeouts) >= 53  # over the whole range, not one value
+    assert first_wait(25, lambda: 0.0) == 5 and first_wait(25, lambda: 1.0) == 25
+    assert first_wait(1, lambda: 0.0) == 1  # never a wait of 0 s
+
+
+def test_the_first_wait_after_a_start_and_after_a_failure_is_spread(
+    tmp_path: Path, fake: FakeState, node_key: ec.EllipticCurvePrivateKey
+) -> None:
+    path = write_agent_dir(tmp_path / "agent", fake.base_url, node_key)
+    path.write_text(path.read_text().replace("poll_wait = 0", "poll_wait = 25"))
+    config = load_agent_config(path, environ={})
+    # No work twice, then a refusal (the STS restarting): the loop backs off and reconnects.
+    fake.wait_answers = [False, False, 503, False, False]
+    cancel = CountedCancel(2)  # stops at the backoff after the answers run out (503)
+    worker = open_agent(config, cancel=cancel)
+    worker.draw = lambda: 1.0
+    worker.spread = iter([0.0, 0.5]).__next__
+    try:
+        worker.run()
+    finally:
+        worker.close()
+    # Spread (5 s, then 15 s) only on the first wait after the start and after the failure;
+    # the steady state asks for the whole period.
+    assert fake.wait_timeouts == [5, 25, 25, 15, 25, 25]
+    assert len(cancel.pauses) == 2
