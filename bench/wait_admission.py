@@ -1,7 +1,7 @@
 """Benchmark: what admitting one agent wait costs the STS (``GET /api/v1/agent/wait`` before it
 parks), the way it is done now against the way it was done before, in one process and one run.
 
-- ``admit``: ``AgentWaits._admit``, no Flask request; the cached authentication and the
+- ``admit``: ``AgentWaits._admit_one`` (a wait admitted alone), no Flask request; the cached authentication and the
   has-work ``EXISTS`` in one Core statement on an autocommit connection;
 - ``flask``: the former path, ``authenticated_node()`` inside a Flask test request context,
   then the has-work query through an ORM session (two thread hops in the route, one here).
@@ -72,7 +72,7 @@ def one_run(url: str, folder: Path, calls: int) -> dict[str, float]:
     services = world.services
 
     def admit() -> object:
-        outcome = asgi.waits._admit(header)
+        outcome = asgi.waits._admit_one(header)
         assert outcome == ("node1", False), outcome
         return outcome
 

@@ -81,14 +81,19 @@ def _revoked(verified: VerifiedToken) -> TokenRevoked:
     return TokenRevoked(f"token {verified.claims['jti'][:64]} was revoked", realm=verified.realm)
 
 
-def _node_and_revocation(services: Services, node_id: str, jti: str, engine: Engine | None, extra: Any) -> NodeAuth:
+def _node_and_revocation(
+    services: Services, node_id: str, jti: str, engine: Engine | None, extra: Any, version: int | None = None
+) -> NodeAuth:
     """The registered node and whether ``jti`` is revoked: from this process's cache when the
-    authentication version has not moved (one primary-key read), else in one statement."""
+    authentication version has not moved (one primary-key read, or ``version`` read by the
+    caller), else in one statement."""
     if NODE_ID.fullmatch(node_id) is None:
         with services.db.session() as session:
             return NodeAuth(None, is_revoked(session, jti))
     expression, params = extra if extra is not None else (None, {})
-    return services.node_auth.lookup(engine or services.db.engine, node_id, jti, extra=expression, params=params)
+    return services.node_auth.lookup(
+        engine or services.db.engine, node_id, jti, extra=expression, params=params, version=version
+    )
 
 
 def _caller_of(verified: VerifiedToken) -> Caller:
@@ -192,12 +197,14 @@ def agent_node(
     authorization: str,
     extra: tuple[Any, Callable[[str], dict[str, Any]]] | None = None,
     engine: Engine | None = None,
+    version: int | None = None,
 ) -> tuple[Node, VerifiedToken, Any]:
     """The registered node behind the agent token of an ``Authorization`` header value, without a
     Flask request (the wait route calls it on its own threads). ``extra``, a scalar SQL
     expression and its bound values for the node id, is read in the same statement as the
     authentication (``NodeAuthCache.lookup``) and returned third; ``engine`` replaces the
-    services' one. Refusals raise ``JobstsError``."""
+    services' one; ``version``, the authentication version read after the request arrived,
+    serves a cache hit without a statement. Refusals raise ``JobstsError``."""
     verified = _verify_signed(bearer_of(authorization), AGENT_TOKEN, services)
     try:
         subject = AccessId.parse(verified.subject)
@@ -211,6 +218,7 @@ def agent_node(
         verified.claims["jti"],
         engine,
         None if extra is None else (extra[0], extra[1](subject.name)),
+        version,
     )
     node = found.node
     if found.revoked:

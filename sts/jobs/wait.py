@@ -30,7 +30,6 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from flask import Blueprint, Flask, Response, jsonify, request
-from sqlalchemy import BigInteger, Connection, String, and_, bindparam, exists, func, or_, select
 from sqlalchemy import exc as sa_exc
 
 from realms.errors import JobstsError
@@ -38,13 +37,12 @@ from sts.db import DatabaseUnavailable
 from sts.http.auth import agent_node, authenticated_node, require_agent
 from sts.http.errors import problem, render
 from sts.jobs.errors import JobInvalidSpec
-from sts.jobs.models import Job
-from sts.jobs.states import JobState
+from sts.jobs.ready import HAS_WORK, has_work_params, ready_nodes, ready_on
 from sts.jobs.views import maybe_reap
 from sts.jobs.wakeup import WaiterRegistry, install, listen, listen_conninfo
-from sts.nodes.models import Node
-from sts.nodes.presence import CONNECTED_SECONDS, FLUSH_SECONDS, Presence
-from sts.observability.metrics import AGENT_WAITS, AGENTS_WAITING, FleetSnapshot
+from sts.nodes.auth_cache import read_auth_version
+from sts.nodes.presence import FLUSH_SECONDS, Presence
+from sts.observability.metrics import AGENT_WAITS, AGENTS_WAITING
 from sts.services import Services, current_services
 
 log = logging.getLogger(__name__)
@@ -69,7 +67,6 @@ def poll_seconds() -> float:
     return value if value > 0 else POLL_SECONDS
 
 
-CHUNK = 500
 # The fraction of a wait's timeout over which its end is spread (``wait_seconds``).
 SPREAD = 0.2
 
@@ -96,63 +93,6 @@ class Reply:
         headers = [*self.headers, (b"content-length", str(len(self.body)).encode("ascii"))]
         await send({"type": "http.response.start", "status": self.status, "headers": headers})
         await send({"type": "http.response.body", "body": self.body})
-
-
-_JOBS = Job.__table__
-
-
-def _ready(nodes: Any, now: Any) -> Any:
-    """Jobs of ``nodes`` (a list or one node) that a lease would take or reap at ``now`` (or its parameter)."""
-    node_match = _JOBS.c.node_id.in_(nodes) if isinstance(nodes, list) else _JOBS.c.node_id == nodes
-    return node_match & or_(
-        and_(_JOBS.c.state == JobState.QUEUED.value, _JOBS.c.not_before <= now, _JOBS.c.deadline > now),
-        and_(
-            _JOBS.c.state.in_((JobState.LEASED.value, JobState.RUNNING.value)),
-            _JOBS.c.lease_expires_at < now,
-        ),
-    )
-
-
-# ``EXISTS`` a job the node could lease, or reap, now: built once, bound per wait (``HAS_WORK_PARAMS``).
-HAS_WORK = exists().where(_ready(bindparam("wait_node", type_=String), bindparam("wait_now", type_=BigInteger)))
-
-
-def has_work_params(node_id: str, now: int) -> dict[str, Any]:
-    """The values of ``HAS_WORK`` for ``node_id`` at ``now``."""
-    return {"wait_node": node_id, "wait_now": now}
-
-
-def ready_on(conn: Connection, nodes: list[str], now: int) -> set[str]:
-    """Which of ``nodes`` have a job they could lease at ``now``, or a lease past its expiry (one
-    index seek per node and state, chunked; Core on the caller's connection). A lease reaps its
-    node first, so an expired lease is work too: the agent's next lease requeues (never started)
-    or loses (started) that job at once, instead of after the periodic reaper's interval."""
-    ready: set[str] = set()
-    for start in range(0, len(nodes), CHUNK):
-        chunk = nodes[start : start + CHUNK]
-        rows = conn.execute(select(_JOBS.c.node_id).where(_ready(chunk, now)).distinct())
-        ready.update(row[0] for row in rows)
-    return ready
-
-
-def ready_nodes(services: Services, nodes: list[str]) -> set[str]:
-    """``ready_on`` on a connection of its own."""
-    with services.db.engine.connect() as conn:
-        return ready_on(conn, nodes, services.now())
-
-
-def fleet_snapshot(services: Services) -> FleetSnapshot:
-    """Queue depth per node, last-seen per node and the connected count, for ``/metrics``."""
-    now = services.now()
-    with services.session() as session:
-        queued = session.execute(
-            select(Job.node_id, func.count()).where(Job.state == JobState.QUEUED.value).group_by(Job.node_id)
-        )
-        seen = session.execute(select(Node.id, Node.last_seen_at).where(Node.last_seen_at.is_not(None)))
-        depth = {node: int(count) for node, count in queued}
-        last_seen = {node: int(stamp) for node, stamp in seen if stamp is not None}
-    connected = sum(1 for stamp in last_seen.values() if now - stamp <= CONNECTED_SECONDS)
-    return FleetSnapshot(queued=depth, last_seen=last_seen, connected=connected)
 
 
 def _timeout(scope: Scope) -> int:
@@ -202,6 +142,7 @@ class AgentWaits:
         self._tasks: list[asyncio.Task[None]] = []
         self._soon: set[asyncio.Task[None]] = set()
         self._last_flush = time.monotonic()
+        self._arrived: list[tuple[str, asyncio.Future[tuple[str, bool] | Reply]]] = []  # to admit (``_admit``)
 
     async def start(self) -> None:
         """Start on the server's event loop (ASGI lifespan startup)."""
@@ -255,10 +196,65 @@ class AgentWaits:
             log.warning("fallback poll skipped: %s", exc.message)
             return set()
 
-    def _admit(self, authorization: str) -> tuple[str, bool] | Reply:
-        """In a thread, in one statement on a cache hit: the node of a valid agent token (checked
-        as every agent endpoint checks it, ``sts.http.auth.agent_node``) and whether it has work
-        now; or the refusal the Flask error boundary renders."""
+    async def _admit(self, authorization: str) -> tuple[str, bool] | Reply:
+        """The node of a valid agent token and whether it has work now, or the refusal: admitted
+        with the other waits that arrived in the same turn of the loop (``_admit_many``)."""
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[tuple[str, bool] | Reply] = loop.create_future()
+        self._arrived.append((authorization, answer))
+        if len(self._arrived) == 1:
+            loop.call_soon(self._admit_arrived)
+        return await answer
+
+    def _admit_arrived(self) -> None:
+        batch, self._arrived = self._arrived, []
+        done = asyncio.get_running_loop().run_in_executor(self.threads, self._admit_many, [a for a, _ in batch])
+
+        def answer(done: asyncio.Future[list[tuple[str, bool] | Reply]]) -> None:
+            error = done.exception()
+            for index, (_, future) in enumerate(batch):
+                if future.done():  # its request is gone (cancelled)
+                    continue
+                if error is not None:
+                    future.set_exception(error)
+                else:
+                    future.set_result(done.result()[index])
+
+        done.add_done_callback(answer)
+
+    def _admit_many(self, authorizations: list[str]) -> list[tuple[str, bool] | Reply]:
+        """In a thread, for a batch of waits: each token checked as every agent endpoint checks it
+        (``sts.http.auth.agent_node``), the cache's authentication version read once for the
+        batch (after all of them arrived) and which nodes have work now in one statement
+        (``ready_on``); a cached batch costs two round trips however large. A refusal is the
+        reply the Flask error boundary renders. A wait alone costs one (``_admit_one``)."""
+        if len(authorizations) == 1:
+            return [self._admit_one(authorizations[0])]
+        now = self.services.now()
+        outcomes: list[str | Reply] = []
+        try:
+            with self._engine.connect() as conn:
+                version = read_auth_version(conn)
+                for authorization in authorizations:
+                    try:
+                        node, _verified, _ = agent_node(self.services, authorization, None, self._engine, version)
+                    except JobstsError as exc:
+                        outcomes.append(self._refusal(exc))
+                        continue
+                    self.presence.seen(node.id)
+                    outcomes.append(node.id)
+                nodes = [outcome for outcome in outcomes if isinstance(outcome, str)]
+                ready = ready_on(conn, nodes, now) if nodes else set()
+        except (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError) as exc:
+            # As every Flask endpoint answers (sts.http.errors): a 503, never a 500.
+            log.warning("database unavailable: %s", type(exc).__name__)
+            unavailable = self._refusal(DatabaseUnavailable("the database is unavailable; retry shortly"))
+            return [unavailable for _ in authorizations]
+        return [outcome if isinstance(outcome, Reply) else (outcome, outcome in ready) for outcome in outcomes]
+
+    def _admit_one(self, authorization: str) -> tuple[str, bool] | Reply:
+        """``_admit_many`` of one wait, in one statement on a cache hit: the authentication
+        version and whether the node has work now, read together."""
         now = self.services.now()
         try:
             node, _verified, work = agent_node(
@@ -267,7 +263,6 @@ class AgentWaits:
         except JobstsError as exc:
             return self._refusal(exc)
         except (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError) as exc:
-            # As every Flask endpoint answers (sts.http.errors): a 503, never a 500.
             log.warning("database unavailable: %s", type(exc).__name__)
             return self._refusal(DatabaseUnavailable("the database is unavailable; retry shortly"))
         self.presence.seen(node.id)
@@ -292,14 +287,13 @@ class AgentWaits:
         if scope.get("method") != "GET":
             await self._refusal(None, 405, "request.method", f"use GET on {WAIT_PATH}").send(send)
             return
-        loop = asyncio.get_running_loop()
         authorization = _header(scope, b"authorization")
         registry = self.registry
         # Notifications from here on count for this wait: one arriving while the thread checks
         # the token and the queue still wakes it (see ``WaiterRegistry.mark``).
         mark = registry.mark() if registry is not None else 0
         try:
-            outcome = await loop.run_in_executor(self.threads, self._admit, authorization)
+            outcome = await self._admit(authorization)
             if isinstance(outcome, Reply):
                 await outcome.send(send)
                 return

@@ -34,6 +34,13 @@ _READ_VERSION = select(_VERSION.c.version).where(_VERSION.c.id == 1)
 _BUMP = update(AuthVersion).where(AuthVersion.id == 1).values(version=AuthVersion.version + 1)
 
 
+def read_auth_version(conn: Connection) -> int | None:
+    """The current authentication version (one primary-key read), for ``NodeAuthCache.lookup``'s
+    ``version``: one read after a batch of requests arrived serves every cache hit of the batch."""
+    found = conn.execute(_READ_VERSION).scalar()
+    return None if found is None else int(found)
+
+
 def bump_auth_version(session: Session) -> None:
     """Invalidate every process's cache when this transaction commits."""
     session.connection().execute(_BUMP)
@@ -105,12 +112,21 @@ class NodeAuthCache:
         conn: Connection | None = None,
         extra: Any = None,
         params: dict[str, Any] | None = None,
+        version: int | None = None,
     ) -> NodeAuth:
         """The node and the revocation state of ``jti``; a database failure is ``db.unavailable``.
         With ``conn``, read on that connection (the caller's, left open) instead of a new one.
         ``extra``, a scalar SQL expression, is read in the same statement (one round trip on a
-        hit) with its bound ``params``, and returned as ``NodeAuth.extra`` of a registered node."""
+        hit) with its bound ``params``, and returned as ``NodeAuth.extra`` of a registered node.
+        ``version`` (without ``extra``): the authentication version the caller read after the
+        request arrived (``read_auth_version``); a hit then needs no statement at all."""
         jti = jti[:128]
+        if version is not None and extra is None:
+            entry = self._hit(node_id, jti)
+            # Why: the same check as a hit's own read; the caller's read came after the request
+            # arrived, so a revocation or node change committed before it is never missed.
+            if entry is not None and entry.version == version:
+                return NodeAuth(_node_of(entry.values), False)
         try:
             if conn is not None:
                 return self._lookup(conn, node_id, jti, extra, params or {})
@@ -125,17 +141,23 @@ class NodeAuthCache:
             # Why: fail closed; without a fresh version the cache must not answer, nor may a 500.
             raise DatabaseUnavailable(f"the database is unavailable ({type(exc).__name__}); retry shortly") from None
 
-    def _lookup(self, conn: Connection, node_id: str, jti: str, extra: Any, params: dict[str, Any]) -> NodeAuth:
-        extras = [] if extra is None else [extra.label("extra")]
+    def _hit(self, node_id: str, jti: str) -> _Entry | None:
+        """The cached entry of ``node_id`` for this ``jti`` (moved to the LRU's end), if any."""
         with self._lock:
             entry = self._entries.get(node_id)
-        if entry is not None and entry.jti == jti:
+            if entry is None or entry.jti != jti:
+                return None
+            self._entries.move_to_end(node_id)
+            return entry
+
+    def _lookup(self, conn: Connection, node_id: str, jti: str, extra: Any, params: dict[str, Any]) -> NodeAuth:
+        extras = [] if extra is None else [extra.label("extra")]
+        entry = self._hit(node_id, jti)
+        if entry is not None:
             current = conn.execute(self._hit_statement(extra), params).one()
             # Why: the cache is trusted only when nothing was revoked or changed since it
             # was filled; a failed read raises, so it never serves a stale entry.
             if current.auth_version == entry.version:
-                with self._lock:
-                    self._entries.move_to_end(node_id)
                 return NodeAuth(_node_of(entry.values), False, current.extra if extras else None)
         revoked = exists().where(RevokedToken.__table__.c.jti == jti).label("revoked")
         version = _READ_VERSION.scalar_subquery().label("auth_version")

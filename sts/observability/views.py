@@ -70,7 +70,7 @@ def readyz() -> tuple[dict[str, Any], int]:
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    from sts.jobs.wait import fleet_snapshot
+    from sts.jobs.ready import fleet_snapshot
 
     services = current_services()
     body, content_type = exposition(FleetCollector(lambda: fleet_snapshot(services)))

@@ -7,6 +7,7 @@ a random point of its last fifth. On SQLite and (``-m db``) PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -21,7 +22,7 @@ from realms.tokens import verify as verify_token
 from sts.asgi import StsAsgi
 from sts.jobs.dispatch import reap_all
 from sts.jobs.models import Job
-from sts.jobs.wait import POLL_ENV, AgentWaits, wait_seconds
+from sts.jobs.wait import POLL_ENV, AgentWaits, Reply, wait_seconds
 from sts.nodes.models import Node
 from tests.jobs.conftest import World
 
@@ -133,7 +134,7 @@ def test_a_parked_wait_revoked_meanwhile_leases_nothing(world: World, asgi: StsA
 
 def test_a_wake_up_during_admission_is_not_lost(world: World, asgi: StsAsgi, monkeypatch: pytest.MonkeyPatch) -> None:
     token = world.agent_token()
-    admit = AgentWaits._admit
+    admit = AgentWaits._admit_one
 
     def admit_then_submit(self: AgentWaits, authorization: str) -> Any:
         # The queue was read empty; the job arrives (and its wake-up fires) before the wait parks.
@@ -144,7 +145,7 @@ def test_a_wake_up_during_admission_is_not_lost(world: World, asgi: StsAsgi, mon
             time.sleep(0.5)  # let the notification reach the listener first
         return outcome
 
-    monkeypatch.setattr(AgentWaits, "_admit", admit_then_submit)
+    monkeypatch.setattr(AgentWaits, "_admit_one", admit_then_submit)
 
     async def body(client: httpx.AsyncClient) -> None:
         answer = await client.get(WAIT, params={"timeout": 3}, headers=_bearer(token))
@@ -198,3 +199,48 @@ def test_the_wait_route_draws_its_end(world: World, asgi: StsAsgi) -> None:
 
     run(asgi, body)
     assert draws == [1.0, 1.0]  # one draw per wait that parked
+
+
+def test_waits_admitted_together_are_each_checked(world: World, asgi: StsAsgi) -> None:
+    # A batch reads the authentication version once, after its waits arrived, and serves its
+    # cache hits with it: a token revoked after the cache was filled is refused as when alone.
+    cached, good = world.agent_token(), world.agent_token()
+    other = world.agent_token("cellnode", "cellB")
+    assert asgi.waits._admit_many([f"Bearer {cached}"]) == [("node1", False)]
+    assert len(world.services.node_auth) == 1
+    world.submit()
+    _revoke(world, cached)
+    outcomes = asgi.waits._admit_many([f"Bearer {cached}", f"Bearer {other}", "Bearer junk", f"Bearer {good}"])
+    refused, admitted, junk, fresh = outcomes
+    assert isinstance(refused, Reply) and refused.status == 401
+    assert json.loads(refused.body)["code"] == "token.revoked"
+    assert admitted == ("cellnode", False)
+    assert isinstance(junk, Reply) and junk.status == 401
+    assert fresh == ("node1", True)  # its node has the job submitted above
+    # Filled again under the new version, the cache answers the next batch: still refused.
+    again = asgi.waits._admit_many([f"Bearer {good}", f"Bearer {cached}"])
+    assert again[0] == ("node1", True)
+    assert isinstance(again[1], Reply) and json.loads(again[1].body)["code"] == "token.revoked"
+
+
+def test_waits_arriving_in_one_loop_turn_are_admitted_in_one_batch(
+    world: World, asgi: StsAsgi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tokens = [world.agent_token(), world.agent_token("cellnode", "cellB"), world.agent_token()]
+    _revoke(world, tokens[2])
+    batches: list[int] = []
+    admit_many = AgentWaits._admit_many
+
+    def counted(self: AgentWaits, authorizations: list[str]) -> Any:
+        batches.append(len(authorizations))
+        return admit_many(self, authorizations)
+
+    monkeypatch.setattr(AgentWaits, "_admit_many", counted)
+
+    async def main() -> list[Any]:
+        return list(await asyncio.gather(*(asgi.waits._admit(f"Bearer {token}") for token in tokens)))
+
+    first, second, third = asyncio.run(main())
+    assert batches == [3]
+    assert first == ("node1", False) and second == ("cellnode", False)
+    assert isinstance(third, Reply) and json.loads(third.body)["code"] == "token.revoked"
