@@ -19,7 +19,7 @@ or unit file tunes it without editing code:
   longer hold any of them. The database pool (10 + 20 overflow per process, see ``sts.db``)
   is larger than this plus the 4 threads that check agent tokens and poll for work (up to two
   connections each: a batch of admissions holds one for its shared reads while a cache miss
-  reads on another), so raising those threads would buy no round trip a batch does not save.
+  reads on another): 8 + 4 x 2 = 16 of 30.
 - ``timeout`` 75 s: above the longest legitimate request (a 60 s wait, a slow directory,
   an old agent's 30 s lease long-poll), so only a truly stuck worker is killed;
   ``graceful_timeout`` 35 s lets running requests end on a restart (waiting agents are cut
