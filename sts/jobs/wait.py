@@ -208,14 +208,22 @@ class AgentWaits:
 
     def _admit_arrived(self) -> None:
         batch, self._arrived = self._arrived, []
-        done = asyncio.get_running_loop().run_in_executor(self.threads, self._admit_many, [a for a, _ in batch])
+        try:
+            done = asyncio.get_running_loop().run_in_executor(self.threads, self._admit_many, [a for a, _ in batch])
+        except RuntimeError as exc:  # the pool shut down: each wait's boundary answers 500
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
 
         def answer(done: asyncio.Future[list[tuple[str, bool] | Reply]]) -> None:
-            error = done.exception()
+            error = None if done.cancelled() else done.exception()
             for index, (_, future) in enumerate(batch):
                 if future.done():  # its request is gone (cancelled)
                     continue
-                if error is not None:
+                if done.cancelled():  # the pool shut down (the server stops)
+                    future.cancel()
+                elif error is not None:
                     future.set_exception(error)
                 else:
                     future.set_result(done.result()[index])
