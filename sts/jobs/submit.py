@@ -7,7 +7,6 @@ the job's not-before, exp its deadline capped by the realm's ``job_token_max_ttl
 
 from __future__ import annotations
 
-import logging
 import re
 import uuid
 from dataclasses import dataclass
@@ -38,7 +37,6 @@ from sts.nodes.models import Node
 from sts.oauth.models import RevokedToken
 from sts.services import Services
 
-log = logging.getLogger(__name__)
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 
 
@@ -357,13 +355,6 @@ def submit(
         return replay, False
     if env.db.is_sqlite:
         wakeup.wake_local(job.node_id)  # committed now; PostgreSQL's INSERT notified every process
-    log.info(
-        "job %s submitted by %s for node %s as %s (realm %s)",
-        job.id,
-        submitter.access_id,
-        node.id,
-        identity.subject,
-        identity.realm,
-    )
+    # No log line here: the view's audit record job.submitted names the same job, node, subject and realm.
     env.notify_submitted()
     return job, True
