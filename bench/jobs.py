@@ -3,7 +3,9 @@
 For SQLite and PostgreSQL, with 1 and 8 concurrent clients, it serves the STS under gunicorn
 (2 workers x 8 threads, loopback) and measures, in the same run:
 
-* ``submit/s``: ``POST /api/v1/jobs`` (validate, authorize, mint + encrypt the job token, insert);
+* ``submit/s``: ``POST /api/v1/jobs`` (validate, authorize, mint + encrypt the job token, insert),
+  each client one keep-alive ``http.client`` connection, timed after a warm-up that opens the
+  workers' database connections (as the peers open their pools before timing);
 * ``jobs/s``: agents (all on the same node, so they contend) each looping lease (up to 10 jobs,
   one UPDATE … RETURNING; the call also carries the previous batch's results, recorded in the same
   transaction) -> claim (start them, one UPDATE): two HTTP round trips per batch of up to 10 jobs;
@@ -22,6 +24,7 @@ complete) at 1 and 8 clients/workers, min/median/max of ``--runs`` runs.
 from __future__ import annotations
 
 import argparse
+import http.client
 import importlib
 import json
 import os
@@ -35,6 +38,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import Column, MetaData, String, Table, Text
@@ -179,16 +183,47 @@ def run_threads(count: int, work: Callable[[int], None]) -> float:
     return time.perf_counter() - started
 
 
-def measure_http(url: str, user: str, agent: str, jobs: int, clients: int) -> tuple[float, float]:
-    def submitter(index: int) -> None:
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {user}"}, timeout=60) as http:
-            for _ in range(index, jobs, clients):
-                response = http.post(
-                    "/api/v1/jobs", json={"node": "node1", "type": "shell", "spec": {"argv": ["/bin/echo", "bench"]}}
-                )
-                assert response.status_code == 201, response.text
+SUBMISSION = json.dumps({"node": "node1", "type": "shell", "spec": {"argv": ["/bin/echo", "bench"]}})
 
-    submit_seconds = run_threads(clients, submitter)
+
+def warm_up(url: str, user: str, clients: int) -> None:
+    """Before timing, as the peers open their connection pools first: ``4 * clients`` rounds of
+    ``2 * clients`` concurrent authenticated reads (``GET /api/v1/jobs?limit=1``, which write
+    nothing), so each gunicorn worker has its database connections open."""
+
+    def reader(_index: int) -> None:
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {user}"}, timeout=60) as http:
+            for _ in range(4 * clients):
+                assert http.get("/api/v1/jobs", params={"limit": 1}).status_code == 200
+
+    run_threads(2 * clients, reader)
+
+
+def submit_http(url: str, user: str, jobs: int, clients: int) -> float:
+    """Seconds for ``clients`` clients to submit ``jobs`` jobs, one ``POST /api/v1/jobs`` each.
+    Each client is one keep-alive connection of the standard library's ``http.client``: the
+    clients share the STS's 2 cores, and httpx costs about 2 ms of CPU per request there (5x
+    http.client), which is the bench's cost, not the STS's; the peers' clients are asyncpg."""
+    address = urlsplit(url)
+    headers = {"Authorization": f"Bearer {user}", "Content-Type": "application/json"}
+
+    def submitter(index: int) -> None:
+        connection = http.client.HTTPConnection(address.hostname or "127.0.0.1", address.port, timeout=60)
+        try:
+            for _ in range(index, jobs, clients):
+                connection.request("POST", "/api/v1/jobs", SUBMISSION, headers)
+                response = connection.getresponse()
+                answer = response.read()
+                assert response.status == 201, answer
+        finally:
+            connection.close()
+
+    return run_threads(clients, submitter)
+
+
+def measure_http(url: str, user: str, agent: str, jobs: int, clients: int) -> tuple[float, float]:
+    warm_up(url, user, clients)
+    submit_seconds = submit_http(url, user, jobs, clients)
     dispatch_seconds = dispatch_http(url, agent, jobs, clients)
     return jobs / submit_seconds, jobs / dispatch_seconds
 
