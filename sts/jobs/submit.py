@@ -1,5 +1,6 @@
 """Job submission: validate, decide the identity, mint the ``job+jwt``, and write the job row
-with its encrypted token in one transaction.
+with its encrypted token, its idempotency record and its node's wake-up, all or nothing (on
+PostgreSQL one statement, on SQLite one transaction).
 
 The token's claims come from ``realms.wire.claims.job_token_claims``: aud is the node id, nbf
 the job's not-before, exp its deadline capped by the realm's ``job_token_max_ttl``.

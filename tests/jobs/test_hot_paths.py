@@ -1,7 +1,8 @@
 """The two hot paths, by statement count and by what they refuse.
 
-Submit: the caller's revocation check, the node read and the insert are one transaction (one
-commit), and a revoked token is refused there before anything is written or told. Dispatch:
+Submit: the caller's revocation check rides on the node read, then one write (on PostgreSQL two
+statements and no BEGIN/COMMIT, on SQLite one transaction), and a revoked token is refused there
+before anything is written or told. Dispatch:
 results carried by ``POST /api/v1/agent/leases`` are recorded once, in the lease's transaction,
 each answered on its own, and a repeat is an idempotent answer, never a second record."""
 
