@@ -157,7 +157,7 @@ def gunicorn(config_path: Path, sock: socket.socket, server: str = "asgi") -> It
         process = subprocess.Popen(argv, env=env, cwd=ROOT, pass_fds=fds, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port_of(sock)}"
     try:
-        give_up = time.monotonic() + 30
+        give_up = time.monotonic() + 90  # a loaded 2-core machine took more than 30 s
         while True:
             try:
                 if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
