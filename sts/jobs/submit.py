@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -302,6 +304,18 @@ def _write(
     return Job(**values)
 
 
+@contextmanager
+def _reading(env: Services) -> Iterator[Connection]:
+    """For a read alone: one autocommit statement on PostgreSQL, a deferred transaction on SQLite
+    (no write lock taken)."""
+    if env.db.is_sqlite:
+        with env.session() as session:
+            yield session.connection()
+    else:
+        with env.statements() as conn:
+            yield conn
+
+
 def submit(
     env: Services,
     submitter: Submitter,
@@ -321,7 +335,7 @@ def submit(
     if unchecked_jti is not None and (key is not None or submission.credentials is not None):
         # Why: a replay answers from stored rows and credentials mean a directory login: the
         # caller's revocation is checked before either, as for any other request.
-        with env.statements() as conn:
+        with _reading(env) as conn:
             _read_node(conn, submission.node, submitter, unchecked_jti)
         unchecked_jti = None
     if key is not None:
@@ -339,7 +353,7 @@ def submit(
                 identity = _identity(env, submitter, node, submission, address)
                 job = _write(env, conn, submitter, node, identity, submission, key)
         else:
-            with env.statements() as conn:
+            with _reading(env) as conn:
                 node = _read_node(conn, submission.node, submitter, None)
             _check_authgroup(submission, node)
             # Outside any transaction: a directory round trip must never hold a database lock.
