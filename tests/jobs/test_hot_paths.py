@@ -31,9 +31,11 @@ pytestmark = pytest.mark.db
 
 @pytest.fixture
 def quiet_world(tmp_path: Path, database_url: str) -> Iterator[World]:
-    """A world whose requests never run the periodic reaper pass (so counts are the path's own)."""
+    """A world whose requests never run the periodic reaper pass nor re-check the key ring (at
+    most once a second otherwise: a slow machine hits it anywhere), so counts are the path's own."""
     built = build_world(tmp_path, database_url, JobSettings(poll_interval=0.05, reap_interval=3600))
     built.services.last_reap = time.monotonic()
+    built.services.keys.check_interval = 3600
     yield built
     built.services.close()
 
