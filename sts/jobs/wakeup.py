@@ -4,12 +4,14 @@ Each process keeps one ``WaiterRegistry``: one asyncio future per waiting agent,
 on the event loop of the ASGI server (``sts.asgi``). Nothing else is held while an agent waits:
 no thread, no database connection.
 
-A submit calls ``notify(session, node)`` inside its transaction. On PostgreSQL that is a
-``pg_notify`` on ``CHANNEL`` with the node as payload, delivered at commit to every STS process
-(each runs one ``LISTEN`` connection, ``listen``), wherever the node's agent waits. On SQLite
-there is no cross-process channel: the submitting process wakes its own waiters after the
-commit, and the fallback poll of ``sts.jobs.wait`` finds the rest within a few seconds. A job
-requeued through the ORM (the reaper) notifies the same way, from a ``before_flush`` hook.
+On PostgreSQL a new or requeued job sends a ``pg_notify`` on ``CHANNEL`` with its node as
+payload, in the transaction that writes it: delivered at commit to every STS process (each runs
+one ``LISTEN`` connection, ``listen``), wherever the node's agent waits, and never for a rolled
+back job. A submit's own ``INSERT`` carries it (``notify_expression`` in the statement, one round
+trip); a job requeued through the ORM (the reaper) calls ``notify(session, node)`` from a
+``before_flush`` hook. On SQLite there is no cross-process channel: the writing process wakes
+its own waiters after the commit (``wake_local``), and the fallback poll of ``sts.jobs.wait``
+finds the rest within a few seconds.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import event, func, inspect, select
+from sqlalchemy import ColumnElement, String, bindparam, event, func, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, UOWTransaction
 
@@ -111,16 +113,30 @@ def install(registry: WaiterRegistry | None) -> None:
     _local = registry
 
 
+def notify_expression(node_id: ColumnElement[str]) -> ColumnElement[None]:
+    """PostgreSQL: the ``pg_notify`` that wakes the agents of ``node_id`` (a column of the
+    statement that writes the job), delivered when that statement's transaction commits."""
+    return func.pg_notify(CHANNEL, node_id)
+
+
+def wake_local(node_id: str) -> None:
+    """SQLite: wake the agents of ``node_id`` waiting in this process; call it after the commit."""
+    registry = _local
+    if registry is not None:
+        registry.wake_threadsafe(node_id)
+
+
+_NOTIFY = select(notify_expression(bindparam("node_id", type_=String)))
+
+
 def notify(session: Session, node_id: str) -> None:
     """Wake the agents of ``node_id`` once this transaction commits (never before: an agent
     woken early would lease before the job is visible and go back to waiting)."""
     if session.get_bind().dialect.name == "postgresql":
         # Delivered at commit to every listening STS process, this one included; dropped on rollback.
-        session.execute(select(func.pg_notify(CHANNEL, node_id)))
+        session.connection().execute(_NOTIFY, {"node_id": node_id})
         return
-    registry = _local
-    if registry is not None:
-        event.listen(session, "after_commit", lambda _session: registry.wake_threadsafe(node_id), once=True)
+    event.listen(session, "after_commit", lambda _session: wake_local(node_id), once=True)
 
 
 @event.listens_for(Session, "before_flush")
