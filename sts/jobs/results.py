@@ -82,6 +82,22 @@ RECORD = (
 )
 
 
+# The reported jobs, locked: built once (an expanding IN list binds a batch of any size).
+LOCK = (
+    select(
+        JOBS.c.id,
+        JOBS.c.state,
+        JOBS.c.lease_holder,
+        JOBS.c.result_digest,
+        JOBS.c.finished_at,
+        JOBS.c.subject,
+        JOBS.c.attempts,
+    )
+    .where(JOBS.c.id.in_(bindparam("b_ids", expanding=True)), JOBS.c.node_id == bindparam("b_node"))
+    .with_for_update()
+)
+
+
 def report_many(env: Services, node_id: str, items: list[tuple[str, Result | JobInvalidSpec]]) -> list[Recorded]:
     """Record a batch of results in one transaction: one locking SELECT, one executemany UPDATE.
     Each item is answered on its own; a refused item does not refuse the others."""
@@ -97,20 +113,7 @@ def record_results(
     recorded: list[Recorded] = []
     rows = {}
     if wanted:
-        query = (
-            select(
-                JOBS.c.id,
-                JOBS.c.state,
-                JOBS.c.lease_holder,
-                JOBS.c.result_digest,
-                JOBS.c.finished_at,
-                JOBS.c.subject,
-                JOBS.c.attempts,
-            )
-            .where(JOBS.c.id.in_(wanted), JOBS.c.node_id == node_id)
-            .with_for_update()
-        )
-        rows = {row.id: row for row in session.execute(query)}
+        rows = {row.id: row for row in session.execute(LOCK, {"b_ids": wanted, "b_node": node_id})}
     stamp = env.clock()
     changes: list[dict[str, Any]] = []
     for job_id, result in items:
