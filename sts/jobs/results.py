@@ -16,7 +16,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Float, Integer, String, Text, and_, bindparam, func, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from realms.wire.documents import ItemOutcome, Result
@@ -98,6 +99,62 @@ LOCK = (
 )
 
 
+# PostgreSQL: the batch in ONE statement that both checks and records. Each reported job is
+# updated only if this node holds it and the result is a transition it may make (running →
+# succeeded/failed/refused, or leased → refused: a refusal decided before start) with no result
+# yet; RETURNING names the ones recorded. Anything else (a retry from the outbox, a conflict, a
+# late result for a lost job, another node's or an unknown id) is left to the locking path below.
+_FROM_RUNNING = sorted(state.value for state in RESULT_STATES if can_transition(JobState.RUNNING, state))
+assert can_transition(JobState.LEASED, JobState.REFUSED)
+_TEXT_VALUES = ("state", "stdout_tail", "stderr_tail", "result_code", "reason", "account", "trace", "result_digest")
+_REPORTED = select(
+    *(func.unnest(bindparam(f"f_{name}", type_=ARRAY(Text))).label(name) for name in ("id", *_TEXT_VALUES)),
+    func.unnest(bindparam("f_exit_code", type_=ARRAY(Integer))).label("exit_code"),
+).subquery("reported")
+RECORD_CHECKED = (
+    update(JOBS)
+    .where(
+        JOBS.c.id == _REPORTED.c.id,
+        JOBS.c.node_id == bindparam("f_node", type_=String),
+        JOBS.c.lease_holder == bindparam("f_node", type_=String),
+        JOBS.c.result_digest.is_(None),
+        or_(
+            and_(JOBS.c.state == JobState.RUNNING.value, or_(*(_REPORTED.c.state == state for state in _FROM_RUNNING))),
+            and_(JOBS.c.state == JobState.LEASED.value, _REPORTED.c.state == JobState.REFUSED.value),
+        ),
+    )
+    .values(
+        finished_at=bindparam("f_stamp", type_=Float),
+        updated_at=bindparam("f_stamp", type_=Float),
+        lease_expires_at=None,
+        # Why: as in RECORD, a final job keeps no copy of the sealed remote login.
+        sealed_credentials=None,
+        late_outcome=None,
+        exit_code=_REPORTED.c.exit_code,
+        **{name: _REPORTED.c[name] for name in _TEXT_VALUES},
+    )
+    .returning(JOBS.c.id, JOBS.c.subject, JOBS.c.attempts)
+)
+
+
+def _record_checked(
+    session: Session, node_id: str, items: list[tuple[str, Result | JobInvalidSpec]], stamp: float
+) -> dict[str, Recorded]:
+    """``RECORD_CHECKED`` over the well-formed items (ids unique in the batch): job id -> recorded."""
+    results = [(job_id, result) for job_id, result in items if isinstance(result, Result) and is_job_id(job_id)]
+    if not results or len({job_id for job_id, _ in results}) != len(results):
+        return {}
+    values: dict[str, Any] = {"f_node": node_id, "f_stamp": stamp, "f_id": [job_id for job_id, _ in results]}
+    rows = [_values(job_id, result.outcome, result, stamp, False, None) for job_id, result in results]
+    for name in (*_TEXT_VALUES, "exit_code"):
+        values[f"f_{name}"] = [row[f"b_{name}"] for row in rows]
+    by_id = dict(results)
+    return {
+        row.id: Recorded(ItemOutcome(row.id, by_id[row.id].outcome), by_id[row.id], row.subject, row.attempts, new=True)
+        for row in session.execute(RECORD_CHECKED, values)
+    }
+
+
 def report_many(env: Services, node_id: str, items: list[tuple[str, Result | JobInvalidSpec]]) -> list[Recorded]:
     """Record a batch of results in one transaction: one locking SELECT, one executemany UPDATE.
     Each item is answered on its own; a refused item does not refuse the others."""
@@ -109,14 +166,18 @@ def record_results(
     env: Services, session: Session, node_id: str, items: list[tuple[str, Result | JobInvalidSpec]]
 ) -> list[Recorded]:
     """``report_many`` inside the caller's transaction (a lease call that carries results)."""
-    wanted = [job_id for job_id, _ in items if is_job_id(job_id)]
+    stamp = env.clock()
+    checked = {} if env.db.is_sqlite else _record_checked(session, node_id, items, stamp)
+    wanted = [job_id for job_id, _ in items if is_job_id(job_id) and job_id not in checked]
     recorded: list[Recorded] = []
     rows = {}
     if wanted:
         rows = {row.id: row for row in session.execute(LOCK, {"b_ids": wanted, "b_node": node_id})}
-    stamp = env.clock()
     changes: list[dict[str, Any]] = []
     for job_id, result in items:
+        if job_id in checked:
+            recorded.append(checked[job_id])
+            continue
         row = rows.get(job_id)
         if isinstance(result, JobInvalidSpec):
             recorded.append(_refused(job_id, result))
