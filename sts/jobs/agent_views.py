@@ -31,7 +31,7 @@ from sts.jobs.dispatch import (
     start,
 )
 from sts.jobs.errors import JobInvalidSpec
-from sts.jobs.results import Recorded, record_results, report, report_many
+from sts.jobs.results import Recorded, record_and_lease, record_results, report, report_many
 from sts.jobs.views import maybe_reap
 from sts.nodes.models import Node
 from sts.oauth.revocation import list_active
@@ -136,8 +136,15 @@ def lease_jobs() -> Response | tuple[str, int]:
     def record(session: Session) -> None:
         recorded.extend(record_results(services, session, node.id, list(wanted.results)))
 
-    before = record if wanted.results else None
-    found = lease_many(services, node.id, wanted.max_jobs, wanted.wait, before, reap_due)
+    both = None
+    if wanted.results and not wanted.wait and not reap_due:
+        # What an agent sends when a batch finished: on PostgreSQL, one statement records and leases.
+        both = record_and_lease(services, node.id, wanted.max_jobs, list(wanted.results))
+    if both is not None:
+        found, recorded = both
+    else:
+        before = record if wanted.results else None
+        found = lease_many(services, node.id, wanted.max_jobs, wanted.wait, before, reap_due)
     for item in recorded:
         _audit_result(node, item)
     LEASES.labels("leased" if found else "empty").inc(len(found) or 1)

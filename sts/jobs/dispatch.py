@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -19,6 +19,7 @@ from sqlalchemy import (
     BigInteger,
     Float,
     Integer,
+    Row,
     String,
     Table,
     Update,
@@ -209,7 +210,8 @@ def lease_statement(*, postgres: bool) -> Update:
 LEASE = {True: lease_statement(postgres=True), False: lease_statement(postgres=False)}
 
 
-def _lease_values(env: Services, node_id: str, limit: int) -> dict[str, Any]:
+def lease_values(env: Services, node_id: str, limit: int) -> dict[str, Any]:
+    """The values ``LEASE`` binds for ``node_id`` now."""
     now = env.now()
     return {
         "b_node": node_id,
@@ -227,16 +229,20 @@ def _try_lease(
         # Nothing to record and nothing to reap: the lease is its one statement, which on
         # PostgreSQL commits on its own (no BEGIN/COMMIT round trips; atomic all the same).
         with env.statements() as conn:
-            rows = conn.execute(LEASE[not env.db.is_sqlite], _lease_values(env, node_id, limit)).all()
+            rows = conn.execute(LEASE[not env.db.is_sqlite], lease_values(env, node_id, limit)).all()
     else:
         with env.session(immediate=True) as session:
             if before is not None:
                 before(session)
             if reap_due:
                 reap(env, session, env.now(), node_id)
-            rows = session.execute(LEASE[not env.db.is_sqlite], _lease_values(env, node_id, limit)).all()
+            rows = session.execute(LEASE[not env.db.is_sqlite], lease_values(env, node_id, limit)).all()
+    return leases_of(env, rows)
+
+
+def leases_of(env: Services, rows: Sequence[Row[Any]]) -> list[Lease]:
+    """The leases of rows with ``LEASED_COLUMNS``, in queue order (RETURNING has none), tokens decrypted."""
     leases = []
-    # RETURNING has no order: hand the jobs out in queue order.
     for row in sorted(rows, key=lambda r: (r.not_before, r.created_at)):
         token = env.cipher.decrypt(row.token_ciphertext, row.id.encode("ascii")).decode("ascii")
         job = LeasedJob(

@@ -13,16 +13,31 @@ but the state stays ``lost``, which is terminal: the job is never leased or run 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Float, Integer, String, Text, and_, bindparam, func, or_, select, update
+from sqlalchemy import (
+    Float,
+    Integer,
+    String,
+    Text,
+    and_,
+    bindparam,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from realms.wire.documents import ItemOutcome, Result
 from realms.wire.errors import JobInvalidSpec
-from sts.jobs.dispatch import JOBS, is_job_id, raise_refusal
+from sts.jobs.dispatch import JOBS, LEASE, LEASED_COLUMNS, Lease, is_job_id, lease_values, leases_of, raise_refusal
 from sts.jobs.errors import JobLeaseLost, JobNotFound, JobResultConflict
 from sts.jobs.states import RESULT_STATES, JobState, can_transition
 from sts.services import Services
@@ -137,22 +152,82 @@ RECORD_CHECKED = (
 )
 
 
-def _record_checked(
-    session: Session, node_id: str, items: list[tuple[str, Result | JobInvalidSpec]], stamp: float
-) -> dict[str, Recorded]:
-    """``RECORD_CHECKED`` over the well-formed items (ids unique in the batch): job id -> recorded."""
+def _checked_values(
+    node_id: str, items: Sequence[tuple[str, Result | JobInvalidSpec]], stamp: float
+) -> tuple[dict[str, Any], dict[str, Result]] | None:
+    """What ``RECORD_CHECKED`` binds for the well-formed items, and those items by id; ``None``
+    when there is none, or an id comes twice (the locking path answers each of those)."""
     results = [(job_id, result) for job_id, result in items if isinstance(result, Result) and is_job_id(job_id)]
-    if not results or len({job_id for job_id, _ in results}) != len(results):
-        return {}
-    values: dict[str, Any] = {"f_node": node_id, "f_stamp": stamp, "f_id": [job_id for job_id, _ in results]}
+    by_id = dict(results)
+    if not results or len(by_id) != len(results):
+        return None
+    values: dict[str, Any] = {"f_node": node_id, "f_stamp": stamp, "f_id": list(by_id)}
     rows = [_values(job_id, result.outcome, result, stamp, False, None) for job_id, result in results]
     for name in (*_TEXT_VALUES, "exit_code"):
         values[f"f_{name}"] = [row[f"b_{name}"] for row in rows]
-    by_id = dict(results)
-    return {
-        row.id: Recorded(ItemOutcome(row.id, by_id[row.id].outcome), by_id[row.id], row.subject, row.attempts, new=True)
-        for row in session.execute(RECORD_CHECKED, values)
+    return values, by_id
+
+
+def _recorded(job_id: str, result: Result, subject: str, attempt: int) -> Recorded:
+    return Recorded(ItemOutcome(job_id, result.outcome), result, subject, attempt, new=True)
+
+
+def _record_checked(
+    session: Session, node_id: str, items: list[tuple[str, Result | JobInvalidSpec]], stamp: float
+) -> dict[str, Recorded]:
+    """``RECORD_CHECKED`` over the well-formed items: job id -> recorded."""
+    checked = _checked_values(node_id, items, stamp)
+    if checked is None:
+        return {}
+    values, by_id = checked
+    rows = session.execute(RECORD_CHECKED, values)
+    return {row.id: _recorded(row.id, by_id[row.id], row.subject, row.attempts) for row in rows}
+
+
+# PostgreSQL: ``RECORD_CHECKED`` and the lease (``sts.jobs.dispatch.LEASE``) in ONE statement,
+# which commits on its own: two data-modifying CTEs over disjoint rows (the reported jobs are
+# leased or running, the leased ones were queued), their rows told apart by ``kind``.
+_RECORDED = RECORD_CHECKED.cte("recorded")
+_LEASED = LEASE[True].cte("leased")
+_PADDING = [column for column in LEASED_COLUMNS if column.name not in ("id", "subject", "attempts")]
+RECORD_AND_LEASE = union_all(
+    select(
+        literal("recorded").label("kind"),
+        _RECORDED.c.id,
+        _RECORDED.c.subject,
+        _RECORDED.c.attempts,
+        *(null().cast(column.type).label(column.name) for column in _PADDING),
+    ),
+    select(
+        literal("leased").label("kind"),
+        _LEASED.c.id,
+        _LEASED.c.subject,
+        _LEASED.c.attempts,
+        *(_LEASED.c[column.name] for column in _PADDING),
+    ),
+)
+
+
+def record_and_lease(
+    env: Services, node_id: str, limit: int, items: list[tuple[str, Result | JobInvalidSpec]]
+) -> tuple[list[Lease], list[Recorded]] | None:
+    """PostgreSQL: record the carried results that need no lock-and-look (``RECORD_CHECKED``) and
+    lease up to ``limit`` jobs, in one statement; the other results go through ``report_many``.
+    ``None`` on SQLite, or when no result can take the one-statement path."""
+    stamp = env.clock()
+    checked = None if env.db.is_sqlite else _checked_values(node_id, items, stamp)
+    if checked is None:
+        return None
+    values, by_id = checked
+    with env.statements() as conn:
+        rows = conn.execute(RECORD_AND_LEASE, {**values, **lease_values(env, node_id, limit)}).all()
+    recorded = {
+        row.id: _recorded(row.id, by_id[row.id], row.subject, row.attempts) for row in rows if row.kind == "recorded"
     }
+    rest = [(job_id, result) for job_id, result in items if job_id not in recorded]
+    later = iter(report_many(env, node_id, rest) if rest else [])
+    answers = [recorded[job_id] if job_id in recorded else next(later) for job_id, _ in items]
+    return leases_of(env, [row for row in rows if row.kind == "leased"]), answers
 
 
 def report_many(env: Services, node_id: str, items: list[tuple[str, Result | JobInvalidSpec]]) -> list[Recorded]:
