@@ -188,3 +188,31 @@ def test_a_malformed_carried_batch_refuses_the_whole_call(quiet_world: World) ->
 
 def test_a_lease_without_results_still_answers_204_when_empty(quiet_world: World) -> None:
     assert quiet_world.agent_post("leases", {"max_jobs": 3}).status_code == 204
+
+
+def test_a_lease_carrying_results_checks_each_like_results_does(quiet_world: World) -> None:
+    """The one-statement record-and-lease (PostgreSQL) records only what this node may record."""
+    ran, refused, never = (quiet_world.submit()["id"] for _ in range(3))
+    quiet_world.agent_post("leases", {"max_jobs": 3})
+    quiet_world.agent_post("claims", {"claims": [{"job_id": ran}]})
+    other = quiet_world.submit(node="trusting")["id"]
+    waiting = quiet_world.submit()["id"]
+    refusal = result(outcome="refused", exit_code=None, code="authz.denied", reason="no grant")
+    items = [
+        {"job_id": ran, "result": result()},
+        {"job_id": refused, "result": refusal},  # a refusal decided before start: from leased
+        {"job_id": never, "result": result()},  # success without a claim
+        {"job_id": other, "result": result()},  # another node's job
+    ]
+    answer = lease_carrying(quiet_world, items, max_jobs=2)
+    codes = [outcome.get("code") for outcome in answer["outcomes"]]
+    assert codes == [None, None, "job.lease_lost", "job.not_found"]
+    assert [lease["job"]["id"] for lease in answer["leases"]] == [waiting]
+    states = [state_of(quiet_world, job_id) for job_id in (ran, refused, never, other)]
+    assert states == ["succeeded", "refused", "leased", "queued"]
+    # The same reports again (an outbox retry): the same answers, nothing recorded twice; a
+    # different result for a job that has one is a conflict.
+    again = lease_carrying(quiet_world, items[:2])
+    assert [outcome["state"] for outcome in again["outcomes"]] == ["succeeded", "refused"]
+    changed = lease_carrying(quiet_world, [{"job_id": ran, "result": result(exit_code=5)}])
+    assert changed["outcomes"][0]["code"] == "job.result_conflict"
