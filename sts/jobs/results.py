@@ -130,6 +130,7 @@ RECORD_CHECKED = (
     update(JOBS)
     .where(
         JOBS.c.id == _REPORTED.c.id,
+        # Why: only the node holding the lease records a result, once, by an allowed transition.
         JOBS.c.node_id == bindparam("f_node", type_=String),
         JOBS.c.lease_holder == bindparam("f_node", type_=String),
         JOBS.c.result_digest.is_(None),
@@ -224,9 +225,10 @@ def record_and_lease(
     recorded = {
         row.id: _recorded(row.id, by_id[row.id], row.subject, row.attempts) for row in rows if row.kind == "recorded"
     }
-    rest = [(job_id, result) for job_id, result in items if job_id not in recorded]
+    done = [isinstance(result, Result) and job_id in recorded for job_id, result in items]
+    rest = [item for item, was in zip(items, done, strict=True) if not was]
     later = iter(report_many(env, node_id, rest) if rest else [])
-    answers = [recorded[job_id] if job_id in recorded else next(later) for job_id, _ in items]
+    answers = [recorded[job_id] if was else next(later) for (job_id, _), was in zip(items, done, strict=True)]
     return leases_of(env, [row for row in rows if row.kind == "leased"]), answers
 
 
