@@ -154,7 +154,7 @@ def audited_results(caplog: pytest.LogCaptureFixture, job_id: str) -> int:
 
 
 def test_results_carried_by_a_lease_are_recorded_once_before_it(
-    quiet_world: World, caplog: pytest.LogCaptureFixture
+    quiet_world: World, caplog: pytest.LogCaptureFixture, on_postgres: bool
 ) -> None:
     caplog.set_level(logging.INFO, logger="jobsts.audit")
     first = quiet_world.submit()["id"]
@@ -165,7 +165,10 @@ def test_results_carried_by_a_lease_are_recorded_once_before_it(
         answer = lease_carrying(quiet_world, [{"job_id": ran, "result": result()}])
     assert answer["outcomes"] == [{"job_id": ran, "state": "succeeded"}]
     assert [lease["job"]["id"] for lease in answer["leases"]] == [second]
-    assert counts["commits"] == 1  # the results and the lease: one transaction
+    # The test's minting of the agent token (it reads the node's key), the agent's authentication
+    # (with "anything to reap?"), then the results and the lease: on PostgreSQL one statement that
+    # commits on its own; on SQLite one transaction (lock and read, record, lease).
+    assert counts == (Counter(statements=3) if on_postgres else Counter(statements=5, commits=1))
     assert state_of(quiet_world, ran) == "succeeded"
     # The outbox sends it again (the answer was lost): the same answer, not a second record.
     again = lease_carrying(quiet_world, [{"job_id": ran, "result": result()}])
@@ -204,3 +207,31 @@ def test_a_malformed_carried_batch_refuses_the_whole_call(quiet_world: World) ->
 
 def test_a_lease_without_results_still_answers_204_when_empty(quiet_world: World) -> None:
     assert quiet_world.agent_post("leases", {"max_jobs": 3}).status_code == 204
+
+
+def test_a_lease_carrying_results_checks_each_like_results_does(quiet_world: World) -> None:
+    """The one-statement record-and-lease (PostgreSQL) records only what this node may record."""
+    ran, refused, never = (quiet_world.submit()["id"] for _ in range(3))
+    quiet_world.agent_post("leases", {"max_jobs": 3})
+    quiet_world.agent_post("claims", {"claims": [{"job_id": ran}]})
+    other = quiet_world.submit(node="trusting")["id"]
+    waiting = quiet_world.submit()["id"]
+    refusal = result(outcome="refused", exit_code=None, code="authz.denied", reason="no grant")
+    items = [
+        {"job_id": ran, "result": result()},
+        {"job_id": refused, "result": refusal},  # a refusal decided before start: from leased
+        {"job_id": never, "result": result()},  # success without a claim
+        {"job_id": other, "result": result()},  # another node's job
+    ]
+    answer = lease_carrying(quiet_world, items, max_jobs=2)
+    codes = [outcome.get("code") for outcome in answer["outcomes"]]
+    assert codes == [None, None, "job.lease_lost", "job.not_found"]
+    assert [lease["job"]["id"] for lease in answer["leases"]] == [waiting]
+    states = [state_of(quiet_world, job_id) for job_id in (ran, refused, never, other)]
+    assert states == ["succeeded", "refused", "leased", "queued"]
+    # The same reports again (an outbox retry): the same answers, nothing recorded twice; a
+    # different result for a job that has one is a conflict.
+    again = lease_carrying(quiet_world, items[:2])
+    assert [outcome["state"] for outcome in again["outcomes"]] == ["succeeded", "refused"]
+    changed = lease_carrying(quiet_world, [{"job_id": ran, "result": result(exit_code=5)}])
+    assert changed["outcomes"][0]["code"] == "job.result_conflict"
