@@ -166,12 +166,14 @@ class CommitClock:
     def __init__(self, database_url: str) -> None:
         import psycopg
 
-        from sts.jobs.wakeup import CHANNEL, listen_conninfo
+        from sts.jobs.wakeup import CHANNEL_SQL, listen_conninfo
 
         conninfo = listen_conninfo(database_url)
         assert conninfo is not None
         self.conn = psycopg.connect(conninfo, autocommit=True)
-        self.conn.execute(f"LISTEN {CHANNEL}")
+        row = self.conn.execute(CHANNEL_SQL).fetchone()
+        assert row is not None
+        self.conn.execute(f'LISTEN "{row[0]}"')
         self.seen: dict[str, float] = {}
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()

@@ -1,12 +1,17 @@
 """Benchmark: job round trips per second through the HTTP API, against a raw SQLAlchemy loop.
 
 For SQLite and PostgreSQL, with 1 and 8 concurrent clients, it serves the STS under gunicorn
-(2 workers x 8 threads, loopback) and measures, in the same run:
+(2 workers, 8 Flask threads each, loopback; the production stack of sts.gunicorn_conf, uvicorn
+workers serving sts.asgi, or with --wsgi the gthread server of sts.wsgi) and measures, in the same run:
 
-* ``submit/s``: ``POST /api/v1/jobs`` (validate, authorize, mint + encrypt the job token, insert);
-* ``jobs/s``: agents (all on the same node, so they contend) each looping lease (up to 10 jobs,
-  one UPDATE … RETURNING; the call also carries the previous batch's results, recorded in the same
-  transaction) -> claim (start them, one UPDATE): two HTTP round trips per batch of up to 10 jobs;
+* ``submit/s``: ``POST /api/v1/jobs`` (validate, authorize, mint + encrypt the job token, insert),
+  each client one keep-alive ``http.client`` connection, timed after a warm-up that opens the
+  workers' database connections (as the peers open their pools before timing);
+* ``jobs/s``: agents (all on the same node, so they contend) each running agent_client's loop:
+  lease (up to 10 jobs; the call also carries the previous batch's results) -> claim (start them,
+  one UPDATE): two HTTP round trips per batch of up to 10 jobs; with nothing to report an agent
+  waits on ``GET /api/v1/agent/wait`` as the real one does (never spinning on empty leases). Timed
+  from the agents' start to the last result recorded;
 * ``raw/s``: the physical limit on the same database: a bare SQLAlchemy Core loop of one
   INSERT transaction then one UPDATE transaction per row, with the same number of threads.
 
@@ -22,6 +27,7 @@ complete) at 1 and 8 clients/workers, min/median/max of ``--runs`` runs.
 from __future__ import annotations
 
 import argparse
+import http.client
 import importlib
 import json
 import os
@@ -35,6 +41,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import Column, MetaData, String, Table, Text
@@ -57,6 +64,7 @@ from tests.loopback import listening_socket, port_of, socket_activation  # noqa:
 
 JOHN = AccessId.user("jobmgr", "uid=john,ou=people,dc=jobmgr,dc=example")
 BATCH = 10  # jobs per lease call: pgqueuer's default batch_size, so both sides batch alike
+WAIT_SECONDS = 2  # an idle agent's wait (a real agent waits poll_wait, 20 s; only the bench's end sees it)
 RESULT = {"outcome": "succeeded", "exit_code": 0, "stdout_tail": "bench\n", "stderr_tail": ""}
 
 
@@ -125,22 +133,34 @@ def prepare(config_path: Path) -> tuple[str, str]:
         services.close()
 
 
+# What operators run (sts.gunicorn_conf: uvicorn workers, Flask on 8 threads each under a2wsgi,
+# agents waiting on the event loop), or with --wsgi the plain gthread server of sts.wsgi.
+SERVERS = {
+    "asgi": ["-c", "python:sts.gunicorn_conf", "sts.asgi:app"],
+    "wsgi": ["--threads", "8", "sts.wsgi:app"],
+}
+
+
 @contextmanager
-def gunicorn(config_path: Path, sock: socket.socket) -> Iterator[str]:
-    """gunicorn serving on ``sock``, a listening socket we hold (systemd socket activation)."""
+def gunicorn(config_path: Path, sock: socket.socket, server: str = "asgi") -> Iterator[str]:
+    """gunicorn (2 workers) serving on ``sock``, a listening socket we hold (systemd socket activation)."""
     env = {
         **os.environ,
         "JOBSTS_CONFIG": str(config_path),
+        "JOBSTS_GUNICORN_THREADS": "8",
         "PYTHONPATH": str(ROOT),
         "PYTHONWARNINGS": "ignore::DeprecationWarning",
     }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     argv, fds = socket_activation(
-        [sys.executable, "-m", "gunicorn", "-w", "2", "--threads", "8", "--log-level", "warning", "sts.wsgi:app"], sock
+        [sys.executable, "-m", "gunicorn", *SERVERS[server], "-w", "2", "--log-level", "warning"], sock
     )
-    process = subprocess.Popen(argv, env=env, cwd=ROOT, pass_fds=fds)
+    # The audit log (a JSON line per lease, start and result) goes to a file, as to a journal in production.
+    with (config_path.parent / "sts.log").open("wb") as log:
+        process = subprocess.Popen(argv, env=env, cwd=ROOT, pass_fds=fds, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port_of(sock)}"
     try:
-        give_up = time.monotonic() + 30
+        give_up = time.monotonic() + 120  # a loaded machine: the workers may take a while to import
         while True:
             try:
                 if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
@@ -148,7 +168,7 @@ def gunicorn(config_path: Path, sock: socket.socket) -> Iterator[str]:
             except httpx.TransportError:
                 pass
             if time.monotonic() > give_up or process.poll() is not None:
-                raise SystemExit("gunicorn did not start")
+                raise SystemExit(f"gunicorn did not start; see {config_path.parent / 'sts.log'}")
             time.sleep(0.2)
         yield url
     finally:
@@ -166,46 +186,100 @@ def run_threads(count: int, work: Callable[[int], None]) -> float:
     return time.perf_counter() - started
 
 
-def measure_http(url: str, user: str, agent: str, jobs: int, clients: int) -> tuple[float, float]:
-    def submitter(index: int) -> None:
+SUBMISSION = json.dumps({"node": "node1", "type": "shell", "spec": {"argv": ["/bin/echo", "bench"]}})
+
+
+def warm_up(url: str, user: str, clients: int) -> None:
+    """Before timing, as the peers open their connection pools first: ``4 * clients`` rounds of
+    ``2 * clients`` concurrent authenticated reads (``GET /api/v1/jobs?limit=1``, which write
+    nothing), so each gunicorn worker has its database connections open."""
+
+    def reader(_index: int) -> None:
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {user}"}, timeout=60) as http:
+            for _ in range(4 * clients):
+                assert http.get("/api/v1/jobs", params={"limit": 1}).status_code == 200
+
+    run_threads(2 * clients, reader)
+
+
+def submit_http(url: str, user: str, jobs: int, clients: int) -> float:
+    """Seconds for ``clients`` clients to submit ``jobs`` jobs, one ``POST /api/v1/jobs`` each.
+    Each client is one keep-alive connection of the standard library's ``http.client``: the
+    clients share the STS's 2 cores, and httpx costs about 2 ms of CPU per request there (5x
+    http.client), which is the bench's cost, not the STS's; the peers' clients are asyncpg."""
+    address = urlsplit(url)
+    headers = {"Authorization": f"Bearer {user}", "Content-Type": "application/json"}
+
+    def submitter(index: int) -> None:
+        connection = http.client.HTTPConnection(address.hostname or "127.0.0.1", address.port, timeout=60)
+        try:
             for _ in range(index, jobs, clients):
-                response = http.post(
-                    "/api/v1/jobs", json={"node": "node1", "type": "shell", "spec": {"argv": ["/bin/echo", "bench"]}}
-                )
-                assert response.status_code == 201, response.text
+                connection.request("POST", "/api/v1/jobs", SUBMISSION, headers)
+                response = connection.getresponse()
+                answer = response.read()
+                assert response.status == 201, answer
+        finally:
+            connection.close()
 
-    submit_seconds = run_threads(clients, submitter)
+    return run_threads(clients, submitter)
+
+
+def measure_http(url: str, user: str, agent: str, jobs: int, clients: int) -> tuple[float, float]:
+    warm_up(url, user, clients)
+    submit_seconds = submit_http(url, user, jobs, clients)
+    dispatch_seconds = dispatch_http(url, agent, jobs, clients)
+    return jobs / submit_seconds, jobs / dispatch_seconds
+
+
+def dispatch_http(url: str, agent: str, jobs: int, agents: int) -> float:
+    """Seconds for ``agents`` agents of one node to lease, start and report ``jobs`` queued jobs,
+    from their start to the last result recorded: the loop of agent_client/loop.py with
+    ``max_jobs = BATCH`` and no-op jobs. With results to report, one lease carries them (and
+    leases up to BATCH more, no wait); without, the agent waits on ``GET /api/v1/agent/wait``
+    (the STS answers at once when the node has queued work) and then leases. Each leased batch
+    is claimed (started) in one call."""
     done: list[str] = []
+    finished: list[float] = []
+    lock = threading.Lock()
 
-    def dispatcher(_index: int) -> None:
-        # An agent with BATCH free slots: lease up to BATCH jobs in one call that also carries the
-        # previous batch's results, then claim (start) them in one call: two round trips per batch.
+    def agent_loop(_index: int) -> None:
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {agent}"}, timeout=60) as http:
             results: list[dict[str, object]] = []
-            while len(done) < jobs or results:
+            while True:
+                if not results:
+                    with lock:
+                        if len(done) >= jobs:
+                            return
+                    # As the real agent: nothing to report, so wait for work, holding no STS thread.
+                    waited = http.get("/api/v1/agent/wait", params={"timeout": WAIT_SECONDS})
+                    assert waited.status_code == 200, waited.text
+                    if not waited.json()["work"]:
+                        continue
                 body: dict[str, object] = {"max_jobs": BATCH, "wait": 0}
                 if results:
                     body["results"] = results
                 response = http.post("/api/v1/agent/leases", json=body)
+                assert response.status_code in (200, 204), response.text
                 if results:
-                    assert response.status_code == 200, response.text
                     reported = response.json()["outcomes"]
                     assert all("code" not in outcome for outcome in reported), reported
-                    done.extend(str(outcome["job_id"]) for outcome in reported)
+                    with lock:
+                        done.extend(str(outcome["job_id"]) for outcome in reported)
+                        if len(done) >= jobs:
+                            finished.append(time.perf_counter())
                     results = []
                 if response.status_code == 204 or not response.json()["leases"]:
                     continue
-                assert response.status_code == 200, response.text
                 jobs_leased = [lease["job"] for lease in response.json()["leases"]]
                 claims = [{"job_id": job["id"], "attempt": job["attempt"]} for job in jobs_leased]
                 outcomes = http.post("/api/v1/agent/claims", json={"claims": claims}).json()["outcomes"]
                 started = [outcome["job_id"] for outcome in outcomes if "code" not in outcome]
                 results = [{"job_id": job_id, "result": RESULT} for job_id in started]
 
-    dispatch_seconds = run_threads(clients, dispatcher)
+    started = time.perf_counter()
+    run_threads(agents, agent_loop)  # the idle agents end their last wait (WAIT_SECONDS) after the finish
     assert len(done) == len(set(done)) == jobs, f"dispatched {len(done)} ({len(set(done))} distinct) of {jobs}"
-    return jobs / submit_seconds, jobs / dispatch_seconds
+    return finished[0] - started
 
 
 def measure_raw(database_url: str, rows: int, clients: int) -> float:
@@ -241,22 +315,22 @@ def sqlite_file(folder: Path) -> Iterator[str]:
     yield f"sqlite:///{folder / 'bench.db'}"
 
 
-def bench_backend(name: str, postgres: str | None, jobs: int) -> dict[int, tuple[float, float]]:
+def bench_backend(name: str, postgres: str | None, jobs: int, server: str = "asgi") -> dict[int, tuple[float, float]]:
     """One run of jobsts on ``postgres`` (or SQLite): clients -> (submit/s, dispatch jobs/s)."""
     figures = {}
     for clients in (1, 8):
         with tempfile.TemporaryDirectory() as folder_name:
             folder = Path(folder_name)
             with postgres_schema(postgres) if postgres else sqlite_file(folder) as url:
-                figures[clients] = _run(name, folder, url, jobs, clients)
+                figures[clients] = _run(name, folder, url, jobs, clients, server)
     return figures
 
 
-def _run(name: str, folder: Path, url: str, jobs: int, clients: int) -> tuple[float, float]:
+def _run(name: str, folder: Path, url: str, jobs: int, clients: int, server: str) -> tuple[float, float]:
     sock = listening_socket()
     config_path = write_config(folder, url, port_of(sock))
     user, agent = prepare(config_path)
-    with sock, gunicorn(config_path, sock) as base:
+    with sock, gunicorn(config_path, sock, server) as base:
         submits, dispatched = measure_http(base, user, agent, jobs, clients)
     raw = measure_raw(url, jobs, clients)
     print(
@@ -291,6 +365,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=300)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--wsgi", action="store_true", help="serve sts.wsgi (gthread) instead of the production ASGI stack"
+    )
     parser.add_argument("--sqlite", action="store_true", help="also measure jobsts on SQLite (no peers there)")
     parser.add_argument(
         "--postgres",
@@ -298,15 +375,16 @@ def main() -> None:
         help="PostgreSQL URL (a scratch schema is created and dropped); omit to skip",
     )
     args = parser.parse_args()
+    server = "wsgi" if args.wsgi else "asgi"
     if args.sqlite:
-        bench_backend("sqlite", None, args.jobs)
+        bench_backend("sqlite", None, args.jobs, server)
     if not args.postgres:
         return
     # procrastinate warns about an App built in ``__main__``; the imported module builds it.
     queues = importlib.import_module("bench.peers.queues")
     ours, peers = [], []
     for index in range(args.runs):
-        ours.append(bench_backend("postgresql", args.postgres, args.jobs))
+        ours.append(bench_backend("postgresql", args.postgres, args.jobs, server))
         run = queues.measure_queues(args.postgres, args.jobs, (1, 8))
         peers.append(run)
         for figures in run:

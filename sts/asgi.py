@@ -6,7 +6,7 @@ loop per worker process), or directly::
 
     JOBSTS_CONFIG=/etc/jobsts/sts.toml gunicorn -c python:sts.gunicorn_conf 'sts.asgi:app'
 
-Every request but ``GET /api/v1/agent/wait`` goes to Flask through a2wsgi, on a pool of
+Every request but ``GET /api/v1/agent/wait`` goes to Flask (``sts.http.wsgi_bridge``), on a pool of
 ``JOBSTS_GUNICORN_THREADS`` threads: logins, submits and health checks never queue behind
 waiting agents, because a waiting agent is one asyncio future and one socket, nothing more.
 See docs/architecture.md ("Agents wait on an event loop") for why this and not gevent or push.
@@ -20,10 +20,10 @@ from collections.abc import MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from a2wsgi import WSGIMiddleware
 from flask import Flask
 
 from sts.http.redaction import path_only
+from sts.http.wsgi_bridge import BufferedWsgi
 from sts.jobs.wait import WAIT_PATH, AgentWaits, Receive, Scope, Send
 
 DEFAULT_THREADS = 8
@@ -53,7 +53,8 @@ class StsAsgi:
 
     def __init__(self, app: Flask, threads: int | None = None) -> None:
         self.flask = app
-        self.wsgi = WSGIMiddleware(app, workers=threads or flask_threads())  # type: ignore[arg-type]
+        # A body up to the app's own limit is read before Flask runs (larger ones stream as before).
+        self.wsgi = BufferedWsgi(app, threads or flask_threads(), int(app.config["MAX_CONTENT_LENGTH"] or 0))
         # Token checks and the fallback poll of waiting agents; never the Flask pool.
         self.wait_threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="jobsts-wait")
         self.waits = AgentWaits(app, self.wait_threads)
@@ -66,7 +67,7 @@ class StsAsgi:
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         else:
-            await self.wsgi(scope, receive, send)  # type: ignore[arg-type]
+            await self.wsgi(scope, receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -32,6 +32,7 @@ from pathlib import Path
 import pytest
 
 from sts.commands.inetd_sshd import SSH_KEYGEN, SSHD, InetdSshd, keygen, prepare_privsep
+from tests.os_accounts import account_tool
 
 USER_PREFIX = "jssh"
 HOST_KEY_TYPES = ("ed25519", "ecdsa")
@@ -112,16 +113,16 @@ class SshAccounts:
         command = ["useradd", "-U", "-m", "-d", str(home), "-s", shell]
         if groups:
             command += ["-G", ",".join(groups)]
-        subprocess.run([*command, name], check=True, capture_output=True)
+        account_tool([*command, name])
         self.users.append(name)
         if password is not None:
-            subprocess.run(["chpasswd"], input=f"{name}:{password}\n", text=True, check=True, capture_output=True)
+            account_tool(["chpasswd"], stdin=f"{name}:{password}\n")
         elif login:
             # "*": no password can match, but the account is not locked (sshd without PAM
             # refuses every login, keys included, to a "!"-locked account).
-            subprocess.run(["usermod", "-p", "*", name], check=True, capture_output=True)
+            account_tool(["usermod", "-p", "*", name])
         else:
-            subprocess.run(["usermod", "-L", name], check=True, capture_output=True)
+            account_tool(["usermod", "-L", name])
         if authorized:
             entry = pwd.getpwnam(name)
             ssh_dir = home / ".ssh"
@@ -135,7 +136,7 @@ class SshAccounts:
 
     def group(self) -> str:
         name = f"{USER_PREFIX}g{secrets.token_hex(3)}"
-        subprocess.run(["groupadd", name], check=True, capture_output=True)
+        account_tool(["groupadd", name])
         self.groups.append(name)
         return name
 
@@ -188,10 +189,10 @@ class SshAccounts:
                 for pid in self.processes(name):
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
-            subprocess.run(["userdel", "-r", "-f", name], check=False, capture_output=True)
+            account_tool(["userdel", "-r", "-f", name], check=False)
             shutil.rmtree(f"/tmp/{name}-home", ignore_errors=True)
         for group in self.groups:
-            subprocess.run(["groupdel", group], check=False, capture_output=True)
+            account_tool(["groupdel", group], check=False)
 
 
 @pytest.fixture(scope="session")

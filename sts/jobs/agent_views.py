@@ -17,16 +17,27 @@ from sqlalchemy.orm import Session
 from realms.tokens.profiles import MAX_LEEWAY_SECONDS
 from realms.wire.documents import MAX_BATCH, ItemOutcome, parse_claims, parse_lease_request, parse_result, parse_results
 from realms.wire.spec import LIMITS
-from sts.http.auth import authenticated_node, require_agent
-from sts.jobs.dispatch import MAX_WAIT_SECONDS, Lease, LeasedJob, claim_many, heartbeat, lease_many, start
+from sts.http.auth import agent_node, authenticated_node, require_agent
+from sts.http.context import request_context
+from sts.jobs.dispatch import (
+    MAX_WAIT_SECONDS,
+    REAP_DUE,
+    Lease,
+    LeasedJob,
+    claim_many,
+    heartbeat,
+    lease_many,
+    reap_due_params,
+    start,
+)
 from sts.jobs.errors import JobInvalidSpec
-from sts.jobs.results import Recorded, record_results, report, report_many
+from sts.jobs.results import Recorded, record_and_lease, record_results, report, report_many
 from sts.jobs.views import maybe_reap
 from sts.nodes.models import Node
 from sts.oauth.revocation import list_active
 from sts.observability import audit
 from sts.observability.metrics import DISPATCH, LEASES, REFUSALS, code_label
-from sts.services import current_services
+from sts.services import Services, current_services
 
 bp = Blueprint("agent", __name__, url_prefix="/api/v1/agent")
 # Two 64 KiB tails (up to 4 bytes per character as UTF-8, more when JSON-escaped) plus the trace.
@@ -73,8 +84,14 @@ def _lease_document(node: Node, found: Lease) -> dict[str, Any]:
     return body
 
 
+def _json(body: dict[str, Any]) -> Response:
+    # json.dumps, not jsonify: Flask's provider sorts the keys, for nothing an agent needs, and a
+    # lease answer is ten job documents with their tokens.
+    return Response(json.dumps(body, separators=(",", ":")), mimetype="application/json")
+
+
 def _no_store(body: dict[str, Any]) -> Response:
-    response = jsonify(body)
+    response = _json(body)
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -94,20 +111,40 @@ def lease_job() -> Response | tuple[str, int]:
     return _no_store(_lease_document(node, found[0]))
 
 
+def _node_and_reap_due(services: Services) -> tuple[Node, bool]:
+    """``require_agent``'s check, reading in the same statement whether the node has a job to reap."""
+    context = request_context()
+    node, verified, due = agent_node(
+        services,
+        request.headers.get("Authorization", ""),
+        (REAP_DUE, lambda node_id: reap_due_params(services, node_id)),
+    )
+    context.node, context.agent_token = node, verified
+    return node, bool(due)
+
+
 @bp.post("/leases")
-@require_agent
 def lease_jobs() -> Response | tuple[str, int]:
     """Up to ``max_jobs`` jobs (the agent's free slots) in one statement; 204 when none came in ``wait`` s.
     Results carried along are recorded first, in the same transaction, and answered in ``outcomes``."""
+    services = current_services()
+    node, reap_due = _node_and_reap_due(services)
     wanted = parse_lease_request(_body(), MAX_WAIT_SECONDS)
-    services, node = current_services(), authenticated_node()
     maybe_reap(services)
     recorded: list[Recorded] = []
 
     def record(session: Session) -> None:
         recorded.extend(record_results(services, session, node.id, list(wanted.results)))
 
-    found = lease_many(services, node.id, wanted.max_jobs, wanted.wait, record if wanted.results else None)
+    both = None
+    if wanted.results and not wanted.wait and not reap_due:
+        # What an agent sends when a batch finished: on PostgreSQL, one statement records and leases.
+        both = record_and_lease(services, node.id, wanted.max_jobs, list(wanted.results))
+    if both is not None:
+        found, recorded = both
+    else:
+        before = record if wanted.results else None
+        found = lease_many(services, node.id, wanted.max_jobs, wanted.wait, before, reap_due)
     for item in recorded:
         _audit_result(node, item)
     LEASES.labels("leased" if found else "empty").inc(len(found) or 1)
@@ -145,7 +182,7 @@ def claim_jobs() -> Response:
     for outcome in outcomes:
         if outcome.code is None:
             _audit_started(node, outcome)
-    return jsonify({"outcomes": [outcome.as_document() for outcome in outcomes]})
+    return _json({"outcomes": [outcome.as_document() for outcome in outcomes]})
 
 
 @bp.post("/jobs/<job_id>/heartbeat")
@@ -200,7 +237,7 @@ def results() -> Response:
     recorded = report_many(current_services(), node.id, items)
     for item in recorded:
         _audit_result(node, item)
-    return jsonify({"outcomes": [item.outcome.as_document() for item in recorded]})
+    return _json({"outcomes": [item.outcome.as_document() for item in recorded]})
 
 
 # Results carry two output tails: a larger body than the app's default (read by sts.http.text_inputs).

@@ -11,20 +11,22 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
     Float,
     Integer,
+    Row,
     String,
     Table,
     Update,
     and_,
     bindparam,
     case,
+    exists,
     or_,
     select,
     tuple_,
@@ -67,6 +69,51 @@ def _expire(env: Services, session: Session, job: Job, stamp: float) -> None:
     env.revoke(session, job.token_jti, job.token_exp, f"job {job.id} expired")
 
 
+JOBS: Table = cast(Table, Job.__table__)
+
+
+def _due(now: Any) -> Any:
+    """What ``reap`` takes: leases past their expiry, queued jobs past their deadline."""
+    return or_(
+        and_(JOBS.c.state.in_((JobState.LEASED.value, JobState.RUNNING.value)), JOBS.c.lease_expires_at < now),
+        and_(JOBS.c.state == JobState.QUEUED.value, JOBS.c.deadline <= now),
+    )
+
+
+# ``EXISTS`` a job ``reap`` would change for a node, built once: the lease call reads it in the
+# statement that authenticates the agent (``sts.nodes.auth_cache``), so a lease with nothing to
+# reap (nearly every one) spends no round trip on it. Bound by ``reap_due_params``.
+REAP_DUE = exists().where(
+    JOBS.c.node_id == bindparam("reap_node", type_=String), _due(bindparam("reap_now", type_=BigInteger))
+)
+
+
+def reap_due_params(env: Services, node_id: str) -> dict[str, Any]:
+    """The values of ``REAP_DUE`` for ``node_id`` now."""
+    return {"reap_node": node_id, "reap_now": env.now()}
+
+
+# What a lease hands out, straight from the UPDATE's RETURNING: no second read.
+LEASED_COLUMNS = (
+    JOBS.c.id,
+    JOBS.c.node_id,
+    JOBS.c.type,
+    JOBS.c.spec,
+    JOBS.c.subject,
+    JOBS.c.realm,
+    JOBS.c.not_before,
+    JOBS.c.deadline,
+    JOBS.c.attempts,
+    JOBS.c.created_at,
+    JOBS.c.lease_expires_at,
+    JOBS.c.token_ciphertext,
+    JOBS.c.token_jti,
+    JOBS.c.sealed_credentials,
+)
+# The lease statement's WHERE clause is its transition check: only queued → leased.
+assert can_transition(JobState.QUEUED, JobState.LEASED) and can_transition(JobState.LEASED, JobState.RUNNING)
+
+
 def reap(env: Services, session: Session, now: int, node_id: str | None = None) -> int:
     """Requeue never-started jobs whose lease expired, mark started ones ``lost``, expire jobs past
     their deadline. Returns how many jobs changed. Safe to run from any number of processes."""
@@ -74,17 +121,7 @@ def reap(env: Services, session: Session, now: int, node_id: str | None = None) 
     changed = 0
     # One indexed query for both kinds of work: leases past their expiry, queued jobs past
     # their deadline. SKIP LOCKED: a row another transaction holds is that one's to handle.
-    due = (
-        select(Job)
-        .where(
-            or_(
-                and_(Job.state.in_((JobState.LEASED.value, JobState.RUNNING.value)), Job.lease_expires_at < now),
-                and_(Job.state == JobState.QUEUED.value, Job.deadline <= now),
-            )
-        )
-        .limit(REAP_BATCH)
-        .with_for_update(skip_locked=True)
-    )
+    due = select(Job).where(_due(now)).limit(REAP_BATCH).with_for_update(skip_locked=True)
     if node_id is not None:
         due = due.where(Job.node_id == node_id)
     for job in session.scalars(due):
@@ -109,28 +146,6 @@ def reap_all(env: Services) -> int:
     """The periodic reaper: one pass over every node."""
     with env.session(immediate=True) as session:
         return reap(env, session, env.now())
-
-
-JOBS: Table = cast(Table, Job.__table__)
-# What a lease hands out, straight from the UPDATE's RETURNING: no second read.
-LEASED_COLUMNS = (
-    JOBS.c.id,
-    JOBS.c.node_id,
-    JOBS.c.type,
-    JOBS.c.spec,
-    JOBS.c.subject,
-    JOBS.c.realm,
-    JOBS.c.not_before,
-    JOBS.c.deadline,
-    JOBS.c.attempts,
-    JOBS.c.created_at,
-    JOBS.c.lease_expires_at,
-    JOBS.c.token_ciphertext,
-    JOBS.c.token_jti,
-    JOBS.c.sealed_credentials,
-)
-# The lease statement's WHERE clause is its transition check: only queued → leased.
-assert can_transition(JobState.QUEUED, JobState.LEASED) and can_transition(JobState.LEASED, JobState.RUNNING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,17 +210,39 @@ def lease_statement(*, postgres: bool) -> Update:
 LEASE = {True: lease_statement(postgres=True), False: lease_statement(postgres=False)}
 
 
-def _try_lease(env: Services, node_id: str, limit: int, before: Before | None = None) -> list[Lease]:
-    with env.session(immediate=True) as session:
-        if before is not None:
-            before(session)
-        now = env.now()
-        reap(env, session, now, node_id)
-        values = {"b_node": node_id, "b_now": now, "b_stamp": env.clock(), "b_limit": limit}
-        values["b_until"] = now + env.lease_seconds
-        rows = session.execute(LEASE[not env.db.is_sqlite], values).all()
+def lease_values(env: Services, node_id: str, limit: int) -> dict[str, Any]:
+    """The values ``LEASE`` binds for ``node_id`` now."""
+    now = env.now()
+    return {
+        "b_node": node_id,
+        "b_now": now,
+        "b_stamp": env.clock(),
+        "b_limit": limit,
+        "b_until": now + env.lease_seconds,
+    }
+
+
+def _try_lease(
+    env: Services, node_id: str, limit: int, before: Before | None = None, reap_due: bool = True
+) -> list[Lease]:
+    if before is None and not reap_due:
+        # Nothing to record and nothing to reap: the lease is its one statement, which on
+        # PostgreSQL commits on its own (no BEGIN/COMMIT round trips; atomic all the same).
+        with env.statements() as conn:
+            rows = conn.execute(LEASE[not env.db.is_sqlite], lease_values(env, node_id, limit)).all()
+    else:
+        with env.session(immediate=True) as session:
+            if before is not None:
+                before(session)
+            if reap_due:
+                reap(env, session, env.now(), node_id)
+            rows = session.execute(LEASE[not env.db.is_sqlite], lease_values(env, node_id, limit)).all()
+    return leases_of(env, rows)
+
+
+def leases_of(env: Services, rows: Sequence[Row[Any]]) -> list[Lease]:
+    """The leases of rows with ``LEASED_COLUMNS``, in queue order (RETURNING has none), tokens decrypted."""
     leases = []
-    # RETURNING has no order: hand the jobs out in queue order.
     for row in sorted(rows, key=lambda r: (r.not_before, r.created_at)):
         token = env.cipher.decrypt(row.token_ciphertext, row.id.encode("ascii")).decode("ascii")
         job = LeasedJob(
@@ -217,14 +254,20 @@ def _try_lease(env: Services, node_id: str, limit: int, before: Before | None = 
 
 
 def lease_many(
-    env: Services, node_id: str, limit: int = 1, wait: float = 0, before: Before | None = None
+    env: Services,
+    node_id: str,
+    limit: int = 1,
+    wait: float = 0,
+    before: Before | None = None,
+    reap_due: bool = True,
 ) -> list[Lease]:
     """Up to ``limit`` jobs for ``node_id``; long-polls up to ``wait`` seconds (capped at 30).
-    ``before`` runs first in the first attempt's transaction (results carried by the lease call)."""
+    ``before`` runs first in the first attempt's transaction (results carried by the lease call).
+    ``reap_due=False``: the caller just read ``REAP_DUE`` false, so the first attempt skips the reap."""
     give_up = time.monotonic() + max(0.0, min(float(wait), MAX_WAIT_SECONDS))
     while True:
-        found = _try_lease(env, node_id, limit, before)
-        before = None
+        found = _try_lease(env, node_id, limit, before, reap_due)
+        before, reap_due = None, True
         if found:
             return found
         remaining = give_up - time.monotonic()
@@ -273,6 +316,33 @@ def is_job_id(job_id: str) -> bool:
     return True
 
 
+# The claim, built once: expanding IN lists bind a batch of any size and mix ((id, attempt)
+# pairs, or bare ids from the single-job /start), so each call only binds its values.
+CLAIM = (
+    update(JOBS)
+    .where(
+        or_(
+            tuple_(JOBS.c.id, JOBS.c.attempts).in_(bindparam("c_pairs", expanding=True)),
+            JOBS.c.id.in_(bindparam("c_bare", expanding=True)),
+        ),
+        JOBS.c.node_id == bindparam("c_node", type_=String),
+        JOBS.c.state == JobState.LEASED.value,
+        JOBS.c.lease_holder == bindparam("c_node", type_=String),
+        JOBS.c.lease_expires_at > bindparam("c_now", type_=BigInteger),
+    )
+    .values(
+        state=JobState.RUNNING.value,
+        started_at=bindparam("c_stamp", type_=Float),
+        updated_at=bindparam("c_stamp", type_=Float),
+        lease_expires_at=bindparam("c_until", type_=BigInteger),
+    )
+    .returning(JOBS.c.id, JOBS.c.attempts)
+)
+CLAIM_STATES = select(JOBS.c.id, JOBS.c.state).where(
+    JOBS.c.id.in_(bindparam("c_ids", expanding=True)), JOBS.c.node_id == bindparam("c_node", type_=String)
+)
+
+
 def claim_many(env: Services, node_id: str, claims: list[Claim]) -> list[ItemOutcome]:
     """Start (``leased`` → ``running``) the jobs the agent recorded in its journal, in one UPDATE.
     Each needs an unexpired lease held by ``node_id`` (and the attempt it leased, when sent), so a
@@ -286,31 +356,18 @@ def claim_many(env: Services, node_id: str, claims: list[Claim]) -> list[ItemOut
         now, stamp = env.now(), env.clock()
         until = now + env.lease_seconds
         if wanted:
-            # Expanding IN lists: one cached statement whatever the batch's size and mix.
-            pairs = [(claim.job_id, claim.attempt) for claim in wanted if claim.attempt is not None]
-            bare = [claim.job_id for claim in wanted if claim.attempt is None]
-            matches = []
-            if pairs:
-                matches.append(tuple_(JOBS.c.id, JOBS.c.attempts).in_(pairs))
-            if bare:
-                matches.append(JOBS.c.id.in_(bare))
-            statement = (
-                update(JOBS)
-                .where(
-                    or_(*matches),
-                    JOBS.c.node_id == node_id,
-                    JOBS.c.state == JobState.LEASED.value,
-                    JOBS.c.lease_holder == node_id,
-                    JOBS.c.lease_expires_at > now,
-                )
-                .values(state=JobState.RUNNING.value, started_at=stamp, updated_at=stamp, lease_expires_at=until)
-                .returning(JOBS.c.id, JOBS.c.attempts)
-            )
-            started = {row.id: row.attempts for row in conn.execute(statement)}
+            values = {
+                "c_pairs": [(claim.job_id, claim.attempt) for claim in wanted if claim.attempt is not None],
+                "c_bare": [claim.job_id for claim in wanted if claim.attempt is None],
+                "c_node": node_id,
+                "c_now": now,
+                "c_stamp": stamp,
+                "c_until": until,
+            }
+            started = {row.id: row.attempts for row in conn.execute(CLAIM, values)}
         missing = [claim.job_id for claim in wanted if claim.job_id not in started]
         if missing:
-            query = select(JOBS.c.id, JOBS.c.state).where(JOBS.c.id.in_(missing), JOBS.c.node_id == node_id)
-            states = {row.id: row.state for row in conn.execute(query)}
+            states = {row.id: row.state for row in conn.execute(CLAIM_STATES, {"c_ids": missing, "c_node": node_id})}
     outcomes = []
     for claim in claims:
         if claim.job_id in started:

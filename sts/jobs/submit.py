@@ -1,5 +1,6 @@
 """Job submission: validate, decide the identity, mint the ``job+jwt``, and write the job row
-with its encrypted token in one transaction.
+with its encrypted token, its idempotency record and its node's wake-up, all or nothing (on
+PostgreSQL one statement, on SQLite one transaction).
 
 The token's claims come from ``realms.wire.claims.job_token_claims``: aud is the node id, nbf
 the job's not-before, exp its deadline capped by the realm's ``job_token_max_ttl``.
@@ -7,15 +8,15 @@ the job's not-before, exp its deadline capped by the realm's ``job_token_max_ttl
 
 from __future__ import annotations
 
-import logging
 import re
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import String, Table, bindparam, exists, insert, select
+from sqlalchemy import Connection, Executable, String, Table, bindparam, exists, insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from realms.errors import ConfigError, LoginFailed
 from realms.identity.access_id import NODE_ID
@@ -39,7 +40,6 @@ from sts.nodes.models import Node
 from sts.oauth.models import RevokedToken
 from sts.services import Services
 
-log = logging.getLogger(__name__)
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 
 
@@ -149,7 +149,10 @@ def _times(env: Services, submission: Submission, realm: str, now: int) -> tuple
 _NODES: Table = cast(Table, Node.__table__)
 _NODE_COLUMNS = (_NODES.c.id, _NODES.c.realm, _NODES.c.authgroups, _NODES.c.trusted_realms, _NODES.c.public_jwk)
 JOBS: Table = cast(Table, Job.__table__)
+_IDEMPOTENCY: Table = cast(Table, JobIdempotency.__table__)
 _INSERT_JOB = insert(JOBS)
+_INSERT_IDEMPOTENCY = insert(_IDEMPOTENCY)
+_IDEMPOTENCY_COLUMNS = ("submitter", "key", "request_digest", "job_id", "created_at")
 
 
 _REVOKED = exists().where(RevokedToken.__table__.c.jti == bindparam("b_jti", type_=String))
@@ -161,22 +164,64 @@ _READ_NODE_CHECKED = select(*_NODE_COLUMNS, _REVOKED.label("revoked")).where(
 _READ_REVOKED = select(_REVOKED)
 
 
-def _read_node(session: Session, node_id: str, submitter: Submitter, unchecked_jti: str | None) -> NodeSnapshot:
+def _read_node(conn: Connection, node_id: str, submitter: Submitter, unchecked_jti: str | None) -> NodeSnapshot:
     """The target node, and (``unchecked_jti``) the caller's revocation check, in one statement."""
-    conn = session.connection()
     values = {"b_node": node_id, "b_jti": (unchecked_jti or "")[:128]}
     row = None
     if NODE_ID.fullmatch(node_id) is not None:
         row = conn.execute(_READ_NODE if unchecked_jti is None else _READ_NODE_CHECKED, values).first()
     if unchecked_jti is not None:
         revoked = row.revoked if row is not None else conn.execute(_READ_REVOKED, values).scalar()
-        # Why: the caller's token is checked against the revocation list in the very
-        # transaction that writes the job, before anything else is said about the request.
+        # Why: the caller's token is checked against the revocation list right before the job
+        # is written, before anything else is said about the request.
         if revoked:
             raise TokenRevoked(f"token {unchecked_jti[:64]} was revoked", realm=submitter.realm)
     if row is None:
         raise NodeUnknown(f"node {node_id} is not registered", node=node_id)
     return NodeSnapshot(row.id, row.realm, tuple(row.authgroups), tuple(row.trusted_realms), dict(row.public_jwk))
+
+
+def _insert_with_notify(with_key: bool) -> Executable:
+    """PostgreSQL: the job, its idempotency record (``with_key``) and the wake-up of its node's
+    agents in ONE statement, which commits on its own: all of it or nothing, and the
+    notification is delivered at that commit (never for a job that was not written)."""
+    job = insert(JOBS).values({name: bindparam(name, type_=JOBS.c[name].type) for name in _JOB_VALUES})
+    written = job.returning(JOBS.c.id, JOBS.c.node_id, JOBS.c.submitter, JOBS.c.created_at).cte("job")
+    statement = select(wakeup.notify_expression(written.c.node_id)).select_from(written)
+    if with_key:
+        record = select(
+            written.c.submitter,
+            bindparam("idempotency_key", type_=String),
+            bindparam("request_digest", type_=String),
+            written.c.id,
+            written.c.created_at,
+        )
+        statement = statement.add_cte(insert(_IDEMPOTENCY).from_select(_IDEMPOTENCY_COLUMNS, record).cte("idempotency"))
+    return statement
+
+
+_JOB_VALUES = (
+    "id",
+    "submitter",
+    "submitter_realm",
+    "subject",
+    "realm",
+    "node_id",
+    "type",
+    "spec",
+    "job_digest",
+    "not_before",
+    "deadline",
+    "state",
+    "attempts",
+    "created_at",
+    "updated_at",
+    "token_jti",
+    "token_exp",
+    "sealed_credentials",
+    "token_ciphertext",
+)
+_INSERT_NOTIFYING = {False: _insert_with_notify(False), True: _insert_with_notify(True)}
 
 
 def _check_authgroup(submission: Submission, node: NodeSnapshot) -> None:
@@ -191,14 +236,15 @@ def _check_authgroup(submission: Submission, node: NodeSnapshot) -> None:
 
 def _write(
     env: Services,
-    session: Session,
+    conn: Connection,
     submitter: Submitter,
     node: NodeSnapshot,
     identity: TokenIdentity,
     submission: Submission,
     key: str | None,
 ) -> Job:
-    """Mint the job token and insert the job (and its idempotency record) in ``session``."""
+    """Mint the job token and write the job (and its idempotency record) on ``conn``: one
+    statement with the wake-up on PostgreSQL, the INSERTs of a transaction on SQLite."""
     spec, node_id = submission.spec, node.id
     now = env.now()
     not_before, deadline = _times(env, submission, identity.realm, now)
@@ -243,21 +289,31 @@ def _write(
         "sealed_credentials": sealed,
         "token_ciphertext": env.master_key.encrypt(token.encode("ascii"), job_id.encode("ascii")),
     }
-    # A Core INSERT (no unit of work); the Job returned is a detached copy for the answer.
-    session.connection().execute(_INSERT_JOB, values)
-    wakeup.notify(session, node_id)  # delivered at commit, never for a rolled-back job
-    if key is not None:
-        session.connection().execute(
-            insert(cast(Table, JobIdempotency.__table__)),
-            {
-                "submitter": submitter.access_id,
-                "key": key,
-                "request_digest": submission.request_digest,
-                "job_id": job_id,
-                "created_at": stamp,
-            },
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            _INSERT_NOTIFYING[key is not None],
+            {**values, "idempotency_key": key, "request_digest": submission.request_digest},
         )
+    else:
+        # Core INSERTs (no unit of work); the caller wakes this process's waiters after the commit.
+        conn.execute(_INSERT_JOB, values)
+        if key is not None:
+            idempotency = (submitter.access_id, key, submission.request_digest, job_id, stamp)
+            conn.execute(_INSERT_IDEMPOTENCY, dict(zip(_IDEMPOTENCY_COLUMNS, idempotency, strict=True)))
+    # The Job returned is a detached copy, for the answer.
     return Job(**values)
+
+
+@contextmanager
+def _reading(env: Services) -> Iterator[Connection]:
+    """For a read alone: one autocommit statement on PostgreSQL, a deferred transaction on SQLite
+    (no write lock taken)."""
+    if env.db.is_sqlite:
+        with env.session() as session:
+            yield session.connection()
+    else:
+        with env.statements() as conn:
+            yield conn
 
 
 def submit(
@@ -272,14 +328,15 @@ def submit(
     ``address`` is the client's address, for the login throttle when credentials are sent.
 
     ``unchecked_jti``: the caller's access-token jti, not yet checked against the revocation list.
-    Without credentials and idempotency key, that check, the node read and the insert are one
-    transaction (three statements, one commit); otherwise the check comes first, on its own."""
+    Without credentials and idempotency key, that check rides on the node read, right before
+    the write (PostgreSQL: two statements, no BEGIN/COMMIT; SQLite: one transaction); otherwise
+    the check comes first, on its own."""
     key = check_idempotency_key(idempotency_key)
     if unchecked_jti is not None and (key is not None or submission.credentials is not None):
         # Why: a replay answers from stored rows and credentials mean a directory login: the
         # caller's revocation is checked before either, as for any other request.
-        with env.session() as session:
-            _read_node(session, submission.node, submitter, unchecked_jti)
+        with _reading(env) as conn:
+            _read_node(conn, submission.node, submitter, unchecked_jti)
         unchecked_jti = None
     if key is not None:
         existing = _replay(env, submitter, key, submission.request_digest)
@@ -287,22 +344,23 @@ def submit(
             return existing, False
     try:
         if submission.credentials is None:
-            # BEGIN IMMEDIATE on SQLite: this transaction reads, then writes, and a deferred one
-            # cannot upgrade while a lease holds the write lock (SQLITE_BUSY at once, no wait).
-            with env.session(immediate=True) as session:
-                node = _read_node(session, submission.node, submitter, unchecked_jti)
+            # PostgreSQL: two statements, each its own round trip and the second its own commit.
+            # SQLite: one BEGIN IMMEDIATE transaction (it reads, then writes, and a deferred one
+            # cannot upgrade while a lease holds the write lock: SQLITE_BUSY at once, no wait).
+            with env.statements() as conn:
+                node = _read_node(conn, submission.node, submitter, unchecked_jti)
                 _check_authgroup(submission, node)
                 identity = _identity(env, submitter, node, submission, address)
-                job = _write(env, session, submitter, node, identity, submission, key)
+                job = _write(env, conn, submitter, node, identity, submission, key)
         else:
-            with env.session() as session:
-                node = _read_node(session, submission.node, submitter, None)
+            with _reading(env) as conn:
+                node = _read_node(conn, submission.node, submitter, None)
             _check_authgroup(submission, node)
             # Outside any transaction: a directory round trip must never hold a database lock.
             identity = _identity(env, submitter, node, submission, address)
-            # One transaction: the job, its encrypted token and its idempotency record, or nothing.
-            with env.session() as session:
-                job = _write(env, session, submitter, node, identity, submission, key)
+            # One statement or transaction: the job, its encrypted token and its idempotency record, or nothing.
+            with env.statements() as conn:
+                job = _write(env, conn, submitter, node, identity, submission, key)
     except IntegrityError:
         if key is None:
             raise
@@ -310,13 +368,8 @@ def submit(
         if replay is None:
             raise
         return replay, False
-    log.info(
-        "job %s submitted by %s for node %s as %s (realm %s)",
-        job.id,
-        submitter.access_id,
-        node.id,
-        identity.subject,
-        identity.realm,
-    )
+    if env.db.is_sqlite:
+        wakeup.wake_local(job.node_id)  # committed now; PostgreSQL's INSERT notified every process
+    # No log line here: the view's audit record job.submitted names the same job, node, subject and realm.
     env.notify_submitted()
     return job, True

@@ -4,12 +4,14 @@ Each process keeps one ``WaiterRegistry``: one asyncio future per waiting agent,
 on the event loop of the ASGI server (``sts.asgi``). Nothing else is held while an agent waits:
 no thread, no database connection.
 
-A submit calls ``notify(session, node)`` inside its transaction. On PostgreSQL that is a
-``pg_notify`` on ``CHANNEL`` with the node as payload, delivered at commit to every STS process
-(each runs one ``LISTEN`` connection, ``listen``), wherever the node's agent waits. On SQLite
-there is no cross-process channel: the submitting process wakes its own waiters after the
-commit, and the fallback poll of ``sts.jobs.wait`` finds the rest within a few seconds. A job
-requeued through the ORM (the reaper) notifies the same way, from a ``before_flush`` hook.
+On PostgreSQL a new or requeued job sends a ``pg_notify`` on the schema's channel (``CHANNEL_SQL``)
+with its node as payload, in the transaction that writes it: delivered at commit to every STS process (each runs
+one ``LISTEN`` connection, ``listen``), wherever the node's agent waits, and never for a rolled
+back job. A submit's own ``INSERT`` carries it (``notify_expression`` in the statement, one round
+trip); a job requeued through the ORM (the reaper) calls ``notify(session, node)`` from a
+``before_flush`` hook. On SQLite there is no cross-process channel: the writing process wakes
+its own waiters after the commit (``wake_local``), and the fallback poll of ``sts.jobs.wait``
+finds the rest within a few seconds.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import event, func, inspect, select
+from sqlalchemy import ColumnElement, String, bindparam, event, func, inspect, literal, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, UOWTransaction
 
@@ -29,7 +31,11 @@ from sts.jobs.states import JobState
 from sts.observability.metrics import WAKEUPS
 
 log = logging.getLogger(__name__)
-CHANNEL = "jobsts_work"
+# One channel per schema: NOTIFY is database-wide, and two deployments (or two test runs) in
+# different schemas of one database must not wake each other's agents. A digest keeps the name
+# under PostgreSQL's 63-byte identifier limit whatever the schema is called.
+CHANNEL_PREFIX = "jobsts_work_"
+CHANNEL_SQL = f"SELECT '{CHANNEL_PREFIX}' || md5(coalesce(current_schema(), ''))"
 MAX_BACKOFF = 10.0
 
 
@@ -111,16 +117,31 @@ def install(registry: WaiterRegistry | None) -> None:
     _local = registry
 
 
+def notify_expression(node_id: ColumnElement[str]) -> ColumnElement[None]:
+    """PostgreSQL: the ``pg_notify`` that wakes the agents of ``node_id`` (a column of the
+    statement that writes the job), delivered when that statement's transaction commits."""
+    channel = literal(CHANNEL_PREFIX) + func.md5(func.coalesce(func.current_schema(), ""))
+    return func.pg_notify(channel, node_id)
+
+
+def wake_local(node_id: str) -> None:
+    """SQLite: wake the agents of ``node_id`` waiting in this process; call it after the commit."""
+    registry = _local
+    if registry is not None:
+        registry.wake_threadsafe(node_id)
+
+
+_NOTIFY = select(notify_expression(bindparam("node_id", type_=String)))
+
+
 def notify(session: Session, node_id: str) -> None:
     """Wake the agents of ``node_id`` once this transaction commits (never before: an agent
     woken early would lease before the job is visible and go back to waiting)."""
     if session.get_bind().dialect.name == "postgresql":
         # Delivered at commit to every listening STS process, this one included; dropped on rollback.
-        session.execute(select(func.pg_notify(CHANNEL, node_id)))
+        session.connection().execute(_NOTIFY, {"node_id": node_id})
         return
-    registry = _local
-    if registry is not None:
-        event.listen(session, "after_commit", lambda _session: registry.wake_threadsafe(node_id), once=True)
+    event.listen(session, "after_commit", lambda _session: wake_local(node_id), once=True)
 
 
 @event.listens_for(Session, "before_flush")
@@ -145,16 +166,18 @@ def listen_conninfo(database_url: str) -> str | None:
 
 
 async def listen(conninfo: str, registry: WaiterRegistry, on_connected: Callable[[], None]) -> None:
-    """``LISTEN`` on ``CHANNEL`` forever and wake the waiters of each notified node; reconnect
-    with backoff. ``on_connected`` runs after each (re)connect: notifications sent while the
-    connection was down are lost, so the caller polls once then."""
+    """``LISTEN`` on this schema's channel (``CHANNEL_SQL``) forever and wake the waiters of each
+    notified node; reconnect with backoff. ``on_connected`` runs after each (re)connect:
+    notifications sent while the connection was down are lost, so the caller polls once then."""
     import psycopg
 
     delay = 0.5
     while True:
         try:
             async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
-                await conn.execute(f"LISTEN {CHANNEL}")
+                row = await (await conn.execute(CHANNEL_SQL)).fetchone()
+                assert row is not None
+                await conn.execute(f'LISTEN "{row[0]}"')  # a prefix and hex digits: nothing to escape
                 delay = 0.5
                 on_connected()
                 async for note in conn.notifies():

@@ -10,7 +10,6 @@ import os
 import pwd
 import secrets
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from agent_client.errors import UnsafeFileMode
 from agent_client.file_modes import require_safe
 from realms.errors import JobstsError
 from sts.commands.inetd_sshd import keygen
+from tests.os_accounts import account_tool
 
 IS_ROOT = os.geteuid() == 0
 CANARY = f"canary-{secrets.token_hex(8)}"
@@ -175,11 +175,11 @@ def test_store_paths_can_be_configured(agent_dir: Path) -> None:
 @pytest.fixture
 def service_account() -> Iterator[str]:
     name = f"jstc{secrets.token_hex(4)}"
-    subprocess.run(["useradd", "-M", "-d", "/nonexistent", "-s", "/usr/sbin/nologin", name], check=True)
+    account_tool(["useradd", "-M", "-d", "/nonexistent", "-s", "/usr/sbin/nologin", name])
     try:
         yield name
     finally:
-        subprocess.run(["userdel", "-f", name], check=False, capture_output=True)
+        account_tool(["userdel", "-f", name], check=False)
 
 
 def as_account(name: str, action: Callable[[], str]) -> str:

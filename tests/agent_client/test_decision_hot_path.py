@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import grp
 import os
-import subprocess
+import secrets
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -21,8 +21,7 @@ from authz_tables.entries import Scope
 from authz_tables.roles import Role
 from realms.wire.trace import STEP_NAMES, TraceStep
 from tests.agent_client.conftest import DEFAULT_TABLE, OPS_JM, TRUSTED, make_job, mint, policy, table
-
-PRIVILEGED_ACCOUNT = "jobsts-hotpath"
+from tests.os_accounts import account_tool
 
 
 def test_group_commit_records_each_jti_once_and_durably(tmp_path: Path) -> None:
@@ -111,22 +110,20 @@ def test_the_trace_names_every_group_the_job_gets(trust: TrustStore) -> None:
 
 
 @pytest.fixture
-def privileged_member() -> Iterator[str]:
+def privileged_member() -> Iterator[tuple[str, str]]:
+    """A fresh account (a unique name: suites running at once share the machine's accounts) in a
+    root-equivalent group; yields (account, group)."""
     if os.geteuid() != 0:
         pytest.skip("needs root to create accounts")
     group = next((g for g in ("disk", "adm", "shadow", "sudo") if _group_exists(g)), None)
     if group is None:
         pytest.skip("no root-equivalent group exists on this host")
-    subprocess.run(["userdel", PRIVILEGED_ACCOUNT], capture_output=True, check=False)
-    subprocess.run(
-        ["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", "-G", group, PRIVILEGED_ACCOUNT],
-        check=True,
-        capture_output=True,
-    )
+    account = f"jshp{secrets.token_hex(4)}"
+    account_tool(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", "-G", group, account])
     try:
-        yield group
+        yield account, group
     finally:
-        subprocess.run(["userdel", PRIVILEGED_ACCOUNT], capture_output=True, check=False)
+        account_tool(["userdel", account], check=False)
 
 
 def _group_exists(name: str) -> bool:
@@ -138,16 +135,17 @@ def _group_exists(name: str) -> bool:
 
 
 def test_a_privileged_group_refusal_names_the_jobs_groups_in_the_trace(
-    trust: TrustStore, privileged_member: str
+    trust: TrustStore, privileged_member: tuple[str, str]
 ) -> None:
-    mapping = MappingConfig(rules=(MappingRule("realm", TRUSTED, PRIVILEGED_ACCOUNT),))
+    account, group = privileged_member
+    mapping = MappingConfig(rules=(MappingRule("realm", TRUSTED, account),))
     job = make_job()
     decision = NodeDecider(policy(mapping=mapping), trust, table(*DEFAULT_TABLE)).decide(job, mint(job))
     assert (decision.allowed, decision.code) == (False, "map.privileged_group")
     step_f = decision.trace[-1]
     assert (step_f.step, step_f.verdict) == ("f", "fail")
     assert "the job's groups would be:" in step_f.detail
-    assert privileged_member in step_f.detail.split("the job's groups would be:")[1]
+    assert group in step_f.detail.split("the job's groups would be:")[1]
 
 
 def test_the_trace_is_built_from_the_recorded_steps_in_order_and_once(trust: TrustStore) -> None:

@@ -31,6 +31,7 @@ from agent_client.executors.setuid import SetuidExecutor
 from agent_client.executors.sudo import SudoExecutor
 from agent_client.mapping import Account, resolve_account
 from realms.wire.spec import JobSpec
+from tests.os_accounts import account_tool
 
 IS_ROOT = os.geteuid() == 0
 PYTHON = "/usr/bin/python3"
@@ -64,7 +65,7 @@ class Accounts:
 
     def group(self) -> str:
         name = f"jstg{secrets.token_hex(4)}"
-        subprocess.run(["groupadd", name], check=True)
+        account_tool(["groupadd", name])
         self.groups.append(name)
         return name
 
@@ -74,7 +75,7 @@ class Accounts:
         command = ["useradd", "-U", "-m", "-d", str(home), "-s", login_shell]
         if groups:
             command += ["-G", ",".join(groups)]
-        subprocess.run([*command, name], check=True)
+        account_tool([*command, name])
         self.users.append(name)
         self.paths.append(home)
         return name
@@ -96,9 +97,9 @@ class Accounts:
             for pid in listed.stdout.split():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(int(pid), signal.SIGKILL)
-            subprocess.run(["userdel", "-r", "-f", name], check=False, capture_output=True)
+            account_tool(["userdel", "-r", "-f", name], check=False)
         for name in self.groups:
-            subprocess.run(["groupdel", name], check=False, capture_output=True)
+            account_tool(["groupdel", name], check=False)
         for path in self.paths:
             shutil.rmtree(path, ignore_errors=True)
 

@@ -7,16 +7,16 @@ from __future__ import annotations
 import grp
 import os
 import pwd
-import subprocess
+import secrets
 from collections.abc import Iterator
 
 import pytest
 
 from agent_client.mapping import resolve_account
 from agent_client.privileged_groups import ROOT_EQUIVALENT_GROUPS, MapPrivilegedGroup
+from tests.os_accounts import account_tool
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create accounts")
-ACCOUNT = "jobsts-privgrp"
 
 
 def _existing_group() -> str:
@@ -30,32 +30,32 @@ def _existing_group() -> str:
 
 
 @pytest.fixture
-def member() -> Iterator[str]:
+def member() -> Iterator[tuple[str, str]]:
+    """A fresh account (a unique name: suites running at once share the machine's accounts) in a
+    root-equivalent group; yields (account, group)."""
     group = _existing_group()
-    subprocess.run(["userdel", ACCOUNT], capture_output=True, check=False)
-    subprocess.run(
-        ["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", "-G", group, ACCOUNT],
-        check=True,
-        capture_output=True,
-    )
+    account = f"jspg{secrets.token_hex(4)}"
+    account_tool(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", "-G", group, account])
     try:
-        yield group
+        yield account, group
     finally:
-        subprocess.run(["userdel", ACCOUNT], capture_output=True, check=False)
+        account_tool(["userdel", account], check=False)
 
 
-def test_an_account_in_a_root_equivalent_group_is_refused_by_name(member: str) -> None:
-    assert member in ROOT_EQUIVALENT_GROUPS
-    assert pwd.getpwnam(ACCOUNT).pw_uid != 0
+def test_an_account_in_a_root_equivalent_group_is_refused_by_name(member: tuple[str, str]) -> None:
+    account, group = member
+    assert group in ROOT_EQUIVALENT_GROUPS
+    assert pwd.getpwnam(account).pw_uid != 0
     with pytest.raises(MapPrivilegedGroup) as caught:
-        resolve_account(ACCOUNT, via="test rule", allow_root=False)
+        resolve_account(account, via="test rule", allow_root=False)
     assert caught.value.code == "map.privileged_group"
-    assert caught.value.data["group"] == member and repr(member) in caught.value.message
+    assert caught.value.data["group"] == group and repr(group) in caught.value.message
 
 
-def test_an_explicit_per_group_allow_lifts_the_refusal(member: str) -> None:
-    account = resolve_account(ACCOUNT, via="test rule", allow_root=False, allow_groups=frozenset({member}))
-    assert grp.getgrnam(member).gr_gid in account.groups
-    other = next(iter(ROOT_EQUIVALENT_GROUPS - {member}))
+def test_an_explicit_per_group_allow_lifts_the_refusal(member: tuple[str, str]) -> None:
+    name, group = member
+    account = resolve_account(name, via="test rule", allow_root=False, allow_groups=frozenset({group}))
+    assert grp.getgrnam(group).gr_gid in account.groups
+    other = next(iter(ROOT_EQUIVALENT_GROUPS - {group}))
     with pytest.raises(MapPrivilegedGroup):
-        resolve_account(ACCOUNT, via="test rule", allow_root=False, allow_groups=frozenset({other}))
+        resolve_account(name, via="test rule", allow_root=False, allow_groups=frozenset({other}))

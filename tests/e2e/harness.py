@@ -33,6 +33,7 @@ from typing import Any
 import httpx
 
 from tests.loopback import listening_socket, port_of, socket_activation
+from tests.os_accounts import account_tool
 from tests.patience import STARTUP_SECONDS
 
 JOBSTS = Path(sys.executable).parent / "jobsts"
@@ -438,12 +439,7 @@ class Accounts:
         try:
             for key in keys:
                 name = f"e2e{tag}{key}"[:32]
-                subprocess.run(
-                    ["useradd", "--no-create-home", "--user-group", "--shell", "/bin/sh", name],
-                    check=True,
-                    capture_output=True,
-                    timeout=60,
-                )
+                account_tool(["useradd", "--no-create-home", "--user-group", "--shell", "/bin/sh", name])
                 accounts.created.append(name)
                 accounts.names[key] = name
         except BaseException:
@@ -456,7 +452,7 @@ class Accounts:
 
     def remove(self) -> None:
         for name in self.created:
-            subprocess.run(["userdel", name], check=False, capture_output=True, timeout=60)
+            account_tool(["userdel", name], check=False)
         self.created.clear()
 
 

@@ -63,9 +63,11 @@ def counts(world: World) -> tuple[int, int]:
         )
 
 
-def test_sts_killed_between_receiving_and_committing_leaves_nothing(tmp_path: Path, world: World) -> None:
+def _killed_at_the_job_insert(tmp_path: Path, world: World, when: str) -> list[Any]:
+    """Submit with an Idempotency-Key to a server in its own process, SIGKILLed ``when`` (before
+    or after) the statement that writes the job runs; what the client got."""
     database_url = str(world.services.db.engine.url.render_as_string(hide_password=False))
-    server = spawn("tests.jobs.submit_server", database_url, str(tmp_path))
+    server = spawn("tests.jobs.submit_server", database_url, str(tmp_path), when)
     try:
         port = int(read_until(server, "READY").split()[1])
         token = world.user_token("john")
@@ -86,18 +88,42 @@ def test_sts_killed_between_receiving_and_committing_leaves_nothing(tmp_path: Pa
 
         client = threading.Thread(target=post)
         client.start()
-        read_until(server, "FLUSHED")  # the INSERT is in the database, uncommitted
+        read_until(server, "FLUSHED")
         os.kill(server.pid, signal.SIGKILL)
         client.join(30)
     finally:
         server.kill()
         finish(server)
+    return outcome
+
+
+def test_sts_killed_between_receiving_and_committing_leaves_nothing(
+    tmp_path: Path, world: World, on_postgres: bool
+) -> None:
+    # SQLite: after the INSERT, inside its open transaction. PostgreSQL, where the INSERT commits
+    # on its own: before the statement is sent.
+    outcome = _killed_at_the_job_insert(tmp_path, world, "before" if on_postgres else "after")
     assert outcome and isinstance(outcome[0], httpx.HTTPError)  # the client never got an answer
     assert counts(world) == (0, 0)  # nothing half-written: no job, no token, no key
     # The database is usable at once, and the retry with the same key makes the one job.
     retried = world.submit(headers={"Idempotency-Key": "killed-1"})
     leased = world.lease()
     assert leased is not None and leased["job"]["id"] == retried["id"]
+    assert counts(world) == (1, 1)
+
+
+def test_sts_killed_after_committing_before_answering_makes_one_job(
+    tmp_path: Path, world: World, on_postgres: bool
+) -> None:
+    if not on_postgres:
+        pytest.skip("on SQLite the INSERT is not committed by itself (the test above)")
+    outcome = _killed_at_the_job_insert(tmp_path, world, "after")
+    assert outcome and isinstance(outcome[0], httpx.HTTPError)  # the client never got an answer
+    assert counts(world) == (1, 1)  # the job, its token and its key: all of them, committed together
+    # The client's retry with the same key answers that job; it never makes a second one.
+    replayed = world.submit(expect=200, headers={"Idempotency-Key": "killed-1"}, spec={"argv": ["/bin/true"]})
+    leased = world.lease()
+    assert leased is not None and leased["job"]["id"] == replayed["id"]
     assert counts(world) == (1, 1)
 
 

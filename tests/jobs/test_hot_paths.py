@@ -1,7 +1,8 @@
 """The two hot paths, by statement count and by what they refuse.
 
-Submit: the caller's revocation check, the node read and the insert are one transaction (one
-commit), and a revoked token is refused there before anything is written or told. Dispatch:
+Submit: the caller's revocation check rides on the node read, then one write (on PostgreSQL two
+statements and no BEGIN/COMMIT, on SQLite one transaction), and a revoked token is refused there
+before anything is written or told. Dispatch:
 results carried by ``POST /api/v1/agent/leases`` are recorded once, in the lease's transaction,
 each answered on its own, and a repeat is an idempotent answer, never a second record."""
 
@@ -30,9 +31,11 @@ pytestmark = pytest.mark.db
 
 @pytest.fixture
 def quiet_world(tmp_path: Path, database_url: str) -> Iterator[World]:
-    """A world whose requests never run the periodic reaper pass (so counts are the path's own)."""
+    """A world whose requests never run the periodic reaper pass nor re-check the key ring (at
+    most once a second otherwise: a slow machine hits it anywhere), so counts are the path's own."""
     built = build_world(tmp_path, database_url, JobSettings(poll_interval=0.05, reap_interval=3600))
     built.services.last_reap = time.monotonic()
+    built.services.keys.check_interval = 3600
     yield built
     built.services.close()
 
@@ -76,12 +79,28 @@ def post_job(world: World, token: str, **headers: str) -> Any:
     return world.client.post("/api/v1/jobs", json=body, headers={"Authorization": f"Bearer {token}", **headers})
 
 
-def test_a_submit_is_one_transaction_of_two_or_three_statements(quiet_world: World, on_postgres: bool) -> None:
+def test_a_submit_is_two_statements(quiet_world: World, on_postgres: bool) -> None:
     quiet_world.submit()  # warm: the authorization snapshot is loaded
     with counted(quiet_world) as counts:
         quiet_world.submit()
-    # The node read with the caller's revocation check, the INSERT (and PostgreSQL's pg_notify).
-    assert counts == Counter(statements=3 if on_postgres else 2, commits=1)
+    # The node read with the caller's revocation check, then the INSERT. On PostgreSQL each is
+    # its own transaction (no BEGIN, no COMMIT: the INSERT, which also carries the pg_notify,
+    # commits on its own); on SQLite both are one BEGIN IMMEDIATE transaction.
+    assert counts == Counter(statements=2, commits=0 if on_postgres else 1)
+
+
+def test_a_submit_with_an_idempotency_key_writes_job_and_key_together(quiet_world: World, on_postgres: bool) -> None:
+    token = quiet_world.user_token("john")
+    post_job(quiet_world, token, **{"Idempotency-Key": "warm"})
+    with counted(quiet_world) as counts:
+        first = post_job(quiet_world, token, **{"Idempotency-Key": "k2"})
+    assert first.status_code == 201
+    # The revocation check with the node read, the replay lookup, the node read, the write (on
+    # PostgreSQL one statement: job, key and pg_notify; on SQLite two INSERTs of one transaction).
+    assert counts["statements"] == (4 if on_postgres else 5)
+    again = post_job(quiet_world, token, **{"Idempotency-Key": "k2"})
+    assert again.status_code == 200 and again.get_json()["id"] == first.get_json()["id"]
+    assert jobs_in(quiet_world) == 2
 
 
 def test_a_revoked_token_submits_nothing(quiet_world: World) -> None:
@@ -135,7 +154,7 @@ def audited_results(caplog: pytest.LogCaptureFixture, job_id: str) -> int:
 
 
 def test_results_carried_by_a_lease_are_recorded_once_before_it(
-    quiet_world: World, caplog: pytest.LogCaptureFixture
+    quiet_world: World, caplog: pytest.LogCaptureFixture, on_postgres: bool
 ) -> None:
     caplog.set_level(logging.INFO, logger="jobsts.audit")
     first = quiet_world.submit()["id"]
@@ -146,7 +165,10 @@ def test_results_carried_by_a_lease_are_recorded_once_before_it(
         answer = lease_carrying(quiet_world, [{"job_id": ran, "result": result()}])
     assert answer["outcomes"] == [{"job_id": ran, "state": "succeeded"}]
     assert [lease["job"]["id"] for lease in answer["leases"]] == [second]
-    assert counts["commits"] == 1  # the results and the lease: one transaction
+    # The test's minting of the agent token (it reads the node's key), the agent's authentication
+    # (with "anything to reap?"), then the results and the lease: on PostgreSQL one statement that
+    # commits on its own; on SQLite one transaction (lock and read, record, lease).
+    assert counts == (Counter(statements=3) if on_postgres else Counter(statements=5, commits=1))
     assert state_of(quiet_world, ran) == "succeeded"
     # The outbox sends it again (the answer was lost): the same answer, not a second record.
     again = lease_carrying(quiet_world, [{"job_id": ran, "result": result()}])
@@ -185,3 +207,31 @@ def test_a_malformed_carried_batch_refuses_the_whole_call(quiet_world: World) ->
 
 def test_a_lease_without_results_still_answers_204_when_empty(quiet_world: World) -> None:
     assert quiet_world.agent_post("leases", {"max_jobs": 3}).status_code == 204
+
+
+def test_a_lease_carrying_results_checks_each_like_results_does(quiet_world: World) -> None:
+    """The one-statement record-and-lease (PostgreSQL) records only what this node may record."""
+    ran, refused, never = (quiet_world.submit()["id"] for _ in range(3))
+    quiet_world.agent_post("leases", {"max_jobs": 3})
+    quiet_world.agent_post("claims", {"claims": [{"job_id": ran}]})
+    other = quiet_world.submit(node="trusting")["id"]
+    waiting = quiet_world.submit()["id"]
+    refusal = result(outcome="refused", exit_code=None, code="authz.denied", reason="no grant")
+    items = [
+        {"job_id": ran, "result": result()},
+        {"job_id": refused, "result": refusal},  # a refusal decided before start: from leased
+        {"job_id": never, "result": result()},  # success without a claim
+        {"job_id": other, "result": result()},  # another node's job
+    ]
+    answer = lease_carrying(quiet_world, items, max_jobs=2)
+    codes = [outcome.get("code") for outcome in answer["outcomes"]]
+    assert codes == [None, None, "job.lease_lost", "job.not_found"]
+    assert [lease["job"]["id"] for lease in answer["leases"]] == [waiting]
+    states = [state_of(quiet_world, job_id) for job_id in (ran, refused, never, other)]
+    assert states == ["succeeded", "refused", "leased", "queued"]
+    # The same reports again (an outbox retry): the same answers, nothing recorded twice; a
+    # different result for a job that has one is a conflict.
+    again = lease_carrying(quiet_world, items[:2])
+    assert [outcome["state"] for outcome in again["outcomes"]] == ["succeeded", "refused"]
+    changed = lease_carrying(quiet_world, [{"job_id": ran, "result": result(exit_code=5)}])
+    assert changed["outcomes"][0]["code"] == "job.result_conflict"

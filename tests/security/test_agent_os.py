@@ -36,6 +36,7 @@ from realms.identity.access_id import AccessId
 from realms.wire.spec import JobSpec
 from tests.agent_client.conftest import DEFAULT_TABLE, JOHN_JM, OWN, TRUSTED, issuer, make_job, mint, policy, table
 from tests.agent_client.conftest import write_bundles as agent_bundles
+from tests.os_accounts import account_tool
 from tests.security.conftest import IS_ROOT, root_only, wait_for
 
 AGENT_ACCOUNT = pwd.getpwuid(os.getuid()).pw_name
@@ -51,11 +52,7 @@ class Accounts:
         name = f"jsx{uuid.uuid4().hex[:8]}"
         # No login shell and a locked password: even a uid-0 alias left behind by a killed run
         # cannot be logged into.
-        subprocess.run(
-            ["useradd", "-M", "-N", "-d", "/nonexistent", "-s", "/usr/sbin/nologin", *options, name],
-            check=True,
-            capture_output=True,
-        )
+        account_tool(["useradd", "-M", "-N", "-d", "/nonexistent", "-s", "/usr/sbin/nologin", *options, name])
         self.names.append(name)
         return name
 
@@ -72,7 +69,7 @@ class Accounts:
     def remove(self) -> None:
         for name in self.names:
             self.kill_processes(name)
-            subprocess.run(["userdel", "-f", name], capture_output=True)
+            account_tool(["userdel", "-f", name], check=False)
 
 
 def _pids_of(uid: int) -> list[int]:

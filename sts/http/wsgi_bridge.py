@@ -1,0 +1,96 @@
+"""Flask under the ASGI server: each request on a thread pool, with one hand-off each way.
+
+a2wsgi's ``WSGIMiddleware`` lets the Flask thread pull the body and push the response through
+the event loop, and the thread blocks on each of those hops (the body, the status line, each
+chunk, the end): four waits per request for the loop to come round, under load a quarter of a
+submit's time. The STS's requests and answers are small and never streamed, so this bridge
+reads a body of known length up to ``preload_limit`` on the loop before the thread starts, and
+the thread hands back the whole answer when it ends. Anything else (a chunked or larger body)
+goes through a2wsgi as before, so its size limit is still Flask's (``MAX_CONTENT_LENGTH``,
+enforced before a byte is read).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import io
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, cast
+
+from a2wsgi import WSGIMiddleware
+from a2wsgi.wsgi import build_environ
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
+
+
+def _content_length(scope: Scope) -> int | None:
+    """The declared body length; ``None`` when the body is chunked or its length is not a plain number."""
+    length: int | None = 0
+    for name, value in scope.get("headers", ()):
+        if name == b"transfer-encoding":
+            return None
+        if name == b"content-length":
+            length = int(value) if value.isdigit() and length == 0 else None
+    return length
+
+
+class BufferedWsgi:
+    """ASGI app over a WSGI app: a small body is read on the loop, the answer is sent once the
+    thread is done; other requests go to a2wsgi."""
+
+    def __init__(self, app: WsgiApp, threads: int, preload_limit: int) -> None:
+        self.app = app
+        self.preload_limit = preload_limit
+        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="WSGI")
+        self.streaming = WSGIMiddleware(app, workers=threads)  # type: ignore[arg-type]
+        self.streaming.executor = self.executor  # one pool of Flask threads, whichever bridge
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        length = _content_length(scope)
+        if scope["type"] != "http" or length is None or length > self.preload_limit:
+            await self.streaming(scope, receive, send)  # type: ignore[arg-type]
+            return
+        body = bytearray()
+        more = length > 0
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away before its body arrived
+            body += message.get("body", b"")
+            more = bool(message.get("more_body", False)) and len(body) <= length
+        environ = cast(dict[str, Any], build_environ(scope, io.BytesIO(bytes(body))))  # type: ignore[arg-type]
+        run = functools.partial(contextvars.copy_context().run, self._call, environ)
+        status, headers, content = await asyncio.get_running_loop().run_in_executor(self.executor, run)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
+
+    def _call(self, environ: dict[str, Any]) -> Answer:
+        """Run the WSGI app to completion on this thread; its whole answer."""
+        started: list[Any] = []
+        chunks: list[bytes] = []
+
+        def start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Callable[[bytes], None]:
+            if exc_info is not None and started:
+                raise exc_info[1].with_traceback(exc_info[2])
+            started[:] = [status, headers]
+            return chunks.append
+
+        iterable = self.app(environ, start_response)
+        try:
+            chunks.extend(iterable)
+        finally:
+            close = getattr(iterable, "close", None)
+            if close is not None:
+                close()
+        status, headers = started
+        encoded = [(name.strip().lower().encode("latin-1"), value.strip().encode("latin-1")) for name, value in headers]
+        return int(status.split(" ", 1)[0]), encoded, b"".join(chunks)
