@@ -14,6 +14,7 @@ See docs/architecture.md ("Agents wait on an event loop") for why this and not g
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import MutableMapping
@@ -22,6 +23,7 @@ from typing import Any
 
 from flask import Flask
 
+from sts.collector_pauses import FrozenSurvivors
 from sts.http.redaction import path_only
 from sts.http.wsgi_bridge import BufferedWsgi
 from sts.jobs.wait import WAIT_PATH, AgentWaits, Receive, Scope, Send
@@ -58,6 +60,8 @@ class StsAsgi:
         # Token checks and the fallback poll of waiting agents; never the Flask pool.
         self.wait_threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="jobsts-wait")
         self.waits = AgentWaits(app, self.wait_threads)
+        self.collector = FrozenSurvivors()
+        self._collector_task: asyncio.Task[None] | None = None
         logging.getLogger("uvicorn.access").addFilter(PathOnlyAccessLog())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -74,8 +78,12 @@ class StsAsgi:
             message: MutableMapping[str, Any] = await receive()
             if message["type"] == "lifespan.startup":
                 await self.waits.start()
+                self.collector.start()
+                self._collector_task = asyncio.create_task(self.collector.run())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self._collector_task is not None:
+                    self._collector_task.cancel()
                 await self.waits.stop()
                 self.wait_threads.shutdown(wait=False, cancel_futures=True)
                 await send({"type": "lifespan.shutdown.complete"})

@@ -21,16 +21,15 @@ from sts.http.auth import agent_node, authenticated_node, require_agent
 from sts.http.context import request_context
 from sts.jobs.dispatch import (
     MAX_WAIT_SECONDS,
-    REAP_DUE,
     Lease,
     LeasedJob,
     claim_many,
     heartbeat,
     lease_many,
-    reap_due_params,
     start,
 )
 from sts.jobs.errors import JobInvalidSpec
+from sts.jobs.reaper import REAP_DUE, reap_due_params
 from sts.jobs.results import Recorded, record_and_lease, record_results, report, report_many
 from sts.jobs.views import maybe_reap
 from sts.nodes.models import Node

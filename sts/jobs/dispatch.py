@@ -1,4 +1,5 @@
-"""Dispatch to agents: lease (batched), claim (start, batched), heartbeat, and the reaper.
+"""Dispatch to agents: lease (batched), claim (start, batched) and heartbeat (the reaper is
+``sts.jobs.reaper``).
 
 A job is leased to exactly one caller: ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL
 (concurrent leasers skip each other's rows instead of waiting), and a ``BEGIN IMMEDIATE``
@@ -13,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -21,12 +22,9 @@ from sqlalchemy import (
     Integer,
     Row,
     String,
-    Table,
     Update,
-    and_,
     bindparam,
     case,
-    exists,
     or_,
     select,
     tuple_,
@@ -36,13 +34,13 @@ from sqlalchemy.orm import Session
 
 from realms.wire.documents import Claim, ItemOutcome
 from sts.jobs.errors import JobInvalidSpec, JobLeaseLost, JobNotFound, JobResultConflict
-from sts.jobs.models import Job
-from sts.jobs.states import JobState, can_transition, check_transition
+from sts.jobs.models import JOBS, Job
+from sts.jobs.reaper import reap
+from sts.jobs.states import JobState, can_transition
 from sts.services import Services
 
 log = logging.getLogger(__name__)
 MAX_WAIT_SECONDS = 30
-REAP_BATCH = 200
 Before = Callable[[Session], None]
 
 
@@ -51,46 +49,6 @@ class Lease:
     job: LeasedJob
     job_token: str
     lease_expires_at: int
-
-
-def move(job: Job, target: JobState, stamp: float) -> None:
-    """Apply one transition (checked) to a loaded, locked job row."""
-    check_transition(job.id, job.state, target)
-    job.state = target.value
-    job.updated_at = stamp
-
-
-def _expire(env: Services, session: Session, job: Job, stamp: float) -> None:
-    move(job, JobState.EXPIRED, stamp)
-    job.finished_at = stamp
-    job.lease_holder = None
-    job.lease_expires_at = None
-    # Why: an expired job's token must stop working at once, not merely at its exp.
-    env.revoke(session, job.token_jti, job.token_exp, f"job {job.id} expired")
-
-
-JOBS: Table = cast(Table, Job.__table__)
-
-
-def _due(now: Any) -> Any:
-    """What ``reap`` takes: leases past their expiry, queued jobs past their deadline."""
-    return or_(
-        and_(JOBS.c.state.in_((JobState.LEASED.value, JobState.RUNNING.value)), JOBS.c.lease_expires_at < now),
-        and_(JOBS.c.state == JobState.QUEUED.value, JOBS.c.deadline <= now),
-    )
-
-
-# ``EXISTS`` a job ``reap`` would change for a node, built once: the lease call reads it in the
-# statement that authenticates the agent (``sts.nodes.auth_cache``), so a lease with nothing to
-# reap (nearly every one) spends no round trip on it. Bound by ``reap_due_params``.
-REAP_DUE = exists().where(
-    JOBS.c.node_id == bindparam("reap_node", type_=String), _due(bindparam("reap_now", type_=BigInteger))
-)
-
-
-def reap_due_params(env: Services, node_id: str) -> dict[str, Any]:
-    """The values of ``REAP_DUE`` for ``node_id`` now."""
-    return {"reap_node": node_id, "reap_now": env.now()}
 
 
 # What a lease hands out, straight from the UPDATE's RETURNING: no second read.
@@ -112,40 +70,6 @@ LEASED_COLUMNS = (
 )
 # The lease statement's WHERE clause is its transition check: only queued → leased.
 assert can_transition(JobState.QUEUED, JobState.LEASED) and can_transition(JobState.LEASED, JobState.RUNNING)
-
-
-def reap(env: Services, session: Session, now: int, node_id: str | None = None) -> int:
-    """Requeue never-started jobs whose lease expired, mark started ones ``lost``, expire jobs past
-    their deadline. Returns how many jobs changed. Safe to run from any number of processes."""
-    stamp = float(now)
-    changed = 0
-    # One indexed query for both kinds of work: leases past their expiry, queued jobs past
-    # their deadline. SKIP LOCKED: a row another transaction holds is that one's to handle.
-    due = select(Job).where(_due(now)).limit(REAP_BATCH).with_for_update(skip_locked=True)
-    if node_id is not None:
-        due = due.where(Job.node_id == node_id)
-    for job in session.scalars(due):
-        if job.state == JobState.RUNNING.value:
-            # Why: it may have run; running it again could do its work twice.
-            move(job, JobState.LOST, stamp)
-            job.finished_at = stamp
-            job.reason = f"lease of node {job.lease_holder} expired after start"
-            job.lease_expires_at = None
-            log.warning("job %s lost: node %s stopped heartbeating after start", job.id, job.node_id)
-        elif job.deadline <= now:
-            _expire(env, session, job, stamp)
-        else:
-            move(job, JobState.QUEUED, stamp)  # leased, never started: safe to hand out again
-            job.lease_holder = None
-            job.lease_expires_at = None
-        changed += 1
-    return changed
-
-
-def reap_all(env: Services) -> int:
-    """The periodic reaper: one pass over every node."""
-    with env.session(immediate=True) as session:
-        return reap(env, session, env.now())
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from sts.jobs.dispatch import move
 from sts.jobs.errors import JobCancelForbidden, JobInvalidSpec, JobNotFound
 from sts.jobs.models import Job
-from sts.jobs.states import JobState
+from sts.jobs.states import JobState, move
 from sts.services import Services
 
 MAX_PAGE = 500

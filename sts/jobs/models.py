@@ -8,7 +8,9 @@ The schema is created by the Alembic revisions ``0002_jobs``, ``0004_sealed_cred
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
+from typing import cast
+
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, LargeBinary, String, Table, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from sts.db import Base
@@ -90,3 +92,6 @@ class JobIdempotency(Base):
 # by node is one range read in created_at order, not a sort of every matching job.
 Index("ix_sts_jobs_state_created", Job.state, Job.created_at)
 Index("ix_sts_jobs_node_created", Job.node_id, Job.created_at)
+
+# The jobs table for SQLAlchemy Core statements (the hot paths: lease, claim, results, reaper).
+JOBS: Table = cast(Table, Job.__table__)

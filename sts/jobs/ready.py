@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import BigInteger, Connection, String, and_, bindparam, exists, func, or_, select
 
-from sts.jobs.models import Job
+from sts.jobs.models import JOBS, Job
 from sts.jobs.states import JobState
 from sts.nodes.models import Node
 from sts.nodes.presence import CONNECTED_SECONDS
@@ -17,23 +17,33 @@ from sts.services import Services
 
 CHUNK = 500
 
-_JOBS = Job.__table__
 
-
-def _ready(nodes: Any, now: Any) -> Any:
-    """Jobs of ``nodes`` (a list or one node) that a lease would take or reap at ``now`` (or its parameter)."""
-    node_match = _JOBS.c.node_id.in_(nodes) if isinstance(nodes, list) else _JOBS.c.node_id == nodes
+def _ready(node_match: Any, now: Any) -> Any:
+    """Jobs matching ``node_match`` that a lease would take or reap at ``now`` (a parameter)."""
     return node_match & or_(
-        and_(_JOBS.c.state == JobState.QUEUED.value, _JOBS.c.not_before <= now, _JOBS.c.deadline > now),
+        and_(JOBS.c.state == JobState.QUEUED.value, JOBS.c.not_before <= now, JOBS.c.deadline > now),
         and_(
-            _JOBS.c.state.in_((JobState.LEASED.value, JobState.RUNNING.value)),
-            _JOBS.c.lease_expires_at < now,
+            JOBS.c.state.in_((JobState.LEASED.value, JobState.RUNNING.value)),
+            JOBS.c.lease_expires_at < now,
         ),
     )
 
 
 # ``EXISTS`` a job the node could lease, or reap, now: built once, bound per wait (``HAS_WORK_PARAMS``).
-HAS_WORK = exists().where(_ready(bindparam("wait_node", type_=String), bindparam("wait_now", type_=BigInteger)))
+HAS_WORK = exists().where(
+    _ready(JOBS.c.node_id == bindparam("wait_node", type_=String), bindparam("wait_now", type_=BigInteger))
+)
+# The nodes of a chunk that have such a job: built once (an expanding IN), bound per chunk.
+_READY_OF = (
+    select(JOBS.c.node_id)
+    .where(
+        _ready(
+            JOBS.c.node_id.in_(bindparam("ready_nodes", expanding=True)),
+            bindparam("ready_now", type_=BigInteger),
+        )
+    )
+    .distinct()
+)
 
 
 def has_work_params(node_id: str, now: int) -> dict[str, Any]:
@@ -49,7 +59,7 @@ def ready_on(conn: Connection, nodes: list[str], now: int) -> set[str]:
     ready: set[str] = set()
     for start in range(0, len(nodes), CHUNK):
         chunk = nodes[start : start + CHUNK]
-        rows = conn.execute(select(_JOBS.c.node_id).where(_ready(chunk, now)).distinct())
+        rows = conn.execute(_READY_OF, {"ready_nodes": chunk, "ready_now": now})
         ready.update(row[0] for row in rows)
     return ready
 

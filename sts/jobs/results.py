@@ -37,8 +37,9 @@ from sqlalchemy.orm import Session
 
 from realms.wire.documents import ItemOutcome, Result
 from realms.wire.errors import JobInvalidSpec
-from sts.jobs.dispatch import JOBS, LEASE, LEASED_COLUMNS, Lease, is_job_id, lease_values, leases_of, raise_refusal
+from sts.jobs.dispatch import LEASE, LEASED_COLUMNS, Lease, is_job_id, lease_values, leases_of, raise_refusal
 from sts.jobs.errors import JobLeaseLost, JobNotFound, JobResultConflict
+from sts.jobs.models import JOBS
 from sts.jobs.states import RESULT_STATES, JobState, can_transition
 from sts.services import Services
 

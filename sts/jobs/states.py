@@ -19,8 +19,12 @@ after an STS outage) is a late result: it is recorded beside the job (exit code,
 from __future__ import annotations
 
 import enum
+from typing import TYPE_CHECKING
 
 from sts.jobs.errors import JobStateError
+
+if TYPE_CHECKING:
+    from sts.jobs.models import Job
 
 
 class JobState(enum.StrEnum):
@@ -58,3 +62,10 @@ def check_transition(job_id: str, current: JobState | str, target: JobState) -> 
             job_id=job_id,
             state=str(current),
         )
+
+
+def move(job: Job, target: JobState, stamp: float) -> None:
+    """Apply one transition (checked) to a loaded, locked job row."""
+    check_transition(job.id, job.state, target)
+    job.state = target.value
+    job.updated_at = stamp

@@ -18,10 +18,10 @@ from authz_tables.roles import Role
 from realms.errors import JobstsError, UnavailableError
 from sts.http.auth import authenticated_caller, caller_confirmed, caller_has, caller_pending_revocation
 from sts.http.context import request_context
-from sts.jobs.dispatch import reap_all
 from sts.jobs.errors import JobInvalidSpec
 from sts.jobs.history import JobFilter, Viewer, cancel_job, get_job, list_jobs
 from sts.jobs.models import Job
+from sts.jobs.reaper import reap_all
 from sts.jobs.spec import parse_submission
 from sts.jobs.submit import Submitter, submit
 from sts.observability import audit

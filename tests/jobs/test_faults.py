@@ -19,8 +19,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.engine import make_url
 
 from sts.config import JobSettings
-from sts.jobs.dispatch import JOBS
-from sts.jobs.models import Job, JobIdempotency
+from sts.jobs.models import JOBS, Job, JobIdempotency
 from tests.jobs.conftest import World, build_world
 from tests.jobs.tcp_proxy import TcpProxy
 from tests.processes import finish, read_until, spawn

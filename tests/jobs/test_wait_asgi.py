@@ -20,8 +20,8 @@ from sqlalchemy import select
 from realms.tokens import AGENT_TOKEN
 from realms.tokens import verify as verify_token
 from sts.asgi import StsAsgi
-from sts.jobs.dispatch import reap_all
 from sts.jobs.models import Job
+from sts.jobs.reaper import reap_all
 from sts.jobs.wait import POLL_ENV, AgentWaits, Reply, wait_seconds
 from sts.nodes.models import Node
 from tests.jobs.conftest import World
@@ -244,3 +244,32 @@ def test_waits_arriving_in_one_loop_turn_are_admitted_in_one_batch(
     assert batches == [3]
     assert first == ("node1", False) and second == ("cellnode", False)
     assert isinstance(third, Reply) and json.loads(third.body)["code"] == "token.revoked"
+
+
+def test_the_lifespan_starts_and_stops_the_collector_check(asgi: StsAsgi) -> None:
+    """A production worker freezes what it holds after start-up and checks after every full
+    collection (``sts.collector_pauses``); the check ends with the server."""
+    import gc
+
+    messages = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent: list[str] = []
+    seen: dict[str, Any] = {}
+
+    async def receive() -> dict[str, Any]:
+        if len(messages) == 1:  # started: look before the shutdown arrives
+            seen["frozen"] = gc.get_freeze_count()
+            seen["task"] = asgi._collector_task
+        return messages.pop(0)
+
+    async def send(message: Any) -> None:
+        sent.append(message["type"])
+        if message["type"] == "lifespan.shutdown.complete":
+            seen["stopped"] = seen["task"].cancelled()
+
+    try:
+        asyncio.run(asgi({"type": "lifespan"}, receive, send))
+    finally:
+        gc.unfreeze()
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert seen["frozen"] > 0
+    assert seen["stopped"]

@@ -22,7 +22,7 @@ from authz_tables.roles import Role
 from realms.tokens.keys import public_jwk
 from sts import create_app
 from sts.config import JobSettings
-from sts.jobs.dispatch import JOBS
+from sts.jobs.models import JOBS
 from tests.jobs.conftest import JOHN, World, migrate_database
 from tests.sts.conftest import make_config, spy_on_registries
 
