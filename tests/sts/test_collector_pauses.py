@@ -93,3 +93,19 @@ def test_an_object_freed_by_reference_counting_is_freed_while_frozen() -> None:
     assert collector.step() == "froze"
     del plain
     assert alive() is None
+
+
+def test_a_young_garbage_cycle_is_collected_at_the_freeze_not_frozen() -> None:
+    clock = Clock()
+    collector = FrozenSurvivors(freeze_seconds=1, unfreeze_seconds=60, clock=clock)
+    gc.disable()  # no automatic collection in between: only the step may free it
+    try:
+        cycle = Cycle()
+        alive = weakref.ref(cycle)
+        del cycle
+        assert alive() is not None
+        clock.now = 1.0
+        assert collector.step() == "froze"
+        assert alive() is None
+    finally:
+        gc.enable()
