@@ -17,8 +17,8 @@ objects, and it frees the young garbage cycles instead of freezing them. Everyth
 lives moves into the permanent generation, which no later collection traverses. Freezing
 changes nothing for reference counting: a closed connection's objects are freed as before.
 What it delays is a *cycle* among frozen objects that became garbage later. That is kept until
-the next ``gc.unfreeze``, every ``unfreeze_seconds`` (1 h), after which one full collection
-traverses everything again: one long pause an hour instead of one a minute.
+the next ``gc.unfreeze``, every ``unfreeze_seconds`` (1 h), followed at once by one full
+collection over everything: one long pause an hour instead of one a minute.
 """
 
 from __future__ import annotations
@@ -52,12 +52,14 @@ class FrozenSurvivors:
         self._frozen_at = self.clock()
 
     def step(self) -> str:
-        """One check: ``"thawed"`` when the unfreeze period is up, ``"froze"`` when the freeze
-        period is, else ``""``."""
+        """One check: ``"thawed"`` (unfrozen and fully collected) when the unfreeze period is up,
+        ``"froze"`` when the freeze period is, else ``""``."""
         now = self.clock()
         if now - self._thawed_at >= self.unfreeze_seconds:
-            # The next full collection traverses everything once: frozen garbage cycles are freed.
+            # Collected now, not by the next automatic full collection: the next freeze would come
+            # first and keep the frozen garbage cycles for another period.
             gc.unfreeze()
+            gc.collect()
             self._thawed_at = self._frozen_at = now
             return "thawed"
         if now - self._frozen_at >= self.freeze_seconds:
