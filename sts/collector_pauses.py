@@ -72,7 +72,7 @@ class FrozenSurvivors:
         return ""
 
     async def run(self) -> None:
-        """Check every second, on the server's event loop, until cancelled."""
+        """Check every ``freeze_seconds``, on the server's event loop, until cancelled."""
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(self.freeze_seconds)
             self.step()

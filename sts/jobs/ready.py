@@ -29,7 +29,7 @@ def _ready(node_match: Any, now: Any) -> Any:
     )
 
 
-# ``EXISTS`` a job the node could lease, or reap, now: built once, bound per wait (``HAS_WORK_PARAMS``).
+# ``EXISTS`` a job the node could lease, or reap, now: built once, bound per wait (``has_work_params``).
 HAS_WORK = exists().where(
     _ready(JOBS.c.node_id == bindparam("wait_node", type_=String), bindparam("wait_now", type_=BigInteger))
 )

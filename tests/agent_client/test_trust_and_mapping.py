@@ -30,14 +30,7 @@ from tests.agent_client.conftest import (
     policy,
     table,
 )
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.clocks import ManualClock
 
 
 class Fetcher:
@@ -53,7 +46,7 @@ class Fetcher:
         return {"keys": self.keys[realm]}, 60
 
 
-def _store(tmp_path: Path, fetch: Fetcher, clock: Clock, **kw: Any) -> TrustStore:
+def _store(tmp_path: Path, fetch: Fetcher, clock: ManualClock, **kw: Any) -> TrustStore:
     return TrustStore(
         realms=frozenset({OWN, TRUSTED}), issuer_of=issuer, cache_dir=tmp_path / "jwks", fetch=fetch,
         max_age=600, refetch_interval=30, clock=clock, **kw,
@@ -61,7 +54,7 @@ def _store(tmp_path: Path, fetch: Fetcher, clock: Clock, **kw: Any) -> TrustStor
 
 
 def test_fetches_once_then_serves_from_memory_until_max_age(tmp_path: Path) -> None:
-    fetch, clock = Fetcher(), Clock()
+    fetch, clock = Fetcher(), ManualClock(1_000_000.0)
     store = _store(tmp_path, fetch, clock)
     assert store.issuer_trust(issuer(TRUSTED)) is not None
     assert store.issuer_trust(issuer(TRUSTED)) is not None
@@ -73,14 +66,14 @@ def test_fetches_once_then_serves_from_memory_until_max_age(tmp_path: Path) -> N
 
 def test_untrusted_issuer_is_never_fetched(tmp_path: Path) -> None:
     fetch = Fetcher()
-    store = _store(tmp_path, fetch, Clock())
+    store = _store(tmp_path, fetch, ManualClock(1_000_000.0))
     assert store.issuer_trust(issuer("cellC")) is None
     assert store.issuer_trust("https://evil.example/realms/jobmgr") is None
     assert fetch.calls == []
 
 
 def test_stale_cache_is_used_within_bound_then_fails_only_that_realm(tmp_path: Path) -> None:
-    fetch, clock = Fetcher(), Clock()
+    fetch, clock = Fetcher(), ManualClock(1_000_000.0)
     store = _store(tmp_path, fetch, clock)
     store.issuer_trust(issuer(TRUSTED))
     fetch.fail = True
@@ -93,7 +86,7 @@ def test_stale_cache_is_used_within_bound_then_fails_only_that_realm(tmp_path: P
 
 
 def test_disk_cache_survives_a_restart(tmp_path: Path) -> None:
-    fetch, clock = Fetcher(), Clock()
+    fetch, clock = Fetcher(), ManualClock(1_000_000.0)
     _store(tmp_path, fetch, clock).issuer_trust(issuer(TRUSTED))
     cached = json.loads((tmp_path / "jwks" / f"{TRUSTED}.json").read_text())
     assert cached["jwks"]["keys"][0]["kid"] == KEYS[TRUSTED].kid
@@ -105,7 +98,7 @@ def test_disk_cache_survives_a_restart(tmp_path: Path) -> None:
 
 
 def test_unknown_kid_refetch_is_rate_limited(tmp_path: Path) -> None:
-    fetch, clock = Fetcher(), Clock()
+    fetch, clock = Fetcher(), ManualClock(1_000_000.0)
     store = _store(tmp_path, fetch, clock)
     store.issuer_trust(issuer(TRUSTED))
     assert store.refreshed_trust(issuer(TRUSTED)) is None  # within 30s of the last fetch
@@ -119,7 +112,7 @@ def test_unknown_kid_refetch_is_rate_limited(tmp_path: Path) -> None:
 
 
 def test_rotated_key_is_picked_up_by_a_decision(tmp_path: Path) -> None:
-    fetch, clock = Fetcher(), Clock()
+    fetch, clock = Fetcher(), ManualClock(1_000_000.0)
     store = _store(tmp_path, fetch, clock)
     store.issuer_trust(issuer(TRUSTED))
     clock.now += 31
@@ -135,13 +128,13 @@ def test_keys_with_private_members_or_wrong_use_are_skipped(tmp_path: Path) -> N
     bad_use = {**RealmKey(TRUSTED).jwk(), "use": "enc"}
     leaked = {**RealmKey(TRUSTED).jwk(), "d": "AAAA"}
     fetch.keys[TRUSTED] = [bad_use, leaked, KEYS[TRUSTED].jwk()]
-    trust = _store(tmp_path, fetch, Clock()).issuer_trust(issuer(TRUSTED))
+    trust = _store(tmp_path, fetch, ManualClock(1_000_000.0)).issuer_trust(issuer(TRUSTED))
     assert trust is not None and list(trust.keys) == [KEYS[TRUSTED].kid]
 
 
 def test_bundle_realm_is_never_fetched(tmp_path: Path, bundles: dict[str, Path]) -> None:
     fetch = Fetcher()
-    store = _store(tmp_path, fetch, Clock(), bundles={TRUSTED: bundles[TRUSTED]})
+    store = _store(tmp_path, fetch, ManualClock(1_000_000.0), bundles={TRUSTED: bundles[TRUSTED]})
     assert store.issuer_trust(issuer(TRUSTED)) is not None
     assert store.refreshed_trust(issuer(TRUSTED)) is None
     assert fetch.calls == []

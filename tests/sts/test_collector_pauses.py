@@ -12,14 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from sts.collector_pauses import FrozenSurvivors
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.clocks import ManualClock
 
 
 class Cycle:
@@ -42,7 +35,7 @@ def test_start_freezes_what_the_process_holds() -> None:
 
 
 def test_what_lives_is_frozen_each_freeze_period_and_not_between() -> None:
-    clock = Clock()
+    clock = ManualClock(0.0)
     collector = FrozenSurvivors(freeze_seconds=5, unfreeze_seconds=60, clock=clock)
     clock.now = 4.9
     assert collector.step() == ""
@@ -58,7 +51,7 @@ def test_what_lives_is_frozen_each_freeze_period_and_not_between() -> None:
 
 
 def test_a_frozen_garbage_cycle_is_freed_after_the_unfreeze_period() -> None:
-    clock = Clock()
+    clock = ManualClock(0.0)
     collector = FrozenSurvivors(freeze_seconds=5, unfreeze_seconds=60, clock=clock)
     cycle = Cycle()
     alive = weakref.ref(cycle)
@@ -84,7 +77,7 @@ def test_a_frozen_garbage_cycle_is_freed_after_the_unfreeze_period() -> None:
 
 
 def test_an_object_freed_by_reference_counting_is_freed_while_frozen() -> None:
-    clock = Clock()
+    clock = ManualClock(0.0)
     collector = FrozenSurvivors(freeze_seconds=5, unfreeze_seconds=60, clock=clock)
 
     class Plain:
@@ -99,7 +92,7 @@ def test_an_object_freed_by_reference_counting_is_freed_while_frozen() -> None:
 
 
 def test_a_young_garbage_cycle_is_collected_at_the_freeze_not_frozen() -> None:
-    clock = Clock()
+    clock = ManualClock(0.0)
     collector = FrozenSurvivors(freeze_seconds=1, unfreeze_seconds=60, clock=clock)
     gc.disable()  # no automatic collection in between: only the step may free it
     try:

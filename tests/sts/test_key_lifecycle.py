@@ -21,19 +21,12 @@ from sts.keys import KeyStore
 from sts.keys.models import SigningKey
 from sts.keys.store import TokenTooLarge
 from sts.services import Services, build_services
+from tests.clocks import ManualClock
 from tests.jobs.conftest import build_world
 from tests.sts.conftest import make_config
 
 pytestmark = pytest.mark.db
 PREPUBLISH = 7200  # the default key_prepublish_seconds
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _claims(services: Services, now: float, ttl: int = 300, realm: str = "jobmgr") -> dict[str, Any]:
@@ -51,7 +44,7 @@ def _claims(services: Services, now: float, ttl: int = 300, realm: str = "jobmgr
     }
 
 
-def _agent_store(client: FlaskClient, services: Services, clock: Clock, refetch: bool) -> TrustStore:
+def _agent_store(client: FlaskClient, services: Services, clock: ManualClock, refetch: bool) -> TrustStore:
     """An agent's trust store fetching over HTTP from ``client``, honouring Cache-Control."""
 
     def fetch(realm: str) -> tuple[dict[str, Any], int | None]:
@@ -72,14 +65,14 @@ def _agent_store(client: FlaskClient, services: Services, clock: Clock, refetch:
 
 
 @pytest.fixture
-def clocked(services: Services) -> Clock:
-    clock = Clock()
+def clocked(services: Services) -> ManualClock:
+    clock = ManualClock(time.time())
     services.keys.clock = clock
     services.keys.check_interval = 0
     return clock
 
 
-def test_a_new_key_is_published_before_it_signs(services: Services, client: FlaskClient, clocked: Clock) -> None:
+def test_a_new_key_is_published_before_it_signs(services: Services, client: FlaskClient, clocked: ManualClock) -> None:
     old = services.keys.realm_keys("jobmgr").active.kid  # type: ignore[union-attr]
     new = services.keys.rotate("jobmgr")
     states = {k["kid"]: k["state"] for k in services.keys.describe("jobmgr")}
@@ -112,7 +105,7 @@ def test_a_new_key_is_published_before_it_signs(services: Services, client: Flas
 
 
 def test_an_agent_that_fetched_before_the_key_signs_accepts_its_tokens(
-    services: Services, client: FlaskClient, clocked: Clock
+    services: Services, client: FlaskClient, clocked: ManualClock
 ) -> None:
     services.keys.rotate("jobmgr")  # scheduled
     clocked.now += 60
@@ -131,7 +124,7 @@ def test_an_agent_that_fetched_before_the_key_signs_accepts_its_tokens(
 
 
 def test_a_cache_filled_before_the_schedule_expires_before_the_key_signs(
-    services: Services, client: FlaskClient, clocked: Clock
+    services: Services, client: FlaskClient, clocked: ManualClock
 ) -> None:
     agent = _agent_store(client, services, clocked, refetch=False)
     agent.trust_for_realm("jobmgr")  # cached before the rotation was scheduled
@@ -144,7 +137,7 @@ def test_a_cache_filled_before_the_schedule_expires_before_the_key_signs(
 
 def test_a_long_queued_job_token_verifies_after_rotations(tmp_path: Path, database_url: str) -> None:
     world = build_world(tmp_path, database_url)
-    clock = Clock()
+    clock = ManualClock(time.time())
     keys = world.services.keys
     keys.clock, keys.check_interval = clock, 0
     world.submit(deadline=int(clock.now) + 6 * 86400)
@@ -168,7 +161,7 @@ def test_concurrent_scheduled_rotations_make_one_key(tmp_path: Path, database_ur
     policy = replace(config.realms["jobmgr"].token, key_rotation_days=1)
     config = replace(config, realms={**config.realms, "jobmgr": replace(config.realms["jobmgr"], token=policy)})
     processes = [build_services(config) for _ in range(3)]
-    clock = Clock()
+    clock = ManualClock(time.time())
     clock.now += 86400
     stores = [KeyStore(p.db, p.master_key, config, clock=clock, check_interval=0) for p in processes]
     try:
@@ -219,7 +212,7 @@ def test_a_scheduled_key_of_an_abandoned_algorithm_never_signs(tmp_path: Path, d
     one.close()
     two = build_services(make_config(tmp_path, database_url, algorithms={"jobmgr": "EdDSA"}))
     try:
-        clock = Clock()
+        clock = ManualClock(time.time())
         clock.now += 2 * PREPUBLISH
         two.keys.clock, two.keys.check_interval = clock, 0
         assert two.keys.realm_keys("jobmgr").active.algorithm == "EdDSA"  # type: ignore[union-attr]

@@ -19,17 +19,10 @@ from sts.keys import KeyStore
 from sts.keys.master_key import MasterKeyMismatch
 from sts.keys.models import SigningKey
 from sts.services import Services, build_services
+from tests.clocks import ManualClock
 from tests.sts.conftest import make_config
 
 pytestmark = pytest.mark.db
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _claims(services: Services, realm: str = "jobmgr", ttl: int = 300, now: float | None = None) -> dict[str, Any]:
@@ -92,7 +85,7 @@ def test_a_wrong_master_key_refuses_to_start(tmp_path: Path, database_url: str) 
 
 def test_rotation_keeps_the_retiring_key_published_until_its_tokens_expire(tmp_path: Path, database_url: str) -> None:
     services = build_services(make_config(tmp_path, database_url))
-    clock = Clock()
+    clock = ManualClock(time.time())
     store = KeyStore(services.db, services.master_key, services.config, clock=clock, check_interval=0)
     try:
         old_token = store.sign("jobmgr", _claims(services, ttl=7 * 86400, now=clock.now), "at+jwt")
@@ -128,7 +121,7 @@ def test_another_process_sees_a_rotation(tmp_path: Path, database_url: str) -> N
     one = build_services(make_config(tmp_path, database_url))
     two = build_services(make_config(tmp_path, database_url))
     try:
-        clock = Clock()
+        clock = ManualClock(time.time())
         one.keys.clock = two.keys.clock = clock
         one.keys.check_interval = two.keys.check_interval = 0
         before = two.keys.realm_keys("jobmgr").active.kid  # type: ignore[union-attr]
