@@ -112,6 +112,7 @@ class AgentConfig:
     poll_wait: int = 20
     max_jobs: int = 1  # slots: jobs run at once, each in its own executor child
     verify_tls: bool | str = True
+    wait_url: str | None = None  # the STS's agent-wait listener, when it has one (else sts_url)
     remote_hosts: Mapping[str, RemoteHost] = field(default_factory=dict)
     credentials: CredentialsConfig | None = None
     issuers: Mapping[str, str] = field(default_factory=dict)  # pinned ([issuers]) or discovered
@@ -311,6 +312,9 @@ def config_from_mapping(data: Mapping[str, Any], path: Path, environ: Mapping[st
     agent.used.add("sts_url")
     if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", sts_url):
         raise agent.fail("sts_url", f"{sts_url[:80]!r} is not an http(s) URL")
+    wait_url = agent.get("wait_url", str, "") or None
+    if wait_url is not None and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", wait_url):
+        raise agent.fail("wait_url", f"{wait_url[:80]!r} is not an http(s) URL")
     trusted = _realm_list(agent, "trusted_realms") | {realm}
     executor = agent.get("executor", str, "setuid")
     if executor not in EXECUTORS:
@@ -369,6 +373,7 @@ def config_from_mapping(data: Mapping[str, Any], path: Path, environ: Mapping[st
         leeway=leeway,
         poll_wait=poll_wait,
         max_jobs=max_jobs,
+        wait_url=wait_url.rstrip("/") if wait_url is not None else None,
         remote_hosts=remote_hosts,
         credentials=credentials,
         issuers=issuers,

@@ -447,6 +447,7 @@ def open_agent(config: AgentConfig, *, check_modes: bool = True, cancel: threadi
                 config.key_algorithm,
                 verify=config.verify_tls,
                 audience=config.assertion_audience,
+                wait_url=config.wait_url,
             )
         )
         trust = TrustStore(

@@ -44,7 +44,7 @@ PG = os.environ.get("JOBSTS_BENCH_DATABASE_URL", "postgresql+psycopg://postgres@
 CROWD_NODES = 100
 WAKE_SAMPLES = 30
 HEALTH_SAMPLES = 300
-LOGIN_SAMPLES = 200
+LOGIN_SAMPLES = 400
 CROWD_WAIT = 55
 RESULTS = ROOT / "bench" / "results.md"
 BEGIN, END = "<!-- bench/fleet.py -->", "<!-- end bench/fleet.py -->"
@@ -148,6 +148,16 @@ def latencies(client: httpx.Client, samples: int, call: Any, seconds: float = 0)
     return out
 
 
+def side_by_side(url: str) -> tuple[list[float], list[float]]:
+    """/healthz and logins side by side, each on its own connection, evenly paced over one whole
+    re-wait period: the same sampling with and without the crowd, so that only the crowd differs."""
+    with ThreadPoolExecutor(2) as pool, httpx.Client(base_url=url, timeout=60) as one:
+        with httpx.Client(base_url=url, timeout=60) as other:
+            health_run = pool.submit(latencies, one, HEALTH_SAMPLES, health, CROWD_WAIT)
+            login_run = pool.submit(latencies, other, LOGIN_SAMPLES, login, CROWD_WAIT)
+            return health_run.result(), login_run.result()
+
+
 def health(client: httpx.Client) -> None:
     assert client.get("/healthz").status_code == 200
 
@@ -193,14 +203,14 @@ def wakeups(
     clock: CommitClock, submit_on: StsProcess, wait_on: StsProcess, admin: str, node: str, token: str, parked: float
 ) -> list[float]:
     """Submit-to-lease: from the submit's commit (its NOTIFY, seen by ``clock``) to the leased
-    job in the agent's hand."""
+    job in the agent's hand. The agent waits on its replica's wait listener (``wait_url``)."""
     out: list[float] = []
     for _ in range(WAKE_SAMPLES):
         woke: dict[str, float] = {}
 
         def agent(woke: dict[str, float] = woke) -> None:
             with httpx.Client(base_url=wait_on.url, timeout=120) as client:
-                answer = client.get(WAIT, params={"timeout": 60}, headers=bearer(token))
+                answer = client.get(f"{wait_on.wait_url}{WAIT}", params={"timeout": 60}, headers=bearer(token))
                 assert answer.json()["work"] is True, answer.text
                 leased = client.post("/api/v1/agent/lease", json={"wait": 0}, headers=bearer(token))
                 assert leased.status_code == 200, leased.text
@@ -224,7 +234,10 @@ def wakeups(
     return out
 
 
-def one_run(count: int) -> dict[str, float]:
+SEPARATE, SHARED = "wait listener", "one listener"
+
+
+def one_run(count: int, mode: str) -> dict[str, float]:
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="jobsts-fleet-") as folder, postgres_schema(PG) as url:
         workdir = Path(folder)
@@ -237,7 +250,7 @@ def one_run(count: int) -> dict[str, float]:
         for index in range(2):
             metrics = workdir / f"metrics-{index}"
             metrics.mkdir()
-            servers.append(StsProcess(config, workdir, 1, metrics_dir=metrics))
+            servers.append(StsProcess(config, workdir, 1, metrics_dir=metrics, wait_listener=mode == SEPARATE))
         crowd_process: subprocess.Popen[str] | None = None
         try:
             for server in servers:
@@ -251,12 +264,12 @@ def one_run(count: int) -> dict[str, float]:
             probe_node, probe_token = next(iter(probes.tokens.items()))
             clock = CommitClock(url)
             with httpx.Client(base_url=a.url, timeout=60) as client:
-                idle_health = latencies(client, HEALTH_SAMPLES, health)
-                idle_login = latencies(client, LOGIN_SAMPLES, login)
+                burst_login = latencies(client, LOGIN_SAMPLES, login)
+                idle_health, idle_login = side_by_side(a.url)
                 idle_wake = wakeups(clock, a, a, fleet.admin, probe_node, probe_token, 1)
                 rss_before = rss_kib(a.process.pid)
                 crowd_process = subprocess.Popen(
-                    [sys.executable, __file__, "--crowd", a.url, str(tokens_file), str(count)],
+                    [sys.executable, __file__, "--crowd", a.wait_url, str(tokens_file), str(count)],
                     stdout=subprocess.PIPE,
                     text=True,
                 )
@@ -270,10 +283,7 @@ def one_run(count: int) -> dict[str, float]:
                 waits_window = waits_ended(a) - waits_before
                 # Over one whole re-wait period, health and logins side by side: wherever the
                 # crowd's re-waits bunch up within it, the samples meet them.
-                with ThreadPoolExecutor(2) as pool, httpx.Client(base_url=a.url, timeout=60) as other:
-                    health_run = pool.submit(latencies, client, HEALTH_SAMPLES, health, CROWD_WAIT)
-                    login_run = pool.submit(latencies, other, LOGIN_SAMPLES, login, CROWD_WAIT)
-                    loaded_health, loaded_login = health_run.result(), login_run.result()
+                loaded_health, loaded_login = side_by_side(a.url)
                 loaded_wake = wakeups(clock, a, a, fleet.admin, probe_node, probe_token, count + 1)
                 other_node, other_token = list(probes.tokens.items())[1]
                 cross_wake = wakeups(clock, a, b, fleet.admin, other_node, other_token, 1)
@@ -283,6 +293,7 @@ def one_run(count: int) -> dict[str, float]:
                 ("health_idle", idle_health),
                 ("health_loaded", loaded_health),
                 ("login_idle", idle_login),
+                ("login_burst", burst_login),
                 ("login_loaded", loaded_login),
                 ("wake_idle", idle_wake),
                 ("wake_loaded", loaded_wake),
@@ -310,13 +321,16 @@ def spread(runs: list[dict[str, float]], key: str, digits: int = 1) -> str:
     return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f} to {max(values):.{digits}f})"
 
 
-def section(results: dict[int, list[dict[str, float]]]) -> str:
+def section(results: dict[tuple[int, str], list[dict[str, float]]]) -> str:
     lines = [
         BEGIN,
         "## Fleet: connected agents (bench/fleet.py)",
         "",
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {machine()}; PostgreSQL on loopback; two STS "
-        "replicas (`jobsts serve --production --workers 1`, 4 Flask threads each) on one database; the "
+        "replicas (`jobsts serve --production --workers 1`, 4 Flask threads each) on one database, "
+        "each run twice: with an agent-wait listener (`--wait-port`: the agents wait on a port served by "
+        "a worker process of its own) and with one listener (the agents wait on the API port, in the "
+        "process that answers logins); the "
         f"agents in a separate process (aiohttp), spread over {CROWD_NODES} registered nodes, each "
         f"waiting with timeout={CROWD_WAIT} (so each wait ends between {0.8 * CROWD_WAIT:.0f} and {CROWD_WAIT} s, "
         f"`sts.jobs.wait.wait_seconds`), except each agent's first wait, which asks for a timeout drawn "
@@ -325,7 +339,8 @@ def section(results: dict[int, list[dict[str, float]]]) -> str:
         "",
         "| figure (ms unless said) | goal | "
         + " | ".join(
-            f"{count} agents: median (min to max), {len(runs)} run(s)" for count, runs in sorted(results.items())
+            f"{count} agents, {mode}: median (min to max), {len(runs)} run(s)"
+            for (count, mode), runs in sorted(results.items())
         )
         + " |",
         "|---|---|" + "---|" * len(results),
@@ -338,6 +353,9 @@ def section(results: dict[int, list[dict[str, float]]]) -> str:
         ("/healthz p99, idle", "", "health_idle_p99"),
         ("/healthz p99, agents connected", "< 100", "health_loaded_p99"),
         ("/healthz p50, agents connected", "", "health_loaded_p50"),
+        ("login p99, idle, back to back (the idle figure of earlier runs)", "", "login_burst_p99"),
+        ("login p50, idle", "", "login_idle_p50"),
+        ("login p50, agents connected", "", "login_loaded_p50"),
         ("login p99, idle", "", "login_idle_p99"),
         ("login p99, agents connected", "", "login_loaded_p99"),
         ("login p99 ratio, connected ÷ idle", "< 2", "login_ratio"),
@@ -362,14 +380,15 @@ def section(results: dict[int, list[dict[str, float]]]) -> str:
         )
     lines += [
         "",
-        f"With the agents connected, /healthz ({HEALTH_SAMPLES} samples) and logins ({LOGIN_SAMPLES}) are "
-        f"sampled side by side, evenly paced over one whole re-wait period ({CROWD_WAIT} s), right after the "
-        "CPU window; idle, back to back. "
+        f"/healthz ({HEALTH_SAMPLES} samples) and logins ({LOGIN_SAMPLES}) are sampled side by side, evenly "
+        f"paced over one whole re-wait period ({CROWD_WAIT} s), the same way idle (before the crowd "
+        "connects) and with the agents connected (right after the CPU window); the back-to-back logins "
+        "run first, idle. "
         "Wake-up is measured from the submit's commit (the arrival of its notification at a LISTEN "
         "connection of the bench) to the leased job in the agent's hand: delivery to the replica, "
         "the wait's answer and one lease call. Memory is the replica's "
-        "resident set (master + worker) with the crowd connected minus before, divided by N. CPU is the "
-        "replica's (master + worker, user + system) over one whole re-wait period with only the crowd "
+        "resident set (master + workers) with the crowd connected minus before, divided by N. CPU is the "
+        "replica's (master + workers, user + system) over one whole re-wait period with only the crowd "
         "connected, divided by the waits that ended in it (every agent ends one).",
         END,
     ]
@@ -387,18 +406,20 @@ def main() -> None:
     parser.add_argument("--agents", type=int, nargs="+", default=[1000])
     parser.add_argument("--runs", type=int, nargs="+", default=[3], help="runs per --agents value (the last repeats)")
     parser.add_argument("--crowd", nargs=3, metavar=("URL", "TOKENS", "COUNT"), help=argparse.SUPPRESS)
+    parser.add_argument("--modes", nargs="+", choices=(SEPARATE, SHARED), default=[SEPARATE, SHARED])
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     if args.crowd:
         crowd_main(args.crowd[0], args.crowd[1], int(args.crowd[2]))
         return
     raise_nofile()  # the STS processes inherit it: one descriptor per connected agent
-    results: dict[int, list[dict[str, float]]] = {}
+    results: dict[tuple[int, str], list[dict[str, float]]] = {}
     for position, count in enumerate(args.agents):
         for index in range(args.runs[min(position, len(args.runs) - 1)]):
-            figures = one_run(count)
-            print(count, index, json.dumps({k: round(v, 2) for k, v in figures.items()}), flush=True)
-            results.setdefault(count, []).append(figures)
+            for mode in args.modes:  # interleaved: both see the same machine at nearly the same time
+                figures = one_run(count, mode)
+                print(count, mode, index, json.dumps({k: round(v, 2) for k, v in figures.items()}), flush=True)
+                results.setdefault((count, mode), []).append(figures)
     block = section(results)
     print(block)
     if not args.no_write:

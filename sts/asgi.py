@@ -27,11 +27,14 @@ from sts.collector_pauses import FrozenSurvivors
 from sts.http.redaction import path_only
 from sts.http.wsgi_bridge import BufferedWsgi
 from sts.jobs.wait import WAIT_PATH, AgentWaits, Receive, Scope, Send
+from sts.wait_listener import on_wait_listener, wait_port
 
 DEFAULT_THREADS = 8
 # Seconds a stopping server lets open requests finish; waiting agents are then cut off and
 # reconnect (to another replica behind the load balancer).
 SHUTDOWN_GRACE = 5
+# What the agent-wait listener answers (``sts.wait_listener``): the wait, and a load balancer's checks.
+WAIT_LISTENER_PATHS = frozenset({WAIT_PATH, "/healthz", "/readyz"})
 
 
 def flask_threads() -> int:
@@ -51,7 +54,8 @@ class PathOnlyAccessLog(logging.Filter):
 
 
 class StsAsgi:
-    """Routes ``GET /api/v1/agent/wait`` to ``AgentWaits`` and everything else to Flask."""
+    """Routes ``GET /api/v1/agent/wait`` to ``AgentWaits`` and everything else to Flask; on the
+    agent-wait listener (``sts.wait_listener``), only the wait and the health checks."""
 
     def __init__(self, app: Flask, threads: int | None = None) -> None:
         self.flask = app
@@ -62,12 +66,21 @@ class StsAsgi:
         self.waits = AgentWaits(app, self.wait_threads)
         self.collector = FrozenSurvivors()
         self._collector_task: asyncio.Task[None] | None = None
+        self.wait_port = wait_port()
         logging.getLogger("uvicorn.access").addFilter(PathOnlyAccessLog())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http" and scope.get("path") == WAIT_PATH:
             await self.waits.handle(scope, receive, send)
+        elif (
+            kind == "http" and scope.get("path") not in WAIT_LISTENER_PATHS and on_wait_listener(scope, self.wait_port)
+        ):
+            # Why: the wait listener is the agents' narrow door; logins and the API stay on theirs.
+            detail = (
+                f"this is the agent-wait listener: it serves only GET {WAIT_PATH} and /healthz; use the API address"
+            )
+            await self.waits.refusal(None, 404, "not_found", detail).send(send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         else:

@@ -15,6 +15,9 @@ or unit file tunes it without editing code:
 - ``worker_class``: ``sts.asgi_worker.Worker``, uvicorn's worker serving ``sts.asgi``. One
   event loop per process holds every waiting agent (``GET /api/v1/agent/wait``) as a future,
   with no thread and no database connection; Flask runs on a thread pool beside it.
+- ``JOBSTS_GUNICORN_WAIT_BIND`` (``host:port``, off by default): a second listener for agent
+  waits only, served by ``JOBSTS_GUNICORN_WAIT_WORKERS`` (default 1) workers of their own, added
+  to ``workers``; the ``pre_fork`` hook gives each new worker its role (``sts.wait_listener``).
 - ``threads`` (``JOBSTS_GUNICORN_THREADS``): 8 Flask threads per worker. Waiting agents no
   longer hold any of them. The database pool (10 + 20 overflow per process, see ``sts.db``)
   is larger than this plus the 4 threads that check agent tokens and poll for work (up to two
@@ -38,6 +41,7 @@ import os
 from typing import Any
 
 from sts.http.redaction import GUNICORN_ACCESS_LOG_FORMAT
+from sts.wait_listener import WAIT_BIND_ENV, next_role, wait_workers
 
 
 def _int_env(name: str, default: int) -> int:
@@ -45,8 +49,10 @@ def _int_env(name: str, default: int) -> int:
     return int(raw) if raw and raw.isdigit() and int(raw) > 0 else default
 
 
-bind = os.environ.get("JOBSTS_GUNICORN_BIND", "127.0.0.1:8080")
-workers = _int_env("JOBSTS_GUNICORN_WORKERS", os.cpu_count() or 1)
+api_bind = os.environ.get("JOBSTS_GUNICORN_BIND", "127.0.0.1:8080")
+bind = [api_bind, os.environ[WAIT_BIND_ENV]] if os.environ.get(WAIT_BIND_ENV) else api_bind
+api_workers = _int_env("JOBSTS_GUNICORN_WORKERS", os.cpu_count() or 1)
+workers = api_workers + wait_workers()
 worker_class = "sts.asgi_worker.Worker"
 threads = _int_env("JOBSTS_GUNICORN_THREADS", 8)
 timeout = _int_env("JOBSTS_GUNICORN_TIMEOUT", 75)
@@ -74,6 +80,11 @@ def child_exit(_server: Any, worker: Any) -> None:
         multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
 
+def pre_fork(server: Any, worker: Any) -> None:
+    """Gunicorn hook, in the master: the new worker's role (API or agent-wait, ``sts.wait_listener``)."""
+    worker.role = next_role(server.WORKERS.values(), server.num_workers, wait_workers())
+
+
 SETTINGS: tuple[str, ...] = (
     "bind",
     "workers",
@@ -91,6 +102,7 @@ SETTINGS: tuple[str, ...] = (
     "proc_name",
     "control_socket_disable",
     "child_exit",
+    "pre_fork",
 )
 
 

@@ -104,22 +104,24 @@ class HeldPort:
 
 
 _ACTIVATE = (
-    "import os, sys; fd = int(sys.argv[1]); os.dup2(fd, 3); fd == 3 or os.close(fd); "
-    "os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS='1'); os.execvp(sys.argv[2], sys.argv[2:])"
+    "import fcntl, os, sys; n = int(sys.argv[1]); fds = [int(fd) for fd in sys.argv[2 : 2 + n]]; "
+    "high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 1000) for fd in fds]; [os.close(fd) for fd in fds]; "
+    "[os.dup2(fd, 3 + i) for i, fd in enumerate(high)]; [os.close(fd) for fd in high]; "
+    "os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS=str(n)); os.execvp(sys.argv[2 + n], sys.argv[2 + n :])"
 )
 
 
-def socket_activation(argv: list[str], sock: socket.socket) -> tuple[list[str], tuple[int, ...]]:
-    """Run ``argv`` with ``sock`` as its first systemd socket-activation socket (fd 3).
+def socket_activation(argv: list[str], *socks: socket.socket) -> tuple[list[str], tuple[int, ...]]:
+    """Run ``argv`` with ``socks`` as its systemd socket-activation sockets (fd 3, 4, ... in order).
 
     Gunicorn (``gunicorn ...`` and ``jobsts serve --production``) takes its listeners from
-    ``LISTEN_FDS``/``LISTEN_PID`` (sd_listen_fds(3)) instead of binding, so the port the test
-    holds is the port it serves. ``LISTEN_PID`` must be the server's own pid, so a small Python
-    step moves the socket to fd 3, sets both variables and ``exec``s the server in its own
-    process. Returns (argv, pass_fds) for ``subprocess.Popen``.
+    ``LISTEN_FDS``/``LISTEN_PID`` (sd_listen_fds(3)) instead of binding, so the ports the test
+    holds are the ports it serves. ``LISTEN_PID`` must be the server's own pid, so a small Python
+    step moves the sockets to fd 3 onwards, sets both variables and ``exec``s the server in its
+    own process. Returns (argv, pass_fds) for ``subprocess.Popen``.
     """
-    fd = sock.fileno()
-    return [sys.executable, "-c", _ACTIVATE, str(fd), *argv], (fd,)
+    fds = tuple(sock.fileno() for sock in socks)
+    return [sys.executable, "-c", _ACTIVATE, str(len(fds)), *map(str, fds), *argv], fds
 
 
 def werkzeug_fd_environment(sock: socket.socket) -> dict[str, str]:

@@ -36,8 +36,10 @@ LEASE_GRACE = 15.0
 class AgentApi:
     """One node's session with the STS, authenticated as the node (``AgentAuth``)."""
 
-    def __init__(self, api: StsApi, auth: AgentAuth) -> None:
+    def __init__(self, api: StsApi, auth: AgentAuth, waits: StsApi | None = None) -> None:
         self.api, self.auth, self.node_id = api, auth, auth.node_id
+        # Where ``wait`` goes: the STS's agent-wait listener when it has one, else ``api``.
+        self.waits = waits or api
 
     @classmethod
     def connect(
@@ -52,13 +54,20 @@ class AgentApi:
         timeout: float = AGENT_TIMEOUT,
         transport: httpx.BaseTransport | None = None,
         audience: str | None = None,
+        wait_url: str | None = None,
     ) -> AgentApi:
         auth = AgentAuth(base_url, node_id, realm, key, algorithm, audience=audience)
-        api = StsApi(base_url, auth, caller=f"node {node_id}", verify=verify, timeout=timeout, transport=transport)
-        return cls(api, auth)
+        caller = f"node {node_id}"
+        api = StsApi(base_url, auth, caller=caller, verify=verify, timeout=timeout, transport=transport)
+        waits = None
+        if wait_url is not None:
+            waits = StsApi(wait_url, auth, caller=caller, verify=verify, timeout=timeout, transport=transport)
+        return cls(api, auth, waits)
 
     def close(self) -> None:
         self.api.close()
+        if self.waits is not self.api:
+            self.waits.close()
 
     def __enter__(self) -> AgentApi:
         return self
@@ -82,8 +91,9 @@ class AgentApi:
     def wait(self, timeout: int) -> bool | None:
         """Wait up to ``timeout`` seconds until the node may have work (``GET /api/v1/agent/wait``,
         which holds no thread at the STS); then lease. ``None`` when the STS has no such route
-        (an older STS): the caller long-polls the lease instead."""
-        response = self.api.call(
+        (an older STS): the caller long-polls the lease instead. Sent to the agent-wait listener
+        when the configuration names one (``wait_url``)."""
+        response = self.waits.call(
             "GET",
             "/api/v1/agent/wait",
             "a wait for work",
@@ -94,7 +104,7 @@ class AgentApi:
         if response.status_code in (404, 405):
             return None
         if not response.is_success:
-            raise refusal(response, self.api.base_url, "a wait for work", self.api.caller)
+            raise refusal(response, self.waits.base_url, "a wait for work", self.waits.caller)
         try:
             document = response.json()
         except ValueError:

@@ -42,6 +42,7 @@ TEMPLATE = """\
 node_id = "{node}"
 realm = "{realm}"                 # the node's own realm: always trusted
 sts_url = "{sts}"                 # JOBSTS_AGENT_STS_URL overrides it
+# wait_url = "http://sts:8081"    # the STS's agent-wait listener (serve --wait-port), if reached directly
 key_file = "node.key"             # PEM private key, mode 0600 (made by `jobsts agent init`)
 key_algorithm = "{algorithm}"
 state_dir = "state"               # durable record of started jobs + JWKS cache

@@ -35,16 +35,44 @@ INHERITED_FD_ENV = "WERKZEUG_SERVER_FD"
     default=None,
     help="With --production: worker processes (default: one per CPU).",
 )
+@click.option(
+    "--wait-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="With --production: a second port, on HOST, for agent waits only (GET /api/v1/agent/wait), "
+    "served by worker processes of its own, so waiting agents never slow logins.",
+)
+@click.option(
+    "--wait-workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="With --wait-port: worker processes for the agent waits (one holds 10,000 agents).",
+)
 @LOG_LEVEL_OPTION
 @LOG_FORMAT_OPTION
 def serve(
-    config_path: Path, host: str, port: int, production: bool, workers: int | None, log_level: str, log_format: str
+    config_path: Path,
+    host: str,
+    port: int,
+    production: bool,
+    workers: int | None,
+    wait_port: int | None,
+    wait_workers: int,
+    log_level: str,
+    log_format: str,
 ) -> None:
     """Serve the STS from CONFIG (debug off)."""
+    if wait_port is not None and not production:
+        raise click.UsageError("--wait-port needs --production (a process of its own for agent waits)")
+    if wait_port == port:
+        raise click.UsageError("--wait-port must differ from --port")
     # Why the environment: gunicorn's workers configure their logging from it (sts.wsgi, load()).
     os.environ["JOBSTS_LOG_LEVEL"], os.environ["JOBSTS_LOG_FORMAT"] = log_level, log_format
     if production:
-        _serve_production(config_path, host, port, workers)
+        _serve_production(
+            config_path, _bind(host, port), workers, _bind(host, wait_port) if wait_port else None, wait_workers
+        )
         return
     import uvicorn
 
@@ -77,7 +105,13 @@ def _prepare_metrics_dir() -> str | None:
     return created
 
 
-def _serve_production(config_path: Path, host: str, port: int, workers: int | None) -> None:
+def _bind(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _serve_production(
+    config_path: Path, bind: str, workers: int | None, wait_bind: str | None, wait_workers: int
+) -> None:
     created = _prepare_metrics_dir()
     try:
         from sts.config import load_sts_config
@@ -91,14 +125,20 @@ def _serve_production(config_path: Path, host: str, port: int, workers: int | No
         build_services(load_sts_config(config_path)).close()
         os.environ["JOBSTS_CONFIG"] = str(config_path.resolve())
         from sts import gunicorn_conf
+        from sts.wait_listener import WAIT_BIND_ENV, WAIT_WORKERS_ENV
 
+        # The workers' roles and the wait listener's port are read from here (gunicorn_conf.pre_fork, Worker).
+        os.environ.pop(WAIT_BIND_ENV, None)
+        if wait_bind is not None:
+            os.environ[WAIT_BIND_ENV], os.environ[WAIT_WORKERS_ENV] = wait_bind, str(wait_workers)
         options = gunicorn_conf.settings()
-        options["bind"] = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        if workers is not None:
-            options["workers"] = workers
+        api_workers = workers if workers is not None else gunicorn_conf.api_workers
+        options["bind"] = [bind, wait_bind] if wait_bind is not None else bind
+        options["workers"] = api_workers + (wait_workers if wait_bind is not None else 0)
+        waits = f"; agent waits on http://{wait_bind}, {wait_workers} worker(s)" if wait_bind is not None else ""
         click.echo(
-            f"jobsts STS (gunicorn + uvicorn, {options['workers']} worker(s) x {options['threads']} threads) "
-            f"on http://{options['bind']}"
+            f"jobsts STS (gunicorn + uvicorn, {api_workers} worker(s) x {options['threads']} threads) "
+            f"on http://{bind}{waits}"
         )
         _GunicornApplication(options).run()
     finally:

@@ -247,7 +247,7 @@ class AgentWaits:
                     try:
                         node, _verified, _ = agent_node(self.services, authorization, None, self._engine, version)
                     except JobstsError as exc:
-                        outcomes.append(self._refusal(exc))
+                        outcomes.append(self.refusal(exc))
                         continue
                     self.presence.seen(node.id)
                     outcomes.append(node.id)
@@ -256,7 +256,7 @@ class AgentWaits:
         except (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError) as exc:
             # As every Flask endpoint answers (sts.http.errors): a 503, never a 500.
             log.warning("database unavailable: %s", type(exc).__name__)
-            unavailable = self._refusal(DatabaseUnavailable("the database is unavailable; retry shortly"))
+            unavailable = self.refusal(DatabaseUnavailable("the database is unavailable; retry shortly"))
             return [unavailable for _ in authorizations]
         return [outcome if isinstance(outcome, Reply) else (outcome, outcome in ready) for outcome in outcomes]
 
@@ -269,14 +269,14 @@ class AgentWaits:
                 self.services, authorization, (HAS_WORK, lambda node_id: has_work_params(node_id, now)), self._engine
             )
         except JobstsError as exc:
-            return self._refusal(exc)
+            return self.refusal(exc)
         except (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError) as exc:
             log.warning("database unavailable: %s", type(exc).__name__)
-            return self._refusal(DatabaseUnavailable("the database is unavailable; retry shortly"))
+            return self.refusal(DatabaseUnavailable("the database is unavailable; retry shortly"))
         self.presence.seen(node.id)
         return node.id, bool(work)
 
-    def _refusal(self, error: JobstsError | None, status: int = 0, code: str = "", detail: str = "") -> Reply:
+    def refusal(self, error: JobstsError | None, status: int = 0, code: str = "", detail: str = "") -> Reply:
         """A refusal rendered by the one error boundary (``sts.http.errors``)."""
         with self.app.test_request_context(WAIT_PATH):
             return _reply_of(render(error) if error is not None else problem(status, code, detail))
@@ -289,11 +289,11 @@ class AgentWaits:
             await self._handle(scope, receive, send)
         except Exception:  # the one boundary of this route: never a traceback to the client
             log.exception("agent wait failed")
-            await self._refusal(None, 500, "internal.error", "internal error; see the service log").send(send)
+            await self.refusal(None, 500, "internal.error", "internal error; see the service log").send(send)
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("method") != "GET":
-            await self._refusal(None, 405, "request.method", f"use GET on {WAIT_PATH}").send(send)
+            await self.refusal(None, 405, "request.method", f"use GET on {WAIT_PATH}").send(send)
             return
         authorization = _header(scope, b"authorization")
         registry = self.registry
@@ -309,7 +309,7 @@ class AgentWaits:
             try:
                 timeout = _timeout(scope)
             except JobstsError as exc:
-                await self._refusal(exc).send(send)
+                await self.refusal(exc).send(send)
                 return
             if registry is None:  # no lifespan (a server without it): answer at once, the agent leases
                 await Reply.json(200, {"work": True}).send(send)

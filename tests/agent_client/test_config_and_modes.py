@@ -68,6 +68,14 @@ def test_good_config_loads(tmp_path: Path) -> None:
     assert config.issuer("jobmgr") == "https://sts.test/realms/jobmgr"
 
 
+def test_wait_url_is_optional_and_defaults_to_none(tmp_path: Path) -> None:
+    assert load_agent_config(_write(tmp_path / "a", GOOD), environ={}).wait_url is None
+    text = GOOD.replace(
+        'sts_url = "https://sts.test/"', 'sts_url = "https://sts.test/"\nwait_url = "https://sts.test:8081/"'
+    )
+    assert load_agent_config(_write(tmp_path / "b", text), environ={}).wait_url == "https://sts.test:8081"
+
+
 def test_sts_url_environment_override(tmp_path: Path) -> None:
     config = load_agent_config(_write(tmp_path, GOOD), environ={"JOBSTS_AGENT_STS_URL": "https://other:8443"})
     assert config.sts_url == "https://other:8443"
@@ -87,6 +95,7 @@ def test_sts_url_environment_override(tmp_path: Path) -> None:
         (("[trust]", "[trust]\nbogus = 1"), "trust.bogus"),
         (('node_id = "node1"', 'node_id = "../x"'), "agent.node_id"),
         (('sts_url = "https://sts.test/"', 'sts_url = "file:///etc/passwd"'), "agent.sts_url"),
+        (('sts_url = "https://sts.test/"', 'sts_url = "https://sts.test/"\nwait_url = "sts:8081"'), "agent.wait_url"),
     ],
 )
 def test_config_mistakes_are_one_line_naming_the_field(tmp_path: Path, edit: tuple[str, str], field: str) -> None:

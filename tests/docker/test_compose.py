@@ -254,11 +254,17 @@ def test_sts_configuration_matches_the_stack(compose: dict[str, Any], monkeypatc
 
 def test_proxy_backends_are_the_sts_replicas(compose: dict[str, Any]) -> None:
     config = (DOCKER / "proxy/haproxy.cfg").read_text()
-    backends = dict(re.findall(r"^\s*server\s+\S+\s+(\S+):(\d+)", config, re.M))
-    assert set(backends) == {"sts1", "sts2"} <= set(compose["services"])
-    sts_port = re.search(r"--port\", \"(\d+)\"", (DOCKER / "Dockerfile").read_text())
-    assert sts_port is not None
-    assert set(backends.values()) == {sts_port.group(1)}
+    servers = re.findall(r"^\s*server\s+\S+\s+(\S+):(\d+)", config, re.M)
+    assert {host for host, _ in servers} == {"sts1", "sts2"} <= set(compose["services"])
+    dockerfile = (DOCKER / "Dockerfile").read_text()
+    sts_port = re.search(r"--port\", \"(\d+)\"", dockerfile)
+    wait_port = re.search(r"--wait-port\", \"(\d+)\"", dockerfile)
+    assert sts_port is not None and wait_port is not None
+    # The API on every replica's API port; the agents' waits, by a path rule, on its wait listener.
+    assert set(servers) == {(host, port.group(1)) for host in ("sts1", "sts2") for port in (sts_port, wait_port)}
+    backends = dict(re.findall(r"^backend\s+(\S+)\n((?:\s+.*\n?)*)", config, re.M))
+    assert re.search(r"use_backend\s+(\S+)\s+if\s+\{\s*path\s+/api/v1/agent/wait\s*\}", config)
+    assert f":{wait_port.group(1)} " in backends["sts_waits"] and f":{sts_port.group(1)} " in backends["sts"]
 
 
 # --- every node registered, every volume wired --------------------------------------------

@@ -187,7 +187,8 @@ class FlaskActor(Actor):
 
 
 class StsProcess(Actor):
-    """One ``jobsts serve --production`` process tree (gunicorn master and its workers)."""
+    """One ``jobsts serve --production`` process tree (gunicorn master and its workers); with
+    ``wait_listener``, also an agent-wait listener (``--wait-port``) on ``wait_url``."""
 
     def __init__(
         self,
@@ -196,12 +197,16 @@ class StsProcess(Actor):
         workers: int = 1,
         env: dict[str, str] | None = None,
         metrics_dir: Path | None = None,
+        wait_listener: bool = False,
     ) -> None:
-        # Why socket activation: gunicorn serves the socket we hold, so no other process can
-        # take the port between its choice and the bind.
+        # Why socket activation: gunicorn serves the sockets we hold, so no other process can
+        # take a port between its choice and the bind.
         self.sock = listening_socket()
         self.port = port_of(self.sock)
         self.url = f"http://127.0.0.1:{self.port}"
+        self.wait_sock = listening_socket() if wait_listener else None
+        self.wait_url = self.url if self.wait_sock is None else f"http://127.0.0.1:{port_of(self.wait_sock)}"
+        waits = [] if self.wait_sock is None else ["--wait-port", str(port_of(self.wait_sock))]
         self.stderr_path = workdir / f"sts-{self.port}.stderr"
         environment = {**os.environ, "JOBSTS_GUNICORN_THREADS": "4", **(env or {})}
         environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
@@ -222,8 +227,9 @@ class StsProcess(Actor):
                 str(self.port),
                 "--workers",
                 str(workers),
+                *waits,
             ],
-            self.sock,
+            *([self.sock] if self.wait_sock is None else [self.sock, self.wait_sock]),
         )
         with self.stderr_path.open("wb") as stderr:
             self.process = subprocess.Popen(
@@ -261,6 +267,8 @@ class StsProcess(Actor):
                 self.process.kill()
                 self.process.wait()
         self.sock.close()
+        if self.wait_sock is not None:
+            self.wait_sock.close()
 
 
 def bearer(token: str) -> dict[str, str]:
