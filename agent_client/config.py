@@ -29,6 +29,7 @@ from realms.identity.access_id import REALM_NAME, AccessId, AccessIdKind, is_val
 from realms.tokens.algorithms import DEFAULT_ALGORITHM
 from realms.tokens.profiles import MAX_LEEWAY_SECONDS, SIGNING_ALGORITHMS
 
+HTTP_URL = re.compile(r"https?://[^\s/?#]+(/[^\s?#]*)?")
 AUTHGROUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 EXECUTORS = ("setuid", "sudo", "self")
 LIMIT_NAMES = ("cpu_seconds", "address_space", "nofile", "nproc", "fsize", "core")
@@ -310,10 +311,10 @@ def config_from_mapping(data: Mapping[str, Any], path: Path, environ: Mapping[st
         raise agent.fail("realm", "is not a realm name")
     sts_url = read_env(STS_URL_ENV, environ) or agent.get("sts_url", str)
     agent.used.add("sts_url")
-    if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", sts_url):
+    if not HTTP_URL.fullmatch(sts_url):
         raise agent.fail("sts_url", f"{sts_url[:80]!r} is not an http(s) URL")
     wait_url = agent.get("wait_url", str, "") or None
-    if wait_url is not None and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", wait_url):
+    if wait_url is not None and not HTTP_URL.fullmatch(wait_url):
         raise agent.fail("wait_url", f"{wait_url[:80]!r} is not an http(s) URL")
     trusted = _realm_list(agent, "trusted_realms") | {realm}
     executor = agent.get("executor", str, "setuid")

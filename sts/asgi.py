@@ -35,6 +35,9 @@ DEFAULT_THREADS = 8
 SHUTDOWN_GRACE = 5
 # What the agent-wait listener answers (``sts.wait_listener``): the wait, and a load balancer's checks.
 WAIT_LISTENER_PATHS = frozenset({WAIT_PATH, "/healthz", "/readyz"})
+WAIT_LISTENER_ONLY = (
+    f"this is the agent-wait listener: it serves only GET {WAIT_PATH}, /healthz and /readyz; use the API address"
+)
 
 
 def flask_threads() -> int:
@@ -77,10 +80,7 @@ class StsAsgi:
             kind == "http" and scope.get("path") not in WAIT_LISTENER_PATHS and on_wait_listener(scope, self.wait_port)
         ):
             # Why: the wait listener is the agents' narrow door; logins and the API stay on theirs.
-            detail = (
-                f"this is the agent-wait listener: it serves only GET {WAIT_PATH} and /healthz; use the API address"
-            )
-            await self.waits.refusal(None, 404, "not_found", detail).send(send)
+            await self.waits.refusal(None, 404, "not_found", WAIT_LISTENER_ONLY).send(send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         else:

@@ -49,10 +49,15 @@ def _int_env(name: str, default: int) -> int:
     return int(raw) if raw and raw.isdigit() and int(raw) > 0 else default
 
 
-api_bind = os.environ.get("JOBSTS_GUNICORN_BIND", "127.0.0.1:8080")
-bind = [api_bind, os.environ[WAIT_BIND_ENV]] if os.environ.get(WAIT_BIND_ENV) else api_bind
+def with_wait_listener(api_bind: str, api_workers: int) -> tuple[str | list[str], int]:
+    """gunicorn's ``bind`` and ``workers``: the API's, plus the agent-wait listener and its
+    workers when ``JOBSTS_GUNICORN_WAIT_BIND`` names one."""
+    wait_bind = os.environ.get(WAIT_BIND_ENV)
+    return ([api_bind, wait_bind] if wait_bind else api_bind), api_workers + wait_workers()
+
+
 api_workers = _int_env("JOBSTS_GUNICORN_WORKERS", os.cpu_count() or 1)
-workers = api_workers + wait_workers()
+bind, workers = with_wait_listener(os.environ.get("JOBSTS_GUNICORN_BIND", "127.0.0.1:8080"), api_workers)
 worker_class = "sts.asgi_worker.Worker"
 threads = _int_env("JOBSTS_GUNICORN_THREADS", 8)
 timeout = _int_env("JOBSTS_GUNICORN_TIMEOUT", 75)

@@ -133,8 +133,7 @@ def _serve_production(
             os.environ[WAIT_BIND_ENV], os.environ[WAIT_WORKERS_ENV] = wait_bind, str(wait_workers)
         options = gunicorn_conf.settings()
         api_workers = workers if workers is not None else gunicorn_conf.api_workers
-        options["bind"] = [bind, wait_bind] if wait_bind is not None else bind
-        options["workers"] = api_workers + (wait_workers if wait_bind is not None else 0)
+        options["bind"], options["workers"] = gunicorn_conf.with_wait_listener(bind, api_workers)
         waits = f"; agent waits on http://{wait_bind}, {wait_workers} worker(s)" if wait_bind is not None else ""
         click.echo(
             f"jobsts STS (gunicorn + uvicorn, {api_workers} worker(s) x {options['threads']} threads) "
