@@ -33,10 +33,17 @@ def server(tmp_path: Path, database_url: str, on_postgres: bool) -> Iterator[Sts
     sts = StsProcess(config_for(tmp_path, database_url), tmp_path, 1, env=env, metrics_dir=metrics, wait_listener=True)
     try:
         sts.wait_ready(timeout=240)
-        until(lambda: httpx.get(f"{sts.wait_url}/healthz").status_code == 200, "the wait listener", 240)
+        until(lambda: _answers(f"{sts.wait_url}/healthz"), "the wait listener", 240)
         yield sts
     finally:
         sts.stop()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=120).status_code == 200
+    except httpx.TransportError:  # the worker is still starting
+        return False
 
 
 def _port(url: str) -> int:
@@ -124,7 +131,7 @@ def test_the_wait_listener_refuses_everything_but_waits_and_health(server: StsPr
     # The API listener still answers logins, and waits for agents told no other address.
     assert server.login("john").status == 200
     fleet = Fleet.register(server, 1)
-    waited = httpx.get(f"{server.url}{WAIT}", params={"timeout": 1}, headers=bearer(fleet.tokens["n0000"]))
+    waited = httpx.get(f"{server.url}{WAIT}", params={"timeout": 1}, headers=bearer(fleet.tokens["n0000"]), timeout=120)
     assert waited.status_code == 200 and waited.json() == {"work": False}
 
 
