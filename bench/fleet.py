@@ -46,6 +46,9 @@ WAKE_SAMPLES = 30
 HEALTH_SAMPLES = 300
 LOGIN_SAMPLES = 400
 CROWD_WAIT = 55
+# Re-wait periods over which health and logins are sampled, idle and loaded alike: a p99 over a
+# longer window is less at the mercy of one burst of a neighbour's CPU on a shared host.
+SAMPLE_PERIODS = 3
 RESULTS = ROOT / "bench" / "results.md"
 BEGIN, END = "<!-- bench/fleet.py -->", "<!-- end bench/fleet.py -->"
 
@@ -148,14 +151,26 @@ def latencies(client: httpx.Client, samples: int, call: Any, seconds: float = 0)
     return out
 
 
-def side_by_side(url: str) -> tuple[list[float], list[float]]:
-    """/healthz and logins side by side, each on its own connection, evenly paced over one whole
-    re-wait period: the same sampling with and without the crowd, so that only the crowd differs."""
+def cpu_ticks() -> tuple[int, int]:
+    """The host's CPU time stolen by other guests (the hypervisor's) and all of it, in ticks (proc(5), /proc/stat)."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:9]]
+    return fields[7], sum(fields)
+
+
+def side_by_side(url: str) -> tuple[list[float], list[float], float]:
+    """/healthz and logins side by side, each on its own connection, evenly paced over
+    ``SAMPLE_PERIODS`` whole re-wait periods: the same sampling with and without the crowd, so
+    that only the crowd differs. Also the share of the host's CPU stolen meanwhile, in %."""
+    seconds = SAMPLE_PERIODS * CROWD_WAIT
+    steal_before, total_before = cpu_ticks()
     with ThreadPoolExecutor(2) as pool, httpx.Client(base_url=url, timeout=60) as one:
         with httpx.Client(base_url=url, timeout=60) as other:
-            health_run = pool.submit(latencies, one, HEALTH_SAMPLES, health, CROWD_WAIT)
-            login_run = pool.submit(latencies, other, LOGIN_SAMPLES, login, CROWD_WAIT)
-            return health_run.result(), login_run.result()
+            health_run = pool.submit(latencies, one, SAMPLE_PERIODS * HEALTH_SAMPLES, health, seconds)
+            login_run = pool.submit(latencies, other, SAMPLE_PERIODS * LOGIN_SAMPLES, login, seconds)
+            health_ms, login_ms = health_run.result(), login_run.result()
+    steal_after, total_after = cpu_ticks()
+    return health_ms, login_ms, 100 * (steal_after - steal_before) / max(1, total_after - total_before)
 
 
 def health(client: httpx.Client) -> None:
@@ -235,6 +250,11 @@ def wakeups(
 
 
 SEPARATE, SHARED = "wait listener", "one listener"
+MODE_TEXT = {
+    SEPARATE: "with an agent-wait listener (`--wait-port`: the agents wait on a port served by a worker "
+    "process of its own, at `nice` 10)",
+    SHARED: "with one listener (the agents wait on the API port, in the process that answers logins)",
+}
 
 
 def one_run(count: int, mode: str) -> dict[str, float]:
@@ -265,7 +285,7 @@ def one_run(count: int, mode: str) -> dict[str, float]:
             clock = CommitClock(url)
             with httpx.Client(base_url=a.url, timeout=60) as client:
                 burst_login = latencies(client, LOGIN_SAMPLES, login)
-                idle_health, idle_login = side_by_side(a.url)
+                idle_health, idle_login, steal_idle = side_by_side(a.url)
                 idle_wake = wakeups(clock, a, a, fleet.admin, probe_node, probe_token, 1)
                 rss_before = rss_kib(a.process.pid)
                 crowd_process = subprocess.Popen(
@@ -283,7 +303,7 @@ def one_run(count: int, mode: str) -> dict[str, float]:
                 waits_window = waits_ended(a) - waits_before
                 # Over one whole re-wait period, health and logins side by side: wherever the
                 # crowd's re-waits bunch up within it, the samples meet them.
-                loaded_health, loaded_login = side_by_side(a.url)
+                loaded_health, loaded_login, steal_loaded = side_by_side(a.url)
                 loaded_wake = wakeups(clock, a, a, fleet.admin, probe_node, probe_token, count + 1)
                 other_node, other_token = list(probes.tokens.items())[1]
                 cross_wake = wakeups(clock, a, b, fleet.admin, other_node, other_token, 1)
@@ -307,6 +327,7 @@ def one_run(count: int, mode: str) -> dict[str, float]:
             figures["cpu_ms_per_wait"] = 1000 * cpu_window / max(waits_window, 1)
             figures["waits_per_s"] = waits_window / CROWD_WAIT
             figures["load"] = load
+            figures["steal_idle"], figures["steal_loaded"] = steal_idle, steal_loaded
             return figures
         finally:
             if crowd_process is not None:
@@ -328,9 +349,8 @@ def section(results: dict[tuple[int, str], list[dict[str, float]]]) -> str:
         "",
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {machine()}; PostgreSQL on loopback; two STS "
         "replicas (`jobsts serve --production --workers 1`, 4 Flask threads each) on one database, "
-        "each run twice: with an agent-wait listener (`--wait-port`: the agents wait on a port served by "
-        "a worker process of its own) and with one listener (the agents wait on the API port, in the "
-        "process that answers logins); the "
+        + " and ".join(MODE_TEXT[mode] for mode in sorted({mode for _, mode in results}, reverse=True))
+        + "; the "
         f"agents in a separate process (aiohttp), spread over {CROWD_NODES} registered nodes, each "
         f"waiting with timeout={CROWD_WAIT} (so each wait ends between {0.8 * CROWD_WAIT:.0f} and {CROWD_WAIT} s, "
         f"`sts.jobs.wait.wait_seconds`), except each agent's first wait, which asks for a timeout drawn "
@@ -370,6 +390,8 @@ def section(results: dict[tuple[int, str], list[dict[str, float]]]) -> str:
         ("replica CPU, % of one core, crowd alone", "", "cpu_percent"),
         ("replica CPU ms per re-wait (all of it: loop, HTTP, admission, poll)", "", "cpu_ms_per_wait"),
         ("load average (1 min) at the run's start, 2 cores shared with other test suites", "", "load"),
+        ("CPU stolen by other guests while sampling idle, %", "", "steal_idle"),
+        ("CPU stolen by other guests while sampling with agents connected, %", "", "steal_loaded"),
     ]
     for label, goal, key in rows:
         digits = 2 if key in ("login_ratio", "cpu_ms_per_wait") else 0 if key == "waiting" else 1
@@ -380,8 +402,9 @@ def section(results: dict[tuple[int, str], list[dict[str, float]]]) -> str:
         )
     lines += [
         "",
-        f"/healthz ({HEALTH_SAMPLES} samples) and logins ({LOGIN_SAMPLES}) are sampled side by side, evenly "
-        f"paced over one whole re-wait period ({CROWD_WAIT} s), the same way idle (before the crowd "
+        f"/healthz ({SAMPLE_PERIODS * HEALTH_SAMPLES} samples) and logins ({SAMPLE_PERIODS * LOGIN_SAMPLES}) "
+        f"are sampled side by side, evenly paced over {SAMPLE_PERIODS} whole re-wait periods "
+        f"({SAMPLE_PERIODS * CROWD_WAIT} s), the same way idle (before the crowd "
         "connects) and with the agents connected (right after the CPU window); the back-to-back logins "
         "run first, idle. "
         "Wake-up is measured from the submit's commit (the arrival of its notification at a LISTEN "

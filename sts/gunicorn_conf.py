@@ -18,6 +18,7 @@ or unit file tunes it without editing code:
 - ``JOBSTS_GUNICORN_WAIT_BIND`` (``host:port``, off by default): a second listener for agent
   waits only, served by ``JOBSTS_GUNICORN_WAIT_WORKERS`` (default 1) workers of their own, added
   to ``workers``; the ``pre_fork`` hook gives each new worker its role (``sts.wait_listener``).
+  Those workers run at ``nice`` ``JOBSTS_GUNICORN_WAIT_NICE`` (default 10), below the API's.
 - ``threads`` (``JOBSTS_GUNICORN_THREADS``): 8 Flask threads per worker. Waiting agents no
   longer hold any of them. The database pool (10 + 20 overflow per process, see ``sts.db``)
   is larger than this plus the 4 threads that check agent tokens and poll for work (up to two
@@ -41,7 +42,7 @@ import os
 from typing import Any
 
 from sts.http.redaction import GUNICORN_ACCESS_LOG_FORMAT
-from sts.wait_listener import WAIT_BIND_ENV, next_role, wait_workers
+from sts.wait_listener import WAIT_BIND_ENV, next_role, wait_niceness, wait_workers
 
 
 def _int_env(name: str, default: int) -> int:
@@ -51,8 +52,11 @@ def _int_env(name: str, default: int) -> int:
 
 def with_wait_listener(api_bind: str, api_workers: int) -> tuple[str | list[str], int]:
     """gunicorn's ``bind`` and ``workers``: the API's, plus the agent-wait listener and its
-    workers when ``JOBSTS_GUNICORN_WAIT_BIND`` names one."""
+    workers when ``JOBSTS_GUNICORN_WAIT_BIND`` names one. A bad wait setting raises ``ValueError``
+    here, in the master, rather than in every worker it forks."""
     wait_bind = os.environ.get(WAIT_BIND_ENV)
+    if wait_bind:
+        wait_niceness()
     return ([api_bind, wait_bind] if wait_bind else api_bind), api_workers + wait_workers()
 
 

@@ -24,6 +24,8 @@ from typing import Any
 
 WAIT_BIND_ENV = "JOBSTS_GUNICORN_WAIT_BIND"
 WAIT_WORKERS_ENV = "JOBSTS_GUNICORN_WAIT_WORKERS"
+WAIT_NICE_ENV = "JOBSTS_GUNICORN_WAIT_NICE"
+DEFAULT_WAIT_NICE = 10
 API_ROLE, WAIT_ROLE = "api", "agent-wait"
 
 
@@ -44,6 +46,17 @@ def wait_workers(environ: Mapping[str, str] = os.environ) -> int:
         return 0
     raw = environ.get(WAIT_WORKERS_ENV, "")
     return int(raw) if raw.isdigit() and int(raw) > 0 else 1
+
+
+def wait_niceness(environ: Mapping[str, str] = os.environ) -> int:
+    """How much an agent-wait worker lowers its CPU priority (``nice``): ``JOBSTS_GUNICORN_WAIT_NICE``,
+    0 to 19, default ``DEFAULT_WAIT_NICE``."""
+    raw = environ.get(WAIT_NICE_ENV, "")
+    if not raw:
+        return DEFAULT_WAIT_NICE
+    if not raw.isdigit() or int(raw) > 19:
+        raise ValueError(f"{WAIT_NICE_ENV}={raw!r}: expected 0 to 19")
+    return int(raw)
 
 
 def next_role(workers: Iterable[Any], num_workers: int, wanted: int) -> str:

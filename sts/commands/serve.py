@@ -67,6 +67,13 @@ def serve(
         raise click.UsageError("--wait-port needs --production (a process of its own for agent waits)")
     if wait_port == port:
         raise click.UsageError("--wait-port must differ from --port")
+    if wait_port is not None:
+        from sts.wait_listener import wait_niceness
+
+        try:
+            wait_niceness()
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
     # Why the environment: gunicorn's workers configure their logging from it (sts.wsgi, load()).
     os.environ["JOBSTS_LOG_LEVEL"], os.environ["JOBSTS_LOG_FORMAT"] = log_level, log_format
     if production:

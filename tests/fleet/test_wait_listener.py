@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from agent_client.api.agent import AgentApi
+from sts.wait_listener import DEFAULT_WAIT_NICE
 from tests.fleet.fleet import NO_POLL, WAIT, Fleet, config_for, metric, until
 from tests.production.servers import StsProcess, bearer
 from tests.sts.conftest import BASE_URL
@@ -89,6 +90,20 @@ def test_waits_and_the_api_are_accepted_by_different_processes(server: StsProces
     accepting = sorted((bool(_polled(pid) & api), bool(_polled(pid) & wait)) for pid in workers)
     # Each worker accepts on one listener: logins never share an interpreter with waiting agents.
     assert accepting == [(False, True), (True, False)], accepting
+
+
+def _niceness(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[16])  # field 19, nice (proc(5))
+
+
+def test_the_agent_wait_worker_yields_the_cpu_to_the_api_worker(server: StsProcess) -> None:
+    wait = _listening(_port(server.wait_url))
+    base = _niceness(server.process.pid)
+    roles = sorted(("wait" if _polled(pid) & wait else "api", _niceness(pid)) for pid in _workers(server))
+    # Logins and health checks run first when both are runnable; a re-wait can wait.
+    assert base < 19, "the suite runs at the lowest priority already: nothing to lower"
+    assert roles == [("api", base), ("wait", min(19, base + DEFAULT_WAIT_NICE))], roles
 
 
 def test_a_submit_wakes_the_agent_waiting_on_the_wait_listener(server: StsProcess) -> None:

@@ -17,12 +17,15 @@ from sts.asgi_worker import Worker
 from sts.commands.serve import serve
 from sts.wait_listener import (
     API_ROLE,
+    DEFAULT_WAIT_NICE,
     WAIT_BIND_ENV,
+    WAIT_NICE_ENV,
     WAIT_ROLE,
     WAIT_WORKERS_ENV,
     listeners_for,
     next_role,
     on_wait_listener,
+    wait_niceness,
     wait_port,
     wait_workers,
 )
@@ -126,6 +129,11 @@ def test_wait_settings_come_from_the_environment() -> None:
     for bad in ("8081", "host:", "host:99999", "host:x"):
         with pytest.raises(ValueError, match=WAIT_BIND_ENV):
             wait_port({WAIT_BIND_ENV: bad})
+    assert wait_niceness({}) == DEFAULT_WAIT_NICE
+    assert wait_niceness({WAIT_NICE_ENV: "0"}) == 0 and wait_niceness({WAIT_NICE_ENV: "19"}) == 19
+    for bad in ("-5", "20", "x", " 3"):
+        with pytest.raises(ValueError, match=WAIT_NICE_ENV):
+            wait_niceness({WAIT_NICE_ENV: bad})
 
 
 def test_gunicorn_settings_add_the_wait_listener_and_its_workers(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -156,3 +164,11 @@ def test_serve_refuses_a_wait_port_it_cannot_use(tmp_path: Path, extra: list[str
     config.write_text("")
     done = CliRunner().invoke(serve, ["--config", str(config), *extra])
     assert done.exit_code == 2 and message in done.output, done.output
+
+
+def test_serve_refuses_a_bad_wait_niceness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "sts.toml"
+    config.write_text("")
+    monkeypatch.setenv(WAIT_NICE_ENV, "-5")
+    done = CliRunner().invoke(serve, ["--config", str(config), "--production", "--wait-port", "8081"])
+    assert done.exit_code == 2 and f"{WAIT_NICE_ENV}='-5': expected 0 to 19" in done.output, done.output
