@@ -34,6 +34,10 @@ AUTHGROUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 EXECUTORS = ("setuid", "sudo", "self")
 LIMIT_NAMES = ("cpu_seconds", "address_space", "nofile", "nproc", "fsize", "core")
 STS_URL_ENV = "JOBSTS_AGENT_STS_URL"
+# The longest wait for work an agent asks for (``poll_wait``), in seconds: under the STS's limit of
+# 60 and under the 60 s idle timeout common to load balancers, with room for the answer. A long
+# period is cheap for a large fleet (each agent re-waits less often) and costs no latency.
+MAX_POLL_WAIT = 55
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,7 +336,7 @@ def config_from_mapping(data: Mapping[str, Any], path: Path, environ: Mapping[st
     state_dir = config_path(base, agent.get("state_dir", str, "state"))
     authz_table = config_path(base, agent.get("authz_table", str, "authz.sqlite"))
     leeway = agent.number("leeway", 30, 0, MAX_LEEWAY_SECONDS)
-    poll_wait = agent.number("poll_wait", 20, 0, 30)
+    poll_wait = agent.number("poll_wait", 20, 0, MAX_POLL_WAIT)
     max_jobs = agent.number("max_jobs", 1, 1, 64)
     agent.done()
 

@@ -45,7 +45,7 @@ from agent_client.trust_store import TrustStore
 from authz_tables.store import AuthzTable
 from realms.errors import JobstsError
 from realms.sealing import OpeningKey
-from realms.wire.documents import Claim, ItemOutcome, Lease, Result, tail
+from realms.wire.documents import MAX_LEASE_WAIT, Claim, ItemOutcome, Lease, Result, tail
 from realms.wire.trace import STEP_NAMES, TraceStep
 
 log = logging.getLogger(__name__)
@@ -340,7 +340,7 @@ class Agent:
                 if work is not None:
                     return self.client.leases(free, 0) if work else []
                 self.waits = False
-            return self.client.leases(free, self.config.poll_wait)
+            return self.client.leases(free, min(self.config.poll_wait, MAX_LEASE_WAIT))
         finally:
             with self._gate:
                 self._waiting = False

@@ -51,7 +51,7 @@ executor = "setuid"               # setuid (agent is root) | sudo (service accou
 trusted_realms = []               # e.g. ["jobmgr"]: realms whose job tokens this node accepts
 authgroups = []                   # authorization groups of this node, e.g. ["payroll"]
 leeway = 30                       # clock skew allowed on nbf/exp, seconds (max 60)
-poll_wait = 20                    # long-poll seconds per lease request (max 30)
+poll_wait = 20                    # seconds one wait for work lasts (max 55)
 
 [job_types]                       # job type -> role required; unknown types are refused
 run = "operator"

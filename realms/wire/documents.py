@@ -233,6 +233,9 @@ def parse_revocations(raw: Any) -> dict[str, int]:
 
 # Why a bound: one request must not lock or write an unbounded number of rows.
 MAX_BATCH = 64
+# The longest a lease request may long-poll (``wait``), in seconds; agents waiting longer wait
+# on ``GET /api/v1/agent/wait`` instead, which holds no thread at the STS.
+MAX_LEASE_WAIT = 30
 
 
 ReportedItem = tuple[str, Result | JobInvalidSpec]

@@ -32,7 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from realms.wire.documents import Claim, ItemOutcome
+from realms.wire.documents import MAX_LEASE_WAIT, Claim, ItemOutcome
 from sts.jobs.errors import JobInvalidSpec, JobLeaseLost, JobNotFound, JobResultConflict
 from sts.jobs.models import JOBS, Job
 from sts.jobs.reaper import reap
@@ -40,7 +40,7 @@ from sts.jobs.states import JobState, can_transition
 from sts.services import Services
 
 log = logging.getLogger(__name__)
-MAX_WAIT_SECONDS = 30
+MAX_WAIT_SECONDS = MAX_LEASE_WAIT
 Before = Callable[[Session], None]
 
 

@@ -40,6 +40,7 @@ class FakeState:
     # next answer (``{"work": answer}``, or an HTTP status to refuse with), 503 once none is left.
     wait_answers: list[bool | int] | None = None
     wait_timeouts: list[int] = field(default_factory=list)  # the ``timeout`` each wait asked for
+    lease_waits: list[float] = field(default_factory=list)  # the ``wait`` each lease asked for
 
 
 def _problem(status: int, code: str, detail: str) -> Response:
@@ -144,6 +145,7 @@ def create_fake_sts(state: FakeState) -> Flask:
         body = request.get_json(force=True)
         if not isinstance(body, dict) or not 0 <= float(body.get("wait", 0)) <= 30:
             return _problem(400, "input.invalid", "wait")
+        state.lease_waits.append(float(body.get("wait", 0)))
         count = int(body.get("max_jobs", 1))
         handed, state.leases[:] = state.leases[:count], state.leases[count:]
         if state.carries_results and "results" in body:

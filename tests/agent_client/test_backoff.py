@@ -18,7 +18,7 @@ from agent_client.config import load_agent_config
 from agent_client.errors import StsUnavailable
 from agent_client.loop import open_agent
 from agent_client.outbox import Outbox
-from realms.wire.documents import ItemOutcome, Result
+from realms.wire.documents import MAX_LEASE_WAIT, ItemOutcome, Result
 from tests.agent_client.fake_sts import FakeState
 from tests.agent_client.test_loop import write_agent_dir
 
@@ -92,6 +92,20 @@ def test_a_first_wait_is_spread_over_the_whole_period() -> None:
     assert min(timeouts) <= 13 and max(timeouts) >= 53  # over the whole range, not one value
     assert first_wait(25, lambda: 0.0) == 5 and first_wait(25, lambda: 1.0) == 25
     assert first_wait(1, lambda: 0.0) == 1  # never a wait of 0 s
+
+
+def test_against_an_sts_without_the_wait_route_a_long_period_long_polls_the_lease_within_its_limit(
+    tmp_path: Path, fake: FakeState, node_key: ec.EllipticCurvePrivateKey
+) -> None:
+    path = write_agent_dir(tmp_path / "agent", fake.base_url, node_key)
+    path.write_text(path.read_text().replace("poll_wait = 0", "poll_wait = 55"))
+    worker = open_agent(load_agent_config(path, environ={}))
+    try:
+        assert worker.run_once() is None  # no wait route (404), no work: no refusal either
+    finally:
+        worker.close()
+    # The lease's long-poll limit is 30 s (an older STS refuses more); 55 s is for waits only.
+    assert fake.lease_waits == [MAX_LEASE_WAIT]
 
 
 def test_the_first_wait_after_a_start_and_after_a_failure_is_spread(

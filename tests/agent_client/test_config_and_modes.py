@@ -76,6 +76,12 @@ def test_wait_url_is_optional_and_defaults_to_none(tmp_path: Path) -> None:
     assert load_agent_config(_write(tmp_path / "b", text), environ={}).wait_url == "https://sts.test:8081"
 
 
+def test_poll_wait_reaches_55_seconds(tmp_path: Path) -> None:
+    # A large fleet re-waits less often with a long period (README, "Sizing for N agents").
+    text = GOOD.replace('executor = "sudo"', 'executor = "sudo"\npoll_wait = 55')
+    assert load_agent_config(_write(tmp_path, text), environ={}).poll_wait == 55
+
+
 def test_sts_url_environment_override(tmp_path: Path) -> None:
     config = load_agent_config(_write(tmp_path, GOOD), environ={"JOBSTS_AGENT_STS_URL": "https://other:8443"})
     assert config.sts_url == "https://other:8443"
@@ -96,6 +102,7 @@ def test_sts_url_environment_override(tmp_path: Path) -> None:
         (('node_id = "node1"', 'node_id = "../x"'), "agent.node_id"),
         (('sts_url = "https://sts.test/"', 'sts_url = "file:///etc/passwd"'), "agent.sts_url"),
         (('sts_url = "https://sts.test/"', 'sts_url = "https://sts.test/"\nwait_url = "sts:8081"'), "agent.wait_url"),
+        (('executor = "sudo"', 'executor = "sudo"\npoll_wait = 56'), "agent.poll_wait"),
     ],
 )
 def test_config_mistakes_are_one_line_naming_the_field(tmp_path: Path, edit: tuple[str, str], field: str) -> None:
