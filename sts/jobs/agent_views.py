@@ -15,12 +15,19 @@ from flask import Blueprint, Response, jsonify, request
 from sqlalchemy.orm import Session
 
 from realms.tokens.profiles import MAX_LEEWAY_SECONDS
-from realms.wire.documents import MAX_BATCH, ItemOutcome, parse_claims, parse_lease_request, parse_result, parse_results
+from realms.wire.documents import (
+    MAX_BATCH,
+    MAX_LEASE_WAIT,
+    ItemOutcome,
+    parse_claims,
+    parse_lease_request,
+    parse_result,
+    parse_results,
+)
 from realms.wire.spec import LIMITS
 from sts.http.auth import agent_node, authenticated_node, require_agent
 from sts.http.context import request_context
 from sts.jobs.dispatch import (
-    MAX_WAIT_SECONDS,
     Lease,
     LeasedJob,
     claim_many,
@@ -99,7 +106,7 @@ def _no_store(body: dict[str, Any]) -> Response:
 @require_agent
 def lease_job() -> Response | tuple[str, int]:
     """At most one job for the calling node, with its job token; 204 when none came in ``wait`` s."""
-    wanted = parse_lease_request({"wait": _body().get("wait", 0)}, MAX_WAIT_SECONDS)
+    wanted = parse_lease_request({"wait": _body().get("wait", 0)}, MAX_LEASE_WAIT)
     services, node = current_services(), authenticated_node()
     maybe_reap(services)
     found = lease_many(services, node.id, 1, wanted.wait)
@@ -128,7 +135,7 @@ def lease_jobs() -> Response | tuple[str, int]:
     Results carried along are recorded first, in the same transaction, and answered in ``outcomes``."""
     services = current_services()
     node, reap_due = _node_and_reap_due(services)
-    wanted = parse_lease_request(_body(), MAX_WAIT_SECONDS)
+    wanted = parse_lease_request(_body(), MAX_LEASE_WAIT)
     maybe_reap(services)
     recorded: list[Recorded] = []
 

@@ -40,7 +40,6 @@ from sts.jobs.states import JobState, can_transition
 from sts.services import Services
 
 log = logging.getLogger(__name__)
-MAX_WAIT_SECONDS = MAX_LEASE_WAIT
 Before = Callable[[Session], None]
 
 
@@ -188,7 +187,7 @@ def lease_many(
     """Up to ``limit`` jobs for ``node_id``; long-polls up to ``wait`` seconds (capped at 30).
     ``before`` runs first in the first attempt's transaction (results carried by the lease call).
     ``reap_due=False``: the caller just read ``REAP_DUE`` false, so the first attempt skips the reap."""
-    give_up = time.monotonic() + max(0.0, min(float(wait), MAX_WAIT_SECONDS))
+    give_up = time.monotonic() + max(0.0, min(float(wait), MAX_LEASE_WAIT))
     while True:
         found = _try_lease(env, node_id, limit, before, reap_due)
         before, reap_due = None, True

@@ -17,6 +17,8 @@ import jwt
 from flask import Flask, Response, jsonify, request
 from werkzeug.serving import make_server
 
+from realms.wire.documents import MAX_LEASE_WAIT
+
 
 @dataclass
 class FakeState:
@@ -143,9 +145,10 @@ def create_fake_sts(state: FakeState) -> Flask:
         if not authorized():
             return _problem(401, "auth.required", "no agent token")
         body = request.get_json(force=True)
-        if not isinstance(body, dict) or not 0 <= float(body.get("wait", 0)) <= 30:
+        wait = float(body.get("wait", 0)) if isinstance(body, dict) else -1.0
+        if not 0 <= wait <= MAX_LEASE_WAIT:
             return _problem(400, "input.invalid", "wait")
-        state.lease_waits.append(float(body.get("wait", 0)))
+        state.lease_waits.append(wait)
         count = int(body.get("max_jobs", 1))
         handed, state.leases[:] = state.leases[:count], state.leases[count:]
         if state.carries_results and "results" in body:
