@@ -112,7 +112,17 @@ def build(config: Any = None) -> StsAsgi:
 
 def uvicorn_settings() -> dict[str, Any]:
     """What uvicorn needs for the STS, in ``jobsts serve`` and in ``Worker``."""
-    return {"loop": "asyncio", "http": "httptools", "lifespan": "on", "timeout_graceful_shutdown": SHUTDOWN_GRACE}
+    return {
+        "loop": "asyncio",
+        "http": "httptools",
+        "lifespan": "on",
+        "timeout_graceful_shutdown": SHUTDOWN_GRACE,
+        # Why: uvicorn would otherwise believe X-Forwarded-For and X-Forwarded-Proto from any peer
+        # in gunicorn's forwarded_allow_ips (127.0.0.1 by default, or FORWARDED_ALLOW_IPS), so a
+        # local client could pick its own address for the login throttle and the audit log. The
+        # STS's own ``sts.trusted_proxies`` is the one rule for which proxy is believed.
+        "proxy_headers": False,
+    }
 
 
 def __getattr__(name: str) -> Any:
