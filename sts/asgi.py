@@ -24,6 +24,7 @@ from typing import Any
 from flask import Flask
 
 from sts.collector_pauses import FrozenSurvivors
+from sts.http.protocol import BoundedHttpToolsProtocol
 from sts.http.redaction import path_only
 from sts.http.wsgi_bridge import BufferedWsgi
 from sts.jobs.wait import WAIT_PATH, AgentWaits, Receive, Scope, Send
@@ -114,7 +115,7 @@ def uvicorn_settings() -> dict[str, Any]:
     """What uvicorn needs for the STS, in ``jobsts serve`` and in ``Worker``."""
     return {
         "loop": "asyncio",
-        "http": "httptools",
+        "http": BoundedHttpToolsProtocol,
         "lifespan": "on",
         "timeout_graceful_shutdown": SHUTDOWN_GRACE,
         # Why: uvicorn would otherwise believe X-Forwarded-For and X-Forwarded-Proto from any peer

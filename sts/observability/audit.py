@@ -28,6 +28,8 @@ from realms.logs import setup_logging
 AUDIT_LOGGER = "jobsts.audit"
 log = logging.getLogger(AUDIT_LOGGER)
 MAX_FIELD = 256
+# One encoder for every line (json.dumps with options builds a new one per call).
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
 ClientSource = Callable[[], str | None]
 
 
@@ -75,7 +77,9 @@ def record(
     for name, value in entry.items():
         if isinstance(value, str) and len(value) > MAX_FIELD:
             entry[name] = value[:MAX_FIELD]
-    log.info("%s", json.dumps(entry, separators=(",", ":"), ensure_ascii=True))
+    # One record made directly: ``log.info`` would also walk the stack for a caller's file and
+    # line, which the audit format never prints (a third of a line's cost on the dispatch path).
+    log.handle(log.makeRecord(AUDIT_LOGGER, logging.INFO, __file__, 0, _ENCODE(entry), (), None, "record"))
 
 
 def configure_logging(level: str | None = None, fmt: str | None = None) -> None:

@@ -1,0 +1,105 @@
+"""uvicorn's httptools protocol with a bounded request head (RFC 6585 §5: 431).
+
+uvicorn keeps every header it is sent: a request whose head never ends grows the worker without
+limit, and one with many repeated headers is joined into the WSGI environ one concatenation at a
+time (a2wsgi), quadratic work on the event loop that freezes every request and agent wait of the
+worker. This protocol counts the head as it arrives and answers 431 with a problem document
+(code ``request.headers_too_large``) past ``MAX_HEAD_BYTES`` or ``MAX_HEADER_FIELDS``, as
+gunicorn's own workers do with ``limit_request_fields`` and ``limit_request_field_size``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+# A head holds a request line and headers: tokens and a session cookie fit many times over.
+MAX_HEAD_BYTES = 64 * 1024
+MAX_HEADER_FIELDS = 100
+HEAD_TOO_LARGE = json.dumps(
+    {
+        "type": "https://jobsts.dev/errors#request.headers_too_large",
+        "title": "request.headers_too_large",
+        "status": 431,
+        "code": "request.headers_too_large",
+        "detail": f"the request line and headers must stay within {MAX_HEAD_BYTES} bytes "
+        f"and {MAX_HEADER_FIELDS} header fields",
+    }
+).encode("ascii")
+
+
+class HeadTooLarge(Exception):
+    """Raised inside a parser callback to stop parsing a head that is over the limits."""
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """``HttpToolsProtocol`` that refuses a request head over ``MAX_HEAD_BYTES`` bytes or
+    ``MAX_HEADER_FIELDS`` fields with 431, before the app sees it, and closes the connection."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_head = True
+        self._raw = 0  # bytes read while this head was still incomplete
+        self._parsed = 0  # request target and header fields parsed so far
+        self._fields = 0
+        self._too_large = False
+
+    def data_received(self, data: bytes) -> None:
+        if self._too_large:
+            return
+        in_head = self._in_head
+        super().data_received(data)
+        if in_head and self._in_head:
+            # Why count raw bytes too: the parser buffers a header until its line ends, so a
+            # single endless header would never reach ``on_header``.
+            self._raw += len(data)
+            if self._raw > MAX_HEAD_BYTES:
+                self._refuse()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head, self._raw, self._parsed, self._fields = True, 0, 0, 0
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._fields += 1
+        self._count(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_head, self._raw, self._parsed, self._fields = True, 0, 0, 0
+
+    def _count(self, size: int) -> None:
+        self._parsed += size
+        if self._parsed > MAX_HEAD_BYTES or self._fields > MAX_HEADER_FIELDS:
+            self._too_large = True
+            raise HeadTooLarge  # the parser stops; uvicorn then calls send_400_response
+
+    def send_400_response(self, msg: str) -> None:
+        if self._too_large:
+            self._refuse()
+        else:
+            super().send_400_response(msg)
+
+    def _refuse(self) -> None:
+        self._too_large = True
+        if self.transport.is_closing():
+            return
+        head = (
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+            b"content-type: application/problem+json\r\n"
+            b"content-length: " + str(len(HEAD_TOO_LARGE)).encode("ascii") + b"\r\n"
+            b"connection: close\r\n\r\n"
+        )
+        self.transport.write(head + HEAD_TOO_LARGE)
+        self.transport.close()

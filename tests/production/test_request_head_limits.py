@@ -1,0 +1,92 @@
+"""A request head over the limits is refused with 431 before the app sees it (sts/http/protocol.py).
+
+Without the limits uvicorn buffers a head of any size, and a2wsgi joins repeated headers one
+concatenation at a time on the event loop: 20 MB of them froze a worker, and its agents' waits,
+for minutes. Each test speaks raw HTTP/1.1 to ``jobsts serve --production`` and then checks the
+worker still answers.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from sts.http.protocol import MAX_HEAD_BYTES, MAX_HEADER_FIELDS
+from tests.ldap_harness import ldif_realm_table
+from tests.production.servers import StsProcess, write_sts_config
+
+pytestmark = [pytest.mark.db]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StsProcess]:
+    workdir = tmp_path_factory.mktemp("head-limits")
+    config = write_sts_config(workdir, f"sqlite:///{workdir / 'sts.db'}", [ldif_realm_table("jobmgr")])
+    process = StsProcess(config, workdir, 1)
+    try:
+        process.wait_ready()
+        yield process
+    finally:
+        process.stop()
+
+
+def _exchange(server: StsProcess, head: bytes) -> tuple[int, bytes]:
+    """Send ``head`` in one write and read the answer until the server closes the connection
+    (each head asks it to, or is refused). Every head here ends exactly where the server decides,
+    so nothing is left unread when it closes (which would reset the connection, answer unread)."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(head)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2]
+
+
+def _head(fields: int, pad: int = 8) -> bytes:
+    """A GET /healthz head with ``fields`` header fields in all (Host included)."""
+    lines = [b"GET /healthz HTTP/1.1", b"Host: 127.0.0.1", b"Connection: close"]
+    lines += [b"X-Pad: " + b"a" * pad for _ in range(fields - 2)]
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+def _refused(body: bytes) -> str:
+    return str(json.loads(body)["code"])
+
+
+def test_the_most_header_fields_allowed_are_served(server: StsProcess) -> None:
+    status, _ = _exchange(server, _head(MAX_HEADER_FIELDS))
+    assert status == 200
+
+
+def test_one_header_field_too_many_is_refused_with_431(server: StsProcess) -> None:
+    status, body = _exchange(server, _head(MAX_HEADER_FIELDS + 1))
+    assert (status, _refused(body)) == (431, "request.headers_too_large")
+    assert server.client.get("/healthz").status_code == 200
+
+
+def test_headers_over_the_byte_limit_are_refused_with_431(server: StsProcess) -> None:
+    # Without the blank line that ends the head: the last field, the one over the limit, is the
+    # last thing sent.
+    head = _head(20, pad=MAX_HEAD_BYTES // 17)[: -len(b"\r\n")]
+    assert len(head) > MAX_HEAD_BYTES
+    status, body = _exchange(server, head)
+    assert (status, _refused(body)) == (431, "request.headers_too_large")
+    assert server.client.get("/healthz").status_code == 200
+
+
+def test_a_head_that_never_ends_is_refused_once_over_the_limit(server: StsProcess) -> None:
+    # One header line without its end: the parser holds it whole until the line ends, so only
+    # the bytes read count it. Exactly one byte over: the refusal comes after the last read.
+    start = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Endless: "
+    status, body = _exchange(server, start + b"a" * (MAX_HEAD_BYTES + 1 - len(start)))
+    assert (status, _refused(body)) == (431, "request.headers_too_large")
+    assert server.client.get("/healthz").status_code == 200
+
+
+def test_a_request_target_over_the_limit_is_refused_with_431(server: StsProcess) -> None:
+    status, body = _exchange(server, b"GET /healthz?" + b"a" * MAX_HEAD_BYTES)
+    assert (status, _refused(body)) == (431, "request.headers_too_large")
