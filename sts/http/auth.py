@@ -260,6 +260,12 @@ def _thumbprint(jwk: dict[str, Any]) -> str | None:
         return None
 
 
+def verify_agent_signature() -> None:
+    """This request's bearer token verifies as an ``agent+jwt`` of this STS (signature, issuer,
+    audience, lifetime; not yet its node or revocation): the gate before a large body is read."""
+    _verify_signed(_bearer(), AGENT_TOKEN)
+
+
 def require_agent(view: F) -> F:
     """Decorator for ``/api/v1/agent/*``: a valid agent token of a registered node, which is then
     ``request_context().node``."""

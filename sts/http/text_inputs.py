@@ -16,6 +16,8 @@ from flask import Flask, current_app, request
 
 from realms.errors import InputError
 from realms.text import check_tree, check_utf8_bytes
+from sts.http.auth import verify_agent_signature
+from sts.http.bodies import settle_chunked_body
 from sts.http.context import request_context
 
 
@@ -47,12 +49,18 @@ def check_request_text() -> None:
     view = current_app.view_functions.get(request.endpoint or "")
     limit = getattr(view, "max_body_bytes", None)
     if isinstance(limit, int):
+        length, usual = request.content_length, request.max_content_length or 0
+        if limit > usual and (length is None or length > usual):
+            # Why: only agents send such bodies (batches of results); without a valid agent token,
+            # anyone could make the STS read, decode and parse megabytes before the view refuses.
+            verify_agent_signature()
         # A view that takes larger bodies says so on itself; the limit must be set before the
         # first read of the body, which happens here.
         request.max_content_length = limit
     if view is not None and getattr(view, "oauth_endpoint", False):
         # Why: the OAuth endpoints answer every refusal in RFC 6749 §5.2 form, this one included.
         request_context().oauth_form = True
+    settle_chunked_body(request.environ, request.max_content_length)
     environ = request.environ
     check_utf8_bytes(str(environ.get("PATH_INFO", "")).encode("latin-1", "replace"), "path", _refuse)
     query = check_utf8_bytes(request.query_string, "query string", _refuse)

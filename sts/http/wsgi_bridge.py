@@ -7,7 +7,7 @@ submit's time. The STS's requests and answers are small and never streamed, so t
 reads a body of known length up to ``preload_limit`` on the loop before the thread starts, and
 the thread hands back the whole answer when it ends. Anything else (a chunked or larger body)
 goes through a2wsgi as before, so its size limit is still Flask's (``MAX_CONTENT_LENGTH``,
-enforced before a byte is read).
+or a view's ``max_body_bytes``: enforced before a byte is read, or for a chunked body as it is read).
 """
 
 from __future__ import annotations
@@ -41,6 +41,21 @@ def _content_length(scope: Scope) -> int | None:
     return length
 
 
+def _chunked_bodies_read(app: WsgiApp) -> WsgiApp:
+    """``app`` reading a chunked body to its end, within the view's size limit (Werkzeug
+    reads no body at all without a Content-Length unless the server marks the stream as
+    terminated; with the mark it enforces ``max_content_length`` as it reads)."""
+
+    def terminated(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if "chunked" in str(environ.get("HTTP_TRANSFER_ENCODING", "")).lower():
+            # Why: otherwise a chunked job, login or batch of results reads as an empty body,
+            # and what it carried is silently dropped instead of read or refused.
+            environ["wsgi.input_terminated"] = True
+        return app(environ, start_response)
+
+    return terminated
+
+
 class BufferedWsgi:
     """ASGI app over a WSGI app: a small body is read on the loop, the answer is sent once the
     thread is done; other requests go to a2wsgi."""
@@ -49,7 +64,7 @@ class BufferedWsgi:
         self.app = app
         self.preload_limit = preload_limit
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="WSGI")
-        self.streaming = WSGIMiddleware(app, workers=threads)  # type: ignore[arg-type]
+        self.streaming = WSGIMiddleware(_chunked_bodies_read(app), workers=threads)  # type: ignore[arg-type]
         self.streaming.executor = self.executor  # one pool of Flask threads, whichever bridge
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -1,0 +1,132 @@
+"""Request bodies on the production server: a chunked body is read whole or refused, never cut
+short or dropped (sts/http/bodies.py), and a body over the STS's usual limit is read only for a
+caller whose agent token verifies (sts/http/text_inputs.py).
+
+Each test speaks raw HTTP/1.1 to ``jobsts serve --production``, where Werkzeug alone would read
+a chunked body as empty (a job, a login or a batch of results lost without a word) or stop at
+the limit without a refusal.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from tests.ldap_harness import ldif_realm_table
+from tests.production.servers import StsProcess, write_sts_config
+
+pytestmark = [pytest.mark.db]
+USUAL_LIMIT = 64 * 1024  # sts.max_body_bytes by default
+SUBMISSION = {"node": "n1", "type": "shell", "spec": {"argv": ["/bin/true"]}}
+
+
+@dataclass(frozen=True)
+class Stack:
+    server: StsProcess
+    admin: str
+    agent: str
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    workdir = tmp_path_factory.mktemp("bodies")
+    config = write_sts_config(workdir, f"sqlite:///{workdir / 'sts.db'}", [ldif_realm_table("jobmgr")])
+    server = StsProcess(config, workdir, 1)
+    try:
+        server.wait_ready()
+        admin = server.token("admin")
+        agent = server.agent_token("n1", server.register_node(admin, "n1"))
+        yield Stack(server, admin, agent)
+    finally:
+        server.stop()
+
+
+def _send(server: StsProcess, head: list[str], body_parts: list[bytes]) -> tuple[int, Any]:
+    """One request with ``Connection: close``; the body as given (already framed); the answer's
+    status and JSON body."""
+    lines = [*head, "Host: 127.0.0.1", "Connection: close"]
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("ascii"))
+        for part in body_parts:
+            sock.sendall(part)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    body = rest.partition(b"\r\n\r\n")[2]
+    return int(status_line.split()[1]), json.loads(body) if body else None
+
+
+def _chunked(data: bytes, size: int = 7) -> list[bytes]:
+    pieces = [data[start : start + size] for start in range(0, len(data), size)]
+    return [b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces] + [b"0\r\n\r\n"]
+
+
+def test_a_chunked_job_is_read_whole_and_queued(stack: Stack) -> None:
+    head = [
+        "POST /api/v1/jobs HTTP/1.1",
+        f"Authorization: Bearer {stack.admin}",
+        "Content-Type: application/json",
+        "Transfer-Encoding: chunked",
+    ]
+    status, body = _send(stack.server, head, _chunked(json.dumps(SUBMISSION).encode()))
+    assert status == 201, body
+    assert body["spec"]["argv"] == ["/bin/true"] and body["state"] == "queued"
+
+
+def test_a_chunked_login_is_read_whole(stack: Stack) -> None:
+    form = b"grant_type=password&username=john&password=john-password"
+    head = [
+        "POST /realms/jobmgr/token HTTP/1.1",
+        "Content-Type: application/x-www-form-urlencoded",
+        "Transfer-Encoding: chunked",
+    ]
+    status, body = _send(stack.server, head, _chunked(form))
+    assert status == 200, body
+    assert body["token_type"].lower() == "bearer"
+
+
+def test_a_chunked_body_over_the_limit_is_refused_not_cut_short(stack: Stack) -> None:
+    # The revocation's token parameter sits past the limit: cut short, the form would still parse.
+    form = b"pad=" + b"a" * USUAL_LIMIT + b"&token=" + stack.admin.encode()
+    head = [
+        "POST /realms/jobmgr/revoke HTTP/1.1",
+        "Content-Type: application/x-www-form-urlencoded",
+        "Transfer-Encoding: chunked",
+    ]
+    status, body = _send(stack.server, head, _chunked(form, 8192))
+    assert (status, body["error"], body["code"]) == (413, "invalid_request", "request.too_large")
+    # Nothing was revoked: the admin's token still works.
+    assert (
+        stack.server.client.get("/api/v1/jobs", headers={"Authorization": f"Bearer {stack.admin}"}).status_code == 200
+    )
+
+
+@pytest.mark.parametrize("path", ["/api/v1/agent/results", "/api/v1/agent/leases", "/api/v1/agent/jobs/x/result"])
+@pytest.mark.parametrize("token", ["none", "user"])
+def test_a_large_agent_body_is_not_read_without_an_agent_token(stack: Stack, path: str, token: str) -> None:
+    # Only the head is sent: were the body read first, the server would wait for it.
+    head = [f"POST {path} HTTP/1.1", "Content-Type: application/json", f"Content-Length: {4 * USUAL_LIMIT}"]
+    if token == "user":
+        head.append(f"Authorization: Bearer {stack.admin}")
+    status, body = _send(stack.server, head, [])
+    assert status == 401, body
+    assert body["code"] in {"auth.required", "token.type"}, body
+
+
+def test_a_large_agent_body_is_read_for_an_agent(stack: Stack) -> None:
+    document = json.dumps({"results": []}).encode() + b" " * (2 * USUAL_LIMIT)
+    head = [
+        "POST /api/v1/agent/results HTTP/1.1",
+        f"Authorization: Bearer {stack.agent}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(document)}",
+    ]
+    status, body = _send(stack.server, head, [document])
+    # Read and parsed: an empty batch is the contract's refusal, not the size limit's.
+    assert status == 400 and body["code"] != "request.too_large", body
