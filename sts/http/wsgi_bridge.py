@@ -4,10 +4,12 @@ a2wsgi's ``WSGIMiddleware`` lets the Flask thread pull the body and push the res
 the event loop, and the thread blocks on each of those hops (the body, the status line, each
 chunk, the end): four waits per request for the loop to come round, under load a quarter of a
 submit's time. The STS's requests and answers are small and never streamed, so this bridge
-reads a body of known length up to ``preload_limit`` on the loop before the thread starts, and
-the thread hands back the whole answer when it ends. Anything else (a chunked or larger body)
-goes through a2wsgi as before, so its size limit is still Flask's (``MAX_CONTENT_LENGTH``,
-or a view's ``max_body_bytes``: enforced before a byte is read, or for a chunked body as it is read).
+reads a body up to ``preload_limit`` on the loop before the thread starts (a chunked one too,
+which then reaches Flask with its length), and the thread hands back the whole answer when it
+ends. A larger body goes through a2wsgi as before, so its size limit is still Flask's
+(``MAX_CONTENT_LENGTH``, or a view's ``max_body_bytes``: enforced before a byte is read, or
+for a chunked body as it is read). Only an agent, past its token check, can hold a Flask thread
+by sending a body slowly.
 """
 
 from __future__ import annotations
@@ -56,6 +58,18 @@ def _chunked_bodies_read(app: WsgiApp) -> WsgiApp:
     return terminated
 
 
+def _replayed(prefix: bytes, receive: Receive) -> Receive:
+    """``receive`` with ``prefix``, the part of the body already read, delivered first."""
+    pending = [prefix]
+
+    async def replay() -> MutableMapping[str, Any]:
+        if pending:
+            return {"type": "http.request", "body": pending.pop(), "more_body": True}
+        return await receive()
+
+    return replay
+
+
 class BufferedWsgi:
     """ASGI app over a WSGI app: a small body is read on the loop, the answer is sent once the
     thread is done; other requests go to a2wsgi."""
@@ -69,18 +83,29 @@ class BufferedWsgi:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         length = _content_length(scope)
-        if scope["type"] != "http" or length is None or length > self.preload_limit:
+        if scope["type"] != "http" or (length is not None and length > self.preload_limit):
             await self.streaming(scope, receive, send)  # type: ignore[arg-type]
             return
+        # Why a chunked body too is read here, on the loop: a client that sends it slowly (or
+        # never ends it) must not hold a Flask thread; a few such would starve /healthz.
         body = bytearray()
-        more = length > 0
-        while more:
+        ended = length == 0
+        while not ended and len(body) <= (self.preload_limit if length is None else length):
             message = await receive()
             if message["type"] != "http.request":
                 return  # the client went away before its body arrived
             body += message.get("body", b"")
-            more = bool(message.get("more_body", False)) and len(body) <= length
+            ended = not message.get("more_body", False)
+        if not ended:
+            # A chunked body past the preload limit: what was read, then the rest, through
+            # a2wsgi (the view's own limit applies as it is read; sts.http.bodies).
+            await self.streaming(scope, _replayed(bytes(body), receive), send)  # type: ignore[arg-type]
+            return
         environ = cast(dict[str, Any], build_environ(scope, io.BytesIO(bytes(body))))  # type: ignore[arg-type]
+        if length is None:
+            # The chunked body is whole: from here on it is an ordinary body of known length.
+            environ["CONTENT_LENGTH"] = str(len(body))
+            environ.pop("HTTP_TRANSFER_ENCODING", None)
         run = functools.partial(contextvars.copy_context().run, self._call, environ)
         status, headers, content = await asyncio.get_running_loop().run_in_executor(self.executor, run)
         await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -130,3 +130,32 @@ def test_a_large_agent_body_is_read_for_an_agent(stack: Stack) -> None:
     status, body = _send(stack.server, head, [document])
     # Read and parsed: an empty batch is the contract's refusal, not the size limit's.
     assert status == 400 and body["code"] != "request.too_large", body
+
+
+def test_slow_bodies_hold_no_flask_thread(stack: Stack) -> None:
+    # Twice as many unfinished bodies as the server has Flask threads (4), chunked and of known
+    # length: were any of them read on a Flask thread, /healthz would wait behind them for good.
+    submission = json.dumps(SUBMISSION).encode()
+    held = []
+    for index in range(8):
+        sock = socket.create_connection(("127.0.0.1", stack.server.port), timeout=30)
+        framing = "Transfer-Encoding: chunked" if index % 2 else f"Content-Length: {len(submission)}"
+        head = (
+            f"POST /api/v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{framing}\r\n"
+            f"Authorization: Bearer {stack.admin}\r\nContent-Type: application/json\r\n\r\n"
+        )
+        first = _chunked(submission[:5], 5)[0] if index % 2 else submission[:5]
+        sock.sendall(head.encode("ascii") + first)
+        held.append(sock)
+    try:
+        assert stack.server.client.get("/healthz").status_code == 200
+        # The held requests are alive: one finished now is served whole.
+        chunked = held[1]
+        chunked.sendall(b"".join(_chunked(submission[5:])))
+        answer = b""
+        while chunk := chunked.recv(65536):
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 201"), answer[:200]
+    finally:
+        for sock in held:
+            sock.close()
