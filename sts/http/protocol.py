@@ -1,4 +1,5 @@
-"""uvicorn's httptools protocol with a bounded request head (RFC 6585 §5: 431).
+"""uvicorn's httptools protocol with a bounded request head (RFC 6585 §5: 431) and problem
+documents for the requests its parser refuses (RFC 9112; code ``request.malformed``).
 
 uvicorn keeps every header it is sent: a request whose head never ends grows the worker without
 limit, and one with many repeated headers is joined into the WSGI environ one concatenation at a
@@ -28,6 +29,18 @@ HEAD_TOO_LARGE = json.dumps(
         f"and {MAX_HEADER_FIELDS} header fields",
     }
 ).encode("ascii")
+MALFORMED = json.dumps(
+    {
+        "type": "https://jobsts.dev/errors#request.malformed",
+        "title": "request.malformed",
+        "status": 400,
+        "code": "request.malformed",
+        "detail": "the request is not valid HTTP/1.1 (RFC 9112): a malformed request line or header, "
+        "or an ambiguous body length (two Content-Length headers, Content-Length with Transfer-Encoding, "
+        "a Transfer-Encoding other than chunked)",
+    }
+).encode("ascii")
+STATUS_LINES = {400: b"HTTP/1.1 400 Bad Request\r\n", 431: b"HTTP/1.1 431 Request Header Fields Too Large\r\n"}
 
 
 class HeadTooLarge(Exception):
@@ -36,7 +49,8 @@ class HeadTooLarge(Exception):
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     """``HttpToolsProtocol`` that refuses a request head over ``MAX_HEAD_BYTES`` bytes or
-    ``MAX_HEADER_FIELDS`` fields with 431, before the app sees it, and closes the connection."""
+    ``MAX_HEADER_FIELDS`` fields with 431, before the app sees it, and closes the connection; a
+    request the parser refuses gets 400 ``request.malformed`` instead of uvicorn's plain text."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -86,20 +100,24 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             raise HeadTooLarge  # the parser stops; uvicorn then calls send_400_response
 
     def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a request the parser refused: a problem document with a code."""
         if self._too_large:
             self._refuse()
         else:
-            super().send_400_response(msg)
+            self._answer(400, MALFORMED)
 
     def _refuse(self) -> None:
         self._too_large = True
+        self._answer(431, HEAD_TOO_LARGE)
+
+    def _answer(self, status: int, problem: bytes) -> None:
+        """Write ``problem`` and close: after a refused head the connection cannot be trusted."""
         if self.transport.is_closing():
             return
         head = (
-            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-            b"content-type: application/problem+json\r\n"
-            b"content-length: " + str(len(HEAD_TOO_LARGE)).encode("ascii") + b"\r\n"
+            STATUS_LINES[status] + b"content-type: application/problem+json\r\n"
+            b"content-length: " + str(len(problem)).encode("ascii") + b"\r\n"
             b"connection: close\r\n\r\n"
         )
-        self.transport.write(head + HEAD_TOO_LARGE)
+        self.transport.write(head + problem)
         self.transport.close()

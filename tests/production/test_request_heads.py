@@ -1,4 +1,5 @@
-"""A request head over the limits is refused with 431 before the app sees it (sts/http/protocol.py).
+"""A request head over the limits is refused with 431 before the app sees it, and one the HTTP
+parser refuses gets a problem document with a code (sts/http/protocol.py).
 
 Without the limits uvicorn buffers a head of any size, and a2wsgi joins repeated headers one
 concatenation at a time on the event loop: 20 MB of them froze a worker, and its agents' waits,
@@ -90,3 +91,20 @@ def test_a_head_that_never_ends_is_refused_once_over_the_limit(server: StsProces
 def test_a_request_target_over_the_limit_is_refused_with_431(server: StsProcess) -> None:
     status, body = _exchange(server, b"GET /healthz?" + b"a" * MAX_HEAD_BYTES)
     assert (status, _refused(body)) == (431, "request.headers_too_large")
+
+
+SMUGGLING = {
+    "two-content-lengths": b"Content-Length: 3\r\nContent-Length: 5\r\n\r\nabcde",
+    "content-length-and-chunked": b"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    "chunked-not-last": b"Transfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n",
+    "folded-header": b"X-A: a\r\n b\r\n\r\n",
+    "space-before-colon": b"Content-Length : 3\r\n\r\nabc",
+    "signed-length": b"Content-Length: +3\r\n\r\nabc",
+}
+
+
+@pytest.mark.parametrize("framing", SMUGGLING.values(), ids=SMUGGLING.keys())
+def test_an_ambiguous_or_malformed_request_is_refused_with_a_code(server: StsProcess, framing: bytes) -> None:
+    status, body = _exchange(server, b"POST /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n" + framing)
+    assert (status, _refused(body)) == (400, "request.malformed")
+    assert server.client.get("/healthz").status_code == 200
