@@ -40,6 +40,14 @@ def is_utf8_text(value: str) -> bool:
     return True
 
 
+def is_ascii_number(value: str) -> bool:
+    """True if ``value`` is one or more of the ASCII digits 0-9: a whole number ``int()`` reads.
+
+    ``str.isdigit`` alone also accepts superscripts, circled and other digits (``"²"``) that
+    ``int()`` refuses with ValueError, and Arabic-Indic and other decimal digits it reads."""
+    return value.isascii() and value.isdigit()
+
+
 def check_text(value: str, what: str, make_error: MakeError) -> str:
     """Return ``value`` if it is valid UTF-8 text, else raise ``make_error(message)``."""
     if not is_utf8_text(value):

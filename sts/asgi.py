@@ -23,6 +23,7 @@ from typing import Any
 
 from flask import Flask
 
+from realms.text import is_ascii_number
 from sts.collector_pauses import FrozenSurvivors
 from sts.http.protocol import BoundedHttpToolsProtocol
 from sts.http.redaction import path_only
@@ -43,7 +44,7 @@ WAIT_LISTENER_ONLY = (
 
 def flask_threads() -> int:
     raw = os.environ.get("JOBSTS_GUNICORN_THREADS", "")
-    return int(raw) if raw.isdigit() and int(raw) > 0 else DEFAULT_THREADS
+    return int(raw) if is_ascii_number(raw) and int(raw) > 0 else DEFAULT_THREADS
 
 
 class PathOnlyAccessLog(logging.Filter):

@@ -41,13 +41,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from realms.text import is_ascii_number
 from sts.http.redaction import GUNICORN_ACCESS_LOG_FORMAT
 from sts.wait_listener import WAIT_BIND_ENV, next_role, wait_niceness, wait_workers
 
 
 def _int_env(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    return int(raw) if raw and raw.isdigit() and int(raw) > 0 else default
+    raw = os.environ.get(name, "")
+    return int(raw) if is_ascii_number(raw) and int(raw) > 0 else default
 
 
 def with_wait_listener(api_bind: str, api_workers: int) -> tuple[str | list[str], int]:

@@ -22,6 +22,8 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from realms.text import is_ascii_number
+
 WAIT_BIND_ENV = "JOBSTS_GUNICORN_WAIT_BIND"
 WAIT_WORKERS_ENV = "JOBSTS_GUNICORN_WAIT_WORKERS"
 WAIT_NICE_ENV = "JOBSTS_GUNICORN_WAIT_NICE"
@@ -35,7 +37,7 @@ def wait_port(environ: Mapping[str, str] = os.environ) -> int | None:
     if not bind:
         return None
     _host, colon, port = bind.rpartition(":")
-    if not colon or not port.isdigit() or not 0 < int(port) < 65536:
+    if not colon or not is_ascii_number(port) or not 0 < int(port) < 65536:
         raise ValueError(f"{WAIT_BIND_ENV}={bind!r}: expected host:port")
     return int(port)
 
@@ -45,7 +47,7 @@ def wait_workers(environ: Mapping[str, str] = os.environ) -> int:
     if wait_port(environ) is None:
         return 0
     raw = environ.get(WAIT_WORKERS_ENV, "")
-    return int(raw) if raw.isdigit() and int(raw) > 0 else 1
+    return int(raw) if is_ascii_number(raw) and int(raw) > 0 else 1
 
 
 def wait_niceness(environ: Mapping[str, str] = os.environ) -> int:
@@ -54,7 +56,7 @@ def wait_niceness(environ: Mapping[str, str] = os.environ) -> int:
     raw = environ.get(WAIT_NICE_ENV, "")
     if not raw:
         return DEFAULT_WAIT_NICE
-    if not raw.isdigit() or int(raw) > 19:
+    if not is_ascii_number(raw) or int(raw) > 19:
         raise ValueError(f"{WAIT_NICE_ENV}={raw!r}: expected 0 to 19")
     return int(raw)
 

@@ -592,3 +592,32 @@ def test_the_collection_clock_rule_bites() -> None:
     assert collection_time_clocks(source) == [3]
     assert collection_time_clocks("import time\nNOW = time.time()\n") == [2]
     assert collection_time_clocks("import time\ndef f():\n    return time.time()\n") == []
+
+
+# --- whole numbers from text ------------------------------------------------------------------
+
+
+def isdigit_calls(source: str) -> list[int]:
+    """Lines calling ``.isdigit()``: it accepts "²" and "①", which ``int()`` then refuses."""
+    return sorted(
+        node.lineno
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "isdigit"
+    )
+
+
+def test_whole_numbers_are_read_through_is_ascii_number() -> None:
+    # realms/text.py:is_ascii_number is the one place that may call it (after isascii()).
+    offences = [
+        f"{path.relative_to(ROOT)}:{line}"
+        for package in PACKAGES
+        for path in sorted((ROOT / package).rglob("*.py"))
+        if path != ROOT / "realms" / "text.py"
+        for line in isdigit_calls(path.read_text(encoding="utf-8"))
+    ]
+    assert offences == []
+
+
+def test_the_isdigit_rule_bites() -> None:
+    assert isdigit_calls("limit = int(raw) if raw.isdigit() else 0\n") == [1]
+    assert isdigit_calls("limit = int(raw) if is_ascii_number(raw) else 0\n") == []

@@ -22,6 +22,7 @@ from agent_client.commands.api_command import JSON_OPTION, URL_OPTION, ApiComman
 from realms.config import load_realms
 from realms.errors import ConfigError, RealmUnknown, UserUnknown
 from realms.identity.principal import access_id_view
+from realms.text import is_ascii_number
 
 
 def _public_jwk(path: Path, algorithm: str | None) -> dict[str, Any]:
@@ -205,7 +206,7 @@ def _seconds(text: str) -> int:
     """``900``, ``15m``, ``2h`` or ``1d`` as seconds."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     number, unit = (text[:-1], units[text[-1]]) if text and text[-1] in units else (text, 1)
-    if not number.isdigit():
+    if not is_ascii_number(number):
         raise click.BadParameter("expected seconds, or a number with s, m, h or d", param_hint="--ttl")
     return int(number) * unit
 

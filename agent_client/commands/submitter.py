@@ -25,6 +25,7 @@ from agent_client.api.client import StsApi
 from agent_client.api.login_store import current_login, forget_session, resolve_url, store_session
 from agent_client.api.user import user_api
 from agent_client.commands.api_command import JSON_OPTION, URL_OPTION, ApiCommand, ApiGroup
+from realms.text import is_ascii_number
 
 EXIT_CODES = {"succeeded": 0, "failed": 1, "refused": 3, "lost": 4, "expired": 4, "cancelled": 4}
 
@@ -174,7 +175,7 @@ def submit(
     body: dict[str, Any] = {"node": node, "type": job_type, "spec": spec}
     for name, text in (("not_before", not_before), ("deadline", deadline)):
         if text is not None:
-            body[name] = int(text) if text.isdigit() else text
+            body[name] = int(text) if is_ascii_number(text) else text
     if credentials_from_prompt:
         body["credentials"] = _credentials(credentials_username)
     if remote_password_file is not None and remote_user is None:

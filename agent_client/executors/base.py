@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from agent_client.errors import ExecCwdRefused, ExecDropFailed, ExecError
+from realms.text import is_ascii_number
 
 DRAIN_SECONDS = 1.0
 POLL_SECONDS = 0.1
@@ -156,7 +157,7 @@ def children_of(uid: int) -> set[int]:
     found: set[int] = set()
     me = os.getpid()
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
+        if not is_ascii_number(entry):
             continue
         try:
             with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as stat:

@@ -14,6 +14,7 @@ import click
 from gunicorn.app.base import BaseApplication
 
 from realms.logs import LOG_FORMAT_OPTION, LOG_LEVEL_OPTION
+from realms.text import is_ascii_number
 from sts.commands.options import CONFIG_OPTION
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -93,7 +94,7 @@ def serve(
     click.echo(f"jobsts STS on http://{host}:{port} (issuer base {app.extensions['jobsts'].config.base_url})")
     # A listening socket handed over by the parent (tests, socket activation) is served as is.
     inherited = os.environ.get(INHERITED_FD_ENV, "")
-    placement: dict[str, Any] = {"fd": int(inherited)} if inherited.isdigit() else {"host": host, "port": port}
+    placement: dict[str, Any] = {"fd": int(inherited)} if is_ascii_number(inherited) else {"host": host, "port": port}
     uvicorn.run(StsAsgi(app), log_config=None, log_level=log_level.lower(), **placement, **uvicorn_settings())
 
 

@@ -25,6 +25,8 @@ from typing import Any, cast
 from a2wsgi import WSGIMiddleware
 from a2wsgi.wsgi import build_environ
 
+from realms.text import is_ascii_number
+
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
@@ -39,7 +41,7 @@ def _content_length(scope: Scope) -> int | None:
         if name == b"transfer-encoding":
             return None
         if name == b"content-length":
-            length = int(value) if value.isdigit() and length == 0 else None
+            length = int(value) if is_ascii_number(value.decode("latin-1")) and length == 0 else None
     return length
 
 

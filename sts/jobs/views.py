@@ -16,6 +16,7 @@ from flask import Blueprint, Response, jsonify, request, url_for
 
 from authz_tables.roles import Role
 from realms.errors import JobstsError, UnavailableError
+from realms.text import is_ascii_number
 from sts.http.auth import authenticated_caller, caller_confirmed, caller_has, caller_pending_revocation
 from sts.http.context import request_context
 from sts.jobs.errors import JobInvalidSpec
@@ -154,7 +155,7 @@ def _int_arg(name: str, default: int) -> int:
     raw = request.args.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or len(raw) > 6:
+    if not is_ascii_number(raw) or len(raw) > 6:
         raise JobInvalidSpec(f"{name}: must be a whole number", field=name)
     return int(raw)
 

@@ -33,6 +33,7 @@ from flask import Blueprint, Flask, Response, jsonify, request
 from sqlalchemy import exc as sa_exc
 
 from realms.errors import JobstsError
+from realms.text import is_ascii_number
 from sts.db import DatabaseUnavailable
 from sts.http.auth import agent_node, authenticated_node, require_agent
 from sts.http.errors import problem, render
@@ -102,7 +103,7 @@ def _timeout(scope: Scope) -> int:
 def parse_timeout(query: str) -> int:
     """The ``timeout`` query parameter: whole seconds, 1 to ``MAX_TIMEOUT``."""
     raw = parse_qs(query).get("timeout", [str(DEFAULT_TIMEOUT)])[-1]
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_TIMEOUT:
+    if not is_ascii_number(raw) or not 1 <= int(raw) <= MAX_TIMEOUT:
         raise JobInvalidSpec(f"timeout: must be 1 to {MAX_TIMEOUT} seconds", field="timeout")
     return int(raw)
 

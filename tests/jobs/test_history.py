@@ -57,6 +57,13 @@ def test_filters(world: World) -> None:
     assert bad.status_code == 400 and bad.get_json()["code"] == "job.invalid_spec"
 
 
+@pytest.mark.parametrize("limit", ["\u00b2", "\u2460", "\u0661", "-1", "1.5", "", "1234567"])
+def test_a_limit_that_is_not_a_whole_number_is_refused(world: World, limit: str) -> None:
+    # "²" and "①" are digits to str.isdigit() that int() refuses: once a 500.
+    bad = world.client.get("/api/v1/jobs", query_string={"limit": limit}, headers=world.as_user("carol"))
+    assert bad.status_code == 400 and bad.get_json()["code"] == "job.invalid_spec", bad.get_json()
+
+
 def revocations(world: World) -> set[str]:
     response = world.client.get("/api/v1/agent/revocations", headers=world.as_agent())
     return {item["jti"] for item in response.get_json()["revoked"]}

@@ -273,3 +273,21 @@ def test_the_lifespan_starts_and_stops_the_collector_check(asgi: StsAsgi) -> Non
     assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     assert seen["frozen"] > 0
     assert seen["stopped"]
+
+
+# Each is a digit to str.isdigit(); "²" and "①" are not numbers to int(), U+0661 (Arabic-Indic one) is.
+NOT_ASCII_NUMBERS = ["\u00b2", "\u2460", "\u0661", "1\u00b2"]
+
+
+@pytest.mark.parametrize("timeout", NOT_ASCII_NUMBERS)
+def test_a_timeout_that_is_not_an_ascii_number_is_refused(world: World, asgi: StsAsgi, timeout: str) -> None:
+    token = world.agent_token()
+
+    async def body(client: httpx.AsyncClient) -> None:
+        refused = await client.get(WAIT, params={"timeout": timeout}, headers=_bearer(token))
+        assert refused.status_code == 400 and refused.json()["code"] == "job.invalid_spec"
+
+    run(asgi, body)
+    # The same on the thread route (plain WSGI serving, sts.wsgi).
+    fallback = world.client.get(WAIT, query_string={"timeout": timeout}, headers=_bearer(token))
+    assert fallback.status_code == 400 and fallback.get_json()["code"] == "job.invalid_spec"

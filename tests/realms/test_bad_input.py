@@ -17,6 +17,7 @@ import pytest
 from realms.errors import RegistryUnavailable
 from realms.identity.credentials import MAX_PASSWORD_BYTES, MAX_USERNAME_LENGTH
 from realms.registries.base import Registry
+from realms.text import is_ascii_number
 from tests.ldap_harness import SlapdServer
 from tests.realms.conftest import MakeRegistry
 
@@ -136,3 +137,14 @@ def _ldap_table(url: str, realm: str = "jobmgr", **settings: Any) -> dict[str, A
     }
     registry.update(settings)
     return {"name": realm, "registry": registry}
+
+
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [("0", True), ("0042", True), ("", False), ("\u00b2", False), ("\u2460", False), ("\u0661", False), ("-1", False),
+     ("1_000", False), (" 1", False), ("+1", False)],
+)  # fmt: skip
+def test_is_ascii_number_takes_only_what_int_reads_as_a_whole_number(text: str, number: bool) -> None:
+    assert is_ascii_number(text) is number
+    if number:
+        assert int(text) >= 0

@@ -17,6 +17,8 @@ import os
 
 import argon2
 
+from realms.text import is_ascii_number
+
 log = logging.getLogger(__name__)
 
 _SALTED: dict[str, tuple[str, int]] = {
@@ -62,7 +64,7 @@ def _verify_salted(algorithm: str, size: int, encoded: str, secret: bytes) -> bo
 
 def _verify_pbkdf2(encoded: str, secret: bytes) -> bool:
     parts = encoded.split("$")
-    if len(parts) != 3 or not parts[0].isdigit():
+    if len(parts) != 3 or not is_ascii_number(parts[0]):
         return False
     iterations = int(parts[0])
     # Why: the iteration count comes from the file; bound it so a bad entry cannot stall logins.
