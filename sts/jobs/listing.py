@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from dataclasses import dataclass
 
 from sqlalchemy import Integer, Select, and_, cast, func, or_, select
@@ -46,7 +47,10 @@ class Cursor:
             stamp, job_id = raw.split("|", 1)
             if len(job_id) > 36:
                 raise ValueError
-            return cls(float(stamp), job_id)
+            moment = float(stamp)
+            if not math.isfinite(moment):
+                raise ValueError
+            return cls(moment, job_id)
         except (ValueError, binascii.Error, UnicodeDecodeError):
             raise JobInvalidSpec("cursor: not a cursor of this list", field="cursor") from None
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from typing import Any
 
@@ -165,9 +166,13 @@ def _float_arg(name: str) -> float | None:
     if raw is None:
         return None
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
-        raise JobInvalidSpec(f"{name}: must be a number", field=name) from None
+        value = math.nan
+    # Why finite: float() also reads "nan", "inf" and "1e999", which compare as no time at all.
+    if not math.isfinite(value):
+        raise JobInvalidSpec(f"{name}: must be a number", field=name)
+    return value
 
 
 @bp.get("")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
 import random
 import time
@@ -65,7 +66,7 @@ def poll_seconds() -> float:
         value = float(raw)
     except ValueError:
         return POLL_SECONDS
-    return value if value > 0 else POLL_SECONDS
+    return value if 0 < value < math.inf else POLL_SECONDS
 
 
 # The fraction of a wait's timeout over which its end is spread (``wait_seconds``).

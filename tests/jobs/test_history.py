@@ -104,3 +104,9 @@ def test_a_running_job_cannot_be_cancelled(world: World) -> None:
     world.agent_post(f"jobs/{job['id']}/start")
     response = world.client.post(f"/api/v1/jobs/{job['id']}/cancel", headers=world.as_user("john"))
     assert response.status_code == 409 and response.get_json()["code"] == "job.state"
+
+
+@pytest.mark.parametrize("before", ["nan", "inf", "-inf", "1e999", "soon"])
+def test_a_before_that_is_not_a_finite_number_is_refused(world: World, before: str) -> None:
+    bad = world.client.get("/api/v1/jobs", query_string={"before": before}, headers=world.as_user("carol"))
+    assert bad.status_code == 400 and bad.get_json()["detail"] == "before: must be a number", bad.get_json()

@@ -22,7 +22,7 @@ from realms.tokens import verify as verify_token
 from sts.asgi import StsAsgi
 from sts.jobs.models import Job
 from sts.jobs.reaper import reap_all
-from sts.jobs.wait import POLL_ENV, AgentWaits, Reply, wait_seconds
+from sts.jobs.wait import POLL_ENV, POLL_SECONDS, AgentWaits, Reply, poll_seconds, wait_seconds
 from sts.nodes.models import Node
 from tests.jobs.conftest import World
 
@@ -291,3 +291,15 @@ def test_a_timeout_that_is_not_an_ascii_number_is_refused(world: World, asgi: St
     # The same on the thread route (plain WSGI serving, sts.wsgi).
     fallback = world.client.get(WAIT, query_string={"timeout": timeout}, headers=_bearer(token))
     assert fallback.status_code == 400 and fallback.get_json()["code"] == "job.invalid_spec"
+
+
+@pytest.mark.parametrize(
+    ("raw", "seconds"),
+    [("0.5", 0.5), ("inf", POLL_SECONDS), ("nan", POLL_SECONDS), ("0", POLL_SECONDS), ("", POLL_SECONDS)],
+)
+def test_the_fallback_poll_period_is_a_finite_positive_number(
+    monkeypatch: pytest.MonkeyPatch, raw: str, seconds: float
+) -> None:
+    # "inf" would switch the fallback poll off: a lost notification would then never be noticed.
+    monkeypatch.setenv(POLL_ENV, raw)
+    assert poll_seconds() == seconds
