@@ -1,5 +1,6 @@
-"""uvicorn's httptools protocol with a bounded request head (RFC 6585 §5: 431) and problem
-documents for the requests its parser refuses (RFC 9112; code ``request.malformed``).
+"""uvicorn's httptools protocol with a bounded request head (RFC 6585 §5: 431; at most
+``HEAD_TIMEOUT`` seconds to send it) and problem documents for the requests its parser refuses
+(RFC 9112; code ``request.malformed``).
 
 uvicorn keeps every header it is sent: a request whose head never ends grows the worker without
 limit, and one with many repeated headers is joined into the WSGI environ one concatenation at a
@@ -11,14 +12,30 @@ gunicorn's own workers do with ``limit_request_fields`` and ``limit_request_fiel
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from realms.text import is_ascii_number
+
 # A head holds a request line and headers: tokens and a session cookie fit many times over.
 MAX_HEAD_BYTES = 64 * 1024
 MAX_HEADER_FIELDS = 100
+# Seconds a connection may take to send a whole request head, from its opening or from the
+# first byte of each request (nginx's client_header_timeout is 60 s; agents send theirs at once).
+HEAD_TIMEOUT = 30
+HEAD_TIMEOUT_ENV = "JOBSTS_REQUEST_HEAD_TIMEOUT"
+
+
+def head_timeout() -> float:
+    """``JOBSTS_REQUEST_HEAD_TIMEOUT`` (whole seconds, at least 1) or ``HEAD_TIMEOUT``."""
+    raw = os.environ.get(HEAD_TIMEOUT_ENV, "")
+    return float(raw) if is_ascii_number(raw) and int(raw) >= 1 else float(HEAD_TIMEOUT)
+
+
 HEAD_TOO_LARGE = json.dumps(
     {
         "type": "https://jobsts.dev/errors#request.headers_too_large",
@@ -59,6 +76,32 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._parsed = 0  # request target and header fields parsed so far
         self._fields = 0
         self._too_large = False
+        self._head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self._start_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_head_timer()
+        super().connection_lost(exc)
+
+    def _start_head_timer(self) -> None:
+        # Why: a connection that sends its head slowly, or nothing at all, holds a socket and a
+        # file descriptor for good (slowloris); a whole head gets HEAD_TIMEOUT seconds, then the
+        # connection is closed.
+        self._stop_head_timer()
+        self._head_timer = self.loop.call_later(head_timeout(), self._head_too_slow)
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_too_slow(self) -> None:
+        self._head_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
 
     def data_received(self, data: bytes) -> None:
         if self._too_large:
@@ -75,6 +118,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head, self._raw, self._parsed, self._fields = True, 0, 0, 0
+        self._start_head_timer()
 
     def on_url(self, url: bytes) -> None:
         self._count(len(url))
@@ -87,6 +131,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._stop_head_timer()
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
