@@ -32,7 +32,6 @@ HTTP_CODES = {
     404: "not_found",
     405: "request.method",
     413: "request.too_large",
-    431: "request.headers_too_large",
     415: "request.media_type",
 }
 

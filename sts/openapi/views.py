@@ -49,7 +49,10 @@ def build_document(base_url: str) -> dict[str, Any]:
         "info": {
             "title": "jobsts",
             "version": "1",
-            "description": "Multi-realm security token service and job manager.",
+            "description": "Multi-realm security token service and job manager. Any operation may also "
+            "answer 431 (components.responses.HeadersTooLarge) or 400 request.malformed "
+            "(components.responses.Malformed) before the request reaches it, and 413 request.too_large "
+            "for a body over the server's limit.",
         },
         "servers": [{"url": base_url}],
         "paths": {

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ from typing import Any
 import httpx
 import jwt
 
+from tests.ldap_harness import ldif_realm_table
 from tests.loopback import listening_socket, port_of, socket_activation
 from tests.patience import STARTUP_SECONDS
 from tests.sts.conftest import BASE_URL, node_keypair, write_sts_toml
@@ -25,10 +27,34 @@ from tests.sts.conftest import BASE_URL, node_keypair, write_sts_toml
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
-def write_sts_config(workdir: Path, database_url: str, tables: list[dict[str, Any]]) -> Path:
-    """An STS TOML file over ``tables`` (``[[realms]]`` tables, e.g. ``slapd.realm_table(name)``); the
-    per-address throttle is looser than the unit tests', for the many logins from one loopback address."""
-    return write_sts_toml(workdir, database_url, tables, per_address_failure_factor=50)
+def write_sts_config(
+    workdir: Path, database_url: str, tables: list[dict[str, Any]], sts: dict[str, Any] | None = None
+) -> Path:
+    """An STS TOML file over ``tables`` (``[[realms]]`` tables, e.g. ``slapd.realm_table(name)``) and
+    ``sts``, more ``[sts]`` settings; the per-address throttle is looser than the unit tests', for
+    the many logins from one loopback address."""
+    return write_sts_toml(workdir, database_url, tables, per_address_failure_factor=50, sts=sts)
+
+
+def raw_exchange(port: int, request: bytes, timeout: float = 30) -> bytes:
+    """Connect to ``port``, send ``request`` (if any) in one write, and read until the server
+    closes; what it answered. ``timeout`` only guards against a hang.
+
+    Why one write: a server that refuses a request and closes while some of it is unread resets
+    the connection, and the answer is lost; the request must be in its hands when it decides."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        if request:
+            sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def status_and_body(answer: bytes) -> tuple[int, bytes]:
+    """The status code and the body of a raw HTTP/1.1 answer."""
+    status_line, _, rest = answer.partition(b"\r\n")
+    return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2]
 
 
 @dataclass(frozen=True)
@@ -73,6 +99,10 @@ class Actor:
         )
         assert response.status == 201, response.body
         return private
+
+    def enrolled_agent(self, admin_token: str, node_id: str) -> str:
+        """Register ``node_id`` with a fresh key and return an agent token for it."""
+        return self.agent_token(node_id, self.register_node(admin_token, node_id))
 
     def agent_token(self, node_id: str, private: Any, realm: str = "jobmgr") -> str:
         now = int(time.time())
@@ -152,8 +182,7 @@ class Actor:
         admin = self.login("admin")
         assert admin.status == 200, admin.body
         secrets += [admin.body["access_token"], admin.body["refresh_token"], self.token("john")]
-        private = self.register_node(secrets[0], node_id)
-        agent = self.agent_token(node_id, private)
+        agent = self.enrolled_agent(secrets[0], node_id)
         secrets.append(agent)
         refused = self.post(
             "/api/v1/jobs",
@@ -184,6 +213,20 @@ class FlaskActor(Actor):
     def post(self, path: str, **kwargs: Any) -> Reply:
         response = self.client.post(path, **kwargs)
         return Reply(response.status_code, response.get_json(silent=True))
+
+
+@contextmanager
+def sqlite_sts(
+    workdir: Path, sts: dict[str, Any] | None = None, env: dict[str, str] | None = None
+) -> Iterator[StsProcess]:
+    """One ready ``jobsts serve --production`` (one worker) on SQLite with the jobmgr LDIF realm."""
+    config = write_sts_config(workdir, f"sqlite:///{workdir / 'sts.db'}", [ldif_realm_table("jobmgr")], sts)
+    server = StsProcess(config, workdir, 1, env=env)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
 
 
 class StsProcess(Actor):

@@ -54,7 +54,7 @@ def test_a_loopback_client_cannot_choose_its_address_without_a_trusted_proxy(
 
 
 def test_a_trusted_proxy_names_the_client(tmp_path: Path, database_url: str) -> None:
-    config = write_sts_config(tmp_path, database_url, [ldif_realm_table("jobmgr")])
-    text = config.read_text(encoding="utf-8")
-    config.write_text(text.replace("[sts]\n", '[sts]\ntrusted_proxies = ["127.0.0.1/32"]\n', 1), encoding="utf-8")
+    config = write_sts_config(
+        tmp_path, database_url, [ldif_realm_table("jobmgr")], {"trusted_proxies": ["127.0.0.1/32"]}
+    )
     assert _audited_login_client(config, tmp_path, {}) == FORGED

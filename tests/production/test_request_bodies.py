@@ -17,8 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.ldap_harness import ldif_realm_table
-from tests.production.servers import StsProcess, write_sts_config
+from tests.production.servers import StsProcess, raw_exchange, sqlite_sts, status_and_body
 
 pytestmark = [pytest.mark.db]
 # sts.max_body_bytes here: below uvicorn's 64 KiB read-ahead, so a refused request has been read
@@ -36,32 +35,18 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    workdir = tmp_path_factory.mktemp("bodies")
-    config = write_sts_config(workdir, f"sqlite:///{workdir / 'sts.db'}", [ldif_realm_table("jobmgr")])
-    text = config.read_text(encoding="utf-8")
-    config.write_text(text.replace("[sts]\n", f"[sts]\nmax_body_bytes = {USUAL_LIMIT}\n", 1), encoding="utf-8")
-    server = StsProcess(config, workdir, 1)
-    try:
-        server.wait_ready()
+    with sqlite_sts(tmp_path_factory.mktemp("bodies"), sts={"max_body_bytes": USUAL_LIMIT}) as server:
         admin = server.token("admin")
-        agent = server.agent_token("n1", server.register_node(admin, "n1"))
-        yield Stack(server, admin, agent)
-    finally:
-        server.stop()
+        yield Stack(server, admin, server.enrolled_agent(admin, "n1"))
 
 
 def _send(server: StsProcess, head: list[str], body_parts: list[bytes]) -> tuple[int, Any]:
-    """One request with ``Connection: close``, head and body (already framed) in one write, so
-    that it is all in the server's hands before it answers; the status and JSON body."""
+    """One request with ``Connection: close``, head and body (already framed) in one write; the
+    status and JSON body."""
     lines = [*head, "Host: 127.0.0.1", "Connection: close"]
-    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
-        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("ascii") + b"".join(body_parts))
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    status_line, _, rest = answer.partition(b"\r\n")
-    body = rest.partition(b"\r\n\r\n")[2]
-    return int(status_line.split()[1]), json.loads(body) if body else None
+    request = ("\r\n".join(lines) + "\r\n\r\n").encode("ascii") + b"".join(body_parts)
+    status, body = status_and_body(raw_exchange(server.port, request))
+    return status, json.loads(body) if body else None
 
 
 def _chunked(data: bytes, size: int = 7) -> list[bytes]:

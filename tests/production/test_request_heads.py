@@ -10,41 +10,25 @@ worker still answers.
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
 
 import pytest
 
 from sts.http.protocol import MAX_HEAD_BYTES, MAX_HEADER_FIELDS
-from tests.ldap_harness import ldif_realm_table
-from tests.production.servers import StsProcess, write_sts_config
+from tests.production.servers import StsProcess, raw_exchange, sqlite_sts, status_and_body
 
 pytestmark = [pytest.mark.db]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StsProcess]:
-    workdir = tmp_path_factory.mktemp("head-limits")
-    config = write_sts_config(workdir, f"sqlite:///{workdir / 'sts.db'}", [ldif_realm_table("jobmgr")])
-    process = StsProcess(config, workdir, 1)
-    try:
-        process.wait_ready()
+    with sqlite_sts(tmp_path_factory.mktemp("head-limits")) as process:
         yield process
-    finally:
-        process.stop()
 
 
 def _exchange(server: StsProcess, head: bytes) -> tuple[int, bytes]:
-    """Send ``head`` in one write and read the answer until the server closes the connection
-    (each head asks it to, or is refused). Every head here ends exactly where the server decides,
-    so nothing is left unread when it closes (which would reset the connection, answer unread)."""
-    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
-        sock.sendall(head)
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    status_line, _, rest = answer.partition(b"\r\n")
-    return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2]
+    # Every head here ends exactly where the server decides: nothing is left unread when it closes.
+    return status_and_body(raw_exchange(server.port, head))
 
 
 def _head(fields: int, pad: int = 8) -> bytes:

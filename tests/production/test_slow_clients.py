@@ -9,15 +9,13 @@ answered: the limit is on the head, never on the request's whole life.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 
 from sts.http.protocol import HEAD_TIMEOUT_ENV
-from tests.ldap_harness import ldif_realm_table
-from tests.production.servers import StsProcess, write_sts_config
+from tests.production.servers import StsProcess, raw_exchange, sqlite_sts
 
 pytestmark = [pytest.mark.db]
 ALLOWED = 5
@@ -31,27 +29,14 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    workdir = tmp_path_factory.mktemp("slow-clients")
-    config = write_sts_config(workdir, f"sqlite:///{workdir / 'sts.db'}", [ldif_realm_table("jobmgr")])
-    server = StsProcess(config, workdir, 1, env={HEAD_TIMEOUT_ENV: str(ALLOWED)})
-    try:
-        server.wait_ready()
-        admin = server.token("admin")
-        yield Stack(server, server.agent_token("n1", server.register_node(admin, "n1")))
-    finally:
-        server.stop()
+    with sqlite_sts(tmp_path_factory.mktemp("slow-clients"), env={HEAD_TIMEOUT_ENV: str(ALLOWED)}) as server:
+        yield Stack(server, server.enrolled_agent(server.token("admin"), "n1"))
 
 
 def _closed_by_server(server: StsProcess, sent: bytes) -> bytes:
-    """Connect, send ``sent``, and read until the server closes; what it answered (the socket's
-    own timeout, far past ``ALLOWED``, is only a guard against a hang)."""
-    with socket.create_connection(("127.0.0.1", server.port), timeout=6 * ALLOWED) as sock:
-        if sent:
-            sock.sendall(sent)
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    return answer
+    """What the server answered ``sent`` before it closed (the timeout, far past ``ALLOWED``,
+    is only a guard against a hang)."""
+    return raw_exchange(server.port, sent, timeout=6 * ALLOWED)
 
 
 def test_a_connection_that_sends_nothing_is_closed(stack: Stack) -> None:

@@ -39,10 +39,16 @@ def _toml(value: Any) -> str:
 
 
 def write_sts_toml(
-    directory: Path, database_url: str, tables: list[dict[str, Any]], *, per_address_failure_factor: int = 20
+    directory: Path,
+    database_url: str,
+    tables: list[dict[str, Any]],
+    *,
+    per_address_failure_factor: int = 20,
+    sts: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``sts.toml`` (and a 0600 master key) on ``directory`` over ``[[realms]]`` tables such as
-    ``ldif_realm_table(name)`` or ``slapd.realm_table(name)``; a table's ``token`` becomes ``[realms.token]``."""
+    ``ldif_realm_table(name)`` or ``slapd.realm_table(name)``; a table's ``token`` becomes ``[realms.token]``;
+    ``sts``: more ``[sts]`` settings."""
     key_file = directory / "master.key"
     if not key_file.exists():
         create_key_file(key_file)
@@ -53,6 +59,7 @@ def write_sts_toml(
         'master_key_file = "master.key"',
         f"audience = {_toml(BASE_URL + '/api')}",
         f"bootstrap_admins = {_toml([str(ADMIN)])}",
+        *(f"{key} = {_toml(value)}" for key, value in (sts or {}).items()),
         "",
         "[throttle]",
         "failure_factor = 3",

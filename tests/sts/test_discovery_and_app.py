@@ -91,6 +91,8 @@ def test_openapi_matches_the_routes(app: Flask) -> None:
     assert document["openapi"].startswith("3.")
     documented = {(method, path) for path, operations in document["paths"].items() for method in operations}
     assert documented == _flask_routes(app)
+    # The server's own refusals, before any route: described once, for every operation.
+    assert {"HeadersTooLarge", "Malformed"} <= set(document["components"]["responses"])
 
 
 def test_access_ids(client: FlaskClient, admin_token: str) -> None:
