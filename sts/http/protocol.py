@@ -13,6 +13,7 @@ gunicorn's own workers do with ``limit_request_fields`` and ``limit_request_fiel
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 from typing import Any
@@ -30,33 +31,32 @@ HEAD_TIMEOUT = 30
 HEAD_TIMEOUT_ENV = "JOBSTS_REQUEST_HEAD_TIMEOUT"
 
 
+@functools.cache
 def head_timeout() -> float:
-    """``JOBSTS_REQUEST_HEAD_TIMEOUT`` (whole seconds, at least 1) or ``HEAD_TIMEOUT``."""
+    """``JOBSTS_REQUEST_HEAD_TIMEOUT`` (whole seconds, at least 1) or ``HEAD_TIMEOUT``; read once
+    per process, not on every request."""
     raw = os.environ.get(HEAD_TIMEOUT_ENV, "")
     return float(raw) if is_ascii_number(raw) and int(raw) >= 1 else float(HEAD_TIMEOUT)
 
 
-HEAD_TOO_LARGE = json.dumps(
-    {
-        "type": "https://jobsts.dev/errors#request.headers_too_large",
-        "title": "request.headers_too_large",
-        "status": 431,
-        "code": "request.headers_too_large",
-        "detail": f"the request line and headers must stay within {MAX_HEAD_BYTES} bytes "
-        f"and {MAX_HEADER_FIELDS} header fields",
-    }
-).encode("ascii")
-MALFORMED = json.dumps(
-    {
-        "type": "https://jobsts.dev/errors#request.malformed",
-        "title": "request.malformed",
-        "status": 400,
-        "code": "request.malformed",
-        "detail": "the request is not valid HTTP/1.1 (RFC 9112): a malformed request line or header, "
-        "or an ambiguous body length (two Content-Length headers, Content-Length with Transfer-Encoding, "
-        "a Transfer-Encoding other than chunked)",
-    }
-).encode("ascii")
+def _problem(status: int, code: str, detail: str) -> bytes:
+    """An RFC 9457 problem document, as ``sts.http.errors.problem`` renders one inside the app."""
+    document = {"type": f"https://jobsts.dev/errors#{code}", "title": code, "status": status, "code": code}
+    return json.dumps({**document, "detail": detail}).encode("ascii")
+
+
+HEAD_TOO_LARGE = _problem(
+    431,
+    "request.headers_too_large",
+    f"the request line and headers must stay within {MAX_HEAD_BYTES} bytes and {MAX_HEADER_FIELDS} header fields",
+)
+MALFORMED = _problem(
+    400,
+    "request.malformed",
+    "the request is not valid HTTP/1.1 (RFC 9112): a malformed request line or header, or an ambiguous body "
+    "length (two Content-Length headers, Content-Length with Transfer-Encoding, a Transfer-Encoding other "
+    "than chunked)",
+)
 STATUS_LINES = {400: b"HTTP/1.1 400 Bad Request\r\n", 431: b"HTTP/1.1 431 Request Header Fields Too Large\r\n"}
 
 
